@@ -1,0 +1,44 @@
+// swift-tools-version:6.0
+// mulan: prepares training data for MuLan-style music/text models.
+import PackageDescription
+
+let package = Package(
+    name: "mulan",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "mulan-ingest", targets: ["mulan-ingest"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C boundaries: module maps and shims only.
+        .systemLibrary(name: "CFFmpeg", pkgConfig: "libavformat",
+                       providers: [.apt(["libavformat-dev", "libavcodec-dev", "libavutil-dev", "libswresample-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .target(name: "CICUShim", linkerSettings: [.linkedLibrary("icuuc"), .linkedLibrary("icudata")]),
+
+        // Swift layers.
+        .target(name: "MulanCore"),
+        .target(name: "MulanMedia", dependencies: ["MulanCore", "CFFmpeg"]),
+        .target(name: "MulanCatalog", dependencies: ["MulanCore", "CSQLite"]),
+        .target(name: "MulanText", dependencies: ["MulanCore", "CICUShim"]),
+        .target(name: "MulanIngest", dependencies: ["MulanCore", "MulanMedia", "MulanCatalog"]),
+        .target(name: "MulanCommands", dependencies: [
+            "MulanCore", "MulanIngest", "MulanCatalog",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "mulan-ingest", dependencies: [
+            "MulanCommands", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        // Tests.
+        .target(name: "MulanTestSupport", dependencies: ["MulanCore"], path: "Tests/MulanTestSupport"),
+        .testTarget(name: "MulanCoreTests", dependencies: ["MulanCore", "MulanTestSupport"]),
+        .testTarget(name: "MulanMediaTests", dependencies: ["MulanMedia", "MulanTestSupport"]),
+        .testTarget(name: "MulanCatalogTests", dependencies: ["MulanCatalog", "MulanTestSupport"]),
+        .testTarget(name: "MulanTextTests", dependencies: ["MulanText"]),
+        .testTarget(name: "MulanIngestTests", dependencies: ["MulanIngest", "MulanCatalog", "MulanMedia", "MulanTestSupport"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

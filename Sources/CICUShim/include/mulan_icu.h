@@ -1,0 +1,38 @@
+#ifndef MULAN_ICU_H
+#define MULAN_ICU_H
+// A C boundary for ICU. ICU renames every C function with a version suffix
+// (unorm2_normalize -> unorm2_normalize_72) through macros that Swift cannot
+// see, and ICU's headers clash with Foundation's bundled ICU; so this header
+// includes no ICU header and exposes plain, unsuffixed functions instead.
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Normalization forms understood by mulan_icu_normalize.
+typedef enum {
+    MULAN_ICU_NFC = 0,
+    MULAN_ICU_NFD = 1,
+    MULAN_ICU_NFKC = 2,
+    MULAN_ICU_NFKD = 3,
+    MULAN_ICU_NFKC_CASEFOLD = 4,
+} mulan_icu_form;
+
+/// Normalizes UTF-16 `src` (length `len`) into `dst` (capacity `cap` units)
+/// with unorm2_normalize. Returns the length of the result; when it is larger
+/// than `cap` nothing useful was written and the caller retries with a larger
+/// buffer. `*error` receives the ICU UErrorCode (0 or negative: success).
+int32_t mulan_icu_normalize(mulan_icu_form form, const uint16_t *src, int32_t len,
+                            uint16_t *dst, int32_t cap, int32_t *error);
+
+/// The ICU library version as "major.minor" (u_getVersion), written into `buf`.
+void mulan_icu_version(char *buf, int32_t cap);
+
+/// The human-readable name of an ICU UErrorCode (u_errorName).
+const char *mulan_icu_error_name(int32_t error);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,205 @@
+import MulanCore
+
+/// A clip as the catalog records it.
+public struct ClipRecord: Sendable, Hashable {
+    public enum Status: String, Sendable { case kept, silent }
+    public var index: Int
+    public var startSeconds: Double
+    public var durationSeconds: Double
+    public var sampleRate: Int
+    public var stats: ClipStats
+    public var status: Status
+    /// Path of the FLAC file relative to the work directory, and its SHA-256 (kept clips only).
+    public var flacPath: String?
+    public var flacSHA256: String?
+
+    public init(index: Int, startSeconds: Double, durationSeconds: Double, sampleRate: Int, stats: ClipStats,
+                status: Status, flacPath: String?, flacSHA256: String?) {
+        self.index = index
+        self.startSeconds = startSeconds
+        self.durationSeconds = durationSeconds
+        self.sampleRate = sampleRate
+        self.stats = stats
+        self.status = status
+        self.flacPath = flacPath
+        self.flacSHA256 = flacSHA256
+    }
+}
+
+/// A raw text that came with a track (for ingest: its container and stream tags).
+public struct RawText: Sendable, Hashable {
+    public var origin: String
+    public var field: String
+    public var text: String
+
+    public init(origin: String, field: String, text: String) {
+        self.origin = origin
+        self.field = field
+        self.text = text
+    }
+}
+
+/// Everything ingest learned about one track: the row of `tracks`, its clips and its raw texts.
+public struct TrackRecord: Sendable {
+    public enum Status: String, Sendable { case ingested, failed }
+    public var row: ManifestRow
+    public var status: Status
+    public var reason: FailureReason?
+    public var detail: String?
+    public var fileSize: Int?
+    public var contentHash: String?
+    public var container: String?
+    public var codec: String?
+    public var originalSampleRate: Int?
+    public var originalChannels: Int?
+    public var channelLayout: String?
+    public var durationSeconds: Double?
+    public var decodeErrors = 0
+    public var tailDroppedSeconds = 0.0
+    public var sampleRate: Int
+    public var settingsKey: String
+    public var clips: [ClipRecord] = []
+    public var texts: [RawText] = []
+
+    public init(row: ManifestRow, status: Status, sampleRate: Int, settingsKey: String) {
+        self.row = row
+        self.status = status
+        self.sampleRate = sampleRate
+        self.settingsKey = settingsKey
+    }
+
+    public var keptClips: Int { clips.filter { $0.status == .kept }.count }
+    public var silentClips: Int { clips.filter { $0.status == .silent }.count }
+}
+
+/// What the catalog already holds for a track id, to decide whether to redo it.
+public struct PreviousTrack: Sendable, Hashable {
+    public var contentHash: String?
+    public var settingsKey: String
+    public var status: String
+    public var sourcePath: String
+}
+
+/// The SQLite catalog of a work directory: tracks, clips, raw texts, rejected rows and runs.
+/// One `Catalog` is the single writer of a run.
+public final class Catalog {
+    public let database: Database
+
+    /// Opens the catalog at `path`, creating it and applying pending migrations.
+    public init(path: String) throws(MulanError) {
+        database = try Database(path: path)
+        try Migrations.apply(to: database)
+    }
+
+    public static var schemaVersion: Int { Migrations.all.last?.version ?? 0 }
+
+    // MARK: Runs
+
+    public func beginRun(stage: String, settings: String) throws(MulanError) -> Int64 {
+        try database.run("INSERT INTO runs (stage, started_at, settings) VALUES (?, ?, ?)",
+                         [stage, Timestamp.now(), settings])
+        return database.lastInsertRowID
+    }
+
+    public func finishRun(_ id: Int64, summary: String) throws(MulanError) {
+        try database.run("UPDATE runs SET finished_at = ?, summary = ? WHERE id = ?", [Timestamp.now(), summary, id])
+    }
+
+    // MARK: Tracks
+
+    public func previous(trackID: String) throws(MulanError) -> PreviousTrack? {
+        guard let r = try database.row(
+            "SELECT content_hash, settings_key, status, source_path FROM tracks WHERE track_id = ?", [trackID])
+        else { return nil }
+        return PreviousTrack(contentHash: r[0].string, settingsKey: r[1].string ?? "", status: r[2].string ?? "",
+                             sourcePath: r[3].string ?? "")
+    }
+
+    /// Updates where an unchanged track was listed (manifest, line, split) without touching its clips.
+    public func touch(_ row: ManifestRow, runID: Int64) throws(MulanError) {
+        try database.run("""
+            UPDATE tracks SET manifest_file = ?, manifest_line = ?, split = ?, source_path = ?
+            WHERE track_id = ?
+            """, [row.origin.file, row.origin.line, row.split, row.path, row.trackID])
+    }
+
+    /// Replaces everything recorded for the track in one transaction. Store files that the old
+    /// record referenced and the new one does not are queued in `file_gc` in the same transaction.
+    public func replace(_ record: TrackRecord, runID: Int64) throws {
+        try database.transaction {
+            let r = record.row
+            if let old = try database.row("SELECT id FROM tracks WHERE track_id = ?", [r.trackID])?[0].int {
+                let newHashes = Set(record.clips.compactMap(\.flacSHA256))
+                for sha in try database.rows(
+                    "SELECT DISTINCT flac_sha256 FROM clips WHERE track_rowid = ? AND flac_sha256 IS NOT NULL", [old])
+                    .compactMap({ $0[0].string }) where !newHashes.contains(sha) {
+                    try database.run("INSERT OR IGNORE INTO file_gc (sha256) VALUES (?)", [sha])
+                }
+                try database.run("DELETE FROM tracks WHERE id = ?", [old])
+            }
+            try database.run("DELETE FROM raw_texts WHERE track_id = ? AND origin LIKE 'container:%'", [r.trackID])
+            try database.run("""
+                INSERT INTO tracks (track_id, source_path, manifest_file, manifest_line, split, start_s, end_s,
+                    file_size, content_hash, container, codec, orig_sample_rate, orig_channels, channel_layout,
+                    duration_s, status, reason, detail, decode_errors, clips_kept, clips_silent, tail_dropped_s,
+                    sample_rate, settings_key, run_id, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, [r.trackID, r.path, r.origin.file, r.origin.line, r.split, r.startSeconds, r.endSeconds,
+                      record.fileSize, record.contentHash, record.container, record.codec,
+                      record.originalSampleRate, record.originalChannels, record.channelLayout,
+                      record.durationSeconds, record.status.rawValue, record.reason?.rawValue, record.detail,
+                      record.decodeErrors, record.keptClips, record.silentClips, record.tailDroppedSeconds,
+                      record.sampleRate, record.settingsKey, runID, Timestamp.now()])
+            let rowid = database.lastInsertRowID
+            for c in record.clips {
+                try database.run("""
+                    INSERT INTO clips (track_rowid, clip_index, start_s, duration_s, sample_rate, rms, peak,
+                        silence_share, status, flac_path, flac_sha256)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """, [rowid, c.index, c.startSeconds, c.durationSeconds, c.sampleRate, c.stats.rms,
+                          c.stats.peak, c.stats.silenceShare, c.status.rawValue, c.flacPath, c.flacSHA256])
+            }
+            for t in record.texts {
+                try database.run("INSERT INTO raw_texts (track_id, origin, field, text) VALUES (?, ?, ?, ?)",
+                                 [r.trackID, t.origin, t.field, t.text])
+            }
+        }
+    }
+
+    // MARK: Rejected manifest rows
+
+    /// Forgets the rejects of a manifest before it is read again (its rows are re-judged).
+    public func clearRejects(manifest: String) throws(MulanError) {
+        try database.run("DELETE FROM rejected_rows WHERE manifest_file = ?", [manifest])
+    }
+
+    public func addReject(_ reject: RejectedRow, runID: Int64) throws(MulanError) {
+        try database.run("""
+            INSERT OR REPLACE INTO rejected_rows (manifest_file, manifest_line, track_id, reason, detail, raw, run_id)
+            VALUES (?, ?, ?, ?, ?, ?, ?)
+            """, [reject.origin.file ?? "", reject.origin.line ?? 0, reject.origin.trackID,
+                  reject.reason.rawValue, reject.detail, reject.raw, runID])
+    }
+
+    // MARK: Clip store bookkeeping
+
+    /// Whether any clip row references the store file with this hash.
+    public func isReferenced(sha256: String) throws(MulanError) -> Bool {
+        try database.row("SELECT 1 FROM clips WHERE flac_sha256 = ? LIMIT 1", [sha256]) != nil
+    }
+
+    /// Store files queued for deletion by `replace` that may not have been deleted yet.
+    public func pendingGarbage() throws(MulanError) -> [String] {
+        try database.rows("SELECT sha256 FROM file_gc").compactMap { $0[0].string }
+    }
+
+    public func forgetGarbage(sha256: String) throws(MulanError) {
+        try database.run("DELETE FROM file_gc WHERE sha256 = ?", [sha256])
+    }
+
+    // MARK: Counts
+
+    public func count(_ sql: String, _ arguments: [any SQLBindable] = []) throws(MulanError) -> Int {
+        try database.row(sql, arguments)?[0].int ?? 0
+    }
+}

@@ -1,0 +1,203 @@
+internal import CSQLite
+import MulanCore
+
+/// A value bound to or read from SQLite.
+public enum SQLValue: Sendable, Hashable {
+    case null
+    case integer(Int64)
+    case real(Double)
+    case text(String)
+
+    public var int: Int? { if case .integer(let v) = self { Int(v) } else { nil } }
+    public var double: Double? {
+        switch self {
+        case .real(let v): v
+        case .integer(let v): Double(v)
+        default: nil
+        }
+    }
+    public var string: String? { if case .text(let v) = self { v } else { nil } }
+}
+
+public protocol SQLBindable { var sqlValue: SQLValue { get } }
+extension Int: SQLBindable { public var sqlValue: SQLValue { .integer(Int64(self)) } }
+extension Int64: SQLBindable { public var sqlValue: SQLValue { .integer(self) } }
+extension Double: SQLBindable { public var sqlValue: SQLValue { .real(self) } }
+extension String: SQLBindable { public var sqlValue: SQLValue { .text(self) } }
+extension Bool: SQLBindable { public var sqlValue: SQLValue { .integer(self ? 1 : 0) } }
+extension SQLValue: SQLBindable { public var sqlValue: SQLValue { self } }
+extension Optional: SQLBindable where Wrapped: SQLBindable {
+    public var sqlValue: SQLValue { self?.sqlValue ?? .null }
+}
+
+/// One SQLite connection (`sqlite3_open_v2`), closed by its only owner in `deinit`.
+/// Not Sendable: a connection belongs to one task; the stages use one writer connection.
+public final class Database {
+    let handle: OpaquePointer
+    public let path: String
+    private var statementCache: [String: Statement] = [:]
+
+    /// Opens (creating if needed) the database at `path`, in WAL mode with foreign keys on.
+    public init(path: String, readOnly: Bool = false) throws(MulanError) {
+        self.path = path
+        var db: OpaquePointer?
+        let flags = readOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
+        let rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, nil)
+        guard rc == SQLITE_OK, let db else {
+            let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(rc))
+            sqlite3_close_v2(db)
+            throw MulanError(.catalog, "cannot open the catalog \(path)",
+                             hint: "check that the work directory is writable", cause: message)
+        }
+        handle = db
+        sqlite3_busy_timeout(db, 30_000)
+        if !readOnly {
+            try execute("PRAGMA journal_mode = WAL")
+            try execute("PRAGMA synchronous = NORMAL")
+        }
+        try execute("PRAGMA foreign_keys = ON")
+    }
+
+    deinit {
+        statementCache.removeAll()
+        sqlite3_close_v2(handle)
+    }
+
+    func error(_ what: String, _ rc: Int32) -> MulanError {
+        MulanError(.catalog, "\(what) failed on \(path)", cause: String(cString: sqlite3_errmsg(handle)) + " (code \(rc))")
+    }
+
+    /// Runs one or more statements without results (`sqlite3_exec`).
+    public func execute(_ sql: String) throws(MulanError) {
+        var message: UnsafeMutablePointer<CChar>?
+        let rc = sqlite3_exec(handle, sql, nil, nil, &message)
+        if rc != SQLITE_OK {
+            let text = message.map { String(cString: $0) } ?? String(cString: sqlite3_errstr(rc))
+            sqlite3_free(message)
+            throw MulanError(.catalog, "SQL failed on \(path): \(sql.prefix(80))", cause: text)
+        }
+    }
+
+    /// A prepared statement, cached per SQL text.
+    public func statement(_ sql: String) throws(MulanError) -> Statement {
+        if let cached = statementCache[sql] {
+            cached.reset()
+            return cached
+        }
+        var stmt: OpaquePointer?
+        let rc = sqlite3_prepare_v2(handle, sql, -1, &stmt, nil)
+        guard rc == SQLITE_OK, let stmt else { throw error("preparing \(sql.prefix(80))", rc) }
+        let statement = Statement(stmt, database: self)
+        statementCache[sql] = statement
+        return statement
+    }
+
+    /// Runs a statement with `arguments` and returns nothing.
+    public func run(_ sql: String, _ arguments: [any SQLBindable] = []) throws(MulanError) {
+        let s = try statement(sql)
+        try s.bind(arguments)
+        while try s.step() {}
+    }
+
+    /// Runs a query and returns every row as an array of values.
+    public func rows(_ sql: String, _ arguments: [any SQLBindable] = []) throws(MulanError) -> [[SQLValue]] {
+        let s = try statement(sql)
+        try s.bind(arguments)
+        var result: [[SQLValue]] = []
+        while try s.step() { result.append(s.row()) }
+        return result
+    }
+
+    /// The first row of a query, or nil.
+    public func row(_ sql: String, _ arguments: [any SQLBindable] = []) throws(MulanError) -> [SQLValue]? {
+        let s = try statement(sql)
+        try s.bind(arguments)
+        defer { s.reset() }
+        return try s.step() ? s.row() : nil
+    }
+
+    public var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
+    public var changes: Int { Int(sqlite3_changes(handle)) }
+
+    /// Runs `body` in a write transaction (`BEGIN IMMEDIATE`), committing on success and
+    /// rolling back on any error.
+    public func transaction<T>(_ body: () throws -> T) throws -> T {
+        try execute("BEGIN IMMEDIATE")
+        do {
+            let value = try body()
+            try execute("COMMIT")
+            return value
+        } catch {
+            try? execute("ROLLBACK")
+            throw error
+        }
+    }
+}
+
+/// A prepared statement (`sqlite3_stmt`), finalized by its owner in `deinit`.
+public final class Statement {
+    private let stmt: OpaquePointer
+    private unowned let database: Database
+
+    init(_ stmt: OpaquePointer, database: Database) {
+        self.stmt = stmt
+        self.database = database
+    }
+
+    deinit { sqlite3_finalize(stmt) }
+
+    func reset() {
+        sqlite3_reset(stmt)
+        sqlite3_clear_bindings(stmt)
+    }
+
+    /// Binds positional arguments (`sqlite3_bind_*`).
+    public func bind(_ arguments: [any SQLBindable]) throws(MulanError) {
+        for (i, argument) in arguments.enumerated() {
+            let index = Int32(i + 1)
+            let rc: Int32
+            switch argument.sqlValue {
+            case .null: rc = sqlite3_bind_null(stmt, index)
+            case .integer(let v): rc = sqlite3_bind_int64(stmt, index, v)
+            case .real(let v): rc = sqlite3_bind_double(stmt, index, v)
+            case .text(let v):
+                var text = v
+                rc = text.withUTF8 { utf8 -> Int32 in
+                    // An empty buffer may have no address; bind a zero-length text then.
+                    guard let base = utf8.baseAddress else {
+                        return sqlite3_bind_text(stmt, index, "", 0, mulan_sqlite_transient())
+                    }
+                    return UnsafeRawPointer(base).withMemoryRebound(to: CChar.self, capacity: utf8.count) {
+                        sqlite3_bind_text(stmt, index, $0, Int32(utf8.count), mulan_sqlite_transient())
+                    }
+                }
+            }
+            if rc != SQLITE_OK { throw database.error("binding argument \(index)", rc) }
+        }
+    }
+
+    /// Advances; true when a row is available (`sqlite3_step`).
+    public func step() throws(MulanError) -> Bool {
+        let rc = sqlite3_step(stmt)
+        switch rc {
+        case SQLITE_ROW: return true
+        case SQLITE_DONE: return false
+        default: throw database.error("executing \(String(cString: sqlite3_sql(stmt)).prefix(80))", rc)
+        }
+    }
+
+    /// The current row's values.
+    public func row() -> [SQLValue] {
+        (0..<sqlite3_column_count(stmt)).map { i in
+            switch sqlite3_column_type(stmt, i) {
+            case SQLITE_INTEGER: .integer(sqlite3_column_int64(stmt, i))
+            case SQLITE_FLOAT: .real(sqlite3_column_double(stmt, i))
+            case SQLITE_NULL: .null
+            default:
+                .text(sqlite3_column_text(stmt, i).map {
+                    String(decoding: UnsafeRawBufferPointer(start: $0, count: Int(sqlite3_column_bytes(stmt, i))), as: UTF8.self)
+                } ?? "")
+            }
+        }
+    }
+}

@@ -1,0 +1,114 @@
+import MulanCore
+
+/// The catalog schema as an ordered list of migrations. Each runs once, in a transaction, and is
+/// recorded in `schema_migrations`. Never edit a released migration: add a new one.
+/// docs/catalog.md describes the tables.
+enum Migrations {
+    static let all: [(version: Int, name: String, sql: String)] = [
+        (1, "ingest", """
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            stage TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            settings TEXT NOT NULL,
+            summary TEXT
+        );
+        CREATE TABLE tracks (
+            id INTEGER PRIMARY KEY,
+            track_id TEXT NOT NULL UNIQUE,
+            source_path TEXT NOT NULL,
+            manifest_file TEXT,
+            manifest_line INTEGER,
+            split TEXT,
+            start_s REAL,
+            end_s REAL,
+            file_size INTEGER,
+            content_hash TEXT,
+            container TEXT,
+            codec TEXT,
+            orig_sample_rate INTEGER,
+            orig_channels INTEGER,
+            channel_layout TEXT,
+            duration_s REAL,
+            status TEXT NOT NULL CHECK (status IN ('ingested', 'failed')),
+            reason TEXT,
+            detail TEXT,
+            decode_errors INTEGER NOT NULL DEFAULT 0,
+            clips_kept INTEGER NOT NULL DEFAULT 0,
+            clips_silent INTEGER NOT NULL DEFAULT 0,
+            tail_dropped_s REAL NOT NULL DEFAULT 0,
+            sample_rate INTEGER NOT NULL,
+            settings_key TEXT NOT NULL,
+            run_id INTEGER REFERENCES runs(id),
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX tracks_status ON tracks(status, reason);
+        CREATE TABLE clips (
+            id INTEGER PRIMARY KEY,
+            track_rowid INTEGER NOT NULL REFERENCES tracks(id) ON DELETE CASCADE,
+            clip_index INTEGER NOT NULL,
+            start_s REAL NOT NULL,
+            duration_s REAL NOT NULL,
+            sample_rate INTEGER NOT NULL,
+            rms REAL NOT NULL,
+            peak REAL NOT NULL,
+            silence_share REAL NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('kept', 'silent')),
+            flac_path TEXT,
+            flac_sha256 TEXT,
+            UNIQUE (track_rowid, clip_index),
+            CHECK ((status = 'kept') = (flac_sha256 IS NOT NULL))
+        );
+        CREATE INDEX clips_sha ON clips(flac_sha256);
+        CREATE TABLE raw_texts (
+            id INTEGER PRIMARY KEY,
+            track_id TEXT NOT NULL,
+            origin TEXT NOT NULL,
+            field TEXT NOT NULL,
+            text TEXT NOT NULL,
+            origin_file TEXT,
+            origin_line INTEGER
+        );
+        CREATE INDEX raw_texts_track ON raw_texts(track_id, origin);
+        CREATE TABLE rejected_rows (
+            id INTEGER PRIMARY KEY,
+            manifest_file TEXT NOT NULL,
+            manifest_line INTEGER NOT NULL,
+            track_id TEXT,
+            reason TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            raw TEXT NOT NULL,
+            run_id INTEGER REFERENCES runs(id),
+            UNIQUE (manifest_file, manifest_line)
+        );
+        CREATE TABLE file_gc (
+            sha256 TEXT PRIMARY KEY
+        );
+        """),
+    ]
+
+    static func apply(to db: Database) throws(MulanError) {
+        try db.execute("""
+        CREATE TABLE IF NOT EXISTS schema_migrations (
+            version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)
+        """)
+        let applied = Set(try db.rows("SELECT version FROM schema_migrations").compactMap { $0[0].int })
+        if let newest = applied.max(), newest > (all.last?.version ?? 0) {
+            throw MulanError(.catalog, "the catalog \(db.path) has schema version \(newest), newer than this mulan knows",
+                             hint: "use a newer mulan, or another --workdir")
+        }
+        for migration in all where !applied.contains(migration.version) {
+            do {
+                try db.transaction {
+                    try db.execute(migration.sql)
+                    try db.run("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                               [migration.version, migration.name, Timestamp.now()])
+                }
+            } catch {
+                throw MulanError(.catalog, "migration \(migration.version) (\(migration.name)) failed on \(db.path)",
+                                 cause: "\(error)")
+            }
+        }
+    }
+}

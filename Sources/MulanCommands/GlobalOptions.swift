@@ -1,0 +1,41 @@
+import ArgumentParser
+import Foundation
+import MulanCore
+
+extension LogFormat: ExpressibleByArgument {}
+
+/// Options every mulan stage takes.
+public struct GlobalOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Work directory holding the catalog, clip store and outputs.", valueName: "dir"))
+    public var workdir: String = "./mulan-work"
+
+    @Option(help: ArgumentHelp("Parallel jobs (default: the number of cores).", valueName: "n"))
+    public var jobs: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    @Flag(help: "Print only warnings, errors and the final summary; no progress.")
+    public var quiet = false
+
+    @Option(help: ArgumentHelp("Log format on standard error: text or json (one object per line).", valueName: "format"))
+    public var logFormat: LogFormat = .text
+
+    public init() {}
+
+    public func validate() throws {
+        if jobs < 1 { throw ValidationError("--jobs must be at least 1, got \(jobs)") }
+        if workdir.isEmpty { throw ValidationError("--workdir must not be empty") }
+    }
+
+    public var console: Console { Console(format: logFormat, quiet: quiet) }
+}
+
+/// Runs a stage body, turning project errors into a clear message and the documented exit codes.
+func runStage(console: Console, _ body: () async throws -> ExitStatus) async throws {
+    let status: ExitStatus
+    do {
+        status = try await body()
+    } catch let error as MulanError {
+        console.log(.error, error.description, event: "fatal", fields: console.format == .json ? ["code": error.code.rawValue] : [:])
+        throw ArgumentParser.ExitCode(error.code == .usage ? ExitStatus.usage.rawValue : ExitStatus.fatal.rawValue)
+    }
+    if status != .success { throw ArgumentParser.ExitCode(status.rawValue) }
+}

@@ -1,0 +1,143 @@
+import Foundation
+
+/// How log lines are written to standard error.
+public enum LogFormat: String, Sendable, CaseIterable {
+    case text, json
+}
+
+/// Writes diagnostics to standard error as plain text or JSON lines. Standard output is left
+/// for results (the summary), so pipelines can capture it.
+public struct Console: Sendable {
+    public var format: LogFormat
+    public var quiet: Bool
+
+    public init(format: LogFormat = .text, quiet: Bool = false) {
+        self.format = format
+        self.quiet = quiet
+    }
+
+    public enum Level: String, Sendable { case info, warning, error }
+
+    /// Logs an event. `fields` are shown as `key=value` in text and as JSON members in json.
+    public func log(_ level: Level, _ message: String, event: String? = nil, fields: [String: String] = [:]) {
+        if quiet && level == .info { return }
+        let line: String
+        switch format {
+        case .text:
+            var text = level == .info ? message : "\(level.rawValue): \(message)"
+            if !fields.isEmpty {
+                text += " " + fields.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            }
+            line = text
+        case .json:
+            var object: [String: String] = fields
+            object["level"] = level.rawValue
+            object["message"] = message
+            object["time"] = ISO8601DateFormatter().string(from: Date())
+            if let event { object["event"] = event }
+            line = Self.jsonLine(object)
+        }
+        Self.writeStderr(line + "\n")
+    }
+
+    public static func jsonLine(_ object: [String: String]) -> String {
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    public static func writeStderr(_ text: String) {
+        FileHandle.standardError.write(Data(text.utf8))
+    }
+
+    public static var stderrIsTerminal: Bool { isatty(2) == 1 }
+}
+
+/// Shows progress of a long job: a redrawn bar on a terminal (items, rate, ETA), plain
+/// periodic lines otherwise, nothing when quiet. Owned and driven by one task.
+public final class Progress {
+    public enum Mode: Sendable { case bar, lines, off }
+
+    private let mode: Mode
+    private let total: Int
+    private let unit: String
+    private let interval: TimeInterval
+    private let console: Console
+    private let startTime = Date()
+    private var lastDraw = Date.distantPast
+    private var done = 0
+    private var lastDrawnDone = -1
+    private var detail: (Int, TimeInterval) -> String
+
+    public init(total: Int, unit: String, console: Console, interval: TimeInterval? = nil,
+                detail: @escaping (Int, TimeInterval) -> String = { _, _ in "" }) {
+        self.total = total
+        self.unit = unit
+        self.console = console
+        self.detail = detail
+        if console.quiet {
+            mode = .off
+        } else if Console.stderrIsTerminal && console.format == .text {
+            mode = .bar
+        } else {
+            mode = .lines
+        }
+        let envInterval = ProcessInfo.processInfo.environment["MULAN_PROGRESS_INTERVAL"].flatMap(Double.init)
+        self.interval = interval ?? envInterval ?? (mode == .bar ? 0.2 : 10)
+    }
+
+    public var elapsed: TimeInterval { Date().timeIntervalSince(startTime) }
+
+    /// Records that `count` more items are done and redraws when due.
+    public func advance(by count: Int = 1) {
+        done += count
+        let now = Date()
+        if now.timeIntervalSince(lastDraw) >= interval || done == total {
+            lastDraw = now
+            draw(final: false)
+        }
+    }
+
+    /// Draws the last state and ends the bar's line.
+    public func finish() {
+        if mode == .lines && lastDrawnDone == done { return }
+        draw(final: true)
+    }
+
+    private func draw(final: Bool) {
+        let elapsed = self.elapsed
+        let rate = elapsed > 0 ? Double(done) / elapsed : 0
+        let remaining = rate > 0 ? Double(total - done) / rate : nil
+        let eta = remaining.map { Self.clock($0) } ?? "--:--"
+        let extra = detail(done, elapsed)
+        lastDrawnDone = done
+        switch mode {
+        case .off:
+            return
+        case .bar:
+            let width = 24
+            let filled = total > 0 ? min(width, done * width / total) : width
+            let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
+            let text = "\r\(bar) \(done)/\(total) \(unit)  \(extra)  \(String(format: "%.1f", rate))/s  ETA \(eta)\u{1B}[K"
+            Console.writeStderr(text + (final ? "\n" : ""))
+        case .lines:
+            if final && done == 0 && total == 0 { return }
+            var fields = ["done": "\(done)", "total": "\(total)", "unit": unit,
+                          "rate_per_s": String(format: "%.2f", rate), "eta": eta,
+                          "elapsed": Self.clock(elapsed)]
+            if !extra.isEmpty { fields["detail"] = extra }
+            if console.format == .json {
+                console.log(.info, "progress", event: "progress", fields: fields)
+            } else {
+                Console.writeStderr("progress: \(done)/\(total) \(unit), \(extra), "
+                                    + "\(String(format: "%.2f", rate)) \(unit)/s, elapsed \(Self.clock(elapsed)), ETA \(eta)\n")
+            }
+        }
+    }
+
+    public static func clock(_ seconds: TimeInterval) -> String {
+        guard seconds.isFinite else { return "--:--" }
+        let s = Int(seconds.rounded())
+        return s >= 3600 ? String(format: "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60)
+                         : String(format: "%d:%02d", s / 60, s % 60)
+    }
+}

@@ -1,0 +1,53 @@
+/// The settings that determine what ingest produces from a file. Two runs with equal
+/// settings (and equal file content) produce the same clips, so a re-run may skip the track.
+public struct IngestSettings: Sendable, Hashable, Codable {
+    public static let allowedSampleRates = [16000, 22050, 24000, 32000, 44100, 48000]
+    /// Bumped when a change to the code changes what ingest writes for the same settings.
+    public static let pipelineVersion = 1
+
+    public var sampleRate: Int = 16000
+    public var clipSeconds: Double = 30
+    public var minClipSeconds: Double = 30
+    public var maxClipsPerTrack: Int?
+    /// A clip whose RMS level is below this (dBFS) is silent.
+    public var silenceThresholdDB: Double = -60
+    /// A clip whose share of digitally silent samples (|x| < 2^-16) is at least this is silent.
+    public var maxSilenceShare: Double = 0.9
+    /// FLAC sample depth of stored clips: 16 or 24.
+    public var flacBits: Int = 16
+
+    public init() {}
+
+    public var clipSamples: Int { Int((clipSeconds * Double(sampleRate)).rounded()) }
+    public var minClipSamples: Int { Int((minClipSeconds * Double(sampleRate)).rounded()) }
+
+    /// Checks the combination; the message says what to change.
+    public func validate() throws(MulanError) {
+        if !Self.allowedSampleRates.contains(sampleRate) {
+            throw MulanError(.usage, "--sample-rate \(sampleRate) is not supported",
+                             hint: "use one of \(Self.allowedSampleRates.map(String.init).joined(separator: ", "))")
+        }
+        if !(clipSeconds > 0 && clipSeconds <= 600) {
+            throw MulanError(.usage, "--clip-seconds must be in (0, 600], got \(clipSeconds)")
+        }
+        if !(minClipSeconds > 0 && minClipSeconds <= clipSeconds) {
+            throw MulanError(.usage, "--min-clip-seconds must be in (0, --clip-seconds], got \(minClipSeconds)")
+        }
+        if let n = maxClipsPerTrack, n < 1 {
+            throw MulanError(.usage, "--max-clips-per-track must be at least 1, got \(n)")
+        }
+        if !(silenceThresholdDB < 0) { throw MulanError(.usage, "--silence-db must be negative (dBFS)") }
+        if !(maxSilenceShare > 0 && maxSilenceShare <= 1) {
+            throw MulanError(.usage, "--max-silence-share must be in (0, 1]")
+        }
+        if flacBits != 16 && flacBits != 24 { throw MulanError(.usage, "--flac-bits must be 16 or 24") }
+    }
+
+    /// A canonical text of everything that shapes a track's output, for change detection.
+    public func key(startSeconds: Double?, endSeconds: Double?) -> String {
+        let maxClips = maxClipsPerTrack.map(String.init) ?? "all"
+        let segment = "\(startSeconds.map { "\($0)" } ?? "-")..\(endSeconds.map { "\($0)" } ?? "-")"
+        return "v\(Self.pipelineVersion);sr=\(sampleRate);clip=\(clipSeconds);min=\(minClipSeconds);"
+            + "max=\(maxClips);silence=\(silenceThresholdDB)/\(maxSilenceShare);flac=\(flacBits);seg=\(segment)"
+    }
+}

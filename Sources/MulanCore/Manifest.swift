@@ -1,0 +1,305 @@
+import Foundation
+
+/// One track to ingest, as a manifest row (or a scanned file) describes it.
+public struct ManifestRow: Sendable, Hashable {
+    public var trackID: String
+    /// Absolute path of the audio file.
+    public var path: String
+    public var startSeconds: Double?
+    public var endSeconds: Double?
+    public var split: String?
+    /// Where the row came from: manifest file and line (1-based), or the scanned directory.
+    public var origin: SourceLocation
+
+    public init(trackID: String, path: String, startSeconds: Double? = nil, endSeconds: Double? = nil,
+                split: String? = nil, origin: SourceLocation) {
+        self.trackID = trackID
+        self.path = path
+        self.startSeconds = startSeconds
+        self.endSeconds = endSeconds
+        self.split = split
+        self.origin = origin
+    }
+}
+
+/// A manifest row that cannot be used, with its location and reason.
+public struct RejectedRow: Sendable, Hashable {
+    public var origin: SourceLocation
+    public var reason: FailureReason
+    public var detail: String
+    /// The raw row text (truncated), kept so that nothing is lost.
+    public var raw: String
+
+    public init(origin: SourceLocation, reason: FailureReason, detail: String, raw: String) {
+        self.origin = origin
+        self.reason = reason
+        self.detail = detail
+        self.raw = raw
+    }
+}
+
+public enum ManifestEntry: Sendable {
+    case row(ManifestRow)
+    case rejected(RejectedRow)
+}
+
+/// Streams a track manifest, JSONL or CSV, one row at a time (memory stays bounded).
+///
+/// Columns / keys: `track_id` (required, non-empty string), `path` (required; relative paths are
+/// resolved against the manifest's folder), `start_s`, `end_s` (optional seconds, 0 ≤ start < end),
+/// `split` (optional). Unknown columns are ignored. See schemas/manifest.schema.json.
+public final class ManifestReader: Sequence, IteratorProtocol {
+    public enum Format: String, Sendable { case jsonl, csv }
+
+    public let path: String
+    public let format: Format
+    private let reader: ByteReader
+    private let baseDirectory: String
+    private var lineNumber = 0
+    private var csvHeader: [String]?
+    /// A fatal error met while reading (I/O), surfaced after iteration ends.
+    public private(set) var readError: MulanError?
+
+    static let maxRawLength = 4096
+
+    public init(path: String, format: Format? = nil) throws(MulanError) {
+        self.path = path
+        let lower = path.lowercased()
+        if let format {
+            self.format = format
+        } else if lower.hasSuffix(".csv") || lower.hasSuffix(".tsv") {
+            self.format = .csv
+        } else if lower.hasSuffix(".jsonl") || lower.hasSuffix(".ndjson") || lower.hasSuffix(".json") {
+            self.format = .jsonl
+        } else {
+            throw MulanError(.usage, "cannot tell the format of manifest \(path)",
+                             hint: "name it .jsonl or .csv, or pass --manifest-format jsonl|csv")
+        }
+        self.reader = try ByteReader(path: path)
+        self.baseDirectory = (Paths.absolute(path) as NSString).deletingLastPathComponent
+    }
+
+    public func next() -> ManifestEntry? {
+        do {
+            switch format {
+            case .jsonl: return try nextJSONL()
+            case .csv: return try nextCSV()
+            }
+        } catch {
+            readError = error
+            return nil
+        }
+    }
+
+    private func location(_ line: Int, trackID: String? = nil) -> SourceLocation {
+        SourceLocation(file: path, line: line, trackID: trackID)
+    }
+
+    private func raw(_ bytes: some Collection<UInt8>) -> String {
+        String(decoding: bytes.prefix(Self.maxRawLength), as: UTF8.self)
+    }
+
+    // MARK: JSONL
+
+    private func nextJSONL() throws(MulanError) -> ManifestEntry? {
+        while let (bytes, overlong) = try reader.nextLine() {
+            lineNumber += 1
+            let line = lineNumber
+            if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
+            if overlong {
+                return .rejected(RejectedRow(origin: location(line), reason: .invalidRow,
+                                             detail: "line is longer than 64 MiB", raw: raw(bytes)))
+            }
+            guard String(validating: bytes, as: UTF8.self) != nil else {
+                return .rejected(RejectedRow(origin: location(line), reason: .invalidRow,
+                                             detail: "line is not valid UTF-8", raw: raw(bytes)))
+            }
+            let fields: [String: String]
+            do {
+                fields = try JSONDecoder().decode(JSONManifestFields.self, from: Data(bytes)).values
+            } catch let error as JSONManifestFields.FieldError {
+                return .rejected(RejectedRow(origin: location(line), reason: .invalidRow,
+                                             detail: error.message, raw: raw(bytes)))
+            } catch {
+                return .rejected(RejectedRow(origin: location(line), reason: .invalidRow,
+                                             detail: "not a JSON object with track_id and path", raw: raw(bytes)))
+            }
+            return validate(fields, line: line, raw: raw(bytes))
+        }
+        return nil
+    }
+
+    // MARK: CSV
+
+    private func nextCSV() throws(MulanError) -> ManifestEntry? {
+        while true {
+            guard let record = try readCSVRecord() else { return nil }
+            let (fields, line, rawBytes, error) = record
+            if let error {
+                return .rejected(RejectedRow(origin: location(line), reason: .invalidRow, detail: error,
+                                             raw: raw(rawBytes)))
+            }
+            if fields.count == 1 && fields[0].isEmpty { continue }  // blank line
+            guard let header = csvHeader else {
+                csvHeader = fields.map { $0.trimmingCharacters(in: .whitespaces) }
+                let missing = ["track_id", "path"].filter { !csvHeader!.contains($0) }
+                if !missing.isEmpty {
+                    throw MulanError(.manifest, "the CSV header has no \(missing.joined(separator: " or ")) column",
+                                     location: location(line),
+                                     hint: "the first row must name the columns: track_id,path[,start_s,end_s,split]")
+                }
+                continue
+            }
+            if fields.count != header.count {
+                return .rejected(RejectedRow(origin: location(line), reason: .invalidRow,
+                                             detail: "expected \(header.count) fields, found \(fields.count)",
+                                             raw: raw(rawBytes)))
+            }
+            var dict: [String: String] = [:]
+            for (name, value) in zip(header, fields) where !value.isEmpty { dict[name] = value }
+            return validate(dict, line: line, raw: raw(rawBytes))
+        }
+    }
+
+    /// Reads one RFC 4180 record: quoted fields may hold commas, doubled quotes and newlines.
+    private func readCSVRecord() throws(MulanError) -> ([String], Int, [UInt8], String?)? {
+        var fields: [String] = []
+        var field: [UInt8] = []
+        var rawBytes: [UInt8] = []
+        var inQuotes = false
+        var quotedField = false
+        var afterClosingQuote = false
+        var sawAny = false
+        let startLine = lineNumber + 1
+        var error: String?
+        let delimiter: UInt8 = path.lowercased().hasSuffix(".tsv") ? 0x09 : 0x2C
+
+        func finishField() {
+            if let s = String(validating: field, as: UTF8.self) {
+                fields.append(quotedField ? s : s.trimmingCharacters(in: .whitespaces))
+            } else {
+                fields.append(String(decoding: field, as: UTF8.self))
+                error = error ?? "field \(fields.count) is not valid UTF-8"
+            }
+            field.removeAll(keepingCapacity: true)
+            quotedField = false
+            afterClosingQuote = false
+        }
+
+        while let byte = try reader.next() {
+            sawAny = true
+            if rawBytes.count < Self.maxRawLength { rawBytes.append(byte) }
+            if byte == 0x0A { lineNumber += 1 }
+            if field.count > (16 << 20) {
+                error = error ?? "a field is longer than 16 MiB"
+                field.removeAll()
+            }
+            if inQuotes {
+                if byte == 0x22 {
+                    inQuotes = false
+                    afterClosingQuote = true
+                } else {
+                    field.append(byte)
+                }
+                continue
+            }
+            switch byte {
+            case 0x22 where afterClosingQuote:  // "" inside a quoted field
+                field.append(0x22)
+                inQuotes = true
+                afterClosingQuote = false
+            case 0x22 where field.isEmpty && !quotedField:
+                inQuotes = true
+                quotedField = true
+            case delimiter:
+                finishField()
+            case 0x0A:
+                if field.last == 0x0D && !afterClosingQuote { field.removeLast() }
+                finishField()
+                if rawBytes.last == 0x0A { rawBytes.removeLast() }
+                return (fields, startLine, rawBytes, error)
+            case 0x0D where afterClosingQuote:
+                break
+            default:
+                if afterClosingQuote {
+                    error = error ?? "unexpected character after a closing quote"
+                }
+                field.append(byte)
+            }
+        }
+        if !sawAny { return nil }
+        if inQuotes {
+            lineNumber += 1
+            error = error ?? "a quoted field is not closed before the end of the file"
+        } else {
+            lineNumber += 1
+        }
+        finishField()
+        return (fields, startLine, rawBytes, error)
+    }
+
+    // MARK: Validation shared by both formats
+
+    private func validate(_ fields: [String: String], line: Int, raw: String) -> ManifestEntry {
+        let trackID = fields["track_id"]?.trimmingCharacters(in: .whitespaces) ?? ""
+        func reject(_ detail: String) -> ManifestEntry {
+            .rejected(RejectedRow(origin: location(line, trackID: trackID.isEmpty ? nil : trackID),
+                                  reason: .invalidRow, detail: detail, raw: raw))
+        }
+        if trackID.isEmpty { return reject("track_id is missing or empty") }
+        if trackID.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+            return reject("track_id contains control characters")
+        }
+        guard let rawPath = fields["path"], !rawPath.isEmpty else { return reject("path is missing or empty") }
+        let resolved = rawPath.hasPrefix("/") ? rawPath : (baseDirectory as NSString).appendingPathComponent(rawPath)
+        var start: Double?
+        var end: Double?
+        if let s = fields["start_s"] {
+            guard let v = Double(s.trimmingCharacters(in: .whitespaces)), v.isFinite, v >= 0 else {
+                return reject("start_s must be a number of seconds ≥ 0, got \"\(s)\"")
+            }
+            start = v
+        }
+        if let s = fields["end_s"] {
+            guard let v = Double(s.trimmingCharacters(in: .whitespaces)), v.isFinite, v > 0 else {
+                return reject("end_s must be a number of seconds > 0, got \"\(s)\"")
+            }
+            end = v
+        }
+        if let start, let end, end <= start { return reject("end_s (\(end)) must be greater than start_s (\(start))") }
+        let split = fields["split"].flatMap { $0.isEmpty ? nil : $0 }
+        return .row(ManifestRow(trackID: trackID, path: (resolved as NSString).standardizingPath,
+                                startSeconds: start, endSeconds: end, split: split,
+                                origin: location(line, trackID: trackID)))
+    }
+}
+
+/// The manifest keys of one JSONL row; numbers may be given as JSON numbers or strings.
+struct JSONManifestFields: Decodable {
+    struct FieldError: Error { var message: String }
+    var values: [String: String] = [:]
+
+    private struct Key: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: Key.self)
+        for name in ["track_id", "path", "start_s", "end_s", "split"] {
+            let key = Key(stringValue: name)
+            guard container.contains(key), try !container.decodeNil(forKey: key) else { continue }
+            if let s = try? container.decode(String.self, forKey: key) {
+                values[name] = s
+            } else if name == "start_s" || name == "end_s",
+                      let n = try? container.decode(Double.self, forKey: key) {
+                values[name] = "\(n)"
+            } else {
+                let expected = (name == "start_s" || name == "end_s") ? "a number" : "a string"
+                throw FieldError(message: "\(name) must be \(expected)")
+            }
+        }
+    }
+}

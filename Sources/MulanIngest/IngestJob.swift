@@ -1,0 +1,210 @@
+import Foundation
+import MulanCatalog
+import MulanCore
+import MulanMedia
+
+/// Where the tracks of a run come from.
+public enum IngestInput: Sendable {
+    case manifest(path: String, format: ManifestReader.Format?)
+    case scan(directory: String, globs: [String])
+}
+
+/// The ingest stage: reads the input rows, decodes tracks on `jobs` worker threads, and writes
+/// the catalog from one place (this job's task), one transaction per track.
+public struct IngestJob: Sendable {
+    public var workdir: String
+    public var inputs: [IngestInput]
+    public var settings: IngestSettings
+    public var jobs: Int
+    public var console: Console
+
+    public init(workdir: String, inputs: [IngestInput], settings: IngestSettings, jobs: Int, console: Console) {
+        self.workdir = Paths.absolute(workdir)
+        self.inputs = inputs
+        self.settings = settings
+        self.jobs = max(1, jobs)
+        self.console = console
+    }
+
+    public var catalogPath: String { workdir + "/catalog.sqlite" }
+
+    /// Runs the stage and returns its summary. Throws only for fatal problems (the work
+    /// directory, the catalog, an unreadable manifest); bad inputs are recorded and counted.
+    public func run() async throws -> IngestReport {
+        let started = Date()
+        do {
+            try FileManager.default.createDirectory(atPath: workdir, withIntermediateDirectories: true)
+        } catch {
+            throw MulanError(.io, "cannot create the work directory \(workdir)", cause: error.localizedDescription)
+        }
+        let lock = try WorkdirLock(workdir: workdir, stage: "mulan-ingest")
+        defer { withExtendedLifetime(lock) {} }
+        FFmpegVersions.quietLibraryLogs()
+
+        let catalog = try Catalog(path: catalogPath)
+        let store = ClipStore(workdir: workdir)
+        let recovered = try store.recover(catalog: catalog)
+        if recovered.published + recovered.deleted > 0 {
+            console.log(.info, "recovered from an interrupted run: \(recovered.published) staged clips published, "
+                        + "\(recovered.deleted) partial or uncommitted files removed", event: "recovered")
+        }
+        let settingsJSON = String(decoding: (try? JSONEncoder().encode(settings)) ?? Data(), as: UTF8.self)
+        let runID = try catalog.beginRun(stage: "ingest", settings: settingsJSON)
+
+        var report = IngestReport(workdir: workdir, jobs: jobs, sampleRate: settings.sampleRate,
+                                  clipSeconds: settings.clipSeconds)
+        let total = try countRows()
+        var clipsSoFar = 0
+        var secondsSoFar = 0.0
+        let progress = Progress(total: total, unit: "tracks", console: console) { _, elapsed in
+            String(format: "%d clips, %.2f h audio, %.1f× realtime", clipsSoFar, secondsSoFar / 3600,
+                   elapsed > 0 ? secondsSoFar / elapsed : 0)
+        }
+
+        var firstSeen: [String: SourceLocation] = [:]
+        let settings = self.settings
+
+        func recordFailure(_ reason: FailureReason, _ detail: String, at location: SourceLocation) {
+            report.failuresByReason[reason.rawValue, default: 0] += 1
+            console.log(.warning, "\(location): \(reason.rawValue): \(detail)", event: "input_failed",
+                        fields: console.format == .json ? ["reason": reason.rawValue, "file": location.file ?? "",
+                                                           "line": location.line.map(String.init) ?? "",
+                                                           "track_id": location.trackID ?? ""] : [:])
+        }
+
+        /// The next row to process, recording rejects and duplicates on the way.
+        func nextItem(_ entries: inout AnyIterator<ManifestEntry>) throws -> WorkItem? {
+            while let entry = entries.next() {
+                switch entry {
+                case .rejected(let reject):
+                    try catalog.addReject(reject, runID: runID)
+                    report.rowsRejected += 1
+                    report.tracksFailed += 1
+                    recordFailure(reject.reason, reject.detail, at: reject.origin)
+                    progress.advance()
+                case .row(let row):
+                    if let first = firstSeen[row.trackID] {
+                        let reject = RejectedRow(origin: row.origin, reason: .duplicateTrackID,
+                                                 detail: "track id \"\(row.trackID)\" was already listed at \(first); "
+                                                     + "track ids must be unique, this row was not ingested",
+                                                 raw: "\(row.trackID)\t\(row.path)")
+                        try catalog.addReject(reject, runID: runID)
+                        report.rowsRejected += 1
+                        report.tracksFailed += 1
+                        recordFailure(.duplicateTrackID, reject.detail, at: row.origin)
+                        progress.advance()
+                        continue
+                    }
+                    firstSeen[row.trackID] = row.origin
+                    return WorkItem(row: row, previous: try catalog.previous(trackID: row.trackID),
+                                    settings: settings, store: store)
+                }
+            }
+            return nil
+        }
+
+        for input in inputs {
+            var entries = try openInput(input, catalog: catalog)
+            try await withThrowingTaskGroup(of: TrackOutcome.self) { group in
+                var running = 0
+                while running < jobs, let item = try nextItem(&entries) {
+                    group.addTask { await Self.runOnWorkerThread(item) }
+                    running += 1
+                }
+                while let outcome = try await group.next() {
+                    running -= 1
+                    switch outcome {
+                    case .unchanged(let row):
+                        try catalog.touch(row, runID: runID)
+                        report.tracksSkipped += 1
+                    case .record(let record, let staging, let decoded, _):
+                        try catalog.replace(record, runID: runID)
+                        if let staging { try store.publish(stagingFolder: staging) }
+                        try store.collectGarbage(catalog: catalog)
+                        report.hoursIn += decoded / 3600
+                        secondsSoFar += decoded
+                        if record.status == .ingested {
+                            report.tracksIngested += 1
+                        } else {
+                            report.tracksFailed += 1
+                            recordFailure(record.reason ?? .decodeFailed, record.detail ?? "",
+                                          at: record.row.origin)
+                        }
+                        let kept = record.clips.filter { $0.status == .kept }
+                        report.clipsWritten += kept.count
+                        clipsSoFar += kept.count
+                        report.hoursKept += kept.reduce(0) { $0 + $1.durationSeconds } / 3600
+                        report.clipsSilent += record.silentClips
+                        if record.tailDroppedSeconds > 0 { report.tailsDropped += 1 }
+                    }
+                    progress.advance()
+                    if let item = try nextItem(&entries) {
+                        group.addTask { await Self.runOnWorkerThread(item) }
+                        running += 1
+                    }
+                }
+            }
+            if let error = readError(of: input) { throw error }
+        }
+        progress.finish()
+
+        report.tracksTotal = report.tracksIngested + report.tracksSkipped + report.tracksFailed
+        report.wallSeconds = Date().timeIntervalSince(started)
+        report.realtimeFactor = report.wallSeconds > 0 ? report.hoursIn * 3600 / report.wallSeconds : 0
+        report.exitCode = report.tracksFailed > 0 ? ExitStatus.completedWithFailures.rawValue : ExitStatus.success.rawValue
+        try catalog.finishRun(runID, summary: report.json())
+        return report
+    }
+
+    // MARK: Inputs
+
+    private final class ReaderBox: @unchecked Sendable {
+        // Holds the manifest reader so its read error can be checked after iteration;
+        // only the job's own task touches it.
+        var readers: [String: ManifestReader] = [:]
+    }
+    private let readers = ReaderBox()
+
+    private func openInput(_ input: IngestInput, catalog: Catalog) throws -> AnyIterator<ManifestEntry> {
+        switch input {
+        case .manifest(let path, let format):
+            let absolute = Paths.absolute(path)
+            let reader = try ManifestReader(path: absolute, format: format)
+            try catalog.clearRejects(manifest: absolute)
+            readers.readers[absolute] = reader
+            return AnyIterator(reader)
+        case .scan(let directory, let globs):
+            return AnyIterator(try DirectoryScan(root: directory, globs: globs).rows().makeIterator())
+        }
+    }
+
+    private func readError(of input: IngestInput) -> MulanError? {
+        if case .manifest(let path, _) = input { return readers.readers[Paths.absolute(path)]?.readError }
+        return nil
+    }
+
+    /// Counts the rows of all inputs (a quick pass) so progress can show a total and an ETA.
+    private func countRows() throws -> Int {
+        var total = 0
+        for input in inputs {
+            switch input {
+            case .manifest(let path, let format):
+                let reader = try ManifestReader(path: Paths.absolute(path), format: format)
+                while reader.next() != nil { total += 1 }
+                if let error = reader.readError { throw error }
+            case .scan(let directory, let globs):
+                total += try DirectoryScan(root: directory, globs: globs).rows().count
+            }
+        }
+        return total
+    }
+
+    /// Runs the blocking decode work on a GCD thread, keeping Swift's cooperative pool free.
+    private static func runOnWorkerThread(_ item: WorkItem) async -> TrackOutcome {
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global(qos: .userInitiated).async {
+                continuation.resume(returning: TrackProcessor.process(item))
+            }
+        }
+    }
+}

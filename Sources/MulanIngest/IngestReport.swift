@@ -1,0 +1,68 @@
+import Foundation
+import MulanCore
+
+/// The machine-readable summary of an ingest run (`--report FILE`; schemas/ingest-report.schema.json).
+public struct IngestReport: Codable, Sendable {
+    public var schemaVersion = 1
+    public var stage = "ingest"
+    public var workdir: String
+    public var tracksTotal = 0
+    public var tracksIngested = 0
+    public var tracksSkipped = 0
+    public var tracksFailed = 0
+    public var rowsRejected = 0
+    public var clipsWritten = 0
+    public var clipsSilent = 0
+    public var tailsDropped = 0
+    public var failuresByReason: [String: Int] = [:]
+    public var hoursIn = 0.0
+    public var hoursKept = 0.0
+    public var wallSeconds = 0.0
+    public var realtimeFactor = 0.0
+    public var jobs: Int
+    public var sampleRate: Int
+    public var clipSeconds: Double
+    public var exitCode: Int32 = 0
+
+    enum CodingKeys: String, CodingKey {
+        case schemaVersion = "schema_version", stage, workdir
+        case tracksTotal = "tracks_total", tracksIngested = "tracks_ingested", tracksSkipped = "tracks_skipped"
+        case tracksFailed = "tracks_failed", rowsRejected = "rows_rejected", clipsWritten = "clips_written"
+        case clipsSilent = "clips_silent", tailsDropped = "tails_dropped"
+        case failuresByReason = "failures_by_reason", hoursIn = "hours_in", hoursKept = "hours_kept"
+        case wallSeconds = "wall_seconds", realtimeFactor = "realtime_factor", jobs
+        case sampleRate = "sample_rate", clipSeconds = "clip_seconds", exitCode = "exit_code"
+    }
+
+    public func json() -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self)
+    }
+
+    /// A short human summary for standard output.
+    public func text() -> String {
+        var lines = [
+            "ingest: \(tracksTotal) tracks: \(tracksIngested) ingested, \(tracksSkipped) unchanged, \(tracksFailed) failed",
+            String(format: "  clips: %d written, %d silent, %d short tails dropped", clipsWritten, clipsSilent, tailsDropped),
+            String(format: "  audio: %.3f h in, %.3f h kept; %.1f s wall, %.1f× realtime, %d jobs",
+                   hoursIn, hoursKept, wallSeconds, realtimeFactor, jobs),
+        ]
+        if !failuresByReason.isEmpty {
+            lines.append("  failures by reason:")
+            for (reason, count) in failuresByReason.sorted(by: { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }) {
+                lines.append("    \(reason): \(count)")
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// Writes the JSON summary to `path` atomically (temporary name, then rename).
+    public func write(to path: String) throws(MulanError) {
+        do {
+            try Data((json() + "\n").utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
+        } catch {
+            throw MulanError(.io, "cannot write the report \(path)", cause: error.localizedDescription)
+        }
+    }
+}

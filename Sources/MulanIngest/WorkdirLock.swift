@@ -1,0 +1,34 @@
+import Foundation
+import MulanCore
+
+/// An exclusive advisory lock (`flock`) on `<workdir>/.lock` for the lifetime of the value, so
+/// two writers never run on one work directory. The kernel releases it if the process dies.
+public final class WorkdirLock {
+    private let fd: Int32
+
+    public init(workdir: String, stage: String) throws(MulanError) {
+        let path = workdir + "/.lock"
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        if fd < 0 {
+            throw MulanError(.io, "cannot create the lock file \(path)", hint: "check that \(workdir) is writable",
+                             cause: String(cString: strerror(errno)))
+        }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            var holder = [UInt8](repeating: 0, count: 128)
+            let n = read(fd, &holder, 127)
+            close(fd)
+            let who = n > 0 ? String(decoding: holder[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : "another process"
+            throw MulanError(.locked, "the work directory \(workdir) is in use by \(who)",
+                             hint: "wait for it to finish, or use another --workdir")
+        }
+        let note = "\(stage) pid \(getpid())\n"
+        _ = ftruncate(fd, 0)
+        _ = note.withCString { pwrite(fd, $0, strlen($0), 0) }
+        self.fd = fd
+    }
+
+    deinit {
+        flock(fd, LOCK_UN)
+        close(fd)
+    }
+}

@@ -1,0 +1,110 @@
+internal import CFFmpeg
+import MulanCore
+
+/// Encodes mono float samples as a FLAC file with libavcodec's FLAC encoder and libavformat's
+/// FLAC muxer (`avcodec_find_encoder(AV_CODEC_ID_FLAC)`, `avformat_alloc_output_context2(…, "flac", …)`).
+///
+/// Samples are quantized as libswresample does (`lrintf(x · 2^15)` clipped, for 16-bit), so the
+/// output is deterministic: the same samples give the same bytes (bit-exact flags, no timestamps).
+public enum FLACWriter {
+    public struct EncodeError: Error, CustomStringConvertible {
+        public var message: String
+        public var description: String { message }
+    }
+
+    /// Writes `samples` (mono, `sampleRate` Hz) to `path` as FLAC with `bits` (16 or 24) per sample.
+    public static func write(_ samples: UnsafeBufferPointer<Float>, sampleRate: Int, bits: Int,
+                             to path: String) throws(EncodeError) {
+        func check(_ ret: Int32, _ what: String) throws(EncodeError) {
+            if ret < 0 { throw EncodeError(message: "\(what) failed for \(path): \(averrorText(ret))") }
+        }
+        guard let encoder = avcodec_find_encoder(AV_CODEC_ID_FLAC) else {
+            throw EncodeError(message: "this FFmpeg has no FLAC encoder")
+        }
+        var output: UnsafeMutablePointer<AVFormatContext>?
+        try check(avformat_alloc_output_context2(&output, nil, "flac", path), "avformat_alloc_output_context2")
+        guard let oc = output else { throw EncodeError(message: "no FLAC muxer") }
+        var codecContext: UnsafeMutablePointer<AVCodecContext>? = avcodec_alloc_context3(encoder)
+        var ioOpen = false
+        defer {
+            if ioOpen { avio_closep(&oc.pointee.pb) }
+            avcodec_free_context(&codecContext)
+            avformat_free_context(oc)
+        }
+        guard let ctx = codecContext, let stream = avformat_new_stream(oc, nil) else {
+            throw EncodeError(message: "out of memory setting up FLAC encoding")
+        }
+        ctx.pointee.sample_rate = Int32(sampleRate)
+        av_channel_layout_default(&ctx.pointee.ch_layout, 1)
+        ctx.pointee.sample_fmt = bits == 24 ? AV_SAMPLE_FMT_S32 : AV_SAMPLE_FMT_S16
+        ctx.pointee.bits_per_raw_sample = Int32(bits)
+        ctx.pointee.time_base = AVRational(num: 1, den: Int32(sampleRate))
+        ctx.pointee.flags |= AV_CODEC_FLAG_BITEXACT
+        oc.pointee.flags |= AVFMT_FLAG_BITEXACT
+        try check(avcodec_open2(ctx, encoder, nil), "avcodec_open2 (FLAC)")
+        try check(avcodec_parameters_from_context(stream.pointee.codecpar, ctx), "avcodec_parameters_from_context")
+        stream.pointee.time_base = ctx.pointee.time_base
+        try check(avio_open(&oc.pointee.pb, path, AVIO_FLAG_WRITE), "avio_open")
+        ioOpen = true
+        try check(avformat_write_header(oc, nil), "avformat_write_header")
+
+        var frame: UnsafeMutablePointer<AVFrame>? = av_frame_alloc()
+        var packet: UnsafeMutablePointer<AVPacket>? = av_packet_alloc()
+        defer { av_frame_free(&frame); av_packet_free(&packet) }
+        guard let frame, let packet else { throw EncodeError(message: "out of memory") }
+
+        func drain() throws(EncodeError) {
+            while true {
+                let r = avcodec_receive_packet(ctx, packet)
+                if r == AVERROR_EAGAIN_CODE || r == AVERROR_EOF_CODE { return }
+                try check(r, "avcodec_receive_packet")
+                packet.pointee.stream_index = stream.pointee.index
+                av_packet_rescale_ts(packet, ctx.pointee.time_base, stream.pointee.time_base)
+                try check(av_write_frame(oc, packet), "av_write_frame")
+                av_packet_unref(packet)
+            }
+        }
+
+        let frameSize = ctx.pointee.frame_size > 0 ? Int(ctx.pointee.frame_size) : 4608
+        var offset = 0
+        while offset < samples.count {
+            let n = min(frameSize, samples.count - offset)
+            frame.pointee.nb_samples = Int32(n)
+            frame.pointee.format = ctx.pointee.sample_fmt.rawValue
+            frame.pointee.sample_rate = Int32(sampleRate)
+            av_channel_layout_default(&frame.pointee.ch_layout, 1)
+            frame.pointee.pts = Int64(offset)
+            try check(av_frame_get_buffer(frame, 0), "av_frame_get_buffer")
+            let data = frame.pointee.data.0!
+            if bits == 24 {
+                let out = UnsafeMutableRawPointer(data).assumingMemoryBound(to: Int32.self)
+                for i in 0..<n { out[i] = quantize24(samples[offset + i]) }
+            } else {
+                let out = UnsafeMutableRawPointer(data).assumingMemoryBound(to: Int16.self)
+                for i in 0..<n { out[i] = quantize16(samples[offset + i]) }
+            }
+            try check(avcodec_send_frame(ctx, frame), "avcodec_send_frame")
+            av_frame_unref(frame)
+            try drain()
+            offset += n
+        }
+        try check(avcodec_send_frame(ctx, nil), "avcodec_send_frame (flush)")
+        try drain()
+        try check(av_write_trailer(oc), "av_write_trailer")
+    }
+
+    /// Float to 16-bit as libswresample converts (round to nearest, clip); NaN becomes 0.
+    @inline(__always) static func quantize16(_ x: Float) -> Int16 {
+        guard x.isFinite else { return x.isNaN ? 0 : (x > 0 ? .max : .min) }
+        let v = (x * 32768).rounded(.toNearestOrEven)
+        return v >= 32767 ? .max : (v <= -32768 ? .min : Int16(v))
+    }
+
+    /// Float to 24-bit left-aligned in 32 bits (FFmpeg's S32 layout for 24-bit FLAC).
+    @inline(__always) static func quantize24(_ x: Float) -> Int32 {
+        guard x.isFinite else { return x.isNaN ? 0 : (x > 0 ? 8_388_607 << 8 : -8_388_608 << 8) }
+        let v = (Double(x) * 8_388_608).rounded(.toNearestOrEven)
+        let c = v >= 8_388_607 ? 8_388_607 : (v <= -8_388_608 ? -8_388_608 : Int32(v))
+        return c << 8
+    }
+}
