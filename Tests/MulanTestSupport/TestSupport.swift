@@ -1,0 +1,110 @@
+import Foundation
+
+/// A temporary folder removed when the value goes away.
+public final class TempDir: @unchecked Sendable {
+    // Immutable after init; the folder is only written by the test that owns it.
+    public let path: String
+
+    public init(_ label: String = "mulan-test") {
+        let base = FileManager.default.temporaryDirectory.path
+        path = base + "/\(label)-\(UUID().uuidString.prefix(8))"
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+
+    public func file(_ name: String) -> String { path + "/" + name }
+
+    @discardableResult
+    public func write(_ name: String, _ text: String) throws -> String {
+        let p = file(name)
+        try FileManager.default.createDirectory(atPath: (p as NSString).deletingLastPathComponent,
+                                                withIntermediateDirectories: true)
+        try Data(text.utf8).write(to: URL(fileURLWithPath: p))
+        return p
+    }
+}
+
+/// The result of a child process.
+public struct ProcessResult: Sendable {
+    public var status: Int32
+    public var stdout: Data
+    public var stderr: String
+    public var stdoutText: String { String(decoding: stdout, as: UTF8.self) }
+}
+
+public enum TestProcess {
+    /// Runs a program (found on PATH unless absolute) and collects its output.
+    @discardableResult
+    public static func run(_ program: String, _ arguments: [String], cwd: String? = nil,
+                           environment: [String: String]? = nil) throws -> ProcessResult {
+        let process = Process()
+        if program.hasPrefix("/") {
+            process.executableURL = URL(fileURLWithPath: program)
+            process.arguments = arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = [program] + arguments
+        }
+        if let cwd { process.currentDirectoryURL = URL(fileURLWithPath: cwd) }
+        if let environment {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        // Read both pipes concurrently so a chatty child never blocks.
+        nonisolated(unsafe) var errData = Data()
+        let errThread = Thread { errData = err.fileHandleForReading.readDataToEndOfFile() }
+        errThread.start()
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        while errThread.isExecuting || !errThread.isFinished { usleep(1000) }
+        return ProcessResult(status: process.terminationStatus, stdout: outData,
+                             stderr: String(decoding: errData, as: UTF8.self))
+    }
+
+    /// Runs the ffmpeg CLI quietly; throws with its message when it fails.
+    public static func ffmpeg(_ arguments: [String]) throws {
+        let r = try run("ffmpeg", ["-nostdin", "-hide_banner", "-loglevel", "error", "-y"] + arguments)
+        if r.status != 0 { throw TestFailure("ffmpeg \(arguments.joined(separator: " ")) failed: \(r.stderr)") }
+    }
+
+    /// Decodes with the ffmpeg CLI to mono float at `rate`: the reference for parity tests.
+    public static func ffmpegDecode(_ path: String, rate: Int, extra: [String] = []) throws -> [Float] {
+        let r = try run("ffmpeg", ["-nostdin", "-hide_banner", "-loglevel", "error", "-i", path] + extra
+                        + ["-ac", "1", "-ar", "\(rate)", "-f", "f32le", "-"])
+        if r.status != 0 { throw TestFailure("ffmpeg decode of \(path) failed: \(r.stderr)") }
+        return r.stdout.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+    }
+}
+
+public struct TestFailure: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Paths of the package and its built products.
+public enum TestPaths {
+    /// The folder holding the test bundle, where SwiftPM also puts the executables.
+    public static var productsDirectory: String {
+        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        var dir = exe.deletingLastPathComponent()
+        // On Linux the runner is `<products>/mulanPackageTests.xctest`; on macOS a bundle inside it.
+        while dir.path != "/" && !FileManager.default.fileExists(atPath: dir.path + "/mulan-ingest") {
+            dir = dir.deletingLastPathComponent()
+        }
+        return dir.path
+    }
+
+    public static func executable(_ name: String) -> String { productsDirectory + "/" + name }
+
+    /// The package root (two levels above this file's folder).
+    public static var packageRoot: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().path
+    }
+}
