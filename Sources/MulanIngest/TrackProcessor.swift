@@ -148,17 +148,26 @@ enum TrackProcessor {
                 : (stats.readError.map { "reading stopped: \($0)" } ?? "the stream holds no samples")
             return failed(TrackFailure(.corrupt, "no audio could be decoded from \(row.path) (\(why))"), staging: staging)
         }
-        if stats.decodeErrors > 0 && stats.decodeErrors * 100 > stats.packets {
-            return failed(TrackFailure(.corrupt, "\(stats.decodeErrors) of \(stats.packets) packets of \(row.path) "
-                                       + "failed to decode; the file is damaged, re-encode or re-download it"),
-                          staging: staging)
-        }
-        if !stats.stoppedEarly, let expected = expectedSeconds, probe.durationIsExact || stats.readError != nil,
+        // A few damaged packets (one, or up to 1%) are skipped, as the ffmpeg CLI does; more means a
+        // damaged file. (A file cut short usually ends in one partial packet.)
+        let fewErrors = stats.decodeErrors <= max(1, stats.packets / 100)
+        if !stats.stoppedEarly, fewErrors, let expected = expectedSeconds,
+           probe.durationIsExact || stats.readError != nil,
            decodedSeconds < expected - max(0.5, 0.02 * expected) {
             let because = stats.readError.map { " (reading stopped: \($0))" } ?? ""
             return failed(TrackFailure(.truncated, String(format: "%@ declares %.1f s but only %.1f s could be decoded%@; "
                                                           + "the file is cut short, re-download or re-export it",
                                                           row.path, expected, decodedSeconds, because)),
+                          staging: staging)
+        }
+        if !fewErrors {
+            return failed(TrackFailure(.corrupt, "\(stats.decodeErrors) of \(stats.packets) packets of \(row.path) "
+                                       + "failed to decode; the file is damaged, re-encode or re-download it"),
+                          staging: staging)
+        }
+        if !stats.stoppedEarly, row.endSeconds == nil,
+           let problem = ContainerTail.problem(path: row.path, container: probe.container) {
+            return failed(TrackFailure(.truncated, "\(row.path): \(problem); the file is cut short, re-download or re-export it"),
                           staging: staging)
         }
         if stats.outputSamples < settings.minClipSamples {

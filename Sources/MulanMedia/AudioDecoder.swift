@@ -87,6 +87,10 @@ public final class AudioDecoder {
             if ret == mulan_averror(EACCES) {
                 throw TrackFailure(.unreadable, "cannot read \(path): \(averrorText(ret)); check its permissions")
             }
+            if let recognized = Self.recognizedFormat(path) {
+                throw TrackFailure(.corrupt, "\(path) looks like \(recognized) but FFmpeg cannot open it "
+                                   + "(\(averrorText(ret))); the file is damaged or incomplete, re-download or re-export it")
+            }
             throw TrackFailure(.notAudio, "FFmpeg cannot open \(path) as media (\(averrorText(ret))); is it an audio file?")
         }
         format = fmt
@@ -164,6 +168,25 @@ public final class AudioDecoder {
         if var layout = resamplerInput?.layout { av_channel_layout_uninit(&layout) }
         avcodec_free_context(&codec)
         avformat_close_input(&format)
+    }
+
+    /// The container libavformat recognizes from the first bytes alone (not the file name),
+    /// if any (`av_probe_input_format2` with a score above AVPROBE_SCORE_RETRY).
+    static func recognizedFormat(_ path: String) -> String? {
+        guard let handle = fopen(path, "rb") else { return nil }
+        defer { fclose(handle) }
+        let size = 1 << 16
+        var buffer = [UInt8](repeating: 0, count: size + Int(AVPROBE_PADDING_SIZE))
+        let n = fread(&buffer, 1, size, handle)
+        guard n > 0 else { return nil }
+        return buffer.withUnsafeMutableBufferPointer { buf -> String? in
+            "".withCString { emptyName in
+                var data = AVProbeData(filename: emptyName, buf: buf.baseAddress, buf_size: Int32(n), mime_type: nil)
+                var score = AVPROBE_SCORE_RETRY
+                guard let format = av_probe_input_format2(&data, 1, &score) else { return nil }
+                return String(cString: format.pointee.name)
+            }
+        }
     }
 
     private static func collectTags(_ dict: OpaquePointer?, scope: String, into tags: inout [AudioProbe.Tag]) {
