@@ -29,13 +29,14 @@ enum TrackProcessor {
         let key = settings.key(startSeconds: row.startSeconds, endSeconds: row.endSeconds)
         var record = TrackRecord(row: row, status: .failed, sampleRate: settings.sampleRate, settingsKey: key)
 
+        var decodedSeconds = 0.0
         func failed(_ failure: TrackFailure, staging: String? = nil) -> TrackOutcome {
             if let staging { try? FileManager.default.removeItem(atPath: staging) }
             record.status = .failed
             record.reason = failure.reason
             record.detail = failure.detail
             record.clips = []
-            return .record(record, stagingFolder: nil, decodedSeconds: 0,
+            return .record(record, stagingFolder: nil, decodedSeconds: decodedSeconds,
                            wallSeconds: Date().timeIntervalSince(started))
         }
 
@@ -137,7 +138,7 @@ enum TrackProcessor {
             return failed(TrackFailure(.decodeFailed, "\(error)"), staging: staging)
         }
 
-        let decodedSeconds = Double(stats.outputSamples) / rate
+        decodedSeconds = Double(stats.outputSamples) / rate
         record.durationSeconds = decodedSeconds
         record.decodeErrors = stats.decodeErrors
         record.tailDroppedSeconds = Double(cutter.droppedTailSamples) / rate

@@ -104,7 +104,8 @@ public final class AudioDecoder {
         if ret < 0 {
             avformat_close_input(&format)
             if ret == mulan_averror_decoder_not_found() {
-                throw TrackFailure(.unsupportedCodec, "\(path) has an audio stream whose codec this FFmpeg cannot decode")
+                throw TrackFailure(.unsupportedCodec, "\(path) has an audio stream whose codec (\(Self.audioCodecDescription(fmt))) "
+                                   + "this FFmpeg cannot decode; convert it to a common format (FLAC, WAV, MP3, Ogg)")
             }
             throw TrackFailure(.noAudioStream, "\(path) has no audio stream")
         }
@@ -187,6 +188,15 @@ public final class AudioDecoder {
                 return String(cString: format.pointee.name)
             }
         }
+    }
+
+    /// "name, tag 0x…" of the first audio stream, for messages about codecs we cannot decode.
+    private static func audioCodecDescription(_ fmt: UnsafeMutablePointer<AVFormatContext>) -> String {
+        for i in 0..<Int(fmt.pointee.nb_streams) {
+            guard let par = fmt.pointee.streams[i]?.pointee.codecpar, par.pointee.codec_type == AVMEDIA_TYPE_AUDIO else { continue }
+            return "\(String(cString: avcodec_get_name(par.pointee.codec_id))), tag 0x\(String(par.pointee.codec_tag, radix: 16))"
+        }
+        return "unknown"
     }
 
     private static func collectTags(_ dict: OpaquePointer?, scope: String, into tags: inout [AudioProbe.Tag]) {

@@ -1,0 +1,59 @@
+import Foundation
+import MulanCatalog
+import MulanTestSupport
+
+/// Runs the real `mulan-ingest` executable on a work directory and reads what it wrote.
+struct IngestHarness {
+    let dir = TempDir("mulan-ingest")
+    var workdir: String { dir.file("work") }
+
+    static var binary: String { TestPaths.executable("mulan-ingest") }
+
+    @discardableResult
+    func ingest(_ arguments: [String], workdir: String? = nil) throws -> ProcessResult {
+        try TestProcess.run(Self.binary, ["--workdir", workdir ?? self.workdir, "--quiet"] + arguments, cwd: dir.path,
+                            environment: ["MULAN_PROGRESS_INTERVAL": "0"])
+    }
+
+    func catalog(_ workdir: String? = nil) throws -> Catalog {
+        try Catalog(path: (workdir ?? self.workdir) + "/catalog.sqlite")
+    }
+
+    func report(_ path: String) throws -> [String: Any] {
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        return try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
+    }
+
+    /// Every regular file below `root`, relative to it.
+    static func files(below root: String) -> Set<String> {
+        var result = Set<String>()
+        guard let e = FileManager.default.enumerator(atPath: root) else { return result }
+        while let p = e.nextObject() as? String {
+            var isDir: ObjCBool = false
+            if FileManager.default.fileExists(atPath: root + "/" + p, isDirectory: &isDir), !isDir.boolValue {
+                result.insert(p)
+            }
+        }
+        return result
+    }
+
+    /// The catalog's content without run ids and timestamps, as sets of rows, for comparing runs.
+    static func snapshot(_ c: Catalog) throws -> (tracks: Set<[String]>, clips: Set<[String]>, texts: Set<[String]>,
+                                                   rejects: Set<[String]>) {
+        func set(_ sql: String) throws -> Set<[String]> {
+            Set(try c.database.rows(sql).map { $0.map { "\($0)" } })
+        }
+        return (
+            try set("""
+                SELECT track_id, source_path, manifest_line, split, file_size, content_hash, container, codec,
+                       orig_sample_rate, orig_channels, duration_s, status, reason, detail, clips_kept,
+                       clips_silent, tail_dropped_s, settings_key FROM tracks
+                """),
+            try set("""
+                SELECT t.track_id, c.clip_index, c.start_s, c.duration_s, c.rms, c.peak, c.silence_share,
+                       c.status, c.flac_path, c.flac_sha256 FROM clips c JOIN tracks t ON t.id = c.track_rowid
+                """),
+            try set("SELECT track_id, origin, field, text FROM raw_texts"),
+            try set("SELECT manifest_line, track_id, reason, detail FROM rejected_rows"))
+    }
+}
