@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs what building, testing and the demo need on Debian 12, only where missing.
+# Usage: scripts/setup.sh [--python]   (--python also prepares .venv with the test references)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  pkg-config
+  libavformat-dev libavcodec-dev libavutil-dev libswresample-dev   # FFmpeg 5.1: decode, resample, FLAC
+  libsqlite3-dev                                                  # the catalog
+  libicu-dev                                                      # text normalization
+  ffmpeg                                                          # the CLI: test reference and demo corpus
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  missing+=(python3-venv)
+fi
+if ! command -v python3 >/dev/null 2>&1; then
+  missing+=(python3)
+fi
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v swift >/dev/null 2>&1; then
+  echo "setup: the Swift toolchain (6.0 or newer) is not on PATH; install it from swift.org first" >&2
+  exit 1
+fi
+
+if [ "${1:-}" = "--python" ]; then
+  # Independent references used by the tests (JSON Schema validation), in a private venv.
+  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import jsonschema' >/dev/null 2>&1; then
+    echo "setup: preparing .venv with jsonschema"
+    python3 -m venv .venv
+    .venv/bin/pip install --quiet --disable-pip-version-check 'jsonschema>=4.17'
+  fi
+fi
