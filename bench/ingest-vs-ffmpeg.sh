@@ -23,7 +23,8 @@
 #
 # Usage: bash bench/ingest-vs-ffmpeg.sh
 # Environment: RUNS (timed runs per command, default 5), WARMUP (default 1),
-#              BENCH_TMP (scratch folder, default /tmp/mulan-bench-ingest-vs-ffmpeg).
+#              BENCH_TMP (scratch folder, default /tmp/mulan-bench-ingest-vs-ffmpeg),
+#              RESULTS_DIR (default bench/results).
 # Results: printed at the end and written to bench/results/ingest-vs-ffmpeg-<UTC time>.md,
 #          with hyperfine's JSON export beside it.
 set -euo pipefail
@@ -33,7 +34,7 @@ MUSIC=/usr/share/games/wesnoth/1.16/data/core/music
 RUNS=${RUNS:-5}
 WARMUP=${WARMUP:-1}
 TMP=${BENCH_TMP:-/tmp/mulan-bench-ingest-vs-ffmpeg}
-RESULTS_DIR=$ROOT/bench/results
+RESULTS_DIR=${RESULTS_DIR:-$ROOT/bench/results}
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 RESULT_MD=$RESULTS_DIR/ingest-vs-ffmpeg-$STAMP.md
 RESULT_JSON=$RESULTS_DIR/ingest-vs-ffmpeg-$STAMP.hyperfine.json
@@ -178,9 +179,11 @@ def inner_max_kib(name):  # largest of the per-ffmpeg /usr/bin/time figures
     return max(vals) if vals else None
 
 mulan_report = json.load(open(f"{out}/mulan-j2.report.json"))
-print(f"Total audio: {audio_s:.3f} s = {audio_s / 60:.3f} min (sum of ffprobe container durations). "
-      f"mulan's report says hours_in = {mulan_report['hours_in']:.6f} h = {mulan_report['hours_in'] * 60:.3f} min "
-      f"(it leaves out the tracks it records as failed).")
+print(f"Total audio: {audio_s:.3f} s = {audio_s / 60:.3f} min (sum of ffprobe container durations; "
+      f"× realtime below = this / mean wall time). mulan's report (--jobs 2) says hours_in = "
+      f"{mulan_report['hours_in']:.6f} h = {mulan_report['hours_in'] * 3600:.3f} s, "
+      f"clips_written = {mulan_report['clips_written']}, tracks_total = {mulan_report['tracks_total']}, "
+      f"failures = {mulan_report['failures_by_reason']}.")
 print()
 print("| configuration | mean wall s | ± sd | min–max s | × realtime | peak RSS (MiB) | FLAC files | output MiB |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|")
@@ -191,7 +194,8 @@ for name, r in res.items():
         inner = inner_max_kib(name)
         note = f" (largest single ffmpeg: {inner / 1024:.1f})"
     files, size = outputs[name]
-    print(f"| {name} | {r['mean']:.2f} | {r['stddev']:.2f} | {r['min']:.2f}–{r['max']:.2f} | "
+    sd = "—" if r["stddev"] is None else f"{r['stddev']:.2f}"
+    print(f"| {name} | {r['mean']:.2f} | {sd} | {r['min']:.2f}–{r['max']:.2f} | "
           f"{audio_s / r['mean']:.0f} | {rss / 1024:.1f}{note} | {files} | {size / 1048576:.1f} |")
 print()
 m = lambda n: res[n]["mean"]

@@ -37,7 +37,9 @@ public struct Console: Sendable {
             if let event { object["event"] = event }
             line = Self.jsonLine(object)
         }
-        Self.writeStderr(line + "\n")
+        // On a terminal a progress bar may be on the current line: clear it first (it is redrawn).
+        let clear = format == .text && Self.stderrIsTerminal ? "\r\u{1B}[K" : ""
+        Self.writeStderr(clear + line + "\n")
     }
 
     public static func jsonLine(_ object: [String: String]) -> String {
@@ -99,7 +101,10 @@ public final class Progress {
 
     /// Draws the last state and ends the bar's line.
     public func finish() {
-        if mode == .lines && lastDrawnDone == done { return }
+        if lastDrawnDone == done {
+            if mode == .bar { Console.writeStderr("\n") }
+            return
+        }
         draw(final: true)
     }
 
