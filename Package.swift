@@ -7,6 +7,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "mulan-ingest", targets: ["mulan-ingest"]),
+        .executable(name: "mulan-filter", targets: ["mulan-filter"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -25,10 +26,13 @@ let package = Package(
         .target(name: "MulanText", dependencies: ["MulanCore", "CICUShim"]),
         .target(name: "MulanIngest", dependencies: ["MulanCore", "MulanMedia", "MulanCatalog"]),
         .target(name: "MulanCommands", dependencies: [
-            "MulanCore", "MulanIngest", "MulanCatalog",
+            "MulanCore", "MulanIngest", "MulanCatalog", "MulanText",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "mulan-ingest", dependencies: [
+            "MulanCommands", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "mulan-filter", dependencies: [
             "MulanCommands", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -37,7 +41,7 @@ let package = Package(
         .testTarget(name: "MulanCoreTests", dependencies: ["MulanCore", "MulanTestSupport"]),
         .testTarget(name: "MulanMediaTests", dependencies: ["MulanMedia", "MulanTestSupport"]),
         .testTarget(name: "MulanCatalogTests", dependencies: ["MulanCatalog", "MulanTestSupport"]),
-        .testTarget(name: "MulanTextTests", dependencies: ["MulanText"]),
+        .testTarget(name: "MulanTextTests", dependencies: ["MulanText", "MulanCore", "MulanTestSupport"]),
         .testTarget(name: "MulanIngestTests", dependencies: ["MulanIngest", "MulanCatalog", "MulanMedia", "MulanTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

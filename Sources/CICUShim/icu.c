@@ -2,6 +2,7 @@
 #include <unicode/unorm2.h>
 #include <unicode/uversion.h>
 #include <unicode/utypes.h>
+#include <unicode/uchar.h>
 #include <stdio.h>
 
 static const UNormalizer2 *instance(mulan_icu_form form, UErrorCode *status) {
@@ -36,4 +37,10 @@ void mulan_icu_version(char *buf, int32_t cap) {
 
 const char *mulan_icu_error_name(int32_t error) {
     return u_errorName((UErrorCode)error);
+}
+
+int32_t mulan_icu_char_age(uint32_t c) {
+    UVersionInfo v;
+    u_charAge((UChar32)c, v);
+    return ((int32_t)v[0] << 8) | v[1];
 }

@@ -77,7 +77,8 @@ public struct PreviousTrack: Sendable, Hashable {
     public var contentHash: String?
     public var settingsKey: String
     public var status: String
-    public var sourcePath: String
+    public var reason: String?
+    public var detail: String?
 }
 
 /// The SQLite catalog of a work directory: tracks, clips, raw texts, rejected rows and runs.
@@ -109,10 +110,10 @@ public final class Catalog {
 
     public func previous(trackID: String) throws(MulanError) -> PreviousTrack? {
         guard let r = try database.row(
-            "SELECT content_hash, settings_key, status, source_path FROM tracks WHERE track_id = ?", [trackID])
+            "SELECT content_hash, settings_key, status, reason, detail FROM tracks WHERE track_id = ?", [trackID])
         else { return nil }
         return PreviousTrack(contentHash: r[0].string, settingsKey: r[1].string ?? "", status: r[2].string ?? "",
-                             sourcePath: r[3].string ?? "")
+                             reason: r[3].string, detail: r[4].string)
     }
 
     /// Updates where an unchanged track was listed (manifest, line, split) without touching its clips.

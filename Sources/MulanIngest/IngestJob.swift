@@ -104,7 +104,8 @@ public struct IngestJob: Sendable {
         }
 
         for input in inputs {
-            var entries = try openInput(input, catalog: catalog)
+            let opened = try openInput(input, catalog: catalog)
+            var entries = opened.entries
             try await withThrowingTaskGroup(of: TrackOutcome.self) { group in
                 var running = 0
                 while running < jobs, let item = try nextItem(&entries) {
@@ -114,9 +115,16 @@ public struct IngestJob: Sendable {
                 while let outcome = try await group.next() {
                     running -= 1
                     switch outcome {
-                    case .unchanged(let row):
+                    case .unchanged(let row, let previous):
                         try catalog.touch(row, runID: runID)
-                        report.tracksSkipped += 1
+                        if previous.status == TrackRecord.Status.failed.rawValue {
+                            // Still failed for the same reason: say so again rather than hide it.
+                            report.tracksFailed += 1
+                            recordFailure(FailureReason(rawValue: previous.reason ?? "") ?? .decodeFailed,
+                                          "(unchanged since an earlier run) \(previous.detail ?? "")", at: row.origin)
+                        } else {
+                            report.tracksSkipped += 1
+                        }
                     case .record(let record, let staging, let decoded, _):
                         try catalog.replace(record, runID: runID)
                         if let staging { try store.publish(stagingFolder: staging) }
@@ -144,7 +152,7 @@ public struct IngestJob: Sendable {
                     }
                 }
             }
-            if let error = readError(of: input) { throw error }
+            if let error = opened.reader?.readError { throw error }
         }
         progress.finish()
 
@@ -158,29 +166,19 @@ public struct IngestJob: Sendable {
 
     // MARK: Inputs
 
-    private final class ReaderBox: @unchecked Sendable {
-        // Holds the manifest reader so its read error can be checked after iteration;
-        // only the job's own task touches it.
-        var readers: [String: ManifestReader] = [:]
-    }
-    private let readers = ReaderBox()
-
-    private func openInput(_ input: IngestInput, catalog: Catalog) throws -> AnyIterator<ManifestEntry> {
+    /// The rows of one input, and the manifest reader behind them (to check for a read error
+    /// once they are consumed).
+    private func openInput(_ input: IngestInput, catalog: Catalog) throws
+        -> (entries: AnyIterator<ManifestEntry>, reader: ManifestReader?) {
         switch input {
         case .manifest(let path, let format):
             let absolute = Paths.absolute(path)
             let reader = try ManifestReader(path: absolute, format: format)
             try catalog.clearRejects(manifest: absolute)
-            readers.readers[absolute] = reader
-            return AnyIterator(reader)
+            return (AnyIterator(reader), reader)
         case .scan(let directory, let globs):
-            return AnyIterator(try DirectoryScan(root: directory, globs: globs).rows().makeIterator())
+            return (AnyIterator(try DirectoryScan(root: directory, globs: globs).rows().makeIterator()), nil)
         }
-    }
-
-    private func readError(of input: IngestInput) -> MulanError? {
-        if case .manifest(let path, _) = input { return readers.readers[Paths.absolute(path)]?.readError }
-        return nil
     }
 
     /// Counts the rows of all inputs (a quick pass) so progress can show a total and an ETA.

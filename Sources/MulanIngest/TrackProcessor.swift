@@ -14,7 +14,7 @@ struct WorkItem: Sendable {
 /// What a worker hands back to the single catalog writer.
 enum TrackOutcome: Sendable {
     /// Same content and settings as the catalog's record: nothing to redo.
-    case unchanged(ManifestRow)
+    case unchanged(ManifestRow, PreviousTrack)
     /// A new record to write; staged clip files wait in `stagingFolder` until the write commits.
     case record(TrackRecord, stagingFolder: String?, decodedSeconds: Double, wallSeconds: Double)
 }
@@ -42,7 +42,7 @@ enum TrackProcessor {
 
         // 1. Content hash (also tells missing and unreadable files apart).
         do {
-            let (digest, size) = try SHA256.hex(ofFile: row.path)
+            let (digest, size) = try SHA256Digest.hex(ofFile: row.path)
             record.contentHash = digest
             record.fileSize = size
         } catch {
@@ -58,7 +58,7 @@ enum TrackProcessor {
             }
         }
         if let previous = item.previous, previous.contentHash == record.contentHash, previous.settingsKey == key {
-            return .unchanged(row)
+            return .unchanged(row, previous)
         }
 
         // 2. Open and probe.
@@ -114,7 +114,7 @@ enum TrackProcessor {
                 }
                 let sha: String
                 do {
-                    sha = try SHA256.hex(ofFile: part).digest
+                    sha = try SHA256Digest.hex(ofFile: part).digest
                 } catch {
                     throw TrackFailure(.encodeFailed, "cannot read back clip \(clip.index): \(error)")
                 }

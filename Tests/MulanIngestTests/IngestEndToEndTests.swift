@@ -41,7 +41,7 @@ struct IngestEndToEndTests {
         let reference = try TestProcess.ffmpegDecode(h.dir.file("media/long.ogg"), rate: 16000)
         for clip in clips.prefix(2) {
             let path = h.workdir + "/" + clip[5].string!
-            #expect(try SHA256.hex(ofFile: path).digest == clip[6].string)
+            #expect(try SHA256Digest.hex(ofFile: path).digest == clip[6].string)
             let decoded = try TestProcess.ffmpegDecode(path, rate: 16000)
             let start = clip[1].int! * 480_000
             let expected = reference[start..<(start + 480_000)].map { x -> Float in
@@ -64,7 +64,7 @@ struct IngestEndToEndTests {
         #expect(track[0].string == "ogg" && track[1].string == "vorbis")
         #expect(track[2].int == 44100 && track[3].int == 2)
         #expect(track[4].int == (try FileManager.default.attributesOfItem(atPath: h.dir.file("media/long.ogg"))[.size] as? Int))
-        #expect(track[5].string == (try SHA256.hex(ofFile: h.dir.file("media/long.ogg")).digest))
+        #expect(track[5].string == (try SHA256Digest.hex(ofFile: h.dir.file("media/long.ogg")).digest))
         #expect(track[6].string == "train" && track[7].int == 1)
 
         // The report.
@@ -150,6 +150,21 @@ struct IngestEndToEndTests {
         let fourth = try h.ingest(["--manifest", "m.csv", "--sample-rate", "22050", "--report", "r4.json"])
         #expect(fourth.status == 0)
         #expect(try h.report(h.dir.file("r4.json"))["tracks_ingested"] as? Int == 2)
+    }
+
+    @Test func unchangedFailuresAreReportedAgain() throws {
+        let h = IngestHarness()
+        try TestMedia.tone(h.dir.file("short.wav"), seconds: 5)
+        try TestMedia.tone(h.dir.file("ok.wav"), seconds: 31)
+        try h.dir.write("m.csv", "track_id,path\nshort,short.wav\nok,ok.wav\n")
+        #expect(try h.ingest(["--manifest", "m.csv"]).status == 3)
+        let again = try h.ingest(["--manifest", "m.csv", "--report", "r.json"])
+        #expect(again.status == 3)
+        let report = try h.report(h.dir.file("r.json"))
+        #expect(report["tracks_skipped"] as? Int == 1)
+        #expect(report["tracks_failed"] as? Int == 1)
+        #expect(report["failures_by_reason"] as? [String: Int] == ["too-short": 1])
+        #expect(again.stderr.contains("unchanged since an earlier run"))
     }
 
     @Test func secondWriterOnOneWorkdirIsRefused() throws {

@@ -1,4 +1,5 @@
 import Foundation
+import MulanCore
 @testable import MulanMedia
 import MulanTestSupport
 import Testing
@@ -33,7 +34,7 @@ struct FLACAndHashTests {
         for name in ["a.flac", "b.flac"] {
             try samples.withUnsafeBufferPointer { try FLACWriter.write($0, sampleRate: 16000, bits: 16, to: dir.file(name)) }
         }
-        #expect(try SHA256.hex(ofFile: dir.file("a.flac")).digest == SHA256.hex(ofFile: dir.file("b.flac")).digest)
+        #expect(try SHA256Digest.hex(ofFile: dir.file("a.flac")).digest == SHA256Digest.hex(ofFile: dir.file("b.flac")).digest)
     }
 
     @Test func quantizationClipsAndHandlesNonFinite() {
@@ -51,9 +52,9 @@ struct FLACAndHashTests {
         for i in 0..<3_000_000 { bytes.append(UInt8(truncatingIfNeeded: i &* 31 &+ i >> 7)) }
         try Data(bytes).write(to: URL(fileURLWithPath: path))
         let reference = try TestProcess.run("sha256sum", [path]).stdoutText.split(separator: " ").first.map(String.init)
-        let ours = try SHA256.hex(ofFile: path)
+        let ours = try SHA256Digest.hex(ofFile: path)
         #expect(ours.digest == reference)
         #expect(ours.bytes == bytes.count)
-        #expect(SHA256.hex(of: Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(SHA256Digest.hex(of: Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
     }
 }

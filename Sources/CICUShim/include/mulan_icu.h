@@ -29,6 +29,10 @@ int32_t mulan_icu_normalize(mulan_icu_form form, const uint16_t *src, int32_t le
 /// The ICU library version as "major.minor" (u_getVersion), written into `buf`.
 void mulan_icu_version(char *buf, int32_t cap);
 
+/// The Unicode version in which `c` was assigned (u_charAge), as major << 8 | minor;
+/// 0 for unassigned code points.
+int32_t mulan_icu_char_age(uint32_t c);
+
 /// The human-readable name of an ICU UErrorCode (u_errorName).
 const char *mulan_icu_error_name(int32_t error);
 
