@@ -31,11 +31,13 @@ public struct RawText: Sendable, Hashable {
     public var origin: String
     public var field: String
     public var text: String
+    public var source: TextSource?
 
-    public init(origin: String, field: String, text: String) {
+    public init(origin: String, field: String, text: String, source: TextSource? = nil) {
         self.origin = origin
         self.field = field
         self.text = text
+        self.source = source
     }
 }
 
@@ -161,10 +163,65 @@ public final class Catalog {
                           c.stats.peak, c.stats.silenceShare, c.status.rawValue, c.flacPath, c.flacSHA256])
             }
             for t in record.texts {
-                try database.run("INSERT INTO raw_texts (track_id, origin, field, text) VALUES (?, ?, ?, ?)",
-                                 [r.trackID, t.origin, t.field, t.text])
+                try database.run("INSERT INTO raw_texts (track_id, origin, field, text, source) VALUES (?, ?, ?, ?, ?)",
+                                 [r.trackID, t.origin, t.field, t.text, t.source?.rawValue])
             }
         }
+    }
+
+    // MARK: Annotation files
+
+    /// What was loaded from an annotation file: its hash and the options it was read with.
+    public func textFile(path: String) throws(MulanError) -> (sha256: String, options: String)? {
+        guard let r = try database.row("SELECT sha256, options FROM text_files WHERE path = ?", [path]) else { return nil }
+        return (r[0].string ?? "", r[1].string ?? "")
+    }
+
+    /// Replaces everything recorded from the file `path` in one transaction: its texts and its
+    /// rejects are deleted, `body` inserts the new ones, and the file's row records the result.
+    public func replaceTextFile(path: String, format: String, sha256: String, options: String, runID: Int64,
+                                _ body: (TextInserter) throws -> (texts: Int, rejects: Int)) throws {
+        try database.transaction {
+            try database.run("DELETE FROM raw_texts WHERE origin_file = ?", [path])
+            try database.run("DELETE FROM rejected_rows WHERE manifest_file = ?", [path])
+            let counts = try body(TextInserter(catalog: self, runID: runID, origin: "file:" + format))
+            try database.run("""
+                INSERT OR REPLACE INTO text_files (path, format, sha256, options, texts, rejects, run_id, loaded_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """, [path, format, sha256, options, counts.texts, counts.rejects, runID, Timestamp.now()])
+        }
+    }
+
+    /// Inserts the texts and rejects of one annotation file (inside `replaceTextFile`).
+    public struct TextInserter {
+        let catalog: Catalog
+        let runID: Int64
+        let origin: String
+
+        public func insert(_ a: TextAnnotation) throws(MulanError) {
+            try catalog.database.run("""
+                INSERT INTO raw_texts (track_id, origin, field, text, origin_file, origin_line, source, group_id, repaired)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, [a.trackID, origin, a.field, a.text, a.origin.file, a.origin.line, a.source.rawValue, a.group,
+                      a.repaired])
+        }
+
+        public func reject(_ r: RejectedRow) throws(MulanError) {
+            try catalog.database.run("""
+                INSERT INTO rejected_rows (manifest_file, manifest_line, track_id, reason, detail, raw, run_id)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (manifest_file, manifest_line) DO UPDATE SET
+                    detail = detail || '; ' || excluded.detail
+                """, [r.origin.file ?? "", r.origin.line ?? 0, r.origin.trackID, r.reason.rawValue, r.detail, r.raw, runID])
+        }
+    }
+
+    /// Texts of an annotation file whose track id is not (yet) in the catalog.
+    public func unmatchedTexts(file: String) throws(MulanError) -> Int {
+        try count("""
+            SELECT COUNT(*) FROM raw_texts r WHERE r.origin_file = ?
+            AND NOT EXISTS (SELECT 1 FROM tracks t WHERE t.track_id = r.track_id)
+            """, [file])
     }
 
     // MARK: Rejected manifest rows

@@ -4,7 +4,7 @@ import MulanCore
 /// recorded in `schema_migrations`. Never edit a released migration: add a new one.
 /// docs/catalog.md describes the tables.
 enum Migrations {
-    static let all: [(version: Int, name: String, sql: String)] = [
+    static let all: [(version: Int, name: String, sql: String, after: (@Sendable (Database) throws(MulanError) -> Void)?)] = [
         (1, "ingest", """
         CREATE TABLE runs (
             id INTEGER PRIMARY KEY,
@@ -85,7 +85,32 @@ enum Migrations {
         CREATE TABLE file_gc (
             sha256 TEXT PRIMARY KEY
         );
-        """),
+        """, nil),
+        (2, "weak-text", """
+        ALTER TABLE raw_texts ADD COLUMN source TEXT
+            CHECK (source IS NULL OR source IN ('tags', 'descriptions', 'playlists', 'aset'));
+        ALTER TABLE raw_texts ADD COLUMN group_id TEXT;
+        ALTER TABLE raw_texts ADD COLUMN repaired INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX raw_texts_source ON raw_texts(source, track_id);
+        CREATE INDEX raw_texts_file ON raw_texts(origin_file);
+        CREATE TABLE text_files (
+            path TEXT PRIMARY KEY,
+            format TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            options TEXT NOT NULL,
+            texts INTEGER NOT NULL,
+            rejects INTEGER NOT NULL,
+            run_id INTEGER REFERENCES runs(id),
+            loaded_at TEXT NOT NULL
+        );
+        """, { db throws(MulanError) in
+            // Container tags recorded before this version get their source now.
+            for row in try db.rows("SELECT DISTINCT field FROM raw_texts WHERE origin LIKE 'container:%'") {
+                guard let field = row[0].string, let source = ContainerTagSources.source(forTag: field) else { continue }
+                try db.run("UPDATE raw_texts SET source = ? WHERE origin LIKE 'container:%' AND field = ?",
+                           [source.rawValue, field])
+            }
+        }),
     ]
 
     static func apply(to db: Database) throws(MulanError) {
@@ -102,6 +127,7 @@ enum Migrations {
             do {
                 try db.transaction {
                     try db.execute(migration.sql)
+                    try migration.after?(db)
                     try db.run("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
                                [migration.version, migration.name, Timestamp.now()])
                 }

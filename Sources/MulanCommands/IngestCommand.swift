@@ -4,6 +4,8 @@ import MulanCore
 import MulanIngest
 
 extension ManifestReader.Format: ExpressibleByArgument {}
+extension TextFormat: ExpressibleByArgument {}
+extension InvalidUTF8Policy: ExpressibleByArgument {}
 
 /// `mulan-ingest`: the first stage. `audio` (the default) decodes tracks into clips.
 public struct IngestCommand: AsyncParsableCommand {
@@ -14,7 +16,7 @@ public struct IngestCommand: AsyncParsableCommand {
         Exit codes: 0 all inputs used; 3 the run completed but some inputs failed (each is recorded \
         in the catalog with its reason and listed in the summary); 64 usage error; 1 fatal error.
         """,
-        subcommands: [IngestAudioCommand.self],
+        subcommands: [IngestAudioCommand.self, IngestTextCommand.self],
         defaultSubcommand: IngestAudioCommand.self)
 
     public init() {}
@@ -109,6 +111,69 @@ public struct IngestAudioCommand: AsyncParsableCommand {
             if let report { try summary.write(to: report) }
             print(summary.text())
             return summary.tracksFailed > 0 ? .completedWithFailures : .success
+        }
+    }
+}
+
+public struct IngestTextCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "text",
+        abstract: "Load weak text (tags, descriptions, playlists, AudioSet labels) into the catalog.",
+        discussion: """
+        Formats: generic (JSONL {"track_id", "source", "text"} or {"track_id", "tags": [...], ...}; \
+        schemas/text-generic.schema.json), playlists (JSONL {"playlist_id", "title", "description", \
+        "track_ids"}), musiccaps (musiccaps-public.csv), mtat (annotations_final.csv), audioset (segment CSVs). \
+        Text is stored as given with its source, track, file and line; texts of tracks not yet in the \
+        catalog are kept and counted as unmatched. Container tags read by `mulan-ingest audio` are \
+        already in the catalog (genre, mood, title… as tags; comment as descriptions). \
+        Exit codes: 0 ok; 3 some records rejected (recorded with reasons); 64 usage; 1 fatal.
+        """)
+
+    @OptionGroup public var global: GlobalOptions
+
+    @Option(help: ArgumentHelp("The file format: generic, playlists, musiccaps, mtat or audioset.", valueName: "format"))
+    public var format: TextFormat
+
+    @Argument(help: ArgumentHelp("Annotation files.", valueName: "file"))
+    public var files: [String]
+
+    @Option(help: ArgumentHelp("AudioSet label names: ontology.json or class_labels_indices.csv.", valueName: "file"))
+    public var labels: String?
+
+    @Option(help: ArgumentHelp("Track id built from CSV columns, e.g. '{ytid}' or '{YTID}_{start_seconds}'.",
+                               valueName: "template"))
+    public var trackIDFormat: String?
+
+    @Option(name: .customLong("invalid-utf8"),
+            help: ArgumentHelp("Records with invalid UTF-8: replace (keep, flagged) or reject.", valueName: "policy"))
+    public var invalidUTF8: InvalidUTF8Policy = .replace
+
+    @Option(help: ArgumentHelp("Longest JSONL line accepted, in bytes.", valueName: "n"))
+    public var maxLineBytes: Int = 1 << 20
+
+    @Option(help: ArgumentHelp("Write the JSON summary to this file.", valueName: "file"))
+    public var report: String?
+
+    public init() {}
+
+    public func validate() throws {
+        if files.isEmpty { throw ValidationError("give at least one annotation file") }
+        if (format == .musiccaps || format == .audioset) && labels == nil {
+            throw ValidationError("--format \(format.rawValue) needs --labels ontology.json (or class_labels_indices.csv)")
+        }
+        if maxLineBytes < 1 { throw ValidationError("--max-line-bytes must be at least 1") }
+    }
+
+    public func run() async throws {
+        let console = global.console
+        try await runStage(console: console) {
+            let job = TextLoadJob(workdir: global.workdir, files: files, format: format, labelsPath: labels,
+                                  trackIDTemplate: trackIDFormat, invalidUTF8: invalidUTF8,
+                                  maxLineBytes: maxLineBytes, console: console)
+            let summary = try job.run()
+            if let report { try summary.write(to: report) }
+            print(summary.text())
+            return summary.exitCode == 0 ? .success : .completedWithFailures
         }
     }
 }

@@ -18,6 +18,11 @@ public enum FailureReason: String, Sendable, CaseIterable, Codable {
     case silent = "silent"
     case decodeFailed = "decode-failed"
     case encodeFailed = "encode-failed"
+    // Text records.
+    case emptyText = "empty-text"
+    case unknownLabel = "unknown-label"
+    case invalidUTF8 = "invalid-utf8"
+    case lineTooLong = "line-too-long"
 }
 
 /// A failure with its reason and a human-readable detail that says what to do.

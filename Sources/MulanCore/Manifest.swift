@@ -53,7 +53,8 @@ public final class ManifestReader: Sequence, IteratorProtocol {
 
     public let path: String
     public let format: Format
-    private let reader: ByteReader
+    private let reader: ByteReader?
+    private let csv: CSVReader?
     private let baseDirectory: String
     private var lineNumber = 0
     private var csvHeader: [String]?
@@ -75,7 +76,14 @@ public final class ManifestReader: Sequence, IteratorProtocol {
             throw MulanError(.usage, "cannot tell the format of manifest \(path)",
                              hint: "name it .jsonl or .csv, or pass --manifest-format jsonl|csv")
         }
-        self.reader = try ByteReader(path: path)
+        if self.format == .csv {
+            let tab = lower.hasSuffix(".tsv")
+            self.csv = try CSVReader(path: path, delimiter: tab ? 0x09 : 0x2C)
+            self.reader = nil
+        } else {
+            self.reader = try ByteReader(path: path)
+            self.csv = nil
+        }
         self.baseDirectory = (Paths.absolute(path) as NSString).deletingLastPathComponent
     }
 
@@ -102,7 +110,7 @@ public final class ManifestReader: Sequence, IteratorProtocol {
     // MARK: JSONL
 
     private func nextJSONL() throws(MulanError) -> ManifestEntry? {
-        while let (bytes, overlong) = try reader.nextLine() {
+        while let (bytes, overlong) = try reader!.nextLine() {
             lineNumber += 1
             let line = lineNumber
             if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
@@ -133,16 +141,17 @@ public final class ManifestReader: Sequence, IteratorProtocol {
 
     private func nextCSV() throws(MulanError) -> ManifestEntry? {
         while true {
-            guard let record = try readCSVRecord() else { return nil }
-            let (fields, line, rawBytes, error) = record
-            if let error {
+            guard let record = try csv!.next() else { return nil }
+            let line = record.line
+            if let error = record.error {
                 return .rejected(RejectedRow(origin: location(line), reason: .invalidRow, detail: error,
-                                             raw: raw(rawBytes)))
+                                             raw: raw(record.raw)))
             }
+            let fields = record.fields
             if fields.count == 1 && fields[0].isEmpty { continue }  // blank line
             guard let header = csvHeader else {
-                csvHeader = fields.map { $0.trimmingCharacters(in: .whitespaces) }
-                let missing = ["track_id", "path"].filter { !csvHeader!.contains($0) }
+                csvHeader = fields
+                let missing = ["track_id", "path"].filter { !fields.contains($0) }
                 if !missing.isEmpty {
                     throw MulanError(.manifest, "the CSV header has no \(missing.joined(separator: " or ")) column",
                                      location: location(line),
@@ -153,89 +162,12 @@ public final class ManifestReader: Sequence, IteratorProtocol {
             if fields.count != header.count {
                 return .rejected(RejectedRow(origin: location(line), reason: .invalidRow,
                                              detail: "expected \(header.count) fields, found \(fields.count)",
-                                             raw: raw(rawBytes)))
+                                             raw: raw(record.raw)))
             }
             var dict: [String: String] = [:]
             for (name, value) in zip(header, fields) where !value.isEmpty { dict[name] = value }
-            return validate(dict, line: line, raw: raw(rawBytes))
+            return validate(dict, line: line, raw: raw(record.raw))
         }
-    }
-
-    /// Reads one RFC 4180 record: quoted fields may hold commas, doubled quotes and newlines.
-    private func readCSVRecord() throws(MulanError) -> ([String], Int, [UInt8], String?)? {
-        var fields: [String] = []
-        var field: [UInt8] = []
-        var rawBytes: [UInt8] = []
-        var inQuotes = false
-        var quotedField = false
-        var afterClosingQuote = false
-        var sawAny = false
-        let startLine = lineNumber + 1
-        var error: String?
-        let delimiter: UInt8 = path.lowercased().hasSuffix(".tsv") ? 0x09 : 0x2C
-
-        func finishField() {
-            if let s = String(validating: field, as: UTF8.self) {
-                fields.append(quotedField ? s : s.trimmingCharacters(in: .whitespaces))
-            } else {
-                fields.append(String(decoding: field, as: UTF8.self))
-                error = error ?? "field \(fields.count) is not valid UTF-8"
-            }
-            field.removeAll(keepingCapacity: true)
-            quotedField = false
-            afterClosingQuote = false
-        }
-
-        while let byte = try reader.next() {
-            sawAny = true
-            if rawBytes.count < Self.maxRawLength { rawBytes.append(byte) }
-            if byte == 0x0A { lineNumber += 1 }
-            if field.count > (16 << 20) {
-                error = error ?? "a field is longer than 16 MiB"
-                field.removeAll()
-            }
-            if inQuotes {
-                if byte == 0x22 {
-                    inQuotes = false
-                    afterClosingQuote = true
-                } else {
-                    field.append(byte)
-                }
-                continue
-            }
-            switch byte {
-            case 0x22 where afterClosingQuote:  // "" inside a quoted field
-                field.append(0x22)
-                inQuotes = true
-                afterClosingQuote = false
-            case 0x22 where field.isEmpty && !quotedField:
-                inQuotes = true
-                quotedField = true
-            case delimiter:
-                finishField()
-            case 0x0A:
-                if field.last == 0x0D && !afterClosingQuote { field.removeLast() }
-                finishField()
-                if rawBytes.last == 0x0A { rawBytes.removeLast() }
-                return (fields, startLine, rawBytes, error)
-            case 0x0D where afterClosingQuote:
-                break
-            default:
-                if afterClosingQuote {
-                    error = error ?? "unexpected character after a closing quote"
-                }
-                field.append(byte)
-            }
-        }
-        if !sawAny { return nil }
-        if inQuotes {
-            lineNumber += 1
-            error = error ?? "a quoted field is not closed before the end of the file"
-        } else {
-            lineNumber += 1
-        }
-        finishField()
-        return (fields, startLine, rawBytes, error)
     }
 
     // MARK: Validation shared by both formats

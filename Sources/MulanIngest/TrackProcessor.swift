@@ -74,7 +74,10 @@ enum TrackProcessor {
         record.originalSampleRate = probe.sampleRate
         record.originalChannels = probe.channels
         record.channelLayout = probe.channelLayout
-        record.texts = probe.tags.map { RawText(origin: "container:\($0.scope)", field: $0.key, text: $0.value) }
+        record.texts = probe.tags.map {
+            RawText(origin: "container:\($0.scope)", field: $0.key, text: $0.value,
+                    source: ContainerTagSources.source(forTag: $0.key))
+        }
 
         // 3. Decode, cut and encode, streaming.
         var expectedSeconds: Double?

@@ -1,0 +1,167 @@
+import Foundation
+import MulanCatalog
+import MulanCore
+
+/// The summary of `mulan-ingest text` (`--report FILE`; schemas/text-report.schema.json).
+public struct TextLoadReport: Codable, Sendable {
+    public var schemaVersion = 1
+    public var stage = "ingest-text"
+    public var filesLoaded = 0
+    public var filesUnchanged = 0
+    public var records = 0
+    public var textsBySource: [String: Int] = [:]
+    public var rejectsByReason: [String: Int] = [:]
+    public var repairedTexts = 0
+    public var unmatchedTexts = 0
+    public var wallSeconds = 0.0
+    public var exitCode: Int32 = 0
+
+    enum CodingKeys: String, CodingKey {
+        case schemaVersion = "schema_version", stage, filesLoaded = "files_loaded", filesUnchanged = "files_unchanged"
+        case records, textsBySource = "texts_by_source", rejectsByReason = "rejects_by_reason"
+        case repairedTexts = "repaired_texts", unmatchedTexts = "unmatched_texts", wallSeconds = "wall_seconds"
+        case exitCode = "exit_code"
+    }
+
+    public func json() -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self)
+    }
+
+    public func text() -> String {
+        var lines = ["ingest text: \(filesLoaded) files loaded, \(filesUnchanged) unchanged; \(records) records"]
+        let texts = TextSource.allCases.map { "\($0.rawValue) \(textsBySource[$0.rawValue] ?? 0)" }.joined(separator: ", ")
+        lines.append("  texts: \(texts)")
+        lines.append("  unmatched texts (track not in the catalog yet, kept): \(unmatchedTexts)")
+        if repairedTexts > 0 { lines.append("  texts repaired (invalid UTF-8 replaced): \(repairedTexts)") }
+        if !rejectsByReason.isEmpty {
+            lines.append("  rejected by reason:")
+            for (reason, n) in rejectsByReason.sorted(by: { $0.key < $1.key }) { lines.append("    \(reason): \(n)") }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    public func write(to path: String) throws(MulanError) {
+        do {
+            try Data((json() + "\n").utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
+        } catch {
+            throw MulanError(.io, "cannot write the report \(path)", cause: error.localizedDescription)
+        }
+    }
+}
+
+/// Loads annotation files into the catalog's raw texts: each file in one transaction (a killed
+/// run leaves nothing of a half-read file), an unchanged file (same content and options) skipped,
+/// a changed one replaced whole.
+public struct TextLoadJob: Sendable {
+    public var workdir: String
+    public var files: [String]
+    public var format: TextFormat
+    public var labelsPath: String?
+    public var trackIDTemplate: String?
+    public var invalidUTF8: InvalidUTF8Policy
+    public var maxLineBytes: Int
+    public var console: Console
+
+    public init(workdir: String, files: [String], format: TextFormat, labelsPath: String?, trackIDTemplate: String?,
+                invalidUTF8: InvalidUTF8Policy, maxLineBytes: Int, console: Console) {
+        self.workdir = Paths.absolute(workdir)
+        self.files = files.map(Paths.absolute)
+        self.format = format
+        self.labelsPath = labelsPath.map(Paths.absolute)
+        self.trackIDTemplate = trackIDTemplate
+        self.invalidUTF8 = invalidUTF8
+        self.maxLineBytes = maxLineBytes
+        self.console = console
+    }
+
+    /// The options that shape what is read from a file; a change re-reads it.
+    var optionsKey: String {
+        var labelsHash = "-"
+        if let labelsPath, let digest = try? SHA256Digest.hex(ofFile: labelsPath).digest { labelsHash = digest }
+        return "v1;format=\(format.rawValue);labels=\(labelsHash);id=\(trackIDTemplate ?? "-");utf8=\(invalidUTF8.rawValue)"
+            + ";max=\(maxLineBytes)"
+    }
+
+    public func run() throws -> TextLoadReport {
+        let started = Date()
+        try FileManager.default.createDirectory(atPath: workdir, withIntermediateDirectories: true)
+        let lock = try WorkdirLock(workdir: workdir, stage: "mulan-ingest text")
+        defer { withExtendedLifetime(lock) {} }
+        let catalog = try Catalog(path: workdir + "/catalog.sqlite")
+        let labels = try labelsPath.map { path throws(MulanError) in try AudioSetLabels.load(path: path) }
+        let options = optionsKey
+        let runID = try catalog.beginRun(stage: "ingest-text", settings: options)
+        var report = TextLoadReport()
+
+        for file in files {
+            let digest: String
+            do {
+                digest = try SHA256Digest.hex(ofFile: file).digest
+            } catch {
+                throw MulanError(.io, "cannot read the annotation file \(file)", hint: "check the path", cause: "\(error)")
+            }
+            if let previous = try catalog.textFile(path: file), previous.sha256 == digest, previous.options == options {
+                report.filesUnchanged += 1
+                console.log(.info, "\(file): unchanged since it was loaded, skipped")
+                continue
+            }
+            let reader = try TextFormatReader(path: file, format: format, labels: labels)
+            reader.invalidUTF8 = invalidUTF8
+            reader.trackIDTemplate = trackIDTemplate
+            reader.maxLineBytes = maxLineBytes
+            let total = try Self.countLines(file)
+            let progress = Progress(total: total, unit: "lines", console: console)
+            var lastLine = 0
+            try catalog.replaceTextFile(path: file, format: format.rawValue, sha256: digest, options: options,
+                                        runID: runID) { insert in
+                var texts = 0
+                var rejects = 0
+                while let result = try reader.next() {
+                    report.records += 1
+                    for a in result.annotations {
+                        try insert.insert(a)
+                        texts += 1
+                        report.textsBySource[a.source.rawValue, default: 0] += 1
+                        if a.repaired { report.repairedTexts += 1 }
+                    }
+                    for r in result.rejects {
+                        try insert.reject(r)
+                        rejects += 1
+                        report.rejectsByReason[r.reason.rawValue, default: 0] += 1
+                        console.log(.warning, "\(r.origin): \(r.reason.rawValue): \(r.detail)", event: "text_rejected",
+                                    fields: console.format == .json ? ["reason": r.reason.rawValue, "file": file,
+                                                                       "line": "\(r.origin.line ?? 0)"] : [:])
+                    }
+                    let line = result.annotations.first?.origin.line ?? result.rejects.first?.origin.line ?? lastLine
+                    if line > lastLine {
+                        progress.advance(by: min(line, total) - min(lastLine, total))
+                        lastLine = line
+                    }
+                }
+                return (texts, rejects)
+            }
+            progress.finish()
+            report.filesLoaded += 1
+            report.unmatchedTexts += try catalog.unmatchedTexts(file: file)
+        }
+        report.wallSeconds = Date().timeIntervalSince(started)
+        report.exitCode = report.rejectsByReason.isEmpty ? ExitStatus.success.rawValue
+                                                         : ExitStatus.completedWithFailures.rawValue
+        try catalog.finishRun(runID, summary: report.json())
+        return report
+    }
+
+    /// Counts newline bytes (a quick pass) so progress can show a total.
+    static func countLines(_ path: String) throws(MulanError) -> Int {
+        let reader = try ByteReader(path: path)
+        var n = 0
+        var last: UInt8 = 0x0A
+        while let b = try reader.next() {
+            if b == 0x0A { n += 1 }
+            last = b
+        }
+        return last == 0x0A ? n : n + 1
+    }
+}
