@@ -11,8 +11,11 @@ struct IngestHarness {
 
     @discardableResult
     func ingest(_ arguments: [String], workdir: String? = nil) throws -> ProcessResult {
-        try TestProcess.run(Self.binary, ["--workdir", workdir ?? self.workdir, "--quiet"] + arguments, cwd: dir.path,
-                            environment: ["MULAN_PROGRESS_INTERVAL": "0"])
+        // Shared options go after a subcommand name, when there is one.
+        let common = ["--workdir", workdir ?? self.workdir, "--quiet"]
+        let args = ["text", "audio"].contains(arguments.first ?? "")
+            ? [arguments[0]] + common + arguments.dropFirst() : common + arguments
+        return try TestProcess.run(Self.binary, args, cwd: dir.path, environment: ["MULAN_PROGRESS_INTERVAL": "0"])
     }
 
     func catalog(_ workdir: String? = nil) throws -> Catalog {
