@@ -3,6 +3,8 @@
 #include <unicode/uversion.h>
 #include <unicode/utypes.h>
 #include <unicode/uchar.h>
+#include <unicode/ubrk.h>
+#include <unicode/uscript.h>
 #include <stdio.h>
 
 static const UNormalizer2 *instance(mulan_icu_form form, UErrorCode *status) {
@@ -43,4 +45,30 @@ int32_t mulan_icu_char_age(uint32_t c) {
     UVersionInfo v;
     u_charAge((UChar32)c, v);
     return ((int32_t)v[0] << 8) | v[1];
+}
+
+int32_t mulan_icu_sentence_breaks(const char *locale, const uint16_t *text, int32_t len,
+                                  int32_t *boundaries, int32_t cap) {
+    UErrorCode status = U_ZERO_ERROR;
+    UBreakIterator *it = ubrk_open(UBRK_SENTENCE, locale, (const UChar *)text, len, &status);
+    if (U_FAILURE(status)) return -1;
+    int32_t n = 0;
+    ubrk_first(it);
+    for (int32_t b = ubrk_next(it); b != UBRK_DONE; b = ubrk_next(it)) {
+        if (n < cap) boundaries[n] = b;
+        n++;
+    }
+    ubrk_close(it);
+    return n;
+}
+
+int32_t mulan_icu_script(uint32_t c) {
+    UErrorCode status = U_ZERO_ERROR;
+    UScriptCode code = uscript_getScript((UChar32)c, &status);
+    return U_FAILURE(status) ? -1 : (int32_t)code;
+}
+
+const char *mulan_icu_script_name(int32_t code) {
+    const char *name = uscript_getName((UScriptCode)code);
+    return name ? name : "Unknown";
 }

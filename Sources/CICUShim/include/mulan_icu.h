@@ -33,6 +33,18 @@ void mulan_icu_version(char *buf, int32_t cap);
 /// 0 for unassigned code points.
 int32_t mulan_icu_char_age(uint32_t c);
 
+/// Sentence boundaries of UTF-16 `text` by ICU's sentence break iterator (ubrk_open(UBRK_SENTENCE)
+/// for `locale`, e.g. "en"). Writes up to `cap` boundary offsets (UTF-16 units, ending with `len`)
+/// and returns how many there are (which may exceed `cap`), or -1 on error.
+int32_t mulan_icu_sentence_breaks(const char *locale, const uint16_t *text, int32_t len,
+                                  int32_t *boundaries, int32_t cap);
+
+/// The ICU script code (UScriptCode) of a code point (uscript_getScript); -1 on error.
+int32_t mulan_icu_script(uint32_t c);
+
+/// The long name of an ICU script code ("Latin", "Cyrillic", "Han", "Common", …).
+const char *mulan_icu_script_name(int32_t code);
+
 /// The human-readable name of an ICU UErrorCode (u_errorName).
 const char *mulan_icu_error_name(int32_t error);
 
