@@ -25,8 +25,9 @@ let package = Package(
         .target(name: "MulanCatalog", dependencies: ["MulanCore", "CSQLite"]),
         .target(name: "MulanText", dependencies: ["MulanCore", "CICUShim"]),
         .target(name: "MulanIngest", dependencies: ["MulanCore", "MulanMedia", "MulanCatalog"]),
+        .target(name: "MulanFiltering", dependencies: ["MulanCore", "MulanText", "MulanCatalog"]),
         .target(name: "MulanCommands", dependencies: [
-            "MulanCore", "MulanIngest", "MulanCatalog", "MulanText",
+            "MulanCore", "MulanIngest", "MulanCatalog", "MulanText", "MulanFiltering",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "mulan-ingest", dependencies: [

@@ -116,6 +116,18 @@ public final class Database {
         return try s.step() ? s.row() : nil
     }
 
+    /// Steps through a query's rows one at a time with its own statement (not cached), so the
+    /// body may write to other tables meanwhile; memory stays bounded by one row.
+    public func forEach(_ sql: String, _ arguments: [any SQLBindable] = [],
+                        _ body: ([SQLValue]) throws -> Void) throws {
+        var stmt: OpaquePointer?
+        let rc = sqlite3_prepare_v2(handle, sql, -1, &stmt, nil)
+        guard rc == SQLITE_OK, let stmt else { throw error("preparing \(sql.prefix(80))", rc) }
+        let statement = Statement(stmt, database: self)
+        try statement.bind(arguments)
+        while try statement.step() { try body(statement.row()) }
+    }
+
     public var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
     public var changes: Int { Int(sqlite3_changes(handle)) }
 

@@ -111,6 +111,34 @@ enum Migrations {
                            [source.rawValue, field])
             }
         }),
+        (3, "filter-decisions", """
+        CREATE TABLE filter_versions (
+            version TEXT PRIMARY KEY,
+            source TEXT NOT NULL,
+            unfiltered INTEGER NOT NULL,
+            config TEXT NOT NULL,
+            vocab_sha256 TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            completed_at TEXT,
+            stats TEXT
+        );
+        CREATE TABLE text_decisions (
+            version TEXT NOT NULL REFERENCES filter_versions(version) ON DELETE CASCADE,
+            raw_text_id INTEGER NOT NULL REFERENCES raw_texts(id) ON DELETE CASCADE,
+            source TEXT NOT NULL,
+            track_id TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('kept', 'dropped')),
+            reason TEXT NOT NULL,
+            normalized TEXT NOT NULL,
+            token_ids TEXT,
+            token_count INTEGER NOT NULL DEFAULT 0,
+            details TEXT,
+            PRIMARY KEY (version, raw_text_id)
+        );
+        CREATE INDEX text_decisions_track ON text_decisions(version, track_id);
+        CREATE INDEX text_decisions_norm ON text_decisions(version, status, normalized);
+        CREATE INDEX raw_texts_group ON raw_texts(source, group_id);
+        """, nil),
     ]
 
     static func apply(to db: Database) throws(MulanError) {

@@ -133,7 +133,7 @@ public final class Progress {
             if console.format == .json {
                 console.log(.info, "progress", event: "progress", fields: fields)
             } else {
-                Console.writeStderr("progress: \(done)/\(total) \(unit), \(extra), "
+                Console.writeStderr("progress: \(done)/\(total) \(unit), \(extra.isEmpty ? "" : extra + ", ")"
                                     + "\(String(format: "%.2f", rate)) \(unit)/s, elapsed \(Self.clock(elapsed)), ETA \(eta)\n")
             }
         }

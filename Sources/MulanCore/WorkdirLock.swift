@@ -1,5 +1,5 @@
 import Foundation
-import MulanCore
+
 
 /// An exclusive advisory lock (`flock`) on `<workdir>/.lock` for the lifetime of the value, so
 /// two writers never run on one work directory. The kernel releases it if the process dies.
