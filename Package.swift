@@ -38,11 +38,12 @@ let package = Package(
         ]),
 
         // Tests.
-        .target(name: "MulanTestSupport", dependencies: ["MulanCore"], path: "Tests/MulanTestSupport"),
+        .target(name: "MulanTestSupport", dependencies: ["MulanCore", "MulanCatalog"], path: "Tests/MulanTestSupport"),
         .testTarget(name: "MulanCoreTests", dependencies: ["MulanCore", "MulanTestSupport"]),
         .testTarget(name: "MulanMediaTests", dependencies: ["MulanMedia", "MulanTestSupport"]),
         .testTarget(name: "MulanCatalogTests", dependencies: ["MulanCatalog", "MulanTestSupport"]),
         .testTarget(name: "MulanTextTests", dependencies: ["MulanText", "MulanCore", "MulanTestSupport"]),
+        .testTarget(name: "MulanFilteringTests", dependencies: ["MulanFiltering", "MulanText", "MulanCatalog", "MulanTestSupport"]),
         .testTarget(name: "MulanIngestTests", dependencies: ["MulanIngest", "MulanCatalog", "MulanMedia", "MulanTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

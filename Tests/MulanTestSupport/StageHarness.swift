@@ -1,16 +1,26 @@
 import Foundation
 import MulanCatalog
-import MulanTestSupport
 
-/// Runs the real `mulan-ingest` executable on a work directory and reads what it wrote.
-struct IngestHarness {
-    let dir = TempDir("mulan-ingest")
-    var workdir: String { dir.file("work") }
+/// Runs the real `mulan-ingest` and `mulan-filter` executables on a work directory and reads what
+/// they wrote.
+public struct IngestHarness {
+    public let dir = TempDir("mulan-stage")
+    public var workdir: String { dir.file("work") }
 
-    static var binary: String { TestPaths.executable("mulan-ingest") }
+    public init() {}
+
+    public static var binary: String { TestPaths.executable("mulan-ingest") }
+    public static var filterBinary: String { TestPaths.executable("mulan-filter") }
+
+    /// Runs mulan-filter with the shared options after the arguments.
+    @discardableResult
+    public func filter(_ arguments: [String]) throws -> ProcessResult {
+        try TestProcess.run(Self.filterBinary, arguments + ["--workdir", workdir, "--quiet"], cwd: dir.path,
+                            environment: ["MULAN_PROGRESS_INTERVAL": "0"])
+    }
 
     @discardableResult
-    func ingest(_ arguments: [String], workdir: String? = nil) throws -> ProcessResult {
+    public func ingest(_ arguments: [String], workdir: String? = nil) throws -> ProcessResult {
         // Shared options go after a subcommand name, when there is one.
         let common = ["--workdir", workdir ?? self.workdir, "--quiet"]
         let args = ["text", "audio"].contains(arguments.first ?? "")
@@ -18,17 +28,17 @@ struct IngestHarness {
         return try TestProcess.run(Self.binary, args, cwd: dir.path, environment: ["MULAN_PROGRESS_INTERVAL": "0"])
     }
 
-    func catalog(_ workdir: String? = nil) throws -> Catalog {
+    public func catalog(_ workdir: String? = nil) throws -> Catalog {
         try Catalog(path: (workdir ?? self.workdir) + "/catalog.sqlite")
     }
 
-    func report(_ path: String) throws -> [String: Any] {
+    public func report(_ path: String) throws -> [String: Any] {
         let data = try Data(contentsOf: URL(fileURLWithPath: path))
         return try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
     }
 
     /// Every regular file below `root`, relative to it.
-    static func files(below root: String) -> Set<String> {
+    public static func files(below root: String) -> Set<String> {
         var result = Set<String>()
         guard let e = FileManager.default.enumerator(atPath: root) else { return result }
         while let p = e.nextObject() as? String {
@@ -41,7 +51,7 @@ struct IngestHarness {
     }
 
     /// The catalog's content without run ids and timestamps, as sets of rows, for comparing runs.
-    static func snapshot(_ c: Catalog) throws -> (tracks: Set<[String]>, clips: Set<[String]>, texts: Set<[String]>,
+    public static func snapshot(_ c: Catalog) throws -> (tracks: Set<[String]>, clips: Set<[String]>, texts: Set<[String]>,
                                                    rejects: Set<[String]>) {
         func set(_ sql: String) throws -> Set<[String]> {
             Set(try c.database.rows(sql).map { $0.map { "\($0)" } })
