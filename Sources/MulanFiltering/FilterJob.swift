@@ -211,22 +211,30 @@ public struct FilterJob: Sendable {
                 report.droppedByReason[row[1].string ?? "?", default: 0] += n
             }
         }
-        let lengths = try db.rows("SELECT token_count FROM text_decisions WHERE version = ? AND status = 'kept' ORDER BY token_count",
-                                  [version]).compactMap { $0[0].int }
-        if !lengths.isEmpty {
-            func q(_ p: Double) -> Int { lengths[min(lengths.count - 1, Int(Double(lengths.count - 1) * p))] }
+        // Token-length distribution by SQL, so memory does not grow with the number of texts.
+        let keptCount = report.kept
+        if keptCount > 0 {
+            func quantile(_ p: Double) throws -> Int {
+                try db.row("""
+                    SELECT token_count FROM text_decisions WHERE version = ? AND status = 'kept'
+                    ORDER BY token_count LIMIT 1 OFFSET ?
+                    """, [version, min(keptCount - 1, Int(Double(keptCount - 1) * p))])?[0].int ?? 0
+            }
             var l = FilterReport.Lengths()
-            l.min = lengths.first!
-            l.max = lengths.last!
-            l.p50 = q(0.5)
-            l.p90 = q(0.9)
-            l.p99 = q(0.99)
-            l.mean = Double(lengths.reduce(0, +)) / Double(lengths.count)
-            for n in lengths {
+            l.min = try quantile(0)
+            l.p50 = try quantile(0.5)
+            l.p90 = try quantile(0.9)
+            l.p99 = try quantile(0.99)
+            l.max = try quantile(1)
+            l.mean = try db.row("SELECT AVG(token_count) FROM text_decisions WHERE version = ? AND status = 'kept'",
+                                [version])?[0].double ?? 0
+            for row in try db.rows("""
+                SELECT token_count, COUNT(*) FROM text_decisions WHERE version = ? AND status = 'kept' GROUP BY token_count
+                """, [version]) {
+                guard let n = row[0].int, let count = row[1].int else { continue }
                 var lo = 1
                 while lo * 2 <= n { lo *= 2 }
-                let key = n == 0 ? "0" : "\(lo)-\(lo * 2 - 1)"
-                l.histogram[key, default: 0] += 1
+                l.histogram[n == 0 ? "0" : "\(lo)-\(lo * 2 - 1)", default: 0] += count
             }
             report.tokenLengths = l
         }

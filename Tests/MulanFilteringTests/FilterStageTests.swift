@@ -65,6 +65,12 @@ struct FilterStageTests {
         #expect(report["kept"] as? Int == 6 && report["dropped"] as? Int == 6)
         #expect(report["dropped_by_reason"] as? [String: Int] == ["duplicate": 2, "stoplist": 2, "stop-pattern": 1, "rare": 1])
         #expect(r.stdoutText.contains("stoplist"))
+        #expect(try SchemaValidator.validate([Self.compactJSON(h.dir.file("r.json"))], schema: "filter-report.schema.json") == [nil])
+    }
+
+    static func compactJSON(_ path: String) throws -> String {
+        let object = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path)))
+        return String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self)
     }
 
     @Test func maxTagsPerTrackKeepsTheMostFrequent() throws {
@@ -96,6 +102,7 @@ struct FilterStageTests {
         let details = try h.catalog().database.row(
             "SELECT details FROM text_decisions WHERE track_id = 't1' AND source = 'descriptions'")?[0].string ?? ""
         #expect(details.contains("\"reason\":\"boilerplate\"") && details.contains("relevance"))
+        #expect(try SchemaValidator.validate([Self.compactJSON(h.dir.file("r.json"))], schema: "filter-report.schema.json") == [nil])
     }
 
     @Test func playlistsDropGenericSmallAndDuplicateTitles() throws {

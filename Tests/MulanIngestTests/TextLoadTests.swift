@@ -40,6 +40,9 @@ struct TextLoadTests {
         #expect(report["unmatched_texts"] as? Int == 5)
         #expect(report["texts_by_source"] as? [String: Int] == ["descriptions": 1, "tags": 2, "aset": 2])
         #expect(r.stderr.contains("mc.csv:2, track -0Gj8-vB1q4: unknown-label"))
+        let compact = try JSONSerialization.data(withJSONObject: JSONSerialization.jsonObject(
+            with: Data(contentsOf: URL(fileURLWithPath: h.dir.file("r.json")))))
+        #expect(try SchemaValidator.validate([String(decoding: compact, as: UTF8.self)], schema: "text-report.schema.json") == [nil])
     }
 
     @Test func audioSetAndMagnaTagATune() throws {
