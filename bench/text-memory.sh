@@ -2,10 +2,10 @@
 # Peak memory of loading and filtering weak text as the input grows: `mulan-ingest text` and
 # `mulan-filter --source tags` on generated generic JSONL files of increasing size. Streaming code
 # keeps peak RSS flat; anything that holds the corpus in memory shows up as growth.
-# Usage: bash bench/text-memory.sh [LINES...]   (default: 200000 1000000 4000000)
+# Usage: bash bench/text-memory.sh [LINES...]   (default: 200000 1000000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-sizes=("$@"); [ ${#sizes[@]} -gt 0 ] || sizes=(200000 1000000 4000000)
+sizes=("$@"); [ ${#sizes[@]} -gt 0 ] || sizes=(200000 1000000)
 work=${TMPDIR:-/tmp}/mulan-bench-text-memory
 mkdir -p "$work" bench/results
 scripts/setup.sh --python
