@@ -24,7 +24,8 @@
 # Usage: bash bench/ingest-vs-ffmpeg.sh
 # Environment: RUNS (timed runs per command, default 5), WARMUP (default 1),
 #              BENCH_TMP (scratch folder, default /tmp/mulan-bench-ingest-vs-ffmpeg),
-#              RESULTS_DIR (default bench/results).
+#              RESULTS_DIR (default bench/results), QUIET_WAIT (seconds to wait for other
+#              processes to leave the machine idle before measuring, default 600).
 # Results: printed at the end and written to bench/results/ingest-vs-ffmpeg-<UTC time>.md,
 #          with hyperfine's JSON export beside it.
 set -euo pipefail
@@ -56,6 +57,63 @@ ensure_packages() {
 }
 log "checking packages"
 ensure_packages wesnoth-1.16-music hyperfine ffmpeg time python3
+
+# --- CPU accounting: was anything else running while we measured? --------------------------------
+# The machine has few cores and may be shared (builds, tests); busy CPU time that is not ours
+# means the wall times are disturbed. Busy = user+nice+system+irq+softirq from /proc/stat;
+# ours = the user+system time of this shell's waited-for children (bash `times`).
+CLK_TCK=$(getconf CLK_TCK)
+machine_cpu() { # prints "busy_seconds steal_seconds"
+    awk -v hz="$CLK_TCK" '/^cpu / {printf "%.2f %.2f\n", ($2 + $3 + $4 + $7 + $8) / hz, $9 / hz}' /proc/stat
+}
+TIMES_FILE=$(mktemp)
+trap 'rm -f "$TIMES_FILE" "$TIMES_FILE.own"' EXIT
+own_cpu() { # prints the user+system seconds of this shell's finished children
+    # `times` must run in this shell itself (a subshell starts with no children's times).
+    times > "$TIMES_FILE"
+    tail -1 "$TIMES_FILE" | awk '{
+        s = 0
+        for (i = 1; i <= 2; i++) { split($i, p, /[ms]/); s += p[1] * 60 + p[2] }
+        printf "%.2f\n", s }'
+}
+cpu_mark() { # sets CPU_MARK to "wall busy steal own"
+    own_cpu > "$TIMES_FILE.own"
+    CPU_MARK="$(date +%s.%N) $(machine_cpu) $(cat "$TIMES_FILE.own")"
+}
+cpu_report() { # LABEL: prints how much CPU time others used since cpu_mark
+    local now
+    own_cpu > "$TIMES_FILE.own"
+    now="$(date +%s.%N) $(machine_cpu) $(cat "$TIMES_FILE.own")"
+    awk -v label="$1" -v a="$CPU_MARK" -v b="$now" -v cores="$(nproc)" 'BEGIN {
+        split(a, x, " "); split(b, y, " ")
+        wall = y[1] - x[1]; busy = y[2] - x[2]; steal = y[3] - x[3]; own = y[4] - x[4]
+        other = busy - own
+        share = 100 * other / (wall * cores)
+        printf "%s: %.1f s wall; CPU busy %.1f s, of which this benchmark %.1f s, others %.1f s (%.1f%% of %d cores); steal %.1f s%s\n",
+            label, wall, busy, own, other, share, cores, steal,
+            (share > 5 ? " — WARNING: other processes were busy, these figures are disturbed" : "") }'
+}
+# Waits until other processes leave the machine nearly idle (< 10 % CPU over 5 s), at most
+# QUIET_WAIT seconds (default 600), so that a concurrent build does not skew the timings.
+wait_for_quiet() {
+    local waited=0 a b busy
+    while :; do
+        a=$(machine_cpu); sleep 5; b=$(machine_cpu)
+        busy=$(awk -v a="$a" -v b="$b" -v cores="$(nproc)" \
+            'BEGIN {split(a, x, " "); split(b, y, " "); printf "%.0f", 100 * (y[1] - x[1]) / (5 * cores)}')
+        if ((busy < 10)); then
+            echo "machine quiet: ${busy}% CPU busy over 5 s"
+            return
+        fi
+        if ((waited >= ${QUIET_WAIT:-600})); then
+            echo "warning: the machine is still ${busy}% busy after ${waited} s of waiting; measuring anyway" >&2
+            return
+        fi
+        echo "machine ${busy}% busy with other processes; waiting for it to go quiet" >&2
+        sleep 10
+        waited=$((waited + 15))
+    done
+}
 
 # --- 2. Build mulan-ingest (release) in its own scratch folder ---------------------------------
 log "building mulan-ingest (release, scratch path .build-bench)"
@@ -116,12 +174,15 @@ add_ffmpeg ffmpeg16-p2 2 s16
 # --- 5. A checked run of each configuration, under /usr/bin/time -v for the peak RSS ------------
 # This also shows that every configuration succeeds before it is timed.
 log "one run of each configuration under /usr/bin/time -v (peak RSS, output check)"
+wait_for_quiet
+cpu_mark
 for i in "${!names[@]}"; do
     name=${names[$i]}
     eval "${preps[$i]}"
     /usr/bin/time -v -o "$TMP/out/$name.time.txt" sh -c "${rss_cmds[$i]}"
     grep -E 'Maximum resident set size|Elapsed \(wall' "$TMP/out/$name.time.txt" | sed "s/^\s*/$name: /"
 done
+cpu_report "peak-RSS runs" > "$TMP/cpu-rss.txt"; cat "$TMP/cpu-rss.txt"
 # mulan's report: what it did, and that the only failures are the too-short tracks.
 for name in mulan-j1 mulan-j2; do
     python3 - "$TMP/out/$name.report.json" <<'EOF'
@@ -152,7 +213,11 @@ done
 for i in "${!names[@]}"; do
     hf_args+=(--command-name "${names[$i]}" "${cmds[$i]}")
 done
+wait_for_quiet
+echo "load average before timing: $(cut -d' ' -f1-3 /proc/loadavg)"
+cpu_mark
 hyperfine "${hf_args[@]}"
+cpu_report "hyperfine (timed runs)" > "$TMP/cpu-hyperfine.txt"; cat "$TMP/cpu-hyperfine.txt"
 
 # --- 7. Figures and the markdown table -----------------------------------------------------------
 log "results"
@@ -163,6 +228,7 @@ log "results"
     echo "- $(ffmpeg -version | head -1 | cut -d' ' -f1-3); $(hyperfine --version)"
     echo "- mulan commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$( [[ -n $(git -C "$ROOT" status --porcelain 2>/dev/null) ]] && echo ' (work tree has uncommitted changes)')"
     echo "- input: $n_files files in $MUSIC; $RUNS timed runs per command after $WARMUP warm-up"
+    echo "- other load: $(cat "$TMP/cpu-hyperfine.txt"); $(cat "$TMP/cpu-rss.txt")"
     echo
     python3 - "$RESULT_JSON" "$audio_seconds" "$TMP/out" "$TMP/outputs.txt" "$TMP/durations.txt" <<'EOF'
 import json, re, sys, statistics

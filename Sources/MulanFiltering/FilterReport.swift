@@ -2,7 +2,7 @@ import Foundation
 import MulanCore
 
 /// The statistics of one `mulan-filter --source S` run (`--report FILE`; schemas/filter-report.schema.json).
-public struct FilterReport: Codable, Sendable {
+public struct FilterReport: Codable, Sendable, StageReport {
     public struct Example: Codable, Sendable {
         public var text: String
         public var count: Int
@@ -52,19 +52,7 @@ public struct FilterReport: Codable, Sendable {
         case topKept = "top_kept", topDropped = "top_dropped", changes, wallSeconds = "wall_seconds"
     }
 
-    public func json() -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self)
-    }
 
-    public func write(to path: String) throws(MulanError) {
-        do {
-            try Data((json() + "\n").utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
-        } catch {
-            throw MulanError(.io, "cannot write the report \(path)", cause: error.localizedDescription)
-        }
-    }
 
     /// A human table for standard output.
     public func text() -> String {

@@ -2,7 +2,7 @@ import Foundation
 import MulanCore
 
 /// The machine-readable summary of an ingest run (`--report FILE`; schemas/ingest-report.schema.json).
-public struct IngestReport: Codable, Sendable {
+public struct IngestReport: Codable, Sendable, StageReport {
     public var schemaVersion = 1
     public var stage = "ingest"
     public var workdir: String
@@ -34,11 +34,6 @@ public struct IngestReport: Codable, Sendable {
         case sampleRate = "sample_rate", clipSeconds = "clip_seconds", exitCode = "exit_code"
     }
 
-    public func json() -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self)
-    }
 
     /// A short human summary for standard output.
     public func text() -> String {
@@ -57,12 +52,4 @@ public struct IngestReport: Codable, Sendable {
         return lines.joined(separator: "\n")
     }
 
-    /// Writes the JSON summary to `path` atomically (temporary name, then rename).
-    public func write(to path: String) throws(MulanError) {
-        do {
-            try Data((json() + "\n").utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
-        } catch {
-            throw MulanError(.io, "cannot write the report \(path)", cause: error.localizedDescription)
-        }
-    }
 }

@@ -3,7 +3,7 @@ import MulanCatalog
 import MulanCore
 
 /// The summary of `mulan-ingest text` (`--report FILE`; schemas/text-report.schema.json).
-public struct TextLoadReport: Codable, Sendable {
+public struct TextLoadReport: Codable, Sendable, StageReport {
     public var schemaVersion = 1
     public var stage = "ingest-text"
     public var filesLoaded = 0
@@ -23,11 +23,6 @@ public struct TextLoadReport: Codable, Sendable {
         case exitCode = "exit_code"
     }
 
-    public func json() -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self)
-    }
 
     public func text() -> String {
         var lines = ["ingest text: \(filesLoaded) files loaded, \(filesUnchanged) unchanged; \(records) records"]
@@ -42,13 +37,6 @@ public struct TextLoadReport: Codable, Sendable {
         return lines.joined(separator: "\n")
     }
 
-    public func write(to path: String) throws(MulanError) {
-        do {
-            try Data((json() + "\n").utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
-        } catch {
-            throw MulanError(.io, "cannot write the report \(path)", cause: error.localizedDescription)
-        }
-    }
 }
 
 /// Loads annotation files into the catalog's raw texts: each file in one transaction (a killed

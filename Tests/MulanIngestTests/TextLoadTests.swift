@@ -125,6 +125,22 @@ struct TextLoadTests {
         #expect(try h.ingest(["text", "--format", "audioset", "g.jsonl"]).status == 64)
     }
 
+    @Test func nulBytesHaveADefinedOutcome() throws {
+        let h = IngestHarness()
+        // An escaped NUL is valid JSON: stored as given (normalization removes it later); a raw NUL
+        // byte makes the line invalid JSON: rejected with its line.
+        var data = Data(#"{"track_id": "a", "tags": "ja\u0000zz"}"#.utf8 + [0x0A])
+        data += Data(#"{"track_id": "b", "tags": "ro"#.utf8) + Data([0x00]) + Data(#"ck"}"#.utf8 + [0x0A])
+        try data.write(to: URL(fileURLWithPath: h.dir.file("nul.jsonl")))
+        let r = try h.ingest(["text", "--format", "generic", "nul.jsonl"])
+        #expect(r.status == 3, "\(r.stderr)")
+        let c = try h.catalog()
+        let stored = try c.database.row("SELECT text FROM raw_texts WHERE track_id = 'a'")?[0].string
+        #expect(stored.map { Array($0.unicodeScalars) } == Array("ja\u{0}zz".unicodeScalars))
+        let reject = try c.database.row("SELECT manifest_line, reason FROM rejected_rows")
+        #expect(reject?[0].int == 2 && reject?[1].string == "invalid-row")
+    }
+
     @Test func containerTagsFeedSources() throws {
         let h = IngestHarness()
         try TestMedia.tone(h.dir.file("a.ogg"), seconds: 31, tags: ["genre": "Ambient", "comment": "Rain at night",
