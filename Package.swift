@@ -8,6 +8,7 @@ let package = Package(
     products: [
         .executable(name: "mulan-ingest", targets: ["mulan-ingest"]),
         .executable(name: "mulan-filter", targets: ["mulan-filter"]),
+        .executable(name: "mulan-shard", targets: ["mulan-shard"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -26,14 +27,18 @@ let package = Package(
         .target(name: "MulanText", dependencies: ["MulanCore", "CICUShim"]),
         .target(name: "MulanIngest", dependencies: ["MulanCore", "MulanMedia", "MulanCatalog"]),
         .target(name: "MulanFiltering", dependencies: ["MulanCore", "MulanText", "MulanCatalog"]),
+        .target(name: "MulanShards", dependencies: ["MulanCore", "MulanCatalog", "MulanMedia"]),
         .target(name: "MulanCommands", dependencies: [
-            "MulanCore", "MulanIngest", "MulanCatalog", "MulanText", "MulanFiltering",
+            "MulanCore", "MulanIngest", "MulanCatalog", "MulanText", "MulanFiltering", "MulanShards",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "mulan-ingest", dependencies: [
             "MulanCommands", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "mulan-filter", dependencies: [
+            "MulanCommands", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "mulan-shard", dependencies: [
             "MulanCommands", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -44,6 +49,7 @@ let package = Package(
         .testTarget(name: "MulanCatalogTests", dependencies: ["MulanCatalog", "MulanTestSupport"]),
         .testTarget(name: "MulanTextTests", dependencies: ["MulanText", "MulanCore", "MulanTestSupport"]),
         .testTarget(name: "MulanFilteringTests", dependencies: ["MulanFiltering", "MulanText", "MulanCatalog", "MulanTestSupport"]),
+        .testTarget(name: "MulanShardsTests", dependencies: ["MulanShards", "MulanCatalog", "MulanTestSupport"]),
         .testTarget(name: "MulanIngestTests", dependencies: ["MulanIngest", "MulanCatalog", "MulanMedia", "MulanTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

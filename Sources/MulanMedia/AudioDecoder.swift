@@ -59,7 +59,9 @@ public final class AudioDecoder {
     private var outputBuffer: [Float] = []
 
     /// Opens `path` and prepares its best audio stream. Failures carry the reason to record.
-    public init(path: String, outputSampleRate: Int) throws(TrackFailure) {
+    /// `strict` makes the decoder check checksums (FLAC frame CRCs) and report every damaged frame
+    /// as an error instead of concealing it; verification uses it.
+    public init(path: String, outputSampleRate: Int, strict: Bool = false) throws(TrackFailure) {
         self.path = path
         self.outputSampleRate = outputSampleRate
 
@@ -124,6 +126,7 @@ public final class AudioDecoder {
         if ret >= 0 {
             // As the ffmpeg CLI does: packet timestamps are in the stream's time base.
             ctx.pointee.pkt_timebase = stream.pointee.time_base
+            if strict { ctx.pointee.err_recognition |= AV_EF_CRCCHECK | AV_EF_BITSTREAM | AV_EF_EXPLODE }
             ret = avcodec_open2(ctx, decoder, nil)
         }
         if ret < 0 {

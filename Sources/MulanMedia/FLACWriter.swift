@@ -46,6 +46,9 @@ public enum FLACWriter {
         stream.pointee.time_base = ctx.pointee.time_base
         try check(avio_open(&oc.pointee.pb, path, AVIO_FLAG_WRITE), "avio_open")
         ioOpen = true
+        // No 8 KiB PADDING metadata block (the muxer's default): clips are never re-tagged in place,
+        // and at tens of millions of clips the padding would cost hundreds of gigabytes.
+        oc.pointee.metadata_header_padding = 0
         try check(avformat_write_header(oc, nil), "avformat_write_header")
 
         var frame: UnsafeMutablePointer<AVFrame>? = av_frame_alloc()

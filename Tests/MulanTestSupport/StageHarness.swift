@@ -11,6 +11,15 @@ public struct IngestHarness {
 
     public static var binary: String { TestPaths.executable("mulan-ingest") }
     public static var filterBinary: String { TestPaths.executable("mulan-filter") }
+    public static var shardBinary: String { TestPaths.executable("mulan-shard") }
+
+    /// Runs mulan-shard with the shared options after the arguments (or after `verify`'s folder).
+    @discardableResult
+    public func shard(_ arguments: [String]) throws -> ProcessResult {
+        let args = arguments.first == "verify" ? arguments + ["--quiet"]
+            : arguments + ["--workdir", workdir, "--quiet"]
+        return try TestProcess.run(Self.shardBinary, args, cwd: dir.path, environment: ["MULAN_PROGRESS_INTERVAL": "0"])
+    }
 
     /// Runs mulan-filter with the shared options after the arguments.
     @discardableResult

@@ -1,0 +1,103 @@
+import ArgumentParser
+import Foundation
+import MulanCore
+import MulanShards
+
+/// `mulan-shard`: WebDataset shards of the catalog's clips and kept texts.
+public struct ShardCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "mulan-shard",
+        abstract: "Write WebDataset tar shards (train/valid/test) that PyTorch loaders read.",
+        discussion: "Exit codes: 0 ok; 3 verify found problems (each named); 64 usage; 1 fatal.",
+        subcommands: [ShardBuildCommand.self, ShardVerifyCommand.self],
+        defaultSubcommand: ShardBuildCommand.self)
+
+    public init() {}
+}
+
+public struct ShardBuildCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "build",
+        abstract: "Plan and write the shards (the default subcommand).",
+        discussion: """
+        Output: WORKDIR/shards/<dataset id>/ (or --out), with SPLIT/shard-NNNNNN.tar, a sidecar \
+        SPLIT/shard-NNNNNN.json per shard, SPLIT/sizes.json and dataset.json; WORKDIR/shards/latest \
+        points at the newest. The dataset id is a hash of the selected samples and settings: the same \
+        catalog, settings and seed give the same id and byte-identical shards; a changed catalog gives a \
+        new id and folder, and published folders are never rewritten. A re-run finishes an interrupted one.
+        """)
+
+    @OptionGroup public var global: GlobalOptions
+
+    @Option(help: ArgumentHelp("Split shares by a stable hash of the track id (the manifest's split wins).",
+                               valueName: "spec"))
+    public var split: String = "train=0.98,valid=0.01,test=0.01"
+
+    @Option(help: ArgumentHelp("Shuffle seed.", valueName: "n"))
+    public var seed: UInt64 = 0
+
+    @Option(help: ArgumentHelp("Samples per shard.", valueName: "n"))
+    public var samplesPerShard: Int = 1000
+
+    @Option(help: ArgumentHelp("Close a shard before it would exceed this many bytes.", valueName: "n"))
+    public var maxShardBytes: Int?
+
+    @Option(help: ArgumentHelp("Use this filter version for its source (repeatable), e.g. tags-1a2b3c4d5e6f.",
+                               valueName: "version"))
+    public var filterVersion: [String] = []
+
+    @Option(help: ArgumentHelp("Write here instead of WORKDIR/shards/<dataset id>.", valueName: "dir"))
+    public var out: String?
+
+    public init() {}
+
+    public func validate() throws {
+        if samplesPerShard < 1 { throw ValidationError("--samples-per-shard must be at least 1") }
+        if let m = maxShardBytes, m < 64 * 1024 { throw ValidationError("--max-shard-bytes must be at least 65536") }
+        do { _ = try SplitSpec(parsing: split) } catch { throw ValidationError(error.description) }
+        for v in filterVersion where !v.contains("-") { throw ValidationError("--filter-version \(v) is not a version name") }
+    }
+
+    public func run() async throws {
+        let console = global.console
+        try await runStage(console: console) {
+            var versions: [String: String] = [:]
+            for v in filterVersion { versions[String(v.split(separator: "-")[0])] = v }
+            let job = ShardJob(workdir: global.workdir, output: out, split: try SplitSpec(parsing: split), seed: seed,
+                               samplesPerShard: samplesPerShard, maxShardBytes: maxShardBytes,
+                               filterVersions: versions, console: console)
+            let (manifest, directory) = try job.run()
+            print("shards: dataset \(manifest.datasetID) in \(directory)")
+            for name in manifest.splits.keys.sorted() {
+                let s = manifest.splits[name]!
+                print("  \(name): \(s.samples) samples in \(s.shards.count) shards, \(s.bytes) bytes")
+            }
+            print("  clips left out (no kept text): \(manifest.clipsWithoutText)")
+            return .success
+        }
+    }
+}
+
+public struct ShardVerifyCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Re-read every shard: hashes, sidecars, tar structure, FLAC decoding, JSON, counts.")
+
+    @Argument(help: ArgumentHelp("A dataset folder written by mulan-shard.", valueName: "dir"))
+    public var directory: String
+
+    @Flag(help: "Print only problems and the summary.")
+    public var quiet = false
+
+    public init() {}
+
+    public func run() async throws {
+        let console = Console(format: .text, quiet: quiet)
+        try await runStage(console: console) {
+            let result = try ShardVerifier(directory: directory, console: console).run()
+            for p in result.problems { console.log(.error, p) }
+            print("verify: \(result.shards) shards, \(result.samples) samples, \(result.problems.count) problems")
+            return result.problems.isEmpty ? .success : .completedWithFailures
+        }
+    }
+}

@@ -1,0 +1,96 @@
+import Foundation
+import MulanCore
+
+/// `dataset.json`: what a shard set holds (schemas/dataset.schema.json).
+public struct DatasetManifest: Codable, Sendable, StageReport {
+    public struct Split: Codable, Sendable {
+        public var shards: [String] = []
+        public var samples = 0
+        public var textsBySource: [String: Int] = [:]
+        public var bytes = 0
+        enum CodingKeys: String, CodingKey {
+            case shards, samples, textsBySource = "texts_by_source", bytes
+        }
+    }
+
+    public var schemaVersion = 1
+    public var datasetID: String
+    public var previousDatasetID: String?
+    public var format = "webdataset"
+    public var sampleRate: Int
+    public var clipSeconds: Double
+    public var seed: UInt64
+    public var splitSpec: [String: Double]
+    public var samplesPerShard: Int
+    public var maxShardBytes: Int?
+    public var vocabularySHA256: String?
+    public var filterVersions: [String: String]
+    public var splits: [String: Split] = [:]
+    public var clipsWithoutText = 0
+    public var incremental = "A catalog that changed gives a new dataset id and a new folder; published folders are never rewritten."
+
+    enum CodingKeys: String, CodingKey {
+        case schemaVersion = "schema_version", datasetID = "dataset_id", previousDatasetID = "previous_dataset_id"
+        case format, sampleRate = "sample_rate", clipSeconds = "clip_seconds", seed, splitSpec = "split_spec"
+        case samplesPerShard = "samples_per_shard", maxShardBytes = "max_shard_bytes"
+        case vocabularySHA256 = "tokenizer_vocab_sha256", filterVersions = "filter_versions", splits
+        case clipsWithoutText = "clips_without_text", incremental
+    }
+}
+
+/// `SPLIT/shard-NNNNNN.json`: one shard's counts and hash (schemas/shard-sidecar.schema.json).
+public struct ShardSidecar: Codable, Sendable, StageReport {
+    public var schemaVersion = 1
+    public var shard: String
+    public var samples: Int
+    public var bytes: Int
+    public var sha256: String
+    public var firstKey: String
+    public var lastKey: String
+    public var textsBySource: [String: Int]
+
+    enum CodingKeys: String, CodingKey {
+        case schemaVersion = "schema_version", shard, samples, bytes, sha256, firstKey = "first_key",
+             lastKey = "last_key", textsBySource = "texts_by_source"
+    }
+}
+
+/// The JSON member of one sample (`KEY.json`; schemas/sample.schema.json).
+public struct SampleRecord: Codable, Sendable {
+    public struct Text: Codable, Sendable {
+        public var text: String
+        public var tokenIDs: [Int]
+        public var rawTextID: Int
+        enum CodingKeys: String, CodingKey { case text, tokenIDs = "token_ids", rawTextID = "raw_text_id" }
+    }
+    public struct Provenance: Codable, Sendable {
+        public var clipID: Int
+        public var trackRowID: Int
+        public var flacSHA256: String
+        public var filterVersions: [String: String]
+        enum CodingKeys: String, CodingKey {
+            case clipID = "clip_id", trackRowID = "track_rowid", flacSHA256 = "flac_sha256", filterVersions = "filter_versions"
+        }
+    }
+
+    public var key: String
+    public var trackID: String
+    public var clipIndex: Int
+    public var startSeconds: Double
+    public var durationSeconds: Double
+    public var sampleRate: Int
+    public var split: String
+    public var texts: [String: [Text]]
+    public var provenance: Provenance
+
+    enum CodingKeys: String, CodingKey {
+        case key, trackID = "track_id", clipIndex = "clip_index", startSeconds = "start_s",
+             durationSeconds = "duration_s", sampleRate = "sample_rate", split, texts, provenance
+    }
+
+    func jsonBytes() throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return Array(try encoder.encode(self))
+    }
+}
