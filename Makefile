@@ -35,6 +35,8 @@ demo: release
 	  for source in tags descriptions; do echo; \
 	    .build/release/mulan-filter --source $$source --vocab $$vocab --config manifests/filters.toml \
 	      --workdir $(DEMO_DIR)/work --quiet --report $(DEMO_DIR)/filter-$$source.json || exit $$?; done
+	@echo; .build/release/mulan-shard --workdir $(DEMO_DIR)/work --quiet --samples-per-shard 8 --split train=0.8,valid=0.1,test=0.1
+	@.build/release/mulan-shard verify $(DEMO_DIR)/work/shards/latest --quiet
 
 clean:
 	rm -rf .build $(DEMO_DIR)
