@@ -18,10 +18,11 @@ let package = Package(
         .systemLibrary(name: "CFFmpeg", pkgConfig: "libavformat",
                        providers: [.apt(["libavformat-dev", "libavcodec-dev", "libavutil-dev", "libswresample-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .target(name: "CICUShim", linkerSettings: [.linkedLibrary("icuuc"), .linkedLibrary("icudata")]),
 
         // Swift layers.
-        .target(name: "MulanCore"),
+        .target(name: "MulanCore", dependencies: ["CCrypto"]),
         .target(name: "MulanMedia", dependencies: ["MulanCore", "CFFmpeg"]),
         .target(name: "MulanCatalog", dependencies: ["MulanCore", "CSQLite"]),
         .target(name: "MulanText", dependencies: ["MulanCore", "CICUShim"]),

@@ -9,6 +9,7 @@ packages=(
   libavformat-dev libavcodec-dev libavutil-dev libswresample-dev   # FFmpeg 5.1: decode, resample, FLAC
   libsqlite3-dev                                                  # the catalog
   libicu-dev                                                      # text normalization
+  libssl-dev                                                      # SHA-256 (libcrypto)
   ffmpeg                                                          # the CLI: test reference and demo corpus
 )
 

@@ -135,7 +135,7 @@ enum Migrations {
             details TEXT,
             PRIMARY KEY (version, raw_text_id)
         );
-        CREATE INDEX text_decisions_track ON text_decisions(version, track_id);
+        CREATE INDEX text_decisions_track ON text_decisions(version, track_id, status);
         CREATE INDEX text_decisions_norm ON text_decisions(version, status, normalized);
         CREATE INDEX raw_texts_group ON raw_texts(source, group_id);
         """, nil),

@@ -201,11 +201,7 @@ public struct TrainRelevanceCommand: AsyncParsableCommand {
             model.metrics["train_examples"] = Double(train.count)
             model.trainedOn = ["labels_file": (labels as NSString).lastPathComponent,
                                "labels_sha256": try SHA256Digest.hex(ofFile: labels).digest]
-            do {
-                try Data(model.json().utf8).write(to: URL(fileURLWithPath: out), options: .atomic)
-            } catch {
-                throw MulanError(.io, "cannot write \(out)", cause: error.localizedDescription)
-            }
+            try AtomicFile.write(Data(model.json().utf8), to: out)
             print(String(format: "trained on %d examples; held out %d: precision %.3f, recall %.3f, F1 %.3f",
                          train.count, test.count, metrics["precision"] ?? 0, metrics["recall"] ?? 0, metrics["f1"] ?? 0))
             return .success

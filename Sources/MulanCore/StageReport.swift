@@ -10,13 +10,25 @@ extension StageReport {
         return String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self)
     }
 
-    /// Writes the JSON summary to `path` (a temporary name, then a rename).
+    /// Writes the JSON summary to `path` (as `path.tmp`, then renamed).
     public func write(to path: String) throws(MulanError) {
+        try AtomicFile.write(Data((json() + "\n").utf8), to: path)
+    }
+}
+
+/// Writes a file under a temporary name (`NAME.tmp`) and renames it into place, so a reader never
+/// sees a partial file; a leftover `.tmp` from a killed process is removed by the next run.
+public enum AtomicFile {
+    public static func write(_ data: Data, to path: String) throws(MulanError) {
+        let tmp = path + ".tmp"
         do {
-            try Data((json() + "\n").utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
+            try data.write(to: URL(fileURLWithPath: tmp))
         } catch {
-            throw MulanError(.io, "cannot write the report \(path)", hint: "check that its folder exists and is writable",
+            throw MulanError(.io, "cannot write \(path)", hint: "check that its folder exists and is writable",
                              cause: error.localizedDescription)
+        }
+        if rename(tmp, path) != 0 {
+            throw MulanError(.io, "cannot rename \(tmp) to \(path)", cause: String(cString: strerror(errno)))
         }
     }
 }

@@ -68,12 +68,12 @@ public struct ShardJob: Sendable {
 
         // Plan: split and rank every selected clip; hash the plan's identity.
         var perSplit: [String: [Entry]] = [:]
-        var identity = SHA256Digest()
+        let identity = SHA256Digest()
         identity.update(Array("v1;seed=\(seed);split=\(split.fractions.map { "\($0.name)=\($0.share)" });per=\(samplesPerShard);max=\(maxShardBytes ?? 0);versions=\(versionList)".utf8))
         try db.forEach("""
             SELECT c.id, t.track_id, c.clip_index, t.split, c.flac_sha256 FROM clips c JOIN tracks t ON t.id = c.track_rowid
             WHERE c.status = 'kept' AND t.status = 'ingested' AND EXISTS (
-                SELECT 1 FROM text_decisions d WHERE d.track_id = t.track_id AND d.status = 'kept'
+                SELECT 1 FROM text_decisions d INDEXED BY text_decisions_track WHERE d.track_id = t.track_id AND d.status = 'kept'
                 AND d.version IN (\(placeholders)))
             ORDER BY c.id
             """, versionList) { row in
@@ -86,7 +86,7 @@ public struct ShardJob: Sendable {
         let without = try catalog.count("""
             SELECT COUNT(*) FROM clips c JOIN tracks t ON t.id = c.track_rowid
             WHERE c.status = 'kept' AND t.status = 'ingested' AND NOT EXISTS (
-                SELECT 1 FROM text_decisions d WHERE d.track_id = t.track_id AND d.status = 'kept'
+                SELECT 1 FROM text_decisions d INDEXED BY text_decisions_track WHERE d.track_id = t.track_id AND d.status = 'kept'
                 AND d.version IN (\(placeholders)))
             """, versionList)
         let datasetID = String(identity.hex().prefix(12))
@@ -129,6 +129,11 @@ public struct ShardJob: Sendable {
     private func writeSplit(_ name: String, entries: [Entry], directory: String, db: Database,
                             versions: [String: String], progress: ProgressMeter) throws -> DatasetManifest.Split {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        // Leftovers of a killed run: partial shards and half-written JSON files.
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+            where name.hasSuffix(".part") || name.hasSuffix(".tmp") {
+            try? FileManager.default.removeItem(atPath: directory + "/" + name)
+        }
         var result = DatasetManifest.Split()
         var sizes: [String: Int] = [:]
         var position = 0
@@ -155,11 +160,7 @@ public struct ShardJob: Sendable {
         }
         // sizes.json, as LAION-CLAP's loader expects it in each split folder.
         let sizesJSON = "{" + sizes.keys.sorted().map { "\(JSONText.quote($0)): \(sizes[$0]!)" }.joined(separator: ", ") + "}\n"
-        do {
-            try Data(sizesJSON.utf8).write(to: URL(fileURLWithPath: directory + "/sizes.json"), options: .atomic)
-        } catch {
-            throw MulanError(.io, "cannot write \(directory)/sizes.json", cause: error.localizedDescription)
-        }
+        try AtomicFile.write(Data(sizesJSON.utf8), to: directory + "/sizes.json")
         return result
     }
 
@@ -198,7 +199,7 @@ public struct ShardJob: Sendable {
             for source in sourceOrder {
                 guard let version = versions[source] else { continue }
                 let rows = try db.rows("""
-                    SELECT raw_text_id, normalized, token_ids FROM text_decisions
+                    SELECT raw_text_id, normalized, token_ids FROM text_decisions INDEXED BY text_decisions_track
                     WHERE version = ? AND track_id = ? AND status = 'kept' ORDER BY raw_text_id
                     """, [version, track])
                 if rows.isEmpty { continue }
@@ -222,10 +223,10 @@ public struct ShardJob: Sendable {
             }
             let json = try record.jsonBytes()
             if let max = maxShardBytes, count > 0,
-               writer.bytesWritten + 1024 + flac.count + json.count + 1536 > max {
+               writer.size + 1024 + flac.count + json.count + 1536 > max {
                 break  // this sample starts the next shard
             }
-            try writer.add(name: key + ".flac", data: [UInt8](flac))
+            try writer.add(name: key + ".flac", data: flac)
             try writer.add(name: key + ".json", data: json)
             for (source, n) in sampleTexts { texts[source, default: 0] += n }
             if count == 0 { firstKey = key }

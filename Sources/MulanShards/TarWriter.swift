@@ -9,8 +9,22 @@ public final class TarWriter {
     public static let recordSize = 10240
     private let handle: FileHandle
     public let path: String
-    private var digest = SHA256Digest()
+    private let digest = DigestBox()
+    /// Hashing runs on its own serial queue, overlapping with the writes (chunks stay in order).
+    private let hashQueue = DispatchQueue(label: "mulan.tar.sha256")
+
+    /// The running digest, touched only on `hashQueue`.
+    private final class DigestBox: @unchecked Sendable {
+        let sha = SHA256Digest()
+    }
+
+    private func hash(_ data: Data) {
+        let box = digest
+        hashQueue.async { data.withUnsafeBytes { box.sha.update($0) } }
+    }
     public private(set) var bytesWritten = 0
+    /// Bytes so far, written or buffered.
+    public var size: Int { bytesWritten + buffer.count }
     private var buffer: [UInt8] = []
 
     public init(path: String) throws(MulanError) {
@@ -68,8 +82,26 @@ public final class TarWriter {
 
     /// Appends one regular file.
     public func add(name: String, data: [UInt8]) throws(MulanError) {
+        try add(name: name, data: Data(data))
+    }
+
+    /// Appends one regular file; large contents go straight to the file (hashed on the way)
+    /// without being copied into the buffer.
+    public func add(name: String, data: Data) throws(MulanError) {
         try write(try Self.header(name: name, size: data.count))
-        try write(data)
+        if data.count >= 1 << 16 {
+            try flush()
+            hash(data)
+            do {
+                try handle.write(contentsOf: data)
+            } catch {
+                throw MulanError(.io, "cannot write \(path)", hint: "check free space", cause: error.localizedDescription)
+            }
+            bytesWritten += data.count
+        } else {
+            buffer.append(contentsOf: data)
+            if buffer.count >= 1 << 20 { try flush() }
+        }
         let pad = (Self.blockSize - data.count % Self.blockSize) % Self.blockSize
         if pad > 0 { try write([UInt8](repeating: 0, count: pad)) }
     }
@@ -81,7 +113,7 @@ public final class TarWriter {
 
     private func flush() throws(MulanError) {
         guard !buffer.isEmpty else { return }
-        buffer.withUnsafeBytes { digest.update($0) }
+        hash(Data(buffer))
         do {
             try handle.write(contentsOf: buffer)
         } catch {
@@ -98,13 +130,15 @@ public final class TarWriter {
         let pad = (Self.recordSize - total % Self.recordSize) % Self.recordSize
         if pad > 0 { try write([UInt8](repeating: 0, count: pad)) }
         try flush()
+        // No fsync: like the rest of mulan, shards survive the process dying (kill -9) but not the
+        // machine losing power in the seconds before the kernel writes them out.
         do {
-            try handle.synchronize()
             try handle.close()
         } catch {
             throw MulanError(.io, "cannot close \(path)", cause: error.localizedDescription)
         }
-        return (bytesWritten, digest.hex())
+        let box = digest
+        return (bytesWritten, hashQueue.sync { box.sha.hex() })
     }
 }
 

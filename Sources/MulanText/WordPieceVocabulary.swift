@@ -40,7 +40,7 @@ public final class WordPieceVocabulary: Sendable {
         }
         if start < data.endIndex { lines.append(String(decoding: data[start...], as: UTF8.self)) }
         let tokens = lines.map { $0.hasSuffix("\r") ? String($0.dropLast()) : $0 }
-        var digest = SHA256Digest()
+        let digest = SHA256Digest()
         data.withUnsafeBytes { digest.update($0) }
         try self.init(tokens: tokens, sha256: digest.hex(), source: path)
     }

@@ -14,7 +14,7 @@ struct SHA256Tests {
         let reference = try TestProcess.run("sha256sum", [path]).stdoutText.split(separator: " ").first.map(String.init)
         #expect(try SHA256Digest.hex(ofFile: path).digest == reference)
         // Fed in uneven pieces, the digest is the same.
-        var digest = SHA256Digest()
+        let digest = SHA256Digest()
         var offset = 0
         var step = 1
         while offset < bytes.count {
