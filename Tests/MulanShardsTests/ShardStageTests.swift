@@ -146,6 +146,41 @@ struct ShardStageTests {
         #expect(interrupted >= 1, "no run was interrupted; the kill points need adjusting")
     }
 
+    @Test func byteLimitAndIncrementalDatasets() throws {
+        let h = try Self.corpus()
+        // --max-shard-bytes closes shards before they pass the limit (a single larger sample still fits).
+        let limit = 1_200_000
+        #expect(try h.shard(["--max-shard-bytes", "\(limit)", "--split", "train=1.0", "--out", h.dir.file("small")]).status == 0)
+        let manifest = try JSONDecoder().decode(DatasetManifest.self,
+                                                from: Data(contentsOf: URL(fileURLWithPath: h.dir.file("small/dataset.json"))))
+        let train = manifest.splits["train"]!
+        #expect(train.shards.count > 1)
+        for shard in train.shards {
+            let size = try FileManager.default.attributesOfItem(atPath: h.dir.file("small/train/" + shard))[.size] as? Int ?? 0
+            #expect(size <= limit + 10240, "\(shard) is \(size) bytes")
+        }
+        // A grown catalog gives a new dataset in a new folder; the published one is untouched.
+        #expect(try h.shard(["--split", "train=1.0"]).status == 0)
+        let first = try FileManager.default.destinationOfSymbolicLink(atPath: h.workdir + "/shards/latest")
+        let before = Self.files(h.workdir + "/shards/" + first)
+        try TestMedia.tone(h.dir.file("a/new.ogg"), seconds: 31, frequency: 999,
+                           tags: ["genre": "Jazz", "comment": "A calm jazz piece with soft piano and warm strings."])
+        try h.dir.write("m2.csv", "track_id,path\nnew,a/new.ogg\n")
+        #expect(try h.ingest(["--manifest", "m2.csv"]).status == 0)
+        let vocab = try TestPython.bertVocabulary()
+        #expect(try h.filter(["--source", "tags", "--vocab", vocab,
+                              "--config", TestPaths.packageRoot + "/manifests/filters.toml"]).status == 0)
+        #expect(try h.shard(["--split", "train=1.0"]).status == 0)
+        let second = try FileManager.default.destinationOfSymbolicLink(atPath: h.workdir + "/shards/latest")
+        #expect(second != first)
+        #expect(Self.files(h.workdir + "/shards/" + first) == before)
+        let grown = try JSONDecoder().decode(DatasetManifest.self, from: Data(contentsOf: URL(
+            fileURLWithPath: h.workdir + "/shards/" + second + "/dataset.json")))
+        #expect(grown.previousDatasetID == first)
+        #expect(grown.splits["train"]!.samples == (try JSONDecoder().decode(DatasetManifest.self, from: before["dataset.json"]!))
+            .splits["train"]!.samples + 1)
+    }
+
     @Test func verifyNamesTheDamagedShardAndMember() throws {
         let h = try Self.corpus(tracks: 4)
         let out = h.dir.file("ds")
