@@ -58,6 +58,8 @@ public struct TrackRecord: Sendable {
     public var durationSeconds: Double?
     public var decodeErrors = 0
     public var tailDroppedSeconds = 0.0
+    /// The gain applied to the downmix of stored clips (1 for mono input; 1/√2 for stereo).
+    public var downmixGain = 1.0
     public var sampleRate: Int
     public var settingsKey: String
     public var clips: [ClipRecord] = []
@@ -145,14 +147,14 @@ public final class Catalog {
                 INSERT INTO tracks (track_id, source_path, manifest_file, manifest_line, split, start_s, end_s,
                     file_size, content_hash, container, codec, orig_sample_rate, orig_channels, channel_layout,
                     duration_s, status, reason, detail, decode_errors, clips_kept, clips_silent, tail_dropped_s,
-                    sample_rate, settings_key, run_id, updated_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    downmix_gain, sample_rate, settings_key, run_id, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, [r.trackID, r.path, r.origin.file, r.origin.line, r.split, r.startSeconds, r.endSeconds,
                       record.fileSize, record.contentHash, record.container, record.codec,
                       record.originalSampleRate, record.originalChannels, record.channelLayout,
                       record.durationSeconds, record.status.rawValue, record.reason?.rawValue, record.detail,
                       record.decodeErrors, record.keptClips, record.silentClips, record.tailDroppedSeconds,
-                      record.sampleRate, record.settingsKey, runID, Timestamp.now()])
+                      record.downmixGain, record.sampleRate, record.settingsKey, runID, Timestamp.now()])
             let rowid = database.lastInsertRowID
             for c in record.clips {
                 try database.run("""

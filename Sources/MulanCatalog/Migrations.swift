@@ -38,6 +38,7 @@ enum Migrations {
             clips_kept INTEGER NOT NULL DEFAULT 0,
             clips_silent INTEGER NOT NULL DEFAULT 0,
             tail_dropped_s REAL NOT NULL DEFAULT 0,
+            downmix_gain REAL NOT NULL DEFAULT 1,
             sample_rate INTEGER NOT NULL,
             settings_key TEXT NOT NULL,
             run_id INTEGER REFERENCES runs(id),

@@ -3,7 +3,7 @@
 public struct IngestSettings: Sendable, Hashable, Codable {
     public static let allowedSampleRates = [16000, 22050, 24000, 32000, 44100, 48000]
     /// Bumped when a change to the code changes what ingest writes for the same settings.
-    public static let pipelineVersion = 2
+    public static let pipelineVersion = 3
 
     public var sampleRate: Int = 16000
     public var clipSeconds: Double = 30

@@ -101,15 +101,20 @@ enum TrackProcessor {
             func handle(_ clip: ClipAudio) throws {
                 let start = Double(clip.startSample) / rate
                 let duration = Double(clip.samples.count) / rate
-                if clip.stats.isSilent(settings) {
+                // Stored clips use the integer downmix (no clipping); see AudioDecoder.downmixGain.
+                var samples = clip.samples
+                let gain = Float(decoder.downmixGain)
+                if gain != 1 { for i in samples.indices { samples[i] *= gain } }
+                let stats = gain == 1 ? clip.stats : samples.withUnsafeBufferPointer { ClipStats(measuring: $0) }
+                if stats.isSilent(settings) {
                     clips.append(ClipRecord(index: clip.index, startSeconds: start, durationSeconds: duration,
-                                            sampleRate: settings.sampleRate, stats: clip.stats, status: .silent,
+                                            sampleRate: settings.sampleRate, stats: stats, status: .silent,
                                             flacPath: nil, flacSHA256: nil))
                     return
                 }
                 let part = "\(staging)/\(clip.index).flac.part"
                 do {
-                    try clip.samples.withUnsafeBufferPointer {
+                    try samples.withUnsafeBufferPointer {
                         try FLACWriter.write($0, sampleRate: settings.sampleRate, bits: settings.flacBits, to: part)
                     }
                 } catch {
@@ -125,7 +130,7 @@ enum TrackProcessor {
                     throw TrackFailure(.encodeFailed, "cannot rename staged clip \(part): \(String(cString: strerror(errno)))")
                 }
                 clips.append(ClipRecord(index: clip.index, startSeconds: start, durationSeconds: duration,
-                                        sampleRate: settings.sampleRate, stats: clip.stats, status: .kept,
+                                        sampleRate: settings.sampleRate, stats: stats, status: .kept,
                                         flacPath: ClipStore.relativePath(sha256: sha), flacSHA256: sha))
             }
             stats = try decoder.decode(startSeconds: row.startSeconds, endSeconds: row.endSeconds) { chunk in
@@ -145,6 +150,7 @@ enum TrackProcessor {
         record.durationSeconds = decodedSeconds
         record.decodeErrors = stats.decodeErrors
         record.tailDroppedSeconds = Double(cutter.droppedTailSamples) / rate
+        record.downmixGain = decoder.downmixGain
 
         // 4. Judge the whole track.
         if stats.outputSamples == 0 {

@@ -57,6 +57,12 @@ public final class AudioDecoder {
     private var resampler: OpaquePointer?
     private var resamplerInput: (rate: Int32, format: Int32, layout: AVChannelLayout)?
     private var outputBuffer: [Float] = []
+    /// The gain that keeps the downmix within full scale when stored as integer samples: libswresample
+    /// mixes to mono with unnormalized coefficients for float output (stereo becomes 0.707·(L+R), as
+    /// `ffmpeg -ac 1 -f f32le` does), but normalizes them so each output row sums to at most 1 for
+    /// integer output (stereo becomes 0.5·(L+R), as `ffmpeg -ac 1 -sample_fmt s16` does). This is
+    /// the ratio of the two, from `swr_build_matrix2`; 1 for mono input. Known after the first frame.
+    public private(set) var downmixGain: Double = 1
 
     /// Opens `path` and prepares its best audio stream. Failures carry the reason to record.
     /// `strict` makes the decoder check checksums (FLAC frame CRCs) and report every damaged frame
@@ -323,6 +329,7 @@ public final class AudioDecoder {
                 throw TrackFailure(.decodeFailed, "cannot set up resampling from \(rate) Hz for \(path) (\(averrorText(ret)))")
             }
             resampler = swr
+            if resamplerInput == nil && downmixGain == 1 { downmixGain = Self.integerDownmixGain(from: &layout) }
             var copy = AVChannelLayout()
             av_channel_layout_copy(&copy, &layout)
             resamplerInput = (rate, fmt, copy)
@@ -343,6 +350,28 @@ public final class AudioDecoder {
         try outputBuffer.withUnsafeMutableBufferPointer { buf in
             try deliver(UnsafeMutableBufferPointer(rebasing: buf[0..<Int(converted)]))
         }
+    }
+
+    /// The ratio of libswresample's mono downmix coefficients for integer output (normalized to
+    /// a row sum of at most 1) to those for float output, for `layout`.
+    static func integerDownmixGain(from layout: inout AVChannelLayout) -> Double {
+        var mono = AVChannelLayout()
+        av_channel_layout_default(&mono, 1)
+        let n = Int(layout.nb_channels)
+        guard n > 1 else { return 1 }
+        // A full 64 × 64 matrix (SWR_CH_MAX): libswresample 4.7 may write past the rows it is asked for.
+        let side = 64
+        guard n <= side else { return 1 }
+        var float = [Double](repeating: 0, count: side * side)
+        var integer = [Double](repeating: 0, count: side * side)
+        let clev = 0.7071067811865476, slev = 0.7071067811865476  // libswresample's defaults (−3 dB)
+        let a = swr_build_matrix2(&layout, &mono, clev, slev, 0, Double(Int32.max), 1, &float, side,
+                                  AV_MATRIX_ENCODING_NONE, nil)
+        let b = swr_build_matrix2(&layout, &mono, clev, slev, 0, 1, 1, &integer, side, AV_MATRIX_ENCODING_NONE, nil)
+        guard a >= 0, b >= 0 else { return 1 }
+        let sumFloat = float[0..<n].reduce(0) { $0 + abs($1) }
+        let sumInteger = integer[0..<n].reduce(0) { $0 + abs($1) }
+        return sumFloat > 0 && sumInteger > 0 ? min(1, sumInteger / sumFloat) : 1
     }
 
     /// Drains the samples the resampler still holds at the end of the stream.

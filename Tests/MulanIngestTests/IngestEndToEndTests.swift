@@ -37,18 +37,24 @@ struct IngestEndToEndTests {
         #expect(clips[1][2].double == 30 && clips[1][3].double == 30)
         #expect(try c.database.row("SELECT tail_dropped_s FROM tracks WHERE track_id = 'long'")?[0].double == 5)
 
-        // Each stored clip is FLAC whose samples equal the reference decode of that span.
-        let reference = try TestProcess.ffmpegDecode(h.dir.file("media/long.ogg"), rate: 16000)
+        // Each stored clip is FLAC whose samples equal, within one 16-bit step, what the ffmpeg CLI
+        // writes as 16-bit mono (its integer downmix: 0.5·(L+R) for this stereo file, no clipping).
+        let reference = try TestProcess.ffmpegDecode(h.dir.file("media/long.ogg"), rate: 16000, extra: [])
+        let reference16 = try TestProcess.ffmpegDecode16(h.dir.file("media/long.ogg"), rate: 16000)
+        let gain = 0.5.squareRoot()
+        #expect(try c.database.row("SELECT downmix_gain FROM tracks WHERE track_id = 'long'")?[0].double
+                .map { abs($0 - gain) < 1e-9 } == true)
         for clip in clips.prefix(2) {
             let path = h.workdir + "/" + clip[5].string!
             #expect(try SHA256Digest.hex(ofFile: path).digest == clip[6].string)
             let decoded = try TestProcess.ffmpegDecode(path, rate: 16000)
             let start = clip[1].int! * 480_000
-            let expected = reference[start..<(start + 480_000)].map { x -> Float in
-                Float(max(-32768, min(32767, (x * 32768).rounded(.toNearestOrEven)))) / 32768
-            }
-            #expect(decoded == expected)
-            let rms = (reference[start..<(start + 480_000)].reduce(0.0) { $0 + Double($1) * Double($1) } / 480_000).squareRoot()
+            let expected = reference16[start..<(start + 480_000)]
+            #expect(decoded.count == 480_000)
+            let worst = zip(decoded, expected).map { abs($0 - $1) }.max() ?? 1
+            #expect(worst <= 1.0 / 32768 + 1e-9, "largest difference \(worst * 32768) steps")
+            let rms = (reference[start..<(start + 480_000)].reduce(0.0) { $0 + Double($1) * Double($1) } / 480_000)
+                .squareRoot() * gain
             #expect(abs(clip[7].double! - rms) < 1e-6)
         }
 
@@ -83,6 +89,19 @@ struct IngestEndToEndTests {
         let store = IngestHarness.files(below: h.workdir + "/clips")
         #expect(store == Set(clips.compactMap { $0[5].string.map { String($0.dropFirst("clips/".count)) } }))
         #expect(IngestHarness.files(below: h.workdir + "/staging").isEmpty)
+    }
+
+    @Test func loudStereoIsNotClipped() throws {
+        let h = IngestHarness()
+        // Identical loud channels: the float downmix (0.707·(L+R)) would reach 1.27 × full scale.
+        try TestProcess.ffmpeg(["-f", "lavfi", "-i", "sine=frequency=220:duration=31:sample_rate=44100", "-af", "volume=2.3",
+                                "-ac", "2", "-c:a", "pcm_s16le", h.dir.file("loud.wav")])
+        try h.dir.write("m.csv", "track_id,path\nloud,loud.wav\n")
+        #expect(try h.ingest(["--manifest", "m.csv"]).status == 0)
+        let row = try h.catalog().database.row("SELECT flac_path, peak FROM clips")!
+        #expect((row[1].double ?? 2) < 1)
+        let decoded = try TestProcess.ffmpegDecode(h.workdir + "/" + row[0].string!, rate: 16000)
+        #expect(decoded.filter { abs($0) >= 32767.0 / 32768 }.count == 0)
     }
 
     @Test func optionsShapeTheClips() throws {

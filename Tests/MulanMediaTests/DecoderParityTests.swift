@@ -71,6 +71,21 @@ struct DecoderParityTests {
         #expect(Array(full[24000..<64000]) == part)
     }
 
+    @Test func downmixGainMatchesLibswresampleNormalization() throws {
+        let dir = TempDir()
+        var gains: [Double] = []
+        for (name, layout) in [("mono.wav", "mono"), ("stereo.wav", "stereo"), ("surround.wav", "5.1")] {
+            try TestProcess.ffmpeg(["-f", "lavfi", "-i", "anoisesrc=d=1:r=16000:a=0.1:seed=2", "-af",
+                                    "aformat=channel_layouts=\(layout)", dir.file(name)])
+            let decoder = try AudioDecoder(path: dir.file(name), outputSampleRate: 16000)
+            _ = try decoder.decode { _ in true }
+            gains.append(decoder.downmixGain)
+        }
+        #expect(gains[0] == 1)
+        #expect(abs(gains[1] - 0.5.squareRoot()) < 1e-12)
+        #expect(gains[2] < gains[1] && gains[2] > 0)
+    }
+
     @Test func probeReadsContainerFacts() throws {
         let dir = TempDir()
         let file = dir.file("tagged.mp3")

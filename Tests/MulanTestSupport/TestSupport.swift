@@ -82,6 +82,16 @@ public enum TestProcess {
     }
 }
 
+extension TestProcess {
+    /// What the ffmpeg CLI writes as 16-bit mono at `rate` (its integer downmix), as floats.
+    public static func ffmpegDecode16(_ path: String, rate: Int) throws -> [Float] {
+        let r = try run("ffmpeg", ["-nostdin", "-hide_banner", "-loglevel", "error", "-i", path,
+                                   "-ac", "1", "-ar", "\(rate)", "-sample_fmt", "s16", "-f", "s16le", "-"])
+        if r.status != 0 { throw TestFailure("ffmpeg decode of \(path) failed: \(r.stderr)") }
+        return r.stdout.withUnsafeBytes { Array($0.bindMemory(to: Int16.self)).map { Float($0) / 32768 } }
+    }
+}
+
 public struct TestFailure: Error, CustomStringConvertible {
     public var description: String
     public init(_ description: String) { self.description = description }
