@@ -143,7 +143,8 @@ public struct IngestJob: Sendable {
                         clipsSoFar += kept.count
                         report.hoursKept += kept.reduce(0) { $0 + $1.durationSeconds } / 3600
                         report.clipsSilent += record.silentClips
-                        if record.tailDroppedSeconds > 0 { report.tailsDropped += 1 }
+                        // A too-short track's whole audio is not a "dropped tail": it failed.
+                        if record.status == .ingested && record.tailDroppedSeconds > 0 { report.tailsDropped += 1 }
                     }
                     progress.advance()
                     if let item = try nextItem(&entries) {

@@ -80,6 +80,7 @@ struct IngestEndToEndTests {
         #expect(report["tracks_failed"] as? Int == 2)
         #expect(report["tracks_skipped"] as? Int == 0)
         #expect(report["clips_written"] as? Int == 3)
+        #expect(report["tails_dropped"] as? Int == 2)  // long (5 s) and one (1 s); failed tracks do not count
         #expect(report["failures_by_reason"] as? [String: Int] == ["too-short": 1, "silent": 1])
         #expect(abs((report["hours_kept"] as? Double ?? 0) - 90.0 / 3600) < 1e-9)
         #expect(abs((report["hours_in"] as? Double ?? 0) - 151.0 / 3600) < 0.01 / 3600 * 100)
