@@ -37,10 +37,12 @@ mkdir -p "$work/members"
 for t in "$work"/probe/train/shard-*.tar; do tar -xf "$t" -C "$work/members"; done
 bytes=$(du -sb "$work/probe/train" | awk '{print $1}')
 json=bench/results/shard-vs-tar-$stamp.hyperfine.json
+# Both start with no dirty pages (`sync` in --prepare): otherwise the kernel's writeback of the
+# previous run's ~0.7 GB throttles whichever command happens to run next, and dominates the timings.
 hyperfine --runs 5 --warmup 1 --export-json "$json" \
-  -n mulan-shard --prepare "rm -rf $work/out" \
+  -n mulan-shard --prepare "rm -rf $work/out; sync" \
   "$bin/mulan-shard --workdir $work/real --split train=1.0 --samples-per-shard 100 --out $work/out --quiet" \
-  -n gnu-tar --prepare "rm -f $work/members.tar" \
+  -n gnu-tar --prepare "rm -f $work/members.tar; sync" \
   "tar -cf $work/members.tar -C $work/members ."
 
 # 2. Synthetic catalogs: N clips (tiny shared FLAC), 4 clips per track, one kept tag per track.
