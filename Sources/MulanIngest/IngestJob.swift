@@ -125,7 +125,7 @@ public struct IngestJob: Sendable {
                         } else {
                             report.tracksSkipped += 1
                         }
-                    case .record(let record, let staging, let decoded, _):
+                    case .record(let record, let staging, let decoded):
                         try catalog.replace(record, runID: runID)
                         if let staging { try store.publish(stagingFolder: staging) }
                         try store.collectGarbage(catalog: catalog)

@@ -16,14 +16,13 @@ enum TrackOutcome: Sendable {
     /// Same content and settings as the catalog's record: nothing to redo.
     case unchanged(ManifestRow, PreviousTrack)
     /// A new record to write; staged clip files wait in `stagingFolder` until the write commits.
-    case record(TrackRecord, stagingFolder: String?, decodedSeconds: Double, wallSeconds: Double)
+    case record(TrackRecord, stagingFolder: String?, decodedSeconds: Double)
 }
 
 /// Turns one file into a track record: hash, probe, decode, cut, measure, encode. Runs on a
 /// worker thread; touches the file system (staging) but never the catalog.
 enum TrackProcessor {
     static func process(_ item: WorkItem) -> TrackOutcome {
-        let started = Date()
         let settings = item.settings
         let row = item.row
         let key = settings.key(startSeconds: row.startSeconds, endSeconds: row.endSeconds)
@@ -36,8 +35,7 @@ enum TrackProcessor {
             record.reason = failure.reason
             record.detail = failure.detail
             record.clips = []
-            return .record(record, stagingFolder: nil, decodedSeconds: decodedSeconds,
-                           wallSeconds: Date().timeIntervalSince(started))
+            return .record(record, stagingFolder: nil, decodedSeconds: decodedSeconds)
         }
 
         // 1. Content hash (also tells missing and unreadable files apart).
@@ -192,8 +190,7 @@ enum TrackProcessor {
             record.detail = String(format: "all %d clips are silent (RMS below %.0f dBFS or ≥ %.0f%% digital silence)",
                                    record.silentClips, settings.silenceThresholdDB, settings.maxSilenceShare * 100)
             try? FileManager.default.removeItem(atPath: staging)
-            return .record(record, stagingFolder: nil, decodedSeconds: decodedSeconds,
-                           wallSeconds: Date().timeIntervalSince(started))
+            return .record(record, stagingFolder: nil, decodedSeconds: decodedSeconds)
         }
         record.status = .ingested
         var notes: [String] = []
@@ -201,7 +198,6 @@ enum TrackProcessor {
         if stats.nonFiniteSamples > 0 { notes.append("\(stats.nonFiniteSamples) NaN/Inf samples replaced by 0") }
         if let readError = stats.readError { notes.append("reading stopped early: \(readError)") }
         record.detail = notes.isEmpty ? nil : notes.joined(separator: "; ")
-        return .record(record, stagingFolder: staging, decodedSeconds: decodedSeconds,
-                       wallSeconds: Date().timeIntervalSince(started))
+        return .record(record, stagingFolder: staging, decodedSeconds: decodedSeconds)
     }
 }

@@ -63,7 +63,7 @@ public struct ShardJob: Sendable {
         let placeholders = versionList.map { _ in "?" }.joined(separator: ",")
         let vocab = try db.row("SELECT vocab_sha256 FROM filter_versions WHERE version IN (\(placeholders)) LIMIT 1",
                                versionList)?[0].string
-        let settings = try db.row("SELECT sample_rate FROM tracks WHERE status = 'ingested' LIMIT 1")?[0].int ?? 16000
+        let sampleRate = try db.row("SELECT sample_rate FROM tracks WHERE status = 'ingested' LIMIT 1")?[0].int ?? 16000
         let clipSeconds = try db.row("SELECT MAX(duration_s) FROM clips WHERE status = 'kept'")?[0].double ?? 30
 
         // Plan: split and rank every selected clip; hash the plan's identity.
@@ -98,7 +98,7 @@ public struct ShardJob: Sendable {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
 
         var manifest = DatasetManifest(
-            datasetID: datasetID, previousDatasetID: previous == datasetID ? nil : previous, sampleRate: settings,
+            datasetID: datasetID, previousDatasetID: previous == datasetID ? nil : previous, sampleRate: sampleRate,
             clipSeconds: clipSeconds, seed: seed,
             splitSpec: Dictionary(uniqueKeysWithValues: split.fractions.map { ($0.name, $0.share) }),
             samplesPerShard: samplesPerShard, maxShardBytes: maxShardBytes, vocabularySHA256: vocab,
