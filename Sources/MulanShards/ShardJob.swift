@@ -129,9 +129,10 @@ public struct ShardJob: Sendable {
     private func writeSplit(_ name: String, entries: [Entry], directory: String, db: Database,
                             versions: [String: String], progress: ProgressMeter) throws -> DatasetManifest.Split {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        // Leftovers of a killed run: partial shards and half-written JSON files.
+        // Leftovers of a killed run: partial shards, half-written JSON files, and Foundation temporaries
+        // of versions that created files through FileManager.
         for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-            where name.hasSuffix(".part") || name.hasSuffix(".tmp") {
+            where name.hasSuffix(".part") || name.hasSuffix(".tmp") || name.hasPrefix(".dat.nosync") {
             try? FileManager.default.removeItem(atPath: directory + "/" + name)
         }
         var result = DatasetManifest.Split()

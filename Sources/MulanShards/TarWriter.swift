@@ -28,11 +28,14 @@ public final class TarWriter {
     private var buffer: [UInt8] = []
 
     public init(path: String) throws(MulanError) {
-        _ = FileManager.default.createFile(atPath: path, contents: nil)
-        guard let h = FileHandle(forWritingAtPath: path) else {
-            throw MulanError(.io, "cannot create \(path)", hint: "check that the folder exists and is writable")
+        // open(2) rather than FileManager.createFile, which writes through a hidden temporary
+        // (".dat.nosync…") that a killed process leaves behind.
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            throw MulanError(.io, "cannot create \(path)", hint: "check that the folder exists and is writable",
+                             cause: String(cString: strerror(errno)))
         }
-        handle = h
+        handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
         self.path = path
         buffer.reserveCapacity(1 << 20)
     }
