@@ -9,6 +9,7 @@ let package = Package(
         .executable(name: "mulan-ingest", targets: ["mulan-ingest"]),
         .executable(name: "mulan-filter", targets: ["mulan-filter"]),
         .executable(name: "mulan-shard", targets: ["mulan-shard"]),
+        .executable(name: "mulan-train", targets: ["mulan-train"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -19,6 +20,7 @@ let package = Package(
                        providers: [.apt(["libavformat-dev", "libavcodec-dev", "libavutil-dev", "libswresample-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .target(name: "CICUShim", linkerSettings: [.linkedLibrary("icuuc"), .linkedLibrary("icudata")]),
 
         // Swift layers.
@@ -29,8 +31,11 @@ let package = Package(
         .target(name: "MulanIngest", dependencies: ["MulanCore", "MulanMedia", "MulanCatalog"]),
         .target(name: "MulanFiltering", dependencies: ["MulanCore", "MulanText", "MulanCatalog"]),
         .target(name: "MulanShards", dependencies: ["MulanCore", "MulanCatalog", "MulanMedia"]),
+        .target(name: "MulanTensor", dependencies: ["COpenBLAS"]),
+        .target(name: "MulanDSP", dependencies: ["MulanCore", "CFFmpeg"]),
+        .target(name: "MulanTraining", dependencies: ["MulanCore", "MulanMedia", "MulanShards", "MulanTensor", "MulanDSP"]),
         .target(name: "MulanCommands", dependencies: [
-            "MulanCore", "MulanIngest", "MulanCatalog", "MulanText", "MulanFiltering", "MulanShards",
+            "MulanCore", "MulanIngest", "MulanCatalog", "MulanText", "MulanFiltering", "MulanShards", "MulanTraining",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "mulan-ingest", dependencies: [
@@ -42,6 +47,9 @@ let package = Package(
         .executableTarget(name: "mulan-shard", dependencies: [
             "MulanCommands", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        .executableTarget(name: "mulan-train", dependencies: [
+            "MulanCommands", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
 
         // Tests.
         .target(name: "MulanTestSupport", dependencies: ["MulanCore", "MulanCatalog"], path: "Tests/MulanTestSupport"),
@@ -51,6 +59,9 @@ let package = Package(
         .testTarget(name: "MulanTextTests", dependencies: ["MulanText", "MulanCore", "MulanTestSupport"]),
         .testTarget(name: "MulanFilteringTests", dependencies: ["MulanFiltering", "MulanText", "MulanCatalog", "MulanTestSupport"]),
         .testTarget(name: "MulanShardsTests", dependencies: ["MulanShards", "MulanCatalog", "MulanTestSupport"]),
+        .testTarget(name: "MulanTensorTests", dependencies: ["MulanTensor", "MulanTestSupport"]),
+        .testTarget(name: "MulanDSPTests", dependencies: ["MulanDSP", "MulanMedia", "MulanTestSupport"]),
+        .testTarget(name: "MulanTrainingTests", dependencies: ["MulanTraining", "MulanTensor", "MulanShards", "MulanTestSupport"]),
         .testTarget(name: "MulanIngestTests", dependencies: ["MulanIngest", "MulanCatalog", "MulanMedia", "MulanTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,92 @@
+import Dispatch
+import Foundation
+internal import COpenBLAS
+
+/// Matrix products through OpenBLAS (`cblas_sgemm`, row-major), and the thread count every
+/// kernel of this module uses.
+///
+/// OpenBLAS's own threading is switched off (`openblas_set_num_threads(1)`): mulan parallelizes
+/// above it, over rows or over the batch, so that concurrent calls never contend for OpenBLAS's
+/// thread pool and results do not depend on the thread count.
+public enum BLAS {
+    nonisolated(unsafe) private static var threadCount = 1
+
+    /// The number of threads kernels use (at least 1). Call before training starts.
+    public static var threads: Int {
+        get { threadCount }
+        set {
+            threadCount = max(1, newValue)
+            openblas_set_num_threads(1)
+        }
+    }
+
+    /// C = alpha · op(A) · op(B) + beta · C, row-major, on the calling thread (`cblas_sgemm`).
+    /// op(A) is m×k, op(B) is k×n, C is m×n.
+    @inline(__always)
+    public static func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+                            alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+                            b: UnsafePointer<Float>, ldb: Int,
+                            beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        guard m > 0, n > 0 else { return }
+        let start = Profiler.now()
+        if k == 0 {
+            for i in 0..<m { for j in 0..<n { c[i * ldc + j] *= beta } }
+        } else {
+            cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                        Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        }
+        Profiler.add(.gemm, since: start)
+    }
+
+    /// The same product with the rows of C split over `threads` threads (for large m).
+    public static func parallelGemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+                                    alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+                                    b: UnsafePointer<Float>, ldb: Int,
+                                    beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        let parts = min(threads, max(1, m / 16))
+        if parts <= 1 || m * n * k < 1 << 18 {
+            gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                 b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+            return
+        }
+        let rowsPer = (m + parts - 1) / parts
+        Parallel.forEach(parts) { p in
+            let r0 = p * rowsPer, r1 = min(m, r0 + rowsPer)
+            guard r0 < r1 else { return }
+            // Row r of op(A): A[r, :] when not transposed, column r of A (offset r) when transposed.
+            let aRows = transA ? a + r0 : a + r0 * lda
+            gemm(transA: transA, transB: transB, m: r1 - r0, n: n, k: k, alpha: alpha, a: aRows, lda: lda,
+                 b: b, ldb: ldb, beta: beta, c: c + r0 * ldc, ldc: ldc)
+        }
+    }
+}
+
+/// Runs `body(i)` for i in 0..<n on up to `BLAS.threads` threads (`DispatchQueue.concurrentPerform`);
+/// runs inline when there is one thread or one item.
+public enum Parallel {
+    public static func forEach(_ n: Int, _ body: (Int) -> Void) {
+        if n <= 0 { return }
+        let t = BLAS.threads
+        if t <= 1 || n == 1 {
+            for i in 0..<n { body(i) }
+            return
+        }
+        // Chunk so that each thread takes contiguous items; concurrentPerform does the scheduling.
+        let chunks = min(n, t)
+        let per = (n + chunks - 1) / chunks
+        withoutActuallyEscaping(body) { body in
+            let box = UnsafeBody(body)
+            DispatchQueue.concurrentPerform(iterations: chunks) { c in
+                let lo = c * per, hi = min(n, lo + per)
+                if lo < hi { for i in lo..<hi { box.body(i) } }
+            }
+        }
+    }
+
+    /// Lets a non-Sendable closure run inside `concurrentPerform`: the callers hand it disjoint
+    /// index ranges, so its writes never overlap.
+    private struct UnsafeBody: @unchecked Sendable {
+        let body: (Int) -> Void
+        init(_ body: @escaping (Int) -> Void) { self.body = body }
+    }
+}

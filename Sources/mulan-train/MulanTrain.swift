@@ -1,0 +1,7 @@
+import ArgumentParser
+import MulanCommands
+
+@main
+struct MulanTrain: AsyncParsableCommand {
+    static let configuration = TrainCommand.configuration
+}
