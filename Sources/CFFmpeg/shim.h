@@ -7,6 +7,7 @@
 #include <libavutil/opt.h>
 #include <libavutil/sha.h>
 #include <libavutil/dict.h>
+#include <libavutil/tx.h>
 #include <libswresample/swresample.h>
 
 // AVERROR(e), AVERROR_EOF and AV_NOPTS_VALUE are function-like or cast macros

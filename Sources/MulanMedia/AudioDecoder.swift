@@ -57,6 +57,8 @@ public final class AudioDecoder {
     private var resampler: OpaquePointer?
     private var resamplerInput: (rate: Int32, format: Int32, layout: AVChannelLayout)?
     private var outputBuffer: [Float] = []
+    /// The custom I/O of a decoder reading from memory (`MemoryAudioDecoder`); freed after `format`.
+    private var memoryInput: MemoryInput?
     /// The gain that keeps the downmix within full scale when stored as integer samples: libswresample
     /// mixes to mono with unnormalized coefficients for float output (stereo becomes 0.707·(L+R), as
     /// `ffmpeg -ac 1 -f f32le` does), but normalizes them so each output row sums to at most 1 for
@@ -67,10 +69,7 @@ public final class AudioDecoder {
     /// Opens `path` and prepares its best audio stream. Failures carry the reason to record.
     /// `strict` makes the decoder check checksums (FLAC frame CRCs) and report every damaged frame
     /// as an error instead of concealing it; verification uses it.
-    public init(path: String, outputSampleRate: Int, strict: Bool = false) throws(TrackFailure) {
-        self.path = path
-        self.outputSampleRate = outputSampleRate
-
+    public convenience init(path: String, outputSampleRate: Int, strict: Bool = false) throws(TrackFailure) {
         var st = stat()
         if stat(path, &st) != 0 {
             let err = errno
@@ -89,9 +88,9 @@ public final class AudioDecoder {
             throw TrackFailure(.emptyFile, "\(path) is empty (0 bytes); re-export or re-download it")
         }
 
-        var fmt: UnsafeMutablePointer<AVFormatContext>?
-        var ret = avformat_open_input(&fmt, path, nil, nil)
-        guard ret >= 0, let fmt else {
+        var opened: UnsafeMutablePointer<AVFormatContext>?
+        let ret = avformat_open_input(&opened, path, nil, nil)
+        guard ret >= 0, let opened else {
             if ret == mulan_averror(EACCES) {
                 throw TrackFailure(.unreadable, "cannot read \(path): \(averrorText(ret)); check its permissions")
             }
@@ -101,8 +100,18 @@ public final class AudioDecoder {
             }
             throw TrackFailure(.notAudio, "FFmpeg cannot open \(path) as media (\(averrorText(ret))); is it an audio file?")
         }
+        try self.init(opened: opened, name: path, outputSampleRate: outputSampleRate, strict: strict, input: nil)
+    }
+
+    /// Prepares the best audio stream of an input that `avformat_open_input` opened, taking
+    /// ownership of it (and of `input`, the custom I/O it reads through, if any). `name` stands for
+    /// the input in messages; a nil `outputSampleRate` keeps the stream's own rate.
+    init(opened fmt: UnsafeMutablePointer<AVFormatContext>, name path: String, outputSampleRate: Int?, strict: Bool,
+         input: MemoryInput?) throws(TrackFailure) {
+        self.path = path
+        memoryInput = input
         format = fmt
-        ret = avformat_find_stream_info(fmt, nil)
+        var ret = avformat_find_stream_info(fmt, nil)
         if ret < 0 {
             avformat_close_input(&format)
             throw TrackFailure(.corrupt, "cannot read stream information of \(path) (\(averrorText(ret)))")
@@ -141,6 +150,13 @@ public final class AudioDecoder {
             avformat_close_input(&format)
             throw TrackFailure(.unsupportedCodec, "cannot open the \(codecName) decoder for \(path) (\(averrorText(ret)))")
         }
+        let rate = outputSampleRate ?? Int(ctx.pointee.sample_rate)
+        if outputSampleRate == nil && rate <= 0 {
+            avcodec_free_context(&codec)
+            avformat_close_input(&format)
+            throw TrackFailure(.corrupt, "\(path) states no valid sample rate")
+        }
+        self.outputSampleRate = rate
 
         // Probe facts.
         let container = String(cString: fmt.pointee.iformat.pointee.name)
@@ -178,6 +194,7 @@ public final class AudioDecoder {
         if var layout = resamplerInput?.layout { av_channel_layout_uninit(&layout) }
         avcodec_free_context(&codec)
         avformat_close_input(&format)
+        memoryInput = nil   // custom I/O outlives the format context that reads through it
     }
 
     /// The container libavformat recognizes from the first bytes alone (not the file name),
