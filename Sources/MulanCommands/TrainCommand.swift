@@ -1,13 +1,191 @@
 import ArgumentParser
 import Foundation
 import MulanCore
+import MulanDSP
+import MulanShards
+import MulanTensor
 import MulanTraining
 
 /// `mulan-train`: the bundled two-tower contrastive trainer.
 public struct TrainCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "mulan-train",
-        abstract: "Train and evaluate a two-tower (audio/text) contrastive model on mulan shards.")
+        abstract: "Train and evaluate a two-tower (audio/text) contrastive model on mulan-shard shards.",
+        discussion: "Exit codes: 0 ok; 64 usage; 1 fatal (the message says what and where).",
+        subcommands: [TrainRunCommand.self, LogMelBenchCommand.self],
+        defaultSubcommand: TrainRunCommand.self)
 
     public init() {}
+}
+
+public struct TrainRunCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Train (the default subcommand).",
+        discussion: """
+        Reads DATASET/dataset.json and the train split's shards (streaming, shuffle buffer, seeded), \
+        mixes the text sources per batch as --mix says, and writes to the run directory: config.json, \
+        metrics.jsonl (one JSON object per logged step and per evaluation), checkpoint-NNNNNN.safetensors \
+        (weights, optimizer and sampler state; Python's safetensors reads them) and summary.json. \
+        Evaluates on valid every --eval-every steps and on test at the end. --resume continues from the \
+        newest checkpoint; with --threads 1 the resumed run equals an uninterrupted one.
+        """)
+
+    @OptionGroup public var global: GlobalOptions
+
+    @Option(help: ArgumentHelp("Dataset folder written by mulan-shard (default: WORKDIR/shards/latest).", valueName: "dir"))
+    public var dataset: String?
+
+    @Option(help: ArgumentHelp("Run directory for metrics and checkpoints (default: WORKDIR/runs/default).", valueName: "dir"))
+    public var runDir: String?
+
+    @Flag(help: "Continue from the newest checkpoint in the run directory.")
+    public var resume = false
+
+    @Option(help: ArgumentHelp("Stop after this step with a checkpoint (for time-limited jobs; resume later).",
+                               valueName: "step"))
+    public var stopAt: Int?
+
+    @Option(help: "Training steps in all.") public var steps = 1000
+    @Option(help: "Examples per batch.") public var batchSize = 64
+    @Option(name: .customLong("lr"), help: "Peak learning rate (AdamW).") public var learningRate: Float = 3e-4
+    @Option(help: "Learning rate at the end of the cosine decay.") public var minLR: Float = 0
+    @Option(help: "Linear warm-up steps.") public var warmupSteps = 100
+    @Option(help: "AdamW weight decay (not on biases, norms or the temperature).") public var weightDecay: Float = 0.01
+    @Option(help: "Clip the global gradient norm to this.") public var clipNorm: Float = 1.0
+    @Option(help: ArgumentHelp("Source mix per batch.", valueName: "spec")) public var mix = "tags=2,descriptions=2,playlists=1,aset=1"
+    @Option(help: "Random seed (model, sampler, crops, SpecAugment).") public var seed: UInt64 = 0
+    @Option(help: "Threads for the kernels (default: --jobs).") public var threads: Int?
+    @Option(help: "Shuffle buffer size per source.") public var shuffleBuffer = 1000
+    @Option(help: "Initial temperature, in (0, 1].") public var temperature: Float = 0.1
+    @Option(help: ArgumentHelp("Loss denominator: decoupled (MuLan: positive left out) or standard.", valueName: "kind"))
+    public var loss = "decoupled"
+    @Option(help: "Evaluate on valid every N steps.") public var evalEvery = 500
+    @Option(help: "Clips per evaluation.") public var evalSamples = 1000
+    @Option(help: "Checkpoint every N steps (and at the end).") public var checkpointEvery = 500
+    @Option(help: "Checkpoints to keep.") public var keepCheckpoints = 3
+    @Option(help: "Write a metrics line every N steps.") public var logEvery = 10
+
+    @Option(help: "Seconds per training window.") public var windowSeconds = 10.0
+    @Option(help: "Mel bands.") public var melBands = 128
+    @Option(help: "Analysis window, seconds.") public var melWindow = 0.025
+    @Option(help: "Hop, seconds.") public var melHop = 0.010
+    @Flag(help: "Turn SpecAugment off.") public var noSpecAugment = false
+    @Option(help: "SpecAugment frequency masks.") public var freqMasks = 2
+    @Option(help: "SpecAugment widest frequency mask (bands).") public var freqMaskWidth = 15
+    @Option(help: "SpecAugment time masks.") public var timeMasks = 2
+    @Option(help: "SpecAugment widest time mask (frames).") public var timeMaskWidth = 50
+
+    @Option(help: ArgumentHelp("Audio tower stage widths.", valueName: "w,w,…")) public var audioWidths = "32,64,128,256"
+    @Option(help: "Residual blocks per audio stage.") public var audioBlocks = 1
+    @Option(help: "Text tower width.") public var textWidth = 256
+    @Option(help: "Text tower layers.") public var textLayers = 4
+    @Option(help: "Text tower attention heads.") public var textHeads = 4
+    @Option(help: "Text tower feed-forward width.") public var textFeedForward = 1024
+    @Option(help: "Tokens per text (longer texts are cut, keeping [SEP]).") public var maxTextLength = 64
+    @Option(help: "Vocabulary size of the token ids.") public var vocabularySize = 30522
+    @Option(help: "Embedding dimension of both towers.") public var embeddingDim = 128
+
+    public init() {}
+
+    public func validate() throws {
+        if steps < 1 { throw ValidationError("--steps must be at least 1") }
+        if batchSize < 3 { throw ValidationError("--batch-size must be at least 3 (a contrastive batch needs negatives)") }
+        if !(temperature > 0 && temperature <= 1) { throw ValidationError("--temperature must be in (0, 1]") }
+        if loss != "decoupled" && loss != "standard" { throw ValidationError("--loss must be decoupled or standard") }
+        if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
+        if textWidth % textHeads != 0 { throw ValidationError("--text-width must be a multiple of --text-heads") }
+        if parseWidths() == nil { throw ValidationError("--audio-widths must be a comma list of positive integers") }
+        for (name, v) in [("--eval-every", evalEvery), ("--checkpoint-every", checkpointEvery), ("--log-every", logEvery),
+                          ("--eval-samples", evalSamples), ("--keep-checkpoints", keepCheckpoints),
+                          ("--shuffle-buffer", shuffleBuffer), ("--max-text-length", maxTextLength)] where v < 1 {
+            throw ValidationError("\(name) must be at least 1")
+        }
+        if maxTextLength < 2 { throw ValidationError("--max-text-length must be at least 2 ([CLS] and [SEP])") }
+        do { _ = try SourceMix(parsing: mix) } catch { throw ValidationError(error.description) }
+        if windowSeconds <= 0 || melWindow <= 0 || melHop <= 0 || melBands < 1 {
+            throw ValidationError("--window-seconds, --mel-window, --mel-hop and --mel-bands must be positive")
+        }
+    }
+
+    private func parseWidths() -> [Int]? {
+        let w = audioWidths.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !w.isEmpty, w.allSatisfy({ ($0 ?? 0) > 0 }) else { return nil }
+        return w.compactMap { $0 }
+    }
+
+    func makeConfig(sampleRate: Int) throws(MulanError) -> TrainingConfig {
+        var c = TrainingConfig(sampleRate: sampleRate)
+        c.logMel = LogMelConfig(sampleRate: sampleRate, windowSeconds: melWindow, hopSeconds: melHop, melBands: melBands)
+        c.audio.melBands = melBands
+        c.audio.widths = parseWidths() ?? c.audio.widths
+        c.audio.blocksPerStage = audioBlocks
+        c.audio.embeddingDim = embeddingDim
+        c.text.vocabularySize = vocabularySize
+        c.text.width = textWidth
+        c.text.layers = textLayers
+        c.text.heads = textHeads
+        c.text.feedForward = textFeedForward
+        c.text.maxLength = maxTextLength
+        c.text.embeddingDim = embeddingDim
+        c.specAugment = noSpecAugment ? nil : SpecAugmentConfig(frequencyMasks: freqMasks, maxFrequencyWidth: freqMaskWidth,
+                                                                 timeMasks: timeMasks, maxTimeWidth: timeMaskWidth)
+        c.windowSeconds = windowSeconds
+        c.batchSize = batchSize
+        c.steps = steps
+        c.learningRate = learningRate
+        c.minimumLearningRate = minLR
+        c.warmupSteps = warmupSteps
+        c.adam.weightDecay = weightDecay
+        c.clipNorm = clipNorm
+        c.initialTemperature = temperature
+        c.decoupledLoss = loss == "decoupled"
+        c.mix = try SourceMix(parsing: mix)
+        c.seed = seed
+        c.shuffleBuffer = shuffleBuffer
+        c.evalEvery = evalEvery
+        c.evalSamples = evalSamples
+        c.checkpointEvery = checkpointEvery
+        c.keepCheckpoints = keepCheckpoints
+        c.logEvery = logEvery
+        return c
+    }
+
+    public func run() async throws {
+        let console = global.console
+        try await runStage(console: console) {
+            BLAS.threads = threads ?? global.jobs
+            let datasetDir = dataset ?? global.workdir + "/shards/latest"
+            let runDirectory = runDir ?? global.workdir + "/runs/default"
+            let split = try DatasetSplit(dataset: datasetDir, split: "train")
+            let config = try makeConfig(sampleRate: split.manifest.sampleRate)
+            let trainer = try Trainer(config: config, dataset: datasetDir, runDirectory: runDirectory, resume: resume,
+                                      console: console)
+            let summary = try trainer.run(stopAt: stopAt)
+            try summary.write(to: runDirectory + "/summary.json")
+            print(summary.json())
+            return .success
+        }
+    }
+}
+
+/// `mulan-train logmel-bench`: times the log-mel front end alone (for bench/logmel-vs-librosa.sh).
+public struct LogMelBenchCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "logmel-bench", abstract: "Time the log-mel front end on synthetic audio (benchmarks).",
+        shouldDisplay: false)
+
+    @Option(help: "Seconds of audio.") public var seconds = 600.0
+    @Option(help: "Sample rate.") public var sampleRate = 16000
+    @Option(help: "Repeats (medians and every time are reported).") public var repeats = 5
+
+    public init() {}
+
+    public func run() async throws {
+        BLAS.threads = 1
+        let result = try LogMelBenchmark.run(seconds: seconds, sampleRate: sampleRate, repeats: repeats)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        print(String(decoding: try encoder.encode(result), as: UTF8.self))
+    }
 }

@@ -27,6 +27,7 @@ public struct MulanError: Error, Sendable, CustomStringConvertible {
         case catalog        // SQLite said no
         case media          // FFmpeg said no
         case locked         // another process holds the work directory
+        case data           // a dataset, shard or checkpoint is malformed
         case internalError = "internal"
     }
 

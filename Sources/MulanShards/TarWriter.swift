@@ -171,8 +171,28 @@ public final class TarReader {
         }
     }
 
+    /// A member's header: its name and where its bytes lie in the archive.
+    public struct Entry: Sendable {
+        public var name: String
+        /// Offset of the member's header; its data starts 512 bytes later.
+        public var offset: Int
+        public var dataOffset: Int { offset + 512 }
+        public var size: Int
+    }
+
     /// The next member, nil at the end-of-archive marker; throws on a damaged header or truncation.
     public func next() throws(ReadError) -> Member? {
+        guard let entry = try nextEntry() else { return nil }
+        return Member(name: entry.name, data: bytes(of: entry), offset: entry.offset)
+    }
+
+    /// The bytes of a member found by `nextEntry()`.
+    public func bytes(of entry: Entry) -> [UInt8] {
+        [UInt8](data[entry.dataOffset..<(entry.dataOffset + entry.size)])
+    }
+
+    /// The next member's header without copying its data (for scanning large shards).
+    public func nextEntry() throws(ReadError) -> Entry? {
         guard offset + 512 <= data.count else {
             throw ReadError(message: "the archive ends at byte \(data.count) without its end-of-archive blocks (truncated)")
         }
@@ -197,8 +217,8 @@ public final class TarReader {
         guard start + size <= data.count else {
             throw ReadError(message: "member \(name) needs \(size) bytes but the archive ends first (truncated)")
         }
-        let member = Member(name: name, data: [UInt8](data[start..<(start + size)]), offset: offset)
+        let entry = Entry(name: name, offset: offset, size: size)
         offset = start + (size + 511) / 512 * 512
-        return member
+        return entry
     }
 }

@@ -11,7 +11,11 @@ public final class TempDir: @unchecked Sendable {
         try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     }
 
-    deinit { try? FileManager.default.removeItem(atPath: path) }
+    /// MULAN_KEEP_TEST_FILES=1 keeps the folders (to debug a failing test).
+    deinit {
+        if ProcessInfo.processInfo.environment["MULAN_KEEP_TEST_FILES"] == "1" { return }
+        try? FileManager.default.removeItem(atPath: path)
+    }
 
     public func file(_ name: String) -> String { path + "/" + name }
 

@@ -1,0 +1,159 @@
+import Foundation
+import MulanCore
+import MulanDSP
+import MulanMedia
+import MulanTensor
+
+/// Turns shard clips into log-mel batches: reads each clip's FLAC bytes from its shard by offset,
+/// decodes them (libavcodec), crops windows, computes the log-mel (libavutil's FFT) and, for
+/// training, applies SpecAugment. Work is spread over `BLAS.threads` threads; every random choice
+/// comes from a generator seeded by (seed, step, example), so batches do not depend on the
+/// thread count.
+final class AudioFrontEnd {
+    let split: DatasetSplit
+    let config: TrainingConfig
+    private let pool: LogMelPool
+
+    init(split: DatasetSplit, config: TrainingConfig) throws(MulanError) {
+        self.split = split
+        self.config = config
+        pool = try LogMelPool(config.logMel, windowSamples: config.windowSamples)
+    }
+
+    /// Frames of one window's log-mel (as librosa counts them with center=True).
+    var frames: Int { pool.frames }
+
+    /// The decoded samples of a clip.
+    func samples(of ref: (shard: Int, offset: Int, size: Int, key: String)) throws(MulanError) -> [Float] {
+        let start = Profiler.now()
+        defer { Profiler.add(.data, since: start) }
+        let path = split.shardPaths[ref.shard]
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw MulanError(.io, "cannot open shard \(path)", cause: String(cString: strerror(errno)))
+        }
+        defer { close(fd) }
+        var bytes = [UInt8](repeating: 0, count: ref.size)
+        let got = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, ref.size, off_t(ref.offset)) }
+        guard got == ref.size else {
+            throw MulanError(.data, "shard \(path): member \(ref.key).flac is cut short",
+                             hint: "run `mulan-shard verify \(split.directory)`")
+        }
+        let decoded = try MemoryAudioDecoder.decode(bytes, label: "\(path) member \(ref.key).flac",
+                                                    sampleRate: config.logMel.sampleRate)
+        return decoded.samples
+    }
+
+    /// Window `which` of `count` evenly spaced windows (0 = start, count−1 = end), or a random one.
+    private func window(_ samples: [Float], offset: Int) -> [Float] {
+        let w = config.windowSamples
+        if samples.count <= w { return samples + [Float](repeating: 0, count: w - samples.count) }
+        return Array(samples[offset..<(offset + w)])
+    }
+
+    /// [B, melBands, frames] log-mel of one random window per example, with SpecAugment.
+    func trainingBatch(_ refs: [ExampleRef], step: Int) throws(MulanError) -> Tensor {
+        let m = config.logMel.melBands, t = frames
+        var out = Tensor(shape: [refs.count, m, t])
+        let errors = ErrorSlot()
+        out.withUnsafeMutablePointer { op in
+            let outBox = SendablePointer(op)
+            Parallel.forEach(refs.count) { i in
+                let r = refs[i]
+                do throws(MulanError) {
+                    var random = RandomSource(seed: config.seed ^ UInt64(step) &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(i) &* 0xD6E8_FEB8_6659_FD93)
+                    let s = try samples(of: (r.shard, r.flacOffset, r.flacSize, r.key))
+                    let span = max(0, s.count - config.windowSamples)
+                    let offset = span == 0 ? 0 : Int(random.next() % UInt64(span + 1))
+                    var values = pool.compute(window(s, offset: offset))
+                    if let spec = config.specAugment {
+                        let start = Profiler.now()
+                        SpecAugment(spec).apply(to: &values, melBands: m, frames: t, random: &random)
+                        Profiler.add(.logmel, since: start)
+                    }
+                    values.withUnsafeBufferPointer { vp in
+                        (outBox.pointer + i * m * t).update(from: vp.baseAddress!, count: m * t)
+                    }
+                } catch {
+                    errors.set(error)
+                }
+            }
+        }
+        if let e = errors.error { throw e }
+        return out
+    }
+
+    /// [3·B, melBands, frames]: the start, middle and end windows of each clip, as the paper evaluates.
+    func evaluationBatch(_ clips: [ShardClip]) throws(MulanError) -> Tensor {
+        let m = config.logMel.melBands, t = frames
+        var out = Tensor(shape: [clips.count * 3, m, t])
+        let errors = ErrorSlot()
+        out.withUnsafeMutablePointer { op in
+            let outBox = SendablePointer(op)
+            Parallel.forEach(clips.count) { i in
+                let c = clips[i]
+                do throws(MulanError) {
+                    let s = try samples(of: (c.shard, c.flacOffset, c.flacSize, c.key))
+                    let span = max(0, s.count - config.windowSamples)
+                    for (k, offset) in [0, span / 2, span].enumerated() {
+                        let values = pool.compute(window(s, offset: offset))
+                        values.withUnsafeBufferPointer { vp in
+                            (outBox.pointer + (i * 3 + k) * m * t).update(from: vp.baseAddress!, count: m * t)
+                        }
+                    }
+                } catch {
+                    errors.set(error)
+                }
+            }
+        }
+        if let e = errors.error { throw e }
+        return out
+    }
+}
+
+/// A pointer handed to parallel workers that write disjoint ranges.
+struct SendablePointer: @unchecked Sendable {   // workers write disjoint ranges
+    let pointer: UnsafeMutablePointer<Float>
+    init(_ p: UnsafeMutablePointer<Float>) { pointer = p }
+}
+
+/// The first error of a parallel loop.
+final class ErrorSlot: @unchecked Sendable {   // guarded by its lock
+    private let lock = NSLock()
+    private(set) var error: MulanError?
+    func set(_ e: MulanError) {
+        lock.lock()
+        if error == nil { error = e }
+        lock.unlock()
+    }
+}
+
+/// Log-mel calculators shared by worker threads: each call borrows one (they keep scratch buffers).
+final class LogMelPool: @unchecked Sendable {   // instances are handed out under the lock
+    private let lock = NSLock()
+    private var free: [LogMelSpectrogram] = []
+    private let config: LogMelConfig
+    let frames: Int
+
+    init(_ config: LogMelConfig, windowSamples: Int) throws(MulanError) {
+        self.config = config
+        let first = try LogMelSpectrogram(config: config)
+        frames = first.frameCount(sampleCount: windowSamples)
+        free = [first]
+    }
+
+    func compute(_ samples: [Float]) -> [Float] {
+        lock.lock()
+        var calculator = free.popLast()
+        lock.unlock()
+        if calculator == nil { calculator = try? LogMelSpectrogram(config: config) }
+        guard let calculator else { preconditionFailure("the log-mel configuration was accepted once and cannot fail now") }
+        let start = Profiler.now()
+        let result = calculator.compute(samples).values
+        Profiler.add(.logmel, since: start)
+        lock.lock()
+        free.append(calculator)
+        lock.unlock()
+        return result
+    }
+}

@@ -1,0 +1,258 @@
+import MulanTensor
+
+/// The audio tower's shape. The defaults are the benchmark model (a ResNet of four stages on
+/// 128-band log-mel spectrograms, 128-d embeddings). Decoding fills missing keys with the defaults.
+public struct AudioTowerConfig: Codable, Sendable, Equatable {
+    public var melBands = 128
+    /// Channels of each stage; the stem outputs widths[0].
+    public var widths: [Int] = [32, 64, 128, 256]
+    public var blocksPerStage = 1
+    public var embeddingDim = 128
+
+    public init(melBands: Int = 128, widths: [Int] = [32, 64, 128, 256], blocksPerStage: Int = 1,
+                embeddingDim: Int = 128) {
+        self.melBands = melBands
+        self.widths = widths
+        self.blocksPerStage = blocksPerStage
+        self.embeddingDim = embeddingDim
+    }
+
+    private enum CodingKeys: String, CodingKey { case melBands, widths, blocksPerStage, embeddingDim }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = AudioTowerConfig()
+        melBands = try c.decodeIfPresent(Int.self, forKey: .melBands) ?? d.melBands
+        widths = try c.decodeIfPresent([Int].self, forKey: .widths) ?? d.widths
+        blocksPerStage = try c.decodeIfPresent(Int.self, forKey: .blocksPerStage) ?? d.blocksPerStage
+        embeddingDim = try c.decodeIfPresent(Int.self, forKey: .embeddingDim) ?? d.embeddingDim
+    }
+}
+
+/// A compact ResNet over log-mel spectrograms, named as torchvision's ResNet so a PyTorch twin
+/// can load the same weights:
+///
+///     [B, M, T] → [B, 1, M, T]
+///     conv1 3×3 stride 2 pad 1 (1→w0, no bias) → bn1 → ReLU → MaxPool 2×2
+///     layer{s+1}: blocksPerStage BasicBlocks of width w_s; the first block of a stage s > 0 has
+///                 stride 2 and a 1×1 stride-2 projection shortcut (downsample.0 conv, downsample.1 BN)
+///     global average pool → fc (w_last → embeddingDim, with bias) → L2 normalization
+public final class AudioTower: Module {
+    public let config: AudioTowerConfig
+    public let conv1: Conv2d
+    public let bn1: BatchNorm2d
+    public let maxPool = MaxPool2d(kernelSize: 2)
+    /// stages[s][b] is `layer{s+1}.{b}`.
+    public let stages: [[BasicBlock]]
+    public let pool = GlobalAveragePool()
+    public let fc: Linear
+    private let relu = ResidualReLU()
+    private let normalize = L2Normalize()
+
+    public init(_ config: AudioTowerConfig, random: inout RandomSource) {
+        precondition(config.melBands > 0 && !config.widths.isEmpty && config.widths.allSatisfy { $0 > 0 }
+                     && config.blocksPerStage > 0 && config.embeddingDim > 0, "invalid AudioTowerConfig \(config)")
+        self.config = config
+        conv1 = Conv2d(1, config.widths[0], kernelSize: 3, stride: 2, padding: 1, bias: false, random: &random)
+        bn1 = BatchNorm2d(config.widths[0])
+        var stages: [[BasicBlock]] = []
+        var channels = config.widths[0]
+        for (s, width) in config.widths.enumerated() {
+            var blocks: [BasicBlock] = []
+            for b in 0..<config.blocksPerStage {
+                let stride = (s > 0 && b == 0) ? 2 : 1
+                blocks.append(BasicBlock(channels, width, stride: stride, random: &random))
+                channels = width
+            }
+            stages.append(blocks)
+        }
+        self.stages = stages
+        fc = Linear(channels, config.embeddingDim, random: &random)
+    }
+
+    public var namedParameters: [(name: String, parameter: Parameter)] {
+        var all = nest("conv1", conv1) + nest("bn1", bn1)
+        for (s, blocks) in stages.enumerated() {
+            for (b, block) in blocks.enumerated() { all += nest("layer\(s + 1).\(b)", block) }
+        }
+        return all + nest("fc", fc)
+    }
+
+    /// [B, melBands, frames] log-mel → [B, embeddingDim] rows of unit L2 norm.
+    public func forward(_ logMel: Tensor, training: Bool) -> Tensor {
+        precondition(logMel.rank == 3 && logMel.shape[1] == config.melBands,
+                     "AudioTower(\(config.melBands) mel bands) got input \(logMel.shape)")
+        let x = logMel.reshaped([logMel.shape[0], 1, logMel.shape[1], logMel.shape[2]])
+        var h = conv1.forward(x, training: training)
+        h = bn1.forward(h, training: training)
+        h = relu.forward(h, training: training)
+        h = maxPool.forward(h, training: training)
+        for blocks in stages { for block in blocks { h = block.forward(h, training: training) } }
+        h = pool.forward(h, training: training)
+        h = fc.forward(h, training: training)
+        return normalize.forward(h, training: training)
+    }
+
+    /// Adds every parameter gradient for the gradient of the loss with respect to the embeddings
+    /// of the last training forward. Returns the gradient with respect to the log-mel input only
+    /// when `inputGradient` is true (otherwise the stem skips computing it).
+    @discardableResult
+    public func backward(_ dEmbedding: Tensor, inputGradient: Bool = false) -> Tensor? {
+        var d = normalize.backward(dEmbedding)
+        d = fc.backward(d)
+        d = pool.backward(d)
+        for blocks in stages.reversed() { for block in blocks.reversed() { d = block.backward(d) } }
+        d = maxPool.backward(d)
+        d = relu.backward(d)
+        d = bn1.backward(d)
+        guard let dx = conv1.backward(d, inputGradient: inputGradient) else { return nil }
+        return dx.reshaped([dx.shape[0], dx.shape[2], dx.shape[3]])
+    }
+}
+
+/// torchvision's BasicBlock: relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)), with 3×3 convs
+/// (the first with `stride`) and, when the stride or the width changes, a projection shortcut
+/// `downsample` = 1×1 conv with `stride` → BatchNorm2d; otherwise the identity.
+public final class BasicBlock: Module {
+    public let conv1: Conv2d
+    public let bn1: BatchNorm2d
+    public let conv2: Conv2d
+    public let bn2: BatchNorm2d
+    public let downsample: (conv: Conv2d, norm: BatchNorm2d)?
+    private let relu1 = ResidualReLU()
+    private let relu2 = ResidualReLU()
+
+    public init(_ inChannels: Int, _ outChannels: Int, stride: Int = 1, random: inout RandomSource) {
+        conv1 = Conv2d(inChannels, outChannels, kernelSize: 3, stride: stride, padding: 1, bias: false, random: &random)
+        bn1 = BatchNorm2d(outChannels)
+        conv2 = Conv2d(outChannels, outChannels, kernelSize: 3, stride: 1, padding: 1, bias: false, random: &random)
+        bn2 = BatchNorm2d(outChannels)
+        if stride != 1 || inChannels != outChannels {
+            downsample = (Conv2d(inChannels, outChannels, kernelSize: 1, stride: stride, bias: false, random: &random),
+                          BatchNorm2d(outChannels))
+        } else {
+            downsample = nil
+        }
+    }
+
+    public var namedParameters: [(name: String, parameter: Parameter)] {
+        var all = nest("conv1", conv1) + nest("bn1", bn1) + nest("conv2", conv2) + nest("bn2", bn2)
+        if let downsample { all += nest("downsample.0", downsample.conv) + nest("downsample.1", downsample.norm) }
+        return all
+    }
+
+    public func forward(_ x: Tensor, training: Bool = true) -> Tensor {
+        var h = conv1.forward(x, training: training)
+        h = bn1.forward(h, training: training)
+        h = relu1.forward(h, training: training)
+        h = conv2.forward(h, training: training)
+        h = bn2.forward(h, training: training)
+        let shortcut = downsample.map { $0.norm.forward($0.conv.forward(x, training: training), training: training) } ?? x
+        return relu2.forward(h, adding: shortcut, training: training)
+    }
+
+    public func backward(_ dy: Tensor) -> Tensor {
+        let d = relu2.backward(dy)
+        var main = bn2.backward(d)
+        main = conv2.backward(main)
+        main = relu1.backward(main)
+        main = bn1.backward(main)
+        main = conv1.backward(main)
+        if let downsample {
+            main.add(downsample.conv.backward(downsample.norm.backward(d)))
+        } else {
+            main.add(d)
+        }
+        return main
+    }
+}
+
+/// A tensor whose every element the caller overwrites (skips zero-filling large activations).
+private func uninitializedTensor(_ shape: [Int]) -> Tensor {
+    let count = shape.reduce(1, *)
+    return Tensor(shape: shape, [Float](unsafeUninitializedCapacity: count) { _, initialized in initialized = count })
+}
+
+/// max(0, x) or max(0, x + shortcut) (NaN propagates), vectorized and parallel; keeps its output
+/// for the mask.
+private final class ResidualReLU {
+    private var output = Tensor(shape: [0])
+    private typealias Vector = SIMD16<Float>
+
+    func forward(_ x: Tensor, adding shortcut: Tensor? = nil, training: Bool) -> Tensor {
+        if let shortcut { precondition(shortcut.shape == x.shape, "residual \(shortcut.shape) for \(x.shape)") }
+        var y = uninitializedTensor(x.shape)
+        let n = x.count
+        x.withUnsafePointer { xp in
+            y.withUnsafeMutablePointer { yp in
+                let zero = Vector()
+                if let shortcut {
+                    shortcut.withUnsafePointer { sp in
+                        Self.chunks(n) { lo, hi in
+                            var i = lo
+                            while i + Vector.scalarCount <= hi {
+                                let v = Self.load(xp, i) + Self.load(sp, i)
+                                Self.store(v.replacing(with: zero, where: v .< zero), yp, i)
+                                i += Vector.scalarCount
+                            }
+                            while i < hi { let v = xp[i] + sp[i]; yp[i] = v < 0 ? 0 : v; i += 1 }
+                        }
+                    }
+                } else {
+                    Self.chunks(n) { lo, hi in
+                        var i = lo
+                        while i + Vector.scalarCount <= hi {
+                            let v = Self.load(xp, i)
+                            Self.store(v.replacing(with: zero, where: v .< zero), yp, i)
+                            i += Vector.scalarCount
+                        }
+                        while i < hi { let v = xp[i]; yp[i] = v < 0 ? 0 : v; i += 1 }
+                    }
+                }
+            }
+        }
+        output = training ? y : Tensor(shape: [0])
+        return y
+    }
+
+    func backward(_ dy: Tensor) -> Tensor {
+        precondition(output.count == dy.count && dy.count > 0, "ReLU.backward without a matching training forward")
+        var dx = uninitializedTensor(dy.shape)
+        dy.withUnsafePointer { gp in
+            output.withUnsafePointer { yp in
+                dx.withUnsafeMutablePointer { dp in
+                    let zero = Vector()
+                    Self.chunks(dy.count) { lo, hi in
+                        var i = lo
+                        while i + Vector.scalarCount <= hi {
+                            Self.store(Self.load(gp, i).replacing(with: zero, where: .!(Self.load(yp, i) .> zero)), dp, i)
+                            i += Vector.scalarCount
+                        }
+                        while i < hi { dp[i] = yp[i] > 0 ? gp[i] : 0; i += 1 }
+                    }
+                }
+            }
+        }
+        output = Tensor(shape: [0])
+        return dx
+    }
+
+    @inline(__always)
+    private static func load(_ p: UnsafePointer<Float>, _ i: Int) -> Vector {
+        UnsafeRawPointer(p + i).loadUnaligned(as: Vector.self)
+    }
+
+    @inline(__always)
+    private static func store(_ v: Vector, _ p: UnsafeMutablePointer<Float>, _ i: Int) {
+        UnsafeMutableRawPointer(p + i).storeBytes(of: v, as: Vector.self)
+    }
+
+    private static func chunks(_ n: Int, _ body: (Int, Int) -> Void) {
+        let parts = max(1, min(BLAS.threads, n / (1 << 16)))
+        let per = (n + parts - 1) / parts
+        Parallel.forEach(parts) { p in
+            let lo = p * per, hi = min(n, lo + per)
+            if lo < hi { body(lo, hi) }
+        }
+    }
+}

@@ -1,0 +1,263 @@
+import MulanTensor
+
+/// Token ids of a batch of texts, padded to one length: row b holds `lengths[b]` ids starting with
+/// [CLS] and ending with [SEP], then `pad` ids.
+///
+/// The `token_ids` of our shards (`texts.<source>[i].token_ids`, see docs/shards.md) are the
+/// WordPiece ids of the text alone, *without* [CLS] and [SEP] (`BertTokenizer.encode` with
+/// `special: false`, as the filter stage stores them). The initializer therefore adds them by
+/// default; pass `addSpecialTokens: false` for sequences that already hold [CLS] … [SEP].
+public struct TokenBatch: Sendable {
+    /// batchSize × length ids, row-major, padded with the pad id (0).
+    public var ids: [Int32]
+    /// Per row, the number of ids before the padding (≥ 1).
+    public var lengths: [Int]
+    /// The padded length of every row.
+    public var length: Int
+    public var batchSize: Int
+
+    /// A batch from ready-made, padded ids.
+    public init(ids: [Int32], lengths: [Int], length: Int) {
+        precondition(length >= 1 && ids.count == lengths.count * length, "TokenBatch: \(ids.count) ids for "
+                     + "\(lengths.count) rows of \(length)")
+        precondition(lengths.allSatisfy { $0 >= 1 && $0 <= length }, "TokenBatch: lengths \(lengths) for length \(length)")
+        self.ids = ids
+        self.lengths = lengths
+        self.length = length
+        batchSize = lengths.count
+    }
+
+    /// Wraps, truncates and pads `sequences`.
+    ///
+    /// - With `addSpecialTokens` (the default, for shard `token_ids`): each row is
+    ///   [CLS] + the first `maxLength − 2` ids + [SEP].
+    /// - Without: each sequence must already start with [CLS] (and end with [SEP]); one longer than
+    ///   `maxLength` keeps its first `maxLength − 1` ids and gets [SEP] as its last.
+    ///
+    /// Rows are padded with `pad` to the longest row, or to `maxLength` with `padToMaxLength`.
+    /// The defaults are bert-base-uncased's ids ([CLS] 101, [SEP] 102, [PAD] 0).
+    public init(sequences: [[Int32]], maxLength: Int, addSpecialTokens: Bool = true, padToMaxLength: Bool = false,
+                cls: Int32 = 101, sep: Int32 = 102, pad: Int32 = 0) {
+        precondition(!sequences.isEmpty, "TokenBatch: no sequences")
+        precondition(maxLength >= 2, "TokenBatch: maxLength \(maxLength) cannot hold [CLS] and [SEP]")
+        var rows: [[Int32]] = []
+        rows.reserveCapacity(sequences.count)
+        for s in sequences {
+            if addSpecialTokens {
+                rows.append([cls] + s.prefix(maxLength - 2) + [sep])
+            } else {
+                precondition(s.first == cls, "TokenBatch: a sequence does not start with [CLS] (\(cls))")
+                rows.append(s.count <= maxLength ? s : Array(s.prefix(maxLength - 1)) + [sep])
+            }
+        }
+        let length = padToMaxLength ? maxLength : rows.map(\.count).max()!
+        var ids = [Int32](repeating: pad, count: rows.count * length)
+        for (b, row) in rows.enumerated() {
+            for (i, id) in row.enumerated() { ids[b * length + i] = id }
+        }
+        self.init(ids: ids, lengths: rows.map(\.count), length: length)
+    }
+}
+
+/// The shape of the text tower. The defaults are a small BERT; all-MiniLM-L6-v2 is
+/// (30522, width 384, 6 layers, 12 heads, feedForward 1536, ε 1e-12).
+public struct TextTowerConfig: Codable, Sendable, Equatable {
+    public var vocabularySize = 30522
+    public var width = 256
+    public var layers = 4
+    public var heads = 4
+    public var feedForward = 1024
+    /// The longest sequence, [CLS] and [SEP] included; also the number of position embeddings.
+    public var maxLength = 64
+    /// The size of the output embedding (the projection of the [CLS] state).
+    public var embeddingDim = 128
+    public var layerNormEpsilon: Float = 1e-12
+
+    public init(vocabularySize: Int = 30522, width: Int = 256, layers: Int = 4, heads: Int = 4,
+                feedForward: Int = 1024, maxLength: Int = 64, embeddingDim: Int = 128,
+                layerNormEpsilon: Float = 1e-12) {
+        self.vocabularySize = vocabularySize
+        self.width = width
+        self.layers = layers
+        self.heads = heads
+        self.feedForward = feedForward
+        self.maxLength = maxLength
+        self.embeddingDim = embeddingDim
+        self.layerNormEpsilon = layerNormEpsilon
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case vocabularySize, width, layers, heads, feedForward, maxLength, embeddingDim, layerNormEpsilon
+    }
+
+    /// Missing keys take their defaults.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = TextTowerConfig()
+        self.init(vocabularySize: try c.decodeIfPresent(Int.self, forKey: .vocabularySize) ?? d.vocabularySize,
+                  width: try c.decodeIfPresent(Int.self, forKey: .width) ?? d.width,
+                  layers: try c.decodeIfPresent(Int.self, forKey: .layers) ?? d.layers,
+                  heads: try c.decodeIfPresent(Int.self, forKey: .heads) ?? d.heads,
+                  feedForward: try c.decodeIfPresent(Int.self, forKey: .feedForward) ?? d.feedForward,
+                  maxLength: try c.decodeIfPresent(Int.self, forKey: .maxLength) ?? d.maxLength,
+                  embeddingDim: try c.decodeIfPresent(Int.self, forKey: .embeddingDim) ?? d.embeddingDim,
+                  layerNormEpsilon: try c.decodeIfPresent(Float.self, forKey: .layerNormEpsilon) ?? d.layerNormEpsilon)
+    }
+}
+
+/// The text tower: a BERT encoder (embeddings, post-LN layers; Hugging Face `BertModel` parameter
+/// names, so BERT checkpoints load by name), then `projection` of the [CLS] (position 0) hidden
+/// state to `embeddingDim`, L2-normalized.
+///
+/// `forward`/`backward` give the embeddings; `encode`/`backwardEncoder` the last hidden states of
+/// every position (for other poolings).
+///
+/// Embeddings: word + position + token type 0 (the token-type table [2, width] is kept so BERT
+/// weights load without folding), then LayerNorm. No dropout anywhere. Parameters are initialized as
+/// BERT does (N(0, 0.02²), biases 0, LayerNorm 1 and 0) except `projection`, which is a default
+/// `Linear`.
+public final class TextTower: Module {
+    public let config: TextTowerConfig
+    public let wordEmbeddings: Embedding
+    public let positionEmbeddings: Embedding
+    public let tokenTypeEmbeddings: Embedding
+    public let embeddingNorm: LayerNorm
+    public let layers: [TransformerEncoderLayer]
+    public let projection: Linear
+    public let normalize = L2Normalize()
+
+    /// The last training pass (batch size, length), which decides what a backward pass may follow.
+    private enum Pass { case encode(Int, Int), forward(Int, Int) }
+    private var pass: Pass?
+
+    public init(_ config: TextTowerConfig = TextTowerConfig(), random: inout RandomSource) {
+        precondition(config.width % config.heads == 0, "width \(config.width) is not a multiple of heads \(config.heads)")
+        self.config = config
+        wordEmbeddings = Embedding(config.vocabularySize, config.width, random: &random)
+        positionEmbeddings = Embedding(config.maxLength, config.width, random: &random)
+        tokenTypeEmbeddings = Embedding(2, config.width, random: &random)
+        embeddingNorm = LayerNorm(config.width, epsilon: config.layerNormEpsilon)
+        var layers: [TransformerEncoderLayer] = []
+        for _ in 0..<config.layers {
+            layers.append(TransformerEncoderLayer(width: config.width, heads: config.heads,
+                                                  feedForward: config.feedForward,
+                                                  layerNormEpsilon: config.layerNormEpsilon, random: &random))
+        }
+        self.layers = layers
+        projection = Linear(config.width, config.embeddingDim, random: &random)
+    }
+
+    /// `embeddings.word_embeddings.weight`, …, `encoder.layer.{i}.…`, `projection.weight`, `projection.bias`.
+    public var namedParameters: [(name: String, parameter: Parameter)] {
+        var all = nest("embeddings.word_embeddings", wordEmbeddings)
+            + nest("embeddings.position_embeddings", positionEmbeddings)
+            + nest("embeddings.token_type_embeddings", tokenTypeEmbeddings)
+            + nest("embeddings.LayerNorm", embeddingNorm)
+        for (i, layer) in layers.enumerated() { all += nest("encoder.layer.\(i)", layer) }
+        return all + nest("projection", projection)
+    }
+
+    /// The last hidden states, [B, L, width] (also at padded positions, which no valid position
+    /// sees). With `training`, keeps what `backwardEncoder` needs.
+    public func encode(_ batch: TokenBatch, training: Bool = false) -> Tensor {
+        var h = embed(batch, training: training)
+        for layer in layers { h = layer.forward(h, lengths: batch.lengths, training: training) }
+        pass = training ? .encode(batch.batchSize, batch.length) : nil
+        return h
+    }
+
+    /// Backward through the encoder from the gradient of the last hidden states ([B, L, width]) of
+    /// a training `encode`: accumulates the gradients of the embeddings and of every layer.
+    public func backwardEncoder(_ dHidden: Tensor) {
+        guard case let .encode(b, l)? = pass, dHidden.count == b * l * config.width else {
+            preconditionFailure("TextTower.backwardEncoder without a matching training encode")
+        }
+        var g = dHidden
+        for layer in layers.reversed() { g = layer.backward(g) }
+        backwardEmbeddings(g, batchSize: b, length: l)
+    }
+
+    /// Unit-norm text embeddings, [B, embeddingDim]. The last layer computes the [CLS] position only
+    /// (`TransformerEncoderLayer.forward(firstPositionOnly:)`): nothing else reaches the output.
+    public func forward(_ batch: TokenBatch, training: Bool = true) -> Tensor {
+        let b = batch.batchSize, w = config.width
+        var h = embed(batch, training: training)
+        for (i, layer) in layers.enumerated() {
+            h = layer.forward(h, lengths: batch.lengths, firstPositionOnly: i == layers.count - 1, training: training)
+        }
+        var cls = Tensor(shape: [b, w])
+        let stride = h.count / b  // L·width, or width after the last layer
+        h.withUnsafePointer { hp in
+            cls.withUnsafeMutablePointer { cp in
+                for s in 0..<b { (cp + s * w).update(from: hp + s * stride, count: w) }
+            }
+        }
+        pass = training ? .forward(b, batch.length) : nil
+        return normalize.forward(projection.forward(cls, training: training), training: training)
+    }
+
+    /// From the gradient of the embeddings ([B, embeddingDim]) of a training `forward` back to every
+    /// parameter.
+    public func backward(_ dEmbedding: Tensor) {
+        guard case let .forward(b, l)? = pass, dEmbedding.count == b * config.embeddingDim else {
+            preconditionFailure("TextTower.backward without a matching training forward")
+        }
+        let w = config.width
+        let dCLS = projection.backward(normalize.backward(dEmbedding))
+        var g: Tensor
+        if let last = layers.last {
+            g = last.backward(dCLS.reshaped([b, 1, w]))
+            for layer in layers.dropLast().reversed() { g = layer.backward(g) }
+        } else {
+            g = Tensor(shape: [b, l, w])
+            dCLS.withUnsafePointer { cp in
+                g.withUnsafeMutablePointer { gp in
+                    for s in 0..<b { (gp + s * l * w).update(from: cp + s * w, count: w) }
+                }
+            }
+        }
+        backwardEmbeddings(g, batchSize: b, length: l)
+    }
+
+    /// Word + position + token type 0, then LayerNorm: [B, L, width].
+    private func embed(_ batch: TokenBatch, training: Bool) -> Tensor {
+        let b = batch.batchSize, l = batch.length, w = config.width
+        precondition(l <= config.maxLength, "TextTower: length \(l) over maxLength \(config.maxLength)")
+        var x = wordEmbeddings.forward(batch.ids, training: training)
+        positionEmbeddings.weight.value.withUnsafePointer { pp in
+            tokenTypeEmbeddings.weight.value.withUnsafePointer { tp in
+                x.withUnsafeMutablePointer { xp in
+                    for s in 0..<b {
+                        for i in 0..<l {
+                            let row = xp + (s * l + i) * w, pos = pp + i * w
+                            for j in 0..<w { row[j] += pos[j] + tp[j] }
+                        }
+                    }
+                }
+            }
+        }
+        return embeddingNorm.forward(x, training: training).reshaped([b, l, w])
+    }
+
+    /// From the gradient of the embedding output ([B, L, width]) into the three tables and the norm.
+    private func backwardEmbeddings(_ g: Tensor, batchSize b: Int, length l: Int) {
+        let w = config.width
+        let dx = embeddingNorm.backward(g)
+        wordEmbeddings.backward(dx)
+        dx.withUnsafePointer { dp in
+            positionEmbeddings.weight.grad.withUnsafeMutablePointer { pp in
+                tokenTypeEmbeddings.weight.grad.withUnsafeMutablePointer { tp in
+                    for s in 0..<b {
+                        for i in 0..<l {
+                            let row = dp + (s * l + i) * w, pos = pp + i * w
+                            for j in 0..<w {
+                                pos[j] += row[j]
+                                tp[j] += row[j]
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

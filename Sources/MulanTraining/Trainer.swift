@@ -1,0 +1,420 @@
+import Foundation
+import MulanCore
+import MulanTensor
+
+/// Evaluation figures of one split.
+public struct EvaluationResult: Codable, Sendable, Equatable {
+    public var split: String
+    public var clips: Int
+    /// Mean contrastive loss over chunks of the batch size; nil with fewer than 3 clips.
+    public var loss: Double?
+    public var textToAudio: Retrieval
+    public var audioToText: Retrieval
+    public var tagging: Tagging?
+
+    public struct Retrieval: Codable, Sendable, Equatable {
+        public var recallAt1: Double
+        public var recallAt5: Double
+        public var recallAt10: Double
+        public var medianRank: Double
+        enum CodingKeys: String, CodingKey {
+            case recallAt1 = "recall_at_1", recallAt5 = "recall_at_5", recallAt10 = "recall_at_10", medianRank = "median_rank"
+        }
+    }
+
+    public struct Tagging: Codable, Sendable, Equatable {
+        public var tags: Int
+        public var rocAUC: Double
+        public var meanAveragePrecision: Double
+        enum CodingKeys: String, CodingKey { case tags, rocAUC = "roc_auc", meanAveragePrecision = "map" }
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case split, clips, loss, textToAudio = "text_to_audio", audioToText = "audio_to_text", tagging
+    }
+}
+
+/// The machine-readable summary of a run (`summary.json` in the run directory, and on stdout).
+public struct TrainSummary: Codable, Sendable, StageReport {
+    public var runDirectory: String
+    public var datasetID: String
+    public var firstStep: Int
+    public var steps: Int
+    /// The step this invocation ended at (below `steps` after `--stop-at`).
+    public var lastStep: Int
+    public var examples: Int
+    public var seconds: Double
+    public var examplesPerSecond: Double
+    public var threads: Int
+    /// Share of thread time in GEMM, the log-mel front end (with SpecAugment) and data loading (shard reads, FLAC decoding).
+    public var timeShare: [String: Double]
+    public var peakRSSBytes: Int
+    public var finalLoss: Double?
+    public var temperature: Double
+    public var valid: EvaluationResult?
+    public var test: EvaluationResult?
+    public var checkpoint: String?
+
+    enum CodingKeys: String, CodingKey {
+        case runDirectory = "run_directory", datasetID = "dataset_id", firstStep = "first_step", steps, lastStep = "last_step", examples, seconds
+        case examplesPerSecond = "examples_per_second", threads, timeShare = "time_share", peakRSSBytes = "peak_rss_bytes"
+        case finalLoss = "final_loss", temperature, valid, test, checkpoint
+    }
+}
+
+/// Runs training: batches from the sampler, both towers forward and backward, the contrastive
+/// loss, AdamW; metrics to `metrics.jsonl`, checkpoints beside it, evaluation on valid every
+/// `evalEvery` steps and on test at the end.
+public final class Trainer {
+    public let config: TrainingConfig
+    public let runDirectory: String
+    let train: DatasetSplit
+    let valid: DatasetSplit?
+    let test: DatasetSplit?
+    let model: MuLanModel
+    let optimizer: AdamW
+    let sampler: Sampler
+    let frontEnd: AudioFrontEnd
+    let console: Console
+    private(set) var startStep = 0
+    private var metrics: MetricsLog
+
+    /// Opens the dataset and the run directory; with `resume`, continues from the newest checkpoint
+    /// there (its configuration wins over `config`, except `steps`, which may be extended).
+    public init(config requested: TrainingConfig, dataset: String, runDirectory: String, resume: Bool,
+                console: Console) throws(MulanError) {
+        var config = requested
+        let checkpoints = Checkpoint.list(in: runDirectory)
+        var loaded: (Checkpoint.Loaded, String)?
+        if resume, let last = checkpoints.last {
+            let l = try Checkpoint.load(last.path)
+            var c = l.config
+            c.steps = requested.steps
+            config = c
+            loaded = (l, last.path)
+        } else if !resume, !checkpoints.isEmpty {
+            throw MulanError(.usage, "\(runDirectory) already holds checkpoints",
+                             hint: "pass --resume to continue that run, or choose another --run-dir")
+        }
+        train = try DatasetSplit(dataset: dataset, split: "train")
+        guard train.manifest.sampleRate == config.logMel.sampleRate else {
+            throw MulanError(.usage, "the dataset's clips are \(train.manifest.sampleRate) Hz but the run expects \(config.logMel.sampleRate) Hz",
+                             hint: "start a new run directory for this dataset")
+        }
+        valid = try? DatasetSplit(dataset: dataset, split: "valid")
+        test = try? DatasetSplit(dataset: dataset, split: "test")
+        let available = train.availableSources
+        let mix = config.mix.restricted(to: available)
+        guard !mix.sources.isEmpty else {
+            throw MulanError(.usage, "no source of --mix \(config.mix) has texts in the train split (it has: \(available.map(\.rawValue).sorted().joined(separator: ", ")))")
+        }
+        let missing = config.mix.sources.filter { !available.contains($0) }
+        if !missing.isEmpty {
+            console.log(.warning, "the train split has no \(missing.map(\.rawValue).joined(separator: ", ")) texts; "
+                        + "mixing \(mix) instead (the remaining weights, renormalized)", event: "mix-renormalized")
+        }
+        self.config = config
+        self.runDirectory = runDirectory
+        self.console = console
+        model = MuLanModel(config)
+        optimizer = AdamW(model.namedParameters, settings: config.adam)
+        sampler = Sampler(split: train, mix: mix, batchSize: config.batchSize, seed: config.seed,
+                          bufferSize: config.shuffleBuffer)
+        frontEnd = try AudioFrontEnd(split: train, config: config)
+        do {
+            try FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
+        } catch {
+            throw MulanError(.io, "cannot create the run directory \(runDirectory)", cause: "\(error)")
+        }
+        metrics = try MetricsLog(path: runDirectory + "/metrics.jsonl")
+        if let (l, path) = loaded {
+            try Checkpoint.restore(l, into: model, optimizer: optimizer, path: path)
+            try sampler.restore(l.sampler)
+            startStep = l.step
+            try metrics.truncate(after: l.step)
+            console.log(.info, "resuming from \(path) at step \(l.step)", event: "resume")
+        } else {
+            try metrics.truncate(after: -1)
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        if let data = try? encoder.encode(config) {
+            try AtomicFile.write(data + Data("\n".utf8), to: runDirectory + "/config.json")
+        }
+    }
+
+    /// Trains up to `config.steps` (or stops after step `stopAt`, with a checkpoint, for schedulers
+    /// that slice long jobs: the learning-rate schedule still spans `config.steps`), evaluates on test
+    /// when the last step is done, and returns the summary.
+    public func run(stopAt: Int? = nil) throws(MulanError) -> TrainSummary {
+        let end = min(config.steps, stopAt ?? config.steps)
+        Profiler.reset()
+        let begin = Date()
+        var lastLoss: Double?
+        var lastValid: EvaluationResult?
+        var lastCheckpoint: String?
+        var examples = 0
+        var windowStart = Date(), windowExamples = 0
+        var rate = 0.0
+        var lossEMA: Double?
+        let total = max(0, end - startStep)
+        let progress = ProgressMeter(total: total, unit: "steps", console: console) { [unowned self] done, _ in
+            let loss = lossEMA.map { String(format: "%.3f", $0) } ?? "-"
+            return "step \(startStep + done) loss \(loss) τ \(String(format: "%.3f", model.loss.temperature)) \(String(format: "%.1f", rate)) ex/s"
+        }
+        let validClips = try valid.map { v throws(MulanError) in try evaluationClips(v) }
+        for step in startStep..<max(startStep, end) {
+            let refs = try sampler.batch(step)
+            let audio = try frontEnd.trainingBatch(refs, step: step)
+            let tokens = TokenBatch(sequences: refs.map(\.tokenIDs), maxLength: config.text.maxLength)
+            model.zeroGrads()
+            let a = model.audio.forward(audio, training: true)
+            let t = model.text.forward(tokens, training: true)
+            let loss = model.loss.forward(audio: a, text: t)
+            guard loss.isFinite else {
+                throw MulanError(.data, "the loss became \(loss) at step \(step)",
+                                 hint: "lower --lr or raise --warmup-steps; resume from the last checkpoint")
+            }
+            let (da, dt) = model.loss.backward()
+            model.audio.backward(da)
+            model.text.backward(dt)
+            let norm = optimizer.clipGradients(maxNorm: config.clipNorm)
+            let lr = config.schedule.rate(at: step)
+            optimizer.update(lr: lr)
+            model.loss.clampTemperature()
+
+            examples += refs.count
+            windowExamples += refs.count
+            lastLoss = Double(loss)
+            lossEMA = lossEMA.map { 0.9 * $0 + 0.1 * Double(loss) } ?? Double(loss)
+            let now = Date()
+            if now.timeIntervalSince(windowStart) > 0 {
+                rate = Double(windowExamples) / now.timeIntervalSince(windowStart)
+            }
+            let done = step + 1
+            if done % config.logEvery == 0 || done == config.steps {
+                var counts: [String: Int] = [:]
+                for r in refs { counts[r.source.rawValue, default: 0] += 1 }
+                try metrics.append([
+                    "step": done, "loss": Double(loss), "temperature": Double(model.loss.temperature),
+                    "batch_size": refs.count, "examples_per_second": rate, "learning_rate": Double(lr),
+                    "gradient_norm": Double(norm), "sources": counts,
+                ])
+                windowStart = now
+                windowExamples = 0
+            }
+            if let v = valid, let clips = validClips, done % config.evalEvery == 0 || done == config.steps {
+                let result = try evaluate(v, clips: clips)
+                lastValid = result
+                try metrics.append(evaluationLine(result, step: done))
+                console.log(.info, "step \(done): valid R@1 t→a \(String(format: "%.3f", result.textToAudio.recallAt1)), "
+                            + "loss \(result.loss.map { String(format: "%.3f", $0) } ?? "-")", event: "evaluation")
+            }
+            if done % config.checkpointEvery == 0 || done == end {
+                lastCheckpoint = try saveCheckpoint(step: done)
+            }
+            progress.advance()
+        }
+        progress.finish()
+        var testResult: EvaluationResult?
+        if let t = test, end == config.steps {
+            let result = try evaluate(t, clips: try evaluationClips(t))
+            testResult = result
+            try metrics.append(evaluationLine(result, step: config.steps))
+        }
+        let seconds = Date().timeIntervalSince(begin)
+        let shares = Profiler.snapshot()
+        let threadSeconds = max(seconds * Double(BLAS.threads), 1e-9)
+        var timeShare: [String: Double] = [:]
+        for (k, v) in shares { timeShare[k.rawValue] = v / threadSeconds }
+        return TrainSummary(
+            runDirectory: runDirectory, datasetID: train.manifest.datasetID, firstStep: startStep, steps: config.steps,
+            lastStep: max(startStep, end), examples: examples, seconds: seconds, examplesPerSecond: seconds > 0 ? Double(examples) / seconds : 0,
+            threads: BLAS.threads, timeShare: timeShare, peakRSSBytes: Self.peakRSS(), finalLoss: lastLoss,
+            temperature: Double(model.loss.temperature), valid: lastValid, test: testResult,
+            checkpoint: lastCheckpoint ?? Checkpoint.list(in: runDirectory).last?.path)
+    }
+
+    private func saveCheckpoint(step: Int) throws(MulanError) -> String {
+        let path = runDirectory + "/" + Checkpoint.fileName(step: step)
+        try Checkpoint.save(model: model, optimizer: optimizer, step: step, config: config, sampler: sampler.state, to: path)
+        for old in Checkpoint.list(in: runDirectory).dropLast(max(1, config.keepCheckpoints)) {
+            try? FileManager.default.removeItem(atPath: old.path)
+        }
+        return path
+    }
+
+    private func evaluationLine(_ r: EvaluationResult, step: Int) -> [String: Any] {
+        var line: [String: Any] = [
+            "step": step, "split": r.split, "loss": r.loss ?? NSNull(), "temperature": Double(model.loss.temperature),
+            "batch_size": config.batchSize, "clips": r.clips,
+            "t2a_recall_at_1": r.textToAudio.recallAt1, "t2a_recall_at_5": r.textToAudio.recallAt5,
+            "t2a_recall_at_10": r.textToAudio.recallAt10, "t2a_median_rank": r.textToAudio.medianRank,
+            "a2t_recall_at_1": r.audioToText.recallAt1, "a2t_recall_at_5": r.audioToText.recallAt5,
+            "a2t_recall_at_10": r.audioToText.recallAt10, "a2t_median_rank": r.audioToText.medianRank,
+            "examples_per_second": evaluationRate,
+        ]
+        if let t = r.tagging {
+            line["tagging_roc_auc"] = t.rocAUC
+            line["tagging_map"] = t.meanAveragePrecision
+            line["tagging_tags"] = t.tags
+        }
+        return line
+    }
+
+    private var evaluationRate = 0.0
+
+    /// The first `evalSamples` clips of a split (in shard order) that have a text of a mixed source.
+    func evaluationClips(_ split: DatasetSplit) throws(MulanError) -> [ShardClip] {
+        var clips: [ShardClip] = []
+        let sources = Set(config.mix.sources.map(\.rawValue))
+        for index in split.shardPaths.indices where clips.count < config.evalSamples {
+            try ShardScanner(split: split).scan(shard: index) { clip in
+                if clip.record.texts.keys.contains(where: sources.contains) { clips.append(clip) }
+                return clips.count < config.evalSamples
+            }
+        }
+        return clips
+    }
+
+    /// Embeds the clips (mean of three windows) and one text per clip (the first text of the first
+    /// mixed source it has), then scores retrieval both ways, zero-shot tagging over the split's tag
+    /// vocabulary, and the loss.
+    public func evaluate(_ split: DatasetSplit, clips: [ShardClip]) throws(MulanError) -> EvaluationResult {
+        let begin = Date()
+        let evalFrontEnd = try AudioFrontEnd(split: split, config: config)
+        let d = config.audio.embeddingDim
+        let n = clips.count
+        var audio = Tensor(shape: [n, d])
+        let chunk = max(1, config.batchSize / 3)
+        for lo in stride(from: 0, to: n, by: chunk) {
+            let part = Array(clips[lo..<min(n, lo + chunk)])
+            let e = model.audio.forward(try evalFrontEnd.evaluationBatch(part), training: false)
+            for i in 0..<part.count {
+                var norm: Float = 0
+                var mean = [Float](repeating: 0, count: d)
+                for k in 0..<3 { for j in 0..<d { mean[j] += e.storage[(i * 3 + k) * d + j] / 3 } }
+                for j in 0..<d { norm += mean[j] * mean[j] }
+                norm = max(norm.squareRoot(), 1e-12)
+                for j in 0..<d { audio.storage[(lo + i) * d + j] = mean[j] / norm }
+            }
+        }
+        let order = config.mix.sources.map(\.rawValue)
+        let queries: [[Int32]] = clips.map { c in
+            let source = order.first { c.record.texts[$0]?.isEmpty == false } ?? c.record.texts.keys.sorted()[0]
+            return c.record.texts[source]![0].tokenIDs.map { Int32(truncatingIfNeeded: $0) }
+        }
+        let text = embedTexts(queries)
+        let similarity = similarityMatrix(audio, text)
+        // Clips whose query texts are the same token sequence are relevant to each other's queries.
+        var groupOf: [[Int32]: Int] = [:]
+        let groups = queries.map { q in groupOf[q] ?? { groupOf[q] = groupOf.count; return groupOf.count - 1 }() }
+        let a2t = RetrievalMetrics.diagonalRanks(similarity, n: n, groups: groups)
+        let t2a = RetrievalMetrics.diagonalRanks(similarity, n: n, transpose: true, groups: groups)
+        func retrieval(_ ranks: [Int]) -> EvaluationResult.Retrieval {
+            .init(recallAt1: RetrievalMetrics.recall(at: 1, ranks: ranks), recallAt5: RetrievalMetrics.recall(at: 5, ranks: ranks),
+                  recallAt10: RetrievalMetrics.recall(at: 10, ranks: ranks), medianRank: RetrievalMetrics.median(ranks))
+        }
+        // Loss over consecutive chunks of the batch size.
+        var lossSum = 0.0, lossChunks = 0
+        let probe = ContrastiveLoss(initialTemperature: model.loss.temperature, decoupled: config.decoupledLoss)
+        let b = config.batchSize
+        for lo in stride(from: 0, to: n, by: b) where min(n, lo + b) - lo >= 3 {
+            let hi = min(n, lo + b)
+            let aa = Tensor(shape: [hi - lo, d], Array(audio.storage[(lo * d)..<(hi * d)]))
+            let tt = Tensor(shape: [hi - lo, d], Array(text.storage[(lo * d)..<(hi * d)]))
+            lossSum += Double(probe.forward(audio: aa, text: tt))
+            lossChunks += 1
+        }
+        let tagging = tagScores(clips: clips, audio: audio)
+        evaluationRate = Double(n) / max(Date().timeIntervalSince(begin), 1e-9)
+        return EvaluationResult(split: split.name, clips: n, loss: lossChunks > 0 ? lossSum / Double(lossChunks) : nil,
+                                textToAudio: retrieval(t2a), audioToText: retrieval(a2t), tagging: tagging)
+    }
+
+    /// Zero-shot tagging: every distinct tag text of the clips is embedded by the text tower and
+    /// scored against every clip's audio embedding; macro ROC-AUC and mAP over tags that have both
+    /// positive and negative clips.
+    private func tagScores(clips: [ShardClip], audio: Tensor) -> EvaluationResult.Tagging? {
+        var vocabulary: [String: [Int32]] = [:]
+        var positives: [String: Set<Int>] = [:]
+        for (i, c) in clips.enumerated() {
+            for t in c.record.texts[TextSource.tags.rawValue] ?? [] {
+                if vocabulary[t.text] == nil { vocabulary[t.text] = t.tokenIDs.map { Int32(truncatingIfNeeded: $0) } }
+                positives[t.text, default: []].insert(i)
+            }
+        }
+        let tags = vocabulary.keys.sorted().filter { positives[$0]!.count < clips.count }
+        guard !tags.isEmpty else { return nil }
+        let embedded = embedTexts(tags.map { vocabulary[$0]! })
+        let scores = similarityMatrix(embedded, audio)   // tags × clips
+        var aucs: [Double] = [], aps: [Double] = []
+        for (k, tag) in tags.enumerated() {
+            let row = Array(scores[(k * clips.count)..<((k + 1) * clips.count)])
+            let labels = clips.indices.map { positives[tag]!.contains($0) }
+            if let auc = RetrievalMetrics.rocAUC(scores: row, labels: labels) { aucs.append(auc) }
+            if let ap = RetrievalMetrics.averagePrecision(scores: row, labels: labels) { aps.append(ap) }
+        }
+        guard !aucs.isEmpty else { return nil }
+        return .init(tags: aucs.count, rocAUC: aucs.reduce(0, +) / Double(aucs.count),
+                     meanAveragePrecision: aps.reduce(0, +) / Double(max(aps.count, 1)))
+    }
+
+    /// Text embeddings [n, d] in batches.
+    func embedTexts(_ sequences: [[Int32]]) -> Tensor {
+        let d = config.text.embeddingDim
+        var out = Tensor(shape: [sequences.count, d])
+        let b = max(1, config.batchSize)
+        for lo in stride(from: 0, to: sequences.count, by: b) {
+            let hi = min(sequences.count, lo + b)
+            let e = model.text.forward(TokenBatch(sequences: Array(sequences[lo..<hi]), maxLength: config.text.maxLength),
+                                       training: false)
+            for i in 0..<(hi - lo) * d { out.storage[lo * d + i] = e.storage[i] }
+        }
+        return out
+    }
+
+    static func peakRSS() -> Int {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return Int(usage.ru_maxrss) * 1024
+    }
+}
+
+/// `metrics.jsonl`: one JSON object per line, appended and flushed as training goes.
+struct MetricsLog {
+    let path: String
+
+    init(path: String) throws(MulanError) {
+        self.path = path
+        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw MulanError(.io, "cannot create \(path)", cause: String(cString: strerror(errno))) }
+        close(fd)
+    }
+
+    /// Drops lines of steps after `step` (left by a run that stopped before its next checkpoint),
+    /// so a resumed run does not repeat them. Rewrites via a temporary file.
+    func truncate(after step: Int) throws(MulanError) {
+        let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        let kept = text.split(separator: "\n").filter { line in
+            guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let s = obj["step"] as? Int else { return false }
+            return s <= step
+        }
+        try AtomicFile.write(Data(kept.map { $0 + "\n" }.joined().utf8), to: path)
+    }
+
+    func append(_ object: [String: Any]) throws(MulanError) {
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]),
+              let handle = FileHandle(forWritingAtPath: path) else {
+            throw MulanError(.io, "cannot append to \(path)")
+        }
+        defer { try? handle.close() }
+        do {
+            try handle.seekToEnd()
+            try handle.write(contentsOf: data + Data("\n".utf8))
+        } catch {
+            throw MulanError(.io, "cannot append to \(path)", cause: "\(error)")
+        }
+    }
+}
