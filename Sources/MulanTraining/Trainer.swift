@@ -126,6 +126,10 @@ public final class Trainer {
         } catch {
             throw MulanError(.io, "cannot create the run directory \(runDirectory)", cause: "\(error)")
         }
+        // A process killed while writing a checkpoint or the metrics leaves NAME.tmp behind.
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: runDirectory)) ?? [] where name.hasSuffix(".tmp") {
+            try? FileManager.default.removeItem(atPath: runDirectory + "/" + name)
+        }
         metrics = try MetricsLog(path: runDirectory + "/metrics.jsonl")
         if let (l, path) = loaded {
             try Checkpoint.restore(l, into: model, optimizer: optimizer, path: path)

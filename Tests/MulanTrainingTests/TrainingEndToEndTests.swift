@@ -158,6 +158,27 @@ struct TrainingEndToEndTests {
         }
         #expect(try comparable(straight) == comparable(sliced))
         #expect(Checkpoint.list(in: sliced).count <= 3)
+
+        // kill -9 at several moments, then --resume: the same final weights, no leftovers.
+        for (i, delay) in [1.5, 3.0, 4.5].enumerated() {
+            let killed = h.dir.file("killed-\(i)")
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: Self.binary)
+            p.arguments = ["--dataset", dataset, "--run-dir", killed] + Self.tiny + common
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            usleep(useconds_t(delay * 1_000_000))
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+            let resumed = try Self.train(dataset, killed, common + (Checkpoint.list(in: killed).isEmpty ? [] : ["--resume"]))
+            #expect(resumed.status == 0, "kill \(i): \(resumed.stderr)")
+            let c = try SafeTensors.read(killed + "/checkpoint-000012.safetensors")
+            for (name, t) in a.tensors { #expect(c.tensors[name] == t, "kill \(i): \(name) differs") }
+            #expect(try comparable(killed) == comparable(straight), "kill \(i): metrics differ")
+            let leftovers = (try FileManager.default.contentsOfDirectory(atPath: killed)).filter { $0.hasSuffix(".tmp") }
+            #expect(leftovers.isEmpty, "kill \(i): \(leftovers)")
+        }
     }
 
     @Test func clearErrorsForBadDatasetsAndOptions() throws {
