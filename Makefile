@@ -22,7 +22,7 @@ test:
 	$(SWIFT) build --build-tests
 	MULAN_TEST_PYTHON=$(CURDIR)/.venv/bin/python $(SWIFT) test --skip-build
 
-# The main job end to end on a small generated corpus (later stages join as they land).
+# The main job end to end on a small generated corpus: ingest, filter, shard, verify, train.
 demo: release
 	@scripts/setup.sh --python
 	scripts/make-demo-corpus.sh $(DEMO_DIR)/corpus
@@ -37,6 +37,13 @@ demo: release
 	      --workdir $(DEMO_DIR)/work --quiet --report $(DEMO_DIR)/filter-$$source.json || exit $$?; done
 	@echo; .build/release/mulan-shard --workdir $(DEMO_DIR)/work --quiet --samples-per-shard 8 --split train=0.8,valid=0.1,test=0.1
 	@.build/release/mulan-shard verify $(DEMO_DIR)/work/shards/latest --quiet
+	@echo; echo "Training a small two-tower model on the shards (a short run: it shows the loop, not a useful model)"
+	@rm -rf $(DEMO_DIR)/run
+	.build/release/mulan-train --workdir $(DEMO_DIR)/work --run-dir $(DEMO_DIR)/run --threads $(JOBS) \
+	    --steps 30 --batch-size 16 --lr 1e-3 --warmup-steps 5 --eval-every 10 --checkpoint-every 10 --log-every 5 \
+	    --audio-widths 16,32,64 --text-width 64 --text-layers 2 --text-heads 2 --text-feed-forward 128 \
+	    > $(DEMO_DIR)/train-summary.json
+	@echo "Run: $(DEMO_DIR)/run (metrics.jsonl, checkpoints)   Summary: $(DEMO_DIR)/train-summary.json"
 
 clean:
 	rm -rf .build $(DEMO_DIR)

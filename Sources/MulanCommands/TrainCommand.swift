@@ -154,6 +154,7 @@ public struct TrainRunCommand: AsyncParsableCommand {
     public func run() async throws {
         let console = global.console
         try await runStage(console: console) {
+            Tensor.keepFreedMemory()
             BLAS.threads = threads ?? global.jobs
             let datasetDir = dataset ?? global.workdir + "/shards/latest"
             let runDirectory = runDir ?? global.workdir + "/runs/default"
