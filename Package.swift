@@ -10,6 +10,9 @@ let package = Package(
         .executable(name: "mulan-filter", targets: ["mulan-filter"]),
         .executable(name: "mulan-shard", targets: ["mulan-shard"]),
         .executable(name: "mulan-train", targets: ["mulan-train"]),
+        .executable(name: "mulan-embed", targets: ["mulan-embed"]),
+        .executable(name: "mulan-search", targets: ["mulan-search"]),
+        .executable(name: "mulan-eval", targets: ["mulan-eval"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -33,7 +36,7 @@ let package = Package(
         .target(name: "MulanShards", dependencies: ["MulanCore", "MulanCatalog", "MulanMedia"]),
         .target(name: "MulanTensor", dependencies: ["COpenBLAS"]),
         .target(name: "MulanDSP", dependencies: ["MulanCore", "CFFmpeg"]),
-        .target(name: "MulanTraining", dependencies: ["MulanCore", "MulanMedia", "MulanShards", "MulanTensor", "MulanDSP"]),
+        .target(name: "MulanTraining", dependencies: ["MulanCore", "MulanMedia", "MulanShards", "MulanTensor", "MulanDSP", "MulanText"]),
         .target(name: "MulanCommands", dependencies: [
             "MulanCore", "MulanIngest", "MulanCatalog", "MulanText", "MulanFiltering", "MulanShards", "MulanTraining",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -50,6 +53,15 @@ let package = Package(
         .executableTarget(name: "mulan-train", dependencies: [
             "MulanCommands", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        .executableTarget(name: "mulan-embed", dependencies: [
+            "MulanCommands", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "mulan-search", dependencies: [
+            "MulanCommands", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "mulan-eval", dependencies: [
+            "MulanCommands", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
 
         // Tests.
         .target(name: "MulanTestSupport", dependencies: ["MulanCore", "MulanCatalog"], path: "Tests/MulanTestSupport"),
@@ -61,7 +73,7 @@ let package = Package(
         .testTarget(name: "MulanShardsTests", dependencies: ["MulanShards", "MulanCatalog", "MulanTestSupport"]),
         .testTarget(name: "MulanTensorTests", dependencies: ["MulanTensor", "MulanTestSupport"]),
         .testTarget(name: "MulanDSPTests", dependencies: ["MulanDSP", "MulanMedia", "MulanTestSupport"]),
-        .testTarget(name: "MulanTrainingTests", dependencies: ["MulanTraining", "MulanTensor", "MulanShards", "MulanTestSupport"]),
+        .testTarget(name: "MulanTrainingTests", dependencies: ["MulanTraining", "MulanTensor", "MulanShards", "MulanText", "MulanTestSupport"]),
         .testTarget(name: "MulanIngestTests", dependencies: ["MulanIngest", "MulanCatalog", "MulanMedia", "MulanTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

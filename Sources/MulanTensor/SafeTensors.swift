@@ -38,19 +38,44 @@ public enum SafeTensors {
         }
     }
 
-    /// Reads every tensor (F32, F16 and BF16 are converted to Float) and the metadata of `path`.
-    public static func read(_ path: String) throws -> (tensors: [String: Tensor], metadata: [String: String]) {
+    /// Reads the tensors (F32, F16 and BF16 are converted to Float) and the metadata of `path`.
+    ///
+    /// With `include`, only the tensors whose name it accepts are converted (and only those need a
+    /// floating-point dtype); every entry of the header is still checked. Hugging Face checkpoints
+    /// hold integer buffers such as BERT's `embeddings.position_ids` (I64), which a caller skips so.
+    ///
+    /// Nothing in the file is trusted: the header length must fit the file, every size and offset
+    /// is computed with overflow checks, dimensions must be non-negative, each byte range must be
+    /// ordered, lie inside the data section (after the header) and hold exactly its shape, and no two
+    /// tensors may share bytes. Each error names the file and the tensor.
+    public static func read(_ path: String, include: ((String) -> Bool)? = nil)
+        throws -> (tensors: [String: Tensor], metadata: [String: String]) {
         let data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
-        guard data.count >= 8 else { throw FormatError(description: "\(path) is too short to be a safetensors file") }
-        let n = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
-        guard n <= UInt64(data.count - 8) else {
-            throw FormatError(description: "\(path): header length \(n) exceeds the file (truncated?)")
+        guard data.count >= 8 else {
+            throw FormatError(description: "\(path) is too short to be a safetensors file (\(data.count) bytes)")
         }
+        let n = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+        // As a signed 64-bit number (how other readers see it), a length ≥ 2⁶³ is negative.
+        guard n <= UInt64(Int64.max) else {
+            throw FormatError(description: "\(path): header length \(Int64(bitPattern: n)) is negative (not a safetensors file?)")
+        }
+        guard n <= UInt64(data.count - 8) else {
+            throw FormatError(description: "\(path): header length \(n) exceeds the file of \(data.count) bytes (truncated?)")
+        }
+        guard n >= 2 else { throw FormatError(description: "\(path): header length \(n) cannot hold a JSON object") }
         let start = 8 + Int(n)
-        guard let header = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<start)) as? [String: Any] else {
+        let dataSize = data.count - start
+        let object: Any
+        do {
+            object = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<start))
+        } catch {
+            throw FormatError(description: "\(path): the header is not valid JSON (not a safetensors file?)")
+        }
+        guard let header = object as? [String: Any] else {
             throw FormatError(description: "\(path): the header is not a JSON object")
         }
-        var tensors: [String: Tensor] = [:]
+        struct Entry { var name: String; var dtype: String; var shape: [Int]; var begin: Int; var end: Int; var count: Int }
+        var entries: [Entry] = []
         var metadata: [String: String] = [:]
         for (name, value) in header {
             if name == "__metadata__" {
@@ -59,32 +84,91 @@ public enum SafeTensors {
             }
             guard let entry = value as? [String: Any], let dtype = entry["dtype"] as? String,
                   let shape = entry["shape"] as? [Int], let range = entry["data_offsets"] as? [Int], range.count == 2 else {
-                throw FormatError(description: "\(path): tensor \(name) has a malformed header entry")
+                throw FormatError(description: "\(path): tensor \(name) has a malformed header entry "
+                                  + "(dtype, shape and data_offsets [begin, end] must be given as a string and integers)")
             }
-            let count = shape.reduce(1, *)
-            let width = dtype == "F32" ? 4 : (dtype == "F16" || dtype == "BF16") ? 2 : 0
-            guard width > 0 else { throw FormatError(description: "\(path): tensor \(name) has unsupported dtype \(dtype)") }
-            guard range[0] >= 0, range[1] - range[0] == count * width, start + range[1] <= data.count else {
-                throw FormatError(description: "\(path): tensor \(name) has byte range \(range) that does not fit shape \(shape)")
+            guard let width = byteWidth(dtype) else {
+                throw FormatError(description: "\(path): tensor \(name) has unknown dtype \(dtype)")
             }
-            var values = [Float](repeating: 0, count: count)
-            data.withUnsafeBytes { raw in
-                let base = raw.baseAddress! + start + range[0]
-                for i in 0..<count {
-                    switch dtype {
-                    case "F32":
-                        values[i] = Float(bitPattern: base.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self).littleEndian)
-                    case "BF16":
+            guard shape.allSatisfy({ $0 >= 0 }) else {
+                throw FormatError(description: "\(path): tensor \(name) has a negative dimension in shape \(shape)")
+            }
+            var count = 1
+            for d in shape {
+                let (c, overflow) = count.multipliedReportingOverflow(by: d)
+                guard !overflow else {
+                    throw FormatError(description: "\(path): tensor \(name) has shape \(shape), too many elements to address")
+                }
+                count = c
+            }
+            let (bytes, overflow) = count.multipliedReportingOverflow(by: width)
+            guard !overflow else {
+                throw FormatError(description: "\(path): tensor \(name) has shape \(shape), too many bytes to address")
+            }
+            let begin = range[0], end = range[1]
+            guard begin >= 0, end >= 0 else {
+                throw FormatError(description: "\(path): tensor \(name) has negative data_offsets \(range) "
+                                  + "(it would overlap the header)")
+            }
+            guard begin <= end else {
+                throw FormatError(description: "\(path): tensor \(name) has reversed data_offsets \(range)")
+            }
+            guard end <= dataSize else {
+                throw FormatError(description: "\(path): tensor \(name) has data_offsets \(range) beyond the data "
+                                  + "section of \(dataSize) bytes (truncated?)")
+            }
+            guard end - begin == bytes else {
+                throw FormatError(description: "\(path): tensor \(name) has data_offsets \(range) (\(end - begin) bytes) "
+                                  + "that do not fit shape \(shape) of \(dtype) (\(bytes) bytes)")
+            }
+            entries.append(Entry(name: name, dtype: dtype, shape: shape, begin: begin, end: end, count: count))
+        }
+        let ordered = entries.filter { $0.end > $0.begin }.sorted { ($0.begin, $0.name) < ($1.begin, $1.name) }
+        for (a, b) in zip(ordered, ordered.dropFirst()) where b.begin < a.end {
+            throw FormatError(description: "\(path): tensors \(a.name) \([a.begin, a.end]) and \(b.name) "
+                              + "\([b.begin, b.end]) share bytes")
+        }
+        var tensors: [String: Tensor] = [:]
+        for e in entries where include?(e.name) ?? true {
+            var values = [Float](repeating: 0, count: e.count)
+            let count = e.count
+            let ok = data.withUnsafeBytes { raw -> Bool in
+                guard count > 0 else { return true }
+                let base = raw.baseAddress! + start + e.begin
+                switch e.dtype {
+                case "F32":  // little-endian hosts only (x86-64, arm64), as `write`
+                    values.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(start: base, count: 4 * count)) }
+                case "BF16":
+                    for i in 0..<count {
                         let h = base.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self).littleEndian
                         values[i] = Float(bitPattern: UInt32(h) << 16)
-                    default:
+                    }
+                case "F16":
+                    for i in 0..<count {
                         let h = base.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self).littleEndian
                         values[i] = Float(Float16(bitPattern: h))
                     }
+                default:
+                    return false
                 }
+                return true
             }
-            tensors[name] = Tensor(shape: shape, values)
+            guard ok else {
+                throw FormatError(description: "\(path): tensor \(e.name) has dtype \(e.dtype); only F32, F16 and BF16 are read")
+            }
+            tensors[e.name] = Tensor(shape: e.shape, values)
         }
         return (tensors, metadata)
+    }
+
+    /// Bytes per element of the safetensors dtypes; nil for an unknown one.
+    static func byteWidth(_ dtype: String) -> Int? {
+        switch dtype {
+        case "F64", "I64", "U64": 8
+        case "F32", "I32", "U32": 4
+        case "F16", "BF16", "I16", "U16": 2
+        case "I8", "U8", "BOOL", "F8_E4M3", "F8_E5M2": 1
+        default: nil
+        }
     }
 }

@@ -59,8 +59,17 @@ public struct TokenBatch: Sendable {
     }
 }
 
+/// How the text tower turns its last hidden states into one vector per text (before the projection).
+public enum TextPooling: String, Codable, Sendable {
+    /// The hidden state of position 0 ([CLS]).
+    case cls
+    /// The mean of the hidden states of the valid positions ([CLS] and [SEP] included, padding
+    /// excluded), as sentence-transformers' mean pooling with the attention mask.
+    case mean
+}
+
 /// The shape of the text tower. The defaults are a small BERT; all-MiniLM-L6-v2 is
-/// (30522, width 384, 6 layers, 12 heads, feedForward 1536, ε 1e-12).
+/// (30522, width 384, 6 layers, 12 heads, feedForward 1536, ε 1e-12, mean pooling).
 public struct TextTowerConfig: Codable, Sendable, Equatable {
     public var vocabularySize = 30522
     public var width = 256
@@ -69,13 +78,15 @@ public struct TextTowerConfig: Codable, Sendable, Equatable {
     public var feedForward = 1024
     /// The longest sequence, [CLS] and [SEP] included; also the number of position embeddings.
     public var maxLength = 64
-    /// The size of the output embedding (the projection of the [CLS] state).
+    /// The size of the output embedding (the projection of the pooled state).
     public var embeddingDim = 128
     public var layerNormEpsilon: Float = 1e-12
+    /// [CLS] (the default, and what a configuration without the key means) or mean pooling.
+    public var pooling: TextPooling = .cls
 
     public init(vocabularySize: Int = 30522, width: Int = 256, layers: Int = 4, heads: Int = 4,
                 feedForward: Int = 1024, maxLength: Int = 64, embeddingDim: Int = 128,
-                layerNormEpsilon: Float = 1e-12) {
+                layerNormEpsilon: Float = 1e-12, pooling: TextPooling = .cls) {
         self.vocabularySize = vocabularySize
         self.width = width
         self.layers = layers
@@ -84,10 +95,11 @@ public struct TextTowerConfig: Codable, Sendable, Equatable {
         self.maxLength = maxLength
         self.embeddingDim = embeddingDim
         self.layerNormEpsilon = layerNormEpsilon
+        self.pooling = pooling
     }
 
     enum CodingKeys: String, CodingKey {
-        case vocabularySize, width, layers, heads, feedForward, maxLength, embeddingDim, layerNormEpsilon
+        case vocabularySize, width, layers, heads, feedForward, maxLength, embeddingDim, layerNormEpsilon, pooling
     }
 
     /// Missing keys take their defaults.
@@ -101,16 +113,19 @@ public struct TextTowerConfig: Codable, Sendable, Equatable {
                   feedForward: try c.decodeIfPresent(Int.self, forKey: .feedForward) ?? d.feedForward,
                   maxLength: try c.decodeIfPresent(Int.self, forKey: .maxLength) ?? d.maxLength,
                   embeddingDim: try c.decodeIfPresent(Int.self, forKey: .embeddingDim) ?? d.embeddingDim,
-                  layerNormEpsilon: try c.decodeIfPresent(Float.self, forKey: .layerNormEpsilon) ?? d.layerNormEpsilon)
+                  layerNormEpsilon: try c.decodeIfPresent(Float.self, forKey: .layerNormEpsilon) ?? d.layerNormEpsilon,
+                  pooling: try c.decodeIfPresent(TextPooling.self, forKey: .pooling) ?? d.pooling)
     }
 }
 
 /// The text tower: a BERT encoder (embeddings, post-LN layers; Hugging Face `BertModel` parameter
-/// names, so BERT checkpoints load by name), then `projection` of the [CLS] (position 0) hidden
-/// state to `embeddingDim`, L2-normalized.
+/// names, so BERT checkpoints load by name, see `PretrainedText`), then pooling (`config.pooling`:
+/// the [CLS] hidden state, or the mean over the valid positions), then `projection` to
+/// `embeddingDim`, L2-normalized.
 ///
-/// `forward`/`backward` give the embeddings; `encode`/`backwardEncoder` the last hidden states of
-/// every position (for other poolings).
+/// `forward`/`backward` give the embeddings; `pooled` the pooled states before the projection
+/// (what sentence-transformers calls the sentence embedding, before its normalization);
+/// `encode`/`backwardEncoder` the last hidden states of every position (for other poolings).
 ///
 /// Embeddings: word + position + token type 0 (the token-type table [2, width] is kept so BERT
 /// weights load without folding), then LayerNorm. No dropout anywhere. Parameters are initialized as
@@ -127,7 +142,7 @@ public final class TextTower: Module {
     public let normalize = L2Normalize()
 
     /// The last training pass (batch size, length), which decides what a backward pass may follow.
-    private enum Pass { case encode(Int, Int), forward(Int, Int) }
+    private enum Pass { case encode(Int, Int), forward(Int, Int, lengths: [Int]) }
     private var pass: Pass?
 
     public init(_ config: TextTowerConfig = TextTowerConfig(), random: inout RandomSource) {
@@ -177,14 +192,56 @@ public final class TextTower: Module {
         backwardEmbeddings(g, batchSize: b, length: l)
     }
 
-    /// Unit-norm text embeddings, [B, embeddingDim]. The last layer computes the [CLS] position only
+    /// Unit-norm text embeddings, [B, embeddingDim]: the projection of `pooled`. Under [CLS]
+    /// pooling the last layer computes the [CLS] position only
     /// (`TransformerEncoderLayer.forward(firstPositionOnly:)`): nothing else reaches the output.
     public func forward(_ batch: TokenBatch, training: Bool = true) -> Tensor {
+        let p = pool(batch, training: training)
+        pass = training ? .forward(batch.batchSize, batch.length, lengths: batch.lengths) : nil
+        return normalize.forward(projection.forward(p, training: training), training: training)
+    }
+
+    /// The pooled last hidden states, [B, width], before the projection (an inference pass): under
+    /// mean pooling, what sentence-transformers' `Pooling(mode_mean_tokens)` gives (it
+    /// L2-normalizes them afterwards).
+    public func pooled(_ batch: TokenBatch) -> Tensor {
+        let p = pool(batch, training: false)
+        pass = nil
+        return p
+    }
+
+    /// The mean of the rows 0..<lengths[s] of each sequence of `hidden` ([B, L, width]): [B, width].
+    public static func meanPool(_ hidden: Tensor, lengths: [Int]) -> Tensor {
+        precondition(hidden.rank == 3 && hidden.shape[0] == lengths.count, "meanPool: \(hidden.shape), \(lengths.count) lengths")
+        let b = hidden.shape[0], l = hidden.shape[1], w = hidden.shape[2]
+        precondition(lengths.allSatisfy { $0 >= 1 && $0 <= l }, "meanPool: lengths \(lengths) for length \(l)")
+        var y = Tensor(shape: [b, w])
+        hidden.withUnsafePointer { hp in
+            y.withUnsafeMutablePointer { yp in
+                for s in 0..<b {
+                    let out = yp + s * w, n = lengths[s]
+                    for i in 0..<n {
+                        let row = hp + (s * l + i) * w
+                        for j in 0..<w { out[j] += row[j] }
+                    }
+                    let inv = 1 / Float(n)
+                    for j in 0..<w { out[j] *= inv }
+                }
+            }
+        }
+        return y
+    }
+
+    /// Encoder then pooling: [B, width].
+    private func pool(_ batch: TokenBatch, training: Bool) -> Tensor {
         let b = batch.batchSize, w = config.width
         var h = embed(batch, training: training)
+        let clsOnly = config.pooling == .cls
         for (i, layer) in layers.enumerated() {
-            h = layer.forward(h, lengths: batch.lengths, firstPositionOnly: i == layers.count - 1, training: training)
+            h = layer.forward(h, lengths: batch.lengths, firstPositionOnly: clsOnly && i == layers.count - 1,
+                              training: training)
         }
+        if config.pooling == .mean { return Self.meanPool(h, lengths: batch.lengths) }
         var cls = Tensor(shape: [b, w])
         let stride = h.count / b  // L·width, or width after the last layer
         h.withUnsafePointer { hp in
@@ -192,18 +249,36 @@ public final class TextTower: Module {
                 for s in 0..<b { (cp + s * w).update(from: hp + s * stride, count: w) }
             }
         }
-        pass = training ? .forward(b, batch.length) : nil
-        return normalize.forward(projection.forward(cls, training: training), training: training)
+        return cls
     }
 
     /// From the gradient of the embeddings ([B, embeddingDim]) of a training `forward` back to every
     /// parameter.
     public func backward(_ dEmbedding: Tensor) {
-        guard case let .forward(b, l)? = pass, dEmbedding.count == b * config.embeddingDim else {
+        guard case let .forward(b, l, lengths)? = pass, dEmbedding.count == b * config.embeddingDim else {
             preconditionFailure("TextTower.backward without a matching training forward")
         }
         let w = config.width
-        let dCLS = projection.backward(normalize.backward(dEmbedding))
+        let dPooled = projection.backward(normalize.backward(dEmbedding))
+        if config.pooling == .mean {
+            // Each valid position receives dPooled / n; padded positions nothing.
+            var g = Tensor(shape: [b, l, w])
+            dPooled.withUnsafePointer { dp in
+                g.withUnsafeMutablePointer { gp in
+                    for s in 0..<b {
+                        let n = lengths[s], inv = 1 / Float(n), src = dp + s * w
+                        for i in 0..<n {
+                            let row = gp + (s * l + i) * w
+                            for j in 0..<w { row[j] = src[j] * inv }
+                        }
+                    }
+                }
+            }
+            for layer in layers.reversed() { g = layer.backward(g) }
+            backwardEmbeddings(g, batchSize: b, length: l)
+            return
+        }
+        let dCLS = dPooled
         var g: Tensor
         if let last = layers.last {
             g = last.backward(dCLS.reshaped([b, 1, w]))
