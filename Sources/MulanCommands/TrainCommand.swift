@@ -85,6 +85,15 @@ public struct TrainRunCommand: AsyncParsableCommand {
     @Option(help: "Tokens per text (longer texts are cut, keeping [SEP]).") public var maxTextLength = 64
     @Option(help: "Vocabulary size of the token ids.") public var vocabularySize = 30522
     @Option(help: "Embedding dimension of both towers.") public var embeddingDim = 128
+    @Option(help: ArgumentHelp("Start the text tower from a Hugging Face BERT folder (config.json, model.safetensors, vocab.txt); its size replaces --text-width/-layers/-heads/-feed-forward.",
+                               valueName: "dir"))
+    public var textInit: String?
+    @Option(help: ArgumentHelp("Text tower weights that train: full, frozen (projection only; encoder outputs cached) or top:K.",
+                               valueName: "mode"))
+    public var textTrain = "full"
+    @Option(help: ArgumentHelp("Text pooling: cls or mean (default: mean with --text-init, cls otherwise).", valueName: "kind"))
+    public var textPooling: String?
+    @Option(help: "Distinct texts whose frozen encoder output is cached.") public var textCacheEntries = 1_000_000
 
     public init() {}
 
@@ -101,6 +110,12 @@ public struct TrainRunCommand: AsyncParsableCommand {
                           ("--shuffle-buffer", shuffleBuffer), ("--max-text-length", maxTextLength)] where v < 1 {
             throw ValidationError("\(name) must be at least 1")
         }
+        do { _ = try TextTraining(parsing: textTrain) } catch { throw ValidationError(error.description) }
+        if textTrain != "full" && textInit == nil {
+            throw ValidationError("--text-train \(textTrain) needs --text-init (a frozen random encoder learns nothing)")
+        }
+        if let p = textPooling, TextPooling(rawValue: p) == nil { throw ValidationError("--text-pooling must be cls or mean") }
+        if textCacheEntries < 0 { throw ValidationError("--text-cache-entries must be at least 0") }
         if maxTextLength < 2 { throw ValidationError("--max-text-length must be at least 2 ([CLS] and [SEP])") }
         do { _ = try SourceMix(parsing: mix) } catch { throw ValidationError(error.description) }
         if windowSeconds <= 0 || melWindow <= 0 || melHop <= 0 || melBands < 1 {
@@ -128,6 +143,10 @@ public struct TrainRunCommand: AsyncParsableCommand {
         c.text.feedForward = textFeedForward
         c.text.maxLength = maxTextLength
         c.text.embeddingDim = embeddingDim
+        c.text.pooling = textPooling.flatMap(TextPooling.init(rawValue:)) ?? (textInit == nil ? .cls : .mean)
+        c.textInit = textInit
+        c.textTraining = try TextTraining(parsing: textTrain)
+        c.textCacheEntries = textCacheEntries
         c.specAugment = noSpecAugment ? nil : SpecAugmentConfig(frequencyMasks: freqMasks, maxFrequencyWidth: freqMaskWidth,
                                                                  timeMasks: timeMasks, maxTimeWidth: timeMaskWidth)
         c.windowSeconds = windowSeconds

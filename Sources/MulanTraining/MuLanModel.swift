@@ -6,10 +6,11 @@ public final class MuLanModel: Module {
     public let text: TextTower
     public let loss: ContrastiveLoss
 
-    public init(_ config: TrainingConfig) {
+    /// A fresh model; `text` replaces the text tower (a pretrained one, shaped as `config.text`).
+    public init(_ config: TrainingConfig, text pretrained: TextTower? = nil) {
         var random = RandomSource(seed: config.seed ^ 0x6D75_6C61_6E00_0001)
         audio = AudioTower(config.audio, random: &random)
-        text = TextTower(config.text, random: &random)
+        text = pretrained ?? TextTower(config.text, random: &random)
         loss = ContrastiveLoss(initialTemperature: config.initialTemperature, decoupled: config.decoupledLoss)
     }
 

@@ -78,6 +78,7 @@ public final class Trainer {
     let console: Console
     private(set) var startStep = 0
     private var metrics: MetricsLog
+    private let textCache: TextCache
 
     /// Opens the dataset and the run directory; with `resume`, continues from the newest checkpoint
     /// there (its configuration wins over `config`, except `steps`, which may be extended).
@@ -113,11 +114,32 @@ public final class Trainer {
             console.log(.warning, "the train split has no \(missing.map(\.rawValue).joined(separator: ", ")) texts; "
                         + "mixing \(mix) instead (the remaining weights, renormalized)", event: "mix-renormalized")
         }
+        // A fresh run with --text-init starts the text tower from a pretrained BERT, whose shape
+        // then defines config.text (so a resumed run or mulan-embed rebuilds the same tower).
+        var pretrained: TextTower?
+        if loaded == nil, let folder = config.textInit {
+            var random = RandomSource(seed: config.seed ^ 0x7465_7874_0000_0001)
+            let p = try PretrainedText.load(directory: folder, maxLength: config.text.maxLength,
+                                            embeddingDim: config.text.embeddingDim, pooling: config.text.pooling,
+                                            random: &random)
+            let vocabularySHA = p.vocabulary.sha256
+            if let datasetSHA = train.manifest.vocabularySHA256, datasetSHA != vocabularySHA {
+                throw MulanError(.usage, "\(p.vocabularyPath) is not the vocabulary the dataset's token ids come from "
+                                 + "(SHA-256 \(vocabularySHA.prefix(12))… vs the dataset's \(datasetSHA.prefix(12))…)",
+                                 hint: "filter the text with --vocab \(p.vocabularyPath), or start the text tower from scratch")
+            }
+            config.text = p.tower.config
+            pretrained = p.tower
+        }
         self.config = config
         self.runDirectory = runDirectory
         self.console = console
-        model = MuLanModel(config)
-        optimizer = AdamW(model.namedParameters, settings: config.adam)
+        model = MuLanModel(config, text: pretrained)
+        let layers = config.text.layers, textTraining = config.textTraining
+        optimizer = AdamW(model.namedParameters.filter { p in
+            !p.name.hasPrefix("text.") || textTraining.trains(String(p.name.dropFirst(5)), layers: layers)
+        }, settings: config.adam)
+        textCache = TextCache(capacity: config.textCacheEntries)
         sampler = Sampler(split: train, mix: mix, batchSize: config.batchSize, seed: config.seed,
                           bufferSize: config.shuffleBuffer)
         frontEnd = try AudioFrontEnd(split: train, config: config)
@@ -173,7 +195,7 @@ public final class Trainer {
             let tokens = TokenBatch(sequences: refs.map(\.tokenIDs), maxLength: config.text.maxLength)
             model.zeroGrads()
             let a = model.audio.forward(audio, training: true)
-            let t = model.text.forward(tokens, training: true)
+            let t = textForward(tokens)
             let loss = model.loss.forward(audio: a, text: t)
             guard loss.isFinite else {
                 throw MulanError(.data, "the loss became \(loss) at step \(step)",
@@ -181,7 +203,7 @@ public final class Trainer {
             }
             let (da, dt) = model.loss.backward()
             model.audio.backward(da)
-            model.text.backward(dt)
+            textBackward(dt)
             let norm = optimizer.clipGradients(maxNorm: config.clipNorm)
             let lr = config.schedule.rate(at: step)
             optimizer.update(lr: lr)
@@ -237,6 +259,34 @@ public final class Trainer {
             threads: BLAS.threads, timeShare: timeShare, peakRSSBytes: Self.peakRSS(), finalLoss: lastLoss,
             temperature: Double(model.loss.temperature), valid: lastValid, test: testResult,
             checkpoint: lastCheckpoint ?? Checkpoint.list(in: runDirectory).last?.path)
+    }
+
+    /// The text tower's training forward; with a frozen encoder, the projection of cached
+    /// encoder outputs (each distinct text is encoded once).
+    private func textForward(_ tokens: TokenBatch) -> Tensor {
+        guard config.textTraining == .frozen else { return model.text.forward(tokens, training: true) }
+        let w = config.text.width, l = tokens.length
+        let sequences = (0..<tokens.batchSize).map { Array(tokens.ids[($0 * l)..<($0 * l + tokens.lengths[$0])]) }
+        let missing = Array(Set(sequences.filter { textCache[$0] == nil }))
+        if !missing.isEmpty {
+            let pooled = model.text.pooled(TokenBatch(sequences: missing, maxLength: config.text.maxLength,
+                                                      addSpecialTokens: false))
+            for (i, seq) in missing.enumerated() { textCache[seq] = Array(pooled.storage[(i * w)..<((i + 1) * w)]) }
+        }
+        var batch = Tensor(shape: [tokens.batchSize, w])
+        for (i, seq) in sequences.enumerated() {
+            let row = textCache[seq] ?? []
+            for j in 0..<min(w, row.count) { batch.storage[i * w + j] = row[j] }
+        }
+        return model.text.normalize.forward(model.text.projection.forward(batch, training: true), training: true)
+    }
+
+    private func textBackward(_ dt: Tensor) {
+        if config.textTraining == .frozen {
+            _ = model.text.projection.backward(model.text.normalize.backward(dt))
+        } else {
+            model.text.backward(dt)
+        }
     }
 
     private func saveCheckpoint(step: Int) throws(MulanError) -> String {
@@ -419,6 +469,21 @@ struct MetricsLog {
             try handle.write(contentsOf: data + Data("\n".utf8))
         } catch {
             throw MulanError(.io, "cannot append to \(path)", cause: "\(error)")
+        }
+    }
+}
+
+/// Frozen-encoder outputs by token sequence ([CLS] … [SEP]), up to `capacity` texts; beyond it,
+/// texts are encoded again each time they come (tags repeat a lot; long descriptions rarely do).
+final class TextCache {
+    private var rows: [[Int32]: [Float]] = [:]
+    let capacity: Int
+    init(capacity: Int) { self.capacity = capacity }
+
+    subscript(_ key: [Int32]) -> [Float]? {
+        get { rows[key] }
+        set {
+            if rows.count < capacity || rows[key] != nil { rows[key] = newValue }
         }
     }
 }

@@ -181,6 +181,45 @@ struct TrainingEndToEndTests {
         }
     }
 
+    @Test func warmStartedTextTowerTrainsOnlyWhatItShould() throws {
+        let (h, dataset) = try TimbreCorpus.make(perClass: 3)
+        let model = (try TestPython.bertVocabulary() as NSString).deletingLastPathComponent
+        let pretrained = try SafeTensors.read(model + "/model.safetensors") { !$0.hasSuffix("position_ids") }.tensors
+        func bert(_ name: String) -> Tensor? { pretrained[name] ?? pretrained["bert." + name] }
+        for mode in ["frozen", "top:1"] {
+            let run = h.dir.file("run-\(mode)")
+            let r = try Self.train(dataset, run, ["--steps", "6", "--eval-every", "6", "--checkpoint-every", "6",
+                                                  "--threads", "2", "--text-init", model, "--text-train", mode,
+                                                  "--lr", "1e-3", "--warmup-steps", "1"])
+            #expect(r.status == 0, "\(mode): \(r.stderr)")
+            let trained = try SafeTensors.read(run + "/checkpoint-000006.safetensors")
+            // MiniLM's size and mean pooling went into the saved configuration.
+            let config = try #require(trained.metadata["config"])
+            #expect(config.contains("\"width\":384") && config.contains("\"pooling\":\"mean\""), "\(config.prefix(400))")
+            let embeddings = try #require(trained.tensors["text.embeddings.word_embeddings.weight"])
+            #expect(embeddings == bert("embeddings.word_embeddings.weight"), "\(mode): embeddings moved")
+            #expect(trained.tensors["text.encoder.layer.0.attention.self.query.weight"]
+                    == bert("encoder.layer.0.attention.self.query.weight"), "\(mode): layer 0 moved")
+            let top = trained.tensors["text.encoder.layer.5.output.dense.weight"]
+            if mode == "frozen" {
+                #expect(top == bert("encoder.layer.5.output.dense.weight"))
+                #expect(!trained.tensors.keys.contains { $0.hasPrefix("optimizer.m.text.encoder") })
+            } else {
+                #expect(top != nil && top != bert("encoder.layer.5.output.dense.weight"), "top layer did not train")
+                #expect(trained.tensors.keys.contains("optimizer.m.text.encoder.layer.5.output.dense.weight"))
+                #expect(!trained.tensors.keys.contains("optimizer.m.text.encoder.layer.4.output.dense.weight"))
+            }
+            #expect(trained.tensors.keys.contains("optimizer.m.text.projection.weight"))
+        }
+        // A resumed warm-started run rebuilds the same tower from its checkpoint.
+        let resumed = try Self.train(dataset, h.dir.file("run-frozen"), ["--steps", "8", "--resume", "--threads", "2",
+                                                                        "--eval-every", "8", "--checkpoint-every", "8"])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        // --text-train frozen without a pretrained tower is refused.
+        let refused = try Self.train(dataset, h.dir.file("nope"), ["--text-train", "frozen"])
+        #expect(refused.status == 64 && refused.stderr.contains("--text-init"))
+    }
+
     @Test func clearErrorsForBadDatasetsAndOptions() throws {
         let dir = TempDir("mulan-train")
         let missing = try TestProcess.run(Self.binary, ["--dataset", dir.file("nothing"), "--run-dir", dir.file("r"), "--quiet"])
