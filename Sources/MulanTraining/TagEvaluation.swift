@@ -1,0 +1,249 @@
+import Foundation
+import MulanCore
+
+/// Ground truth for zero-shot tagging: items (audio files or shard clips) and, per tag name, which
+/// items carry it.
+public struct TagGroundTruth: Sendable {
+    public struct Item: Sendable {
+        /// The absolute audio path (CSV) or the shard key.
+        public var id: String
+        public var audio: AudioItem?
+        public var tags: Set<String>
+        /// Where the item was declared (CSV file and line), for messages.
+        public var origin: SourceLocation?
+    }
+
+    public var items: [Item]
+    /// Tag names in a stable order (CSV column order, or sorted shard tag texts).
+    public var tags: [String]
+
+    public init(items: [Item], tags: [String]) {
+        self.items = items
+        self.tags = tags
+    }
+
+    /// A MagnaTagATune-style `annotations_final.csv`: tab-separated (commas are accepted too), a
+    /// header with `clip_id`, the tag columns (0/1) and `mp3_path`, which is resolved under `audioRoot`.
+    public static func magnaTagATune(csv path: String, audioRoot: String) throws(MulanError) -> TagGroundTruth {
+        guard let head = FileManager.default.contents(atPath: path)?.prefix(65536) else {
+            throw MulanError(.io, "cannot read \(path)", hint: "check --csv")
+        }
+        let firstLine = head.prefix { $0 != 0x0A }
+        let delimiter: UInt8 = firstLine.contains(0x09) ? 0x09 : 0x2C
+        let reader = try CSVReader(path: path, delimiter: delimiter)
+        var header: [String]?
+        var items: [Item] = []
+        var tagColumns: [(index: Int, name: String)] = []
+        var pathColumn = 0
+        let root = Paths.absolute(audioRoot)
+        while let record = try reader.next() {
+            let location = SourceLocation(file: path, line: record.line)
+            if record.fields.count == 1 && record.fields[0].isEmpty { continue }
+            if let error = record.error {
+                throw MulanError(.data, error, location: location, hint: "fix the CSV")
+            }
+            guard let columns = header else {
+                let names = record.fields.map { $0.trimmingCharacters(in: .whitespaces) }
+                guard let p = names.firstIndex(of: "mp3_path") else {
+                    throw MulanError(.usage, "the header has no mp3_path column (it has: \(names.prefix(8).joined(separator: ", "))\(names.count > 8 ? ", …" : ""))",
+                                     location: location,
+                                     hint: "pass a MagnaTagATune-style annotations CSV: clip_id, tag columns of 0/1, mp3_path (tab-separated)")
+                }
+                guard names.contains("clip_id") else {
+                    throw MulanError(.usage, "the header has no clip_id column", location: location,
+                                     hint: "pass a MagnaTagATune-style annotations CSV: clip_id, tag columns of 0/1, mp3_path (tab-separated)")
+                }
+                pathColumn = p
+                tagColumns = names.enumerated().filter { $0.element != "clip_id" && $0.element != "mp3_path" && !$0.element.isEmpty }
+                    .map { ($0.offset, $0.element) }
+                guard !tagColumns.isEmpty else {
+                    throw MulanError(.usage, "the header names no tag column", location: location)
+                }
+                header = names
+                continue
+            }
+            guard record.fields.count == columns.count else {
+                throw MulanError(.data, "expected \(columns.count) fields as in the header, found \(record.fields.count)",
+                                 location: location, hint: "fix the row (is the delimiter a tab throughout?)")
+            }
+            let relative = record.fields[pathColumn]
+            guard !relative.isEmpty else {
+                throw MulanError(.data, "mp3_path is empty", location: location, hint: "fix the row or remove it")
+            }
+            var tags = Set<String>()
+            for (index, name) in tagColumns {
+                switch record.fields[index] {
+                case "1": tags.insert(name)
+                case "0", "": break
+                case let other:
+                    throw MulanError(.data, "tag column \(name) holds \"\(other)\", expected 0 or 1", location: location,
+                                     hint: "fix the row")
+                }
+            }
+            let full = relative.hasPrefix("/") ? relative : root + "/" + relative
+            items.append(Item(id: full, audio: .file(full), tags: tags, origin: location))
+        }
+        guard !items.isEmpty else {
+            throw MulanError(.usage, "\(path) has no rows", hint: "pass an annotations CSV with at least one clip")
+        }
+        return TagGroundTruth(items: items, tags: tagColumns.map(\.name))
+    }
+
+    /// The clips of a shard split with their `tags` texts.
+    public static func shards(_ split: DatasetSplit) throws(MulanError) -> TagGroundTruth {
+        let clips = try Embedder.clips(of: split)
+        var all = Set<String>()
+        let items = clips.map { clip in
+            let tags = Set((clip.record.texts[TextSource.tags.rawValue] ?? []).map(\.text))
+            all.formUnion(tags)
+            return Item(id: clip.key, audio: .shard(split, clip), tags: tags, origin: nil)
+        }
+        guard !all.isEmpty else {
+            throw MulanError(.usage, "split '\(split.name)' of \(split.directory) has no tag texts to evaluate against",
+                             hint: "shard a dataset whose tracks have tags (mulan-filter --source tags), or pass --csv")
+        }
+        return TagGroundTruth(items: items, tags: all.sorted())
+    }
+
+    /// Keeps only `names` (in that order); every name must be a tag of the ground truth.
+    public func restricted(to names: [String], listedIn file: String) throws(MulanError) -> TagGroundTruth {
+        let known = Set(tags)
+        for (i, n) in names.enumerated() where !known.contains(n) {
+            throw MulanError(.usage, "tag \"\(n)\" is not in the ground truth", location: SourceLocation(file: file, line: i + 1),
+                             hint: "use the tag names of the CSV header or of the shards")
+        }
+        return TagGroundTruth(items: items, tags: names)
+    }
+}
+
+/// Zero-shot tagging figures.
+public struct TaggingReport: Codable, Sendable {
+    public struct PerTag: Codable, Sendable {
+        public var tag: String
+        public var positives: Int
+        public var rocAUC: Double?
+        public var averagePrecision: Double?
+        enum CodingKeys: String, CodingKey { case tag, positives, rocAUC = "roc_auc", averagePrecision = "average_precision" }
+    }
+
+    public var items: Int
+    /// Tags with both positive and negative items: the ones the macro figures average.
+    public var tagsScored: Int
+    /// Tags left out (no positive or no negative item among the evaluated items).
+    public var tagsSkipped: [String]
+    public var macroROCAUC: Double?
+    public var meanAveragePrecision: Double?
+    public var perTag: [PerTag]
+
+    enum CodingKeys: String, CodingKey {
+        case items, tagsScored = "tags_scored", tagsSkipped = "tags_skipped", macroROCAUC = "macro_roc_auc"
+        case meanAveragePrecision = "map", perTag = "per_tag"
+    }
+}
+
+/// Retrieval figures of caption/audio pairs.
+public struct CaptionRetrievalReport: Codable, Sendable {
+    public var pairs: Int
+    public var textToAudio: EvaluationResult.Retrieval
+    public var audioToText: EvaluationResult.Retrieval
+    enum CodingKeys: String, CodingKey { case pairs, textToAudio = "text_to_audio", audioToText = "audio_to_text" }
+}
+
+public enum ZeroShotEvaluation {
+    /// Scores every tag (row of `tagEmbeddings`) against every item (row of `audio`, both unit norm,
+    /// `dim` wide): per-tag ROC-AUC and average precision, macro ROC-AUC and mAP over the tags that
+    /// have both positive and negative items (as `Trainer.evaluate` does).
+    public static func tagging(tags: [String], tagEmbeddings: [Float], audio: [Float], dim: Int,
+                               labels: [Set<String>]) -> TaggingReport {
+        let n = labels.count
+        var perTag: [TaggingReport.PerTag] = []
+        var skipped: [String] = []
+        var aucs: [Double] = [], aps: [Double] = []
+        for (k, tag) in tags.enumerated() {
+            let query = Array(tagEmbeddings[(k * dim)..<((k + 1) * dim)])
+            let scores = (0..<n).map { i in SimilaritySearch.dot(query, audio[(i * dim)..<((i + 1) * dim)]) }
+            let truth = labels.map { $0.contains(tag) }
+            let auc = RetrievalMetrics.rocAUC(scores: scores, labels: truth)
+            let ap = auc == nil ? nil : RetrievalMetrics.averagePrecision(scores: scores, labels: truth)
+            perTag.append(.init(tag: tag, positives: truth.filter { $0 }.count, rocAUC: auc, averagePrecision: ap))
+            if let auc, let ap {
+                aucs.append(auc)
+                aps.append(ap)
+            } else {
+                skipped.append(tag)
+            }
+        }
+        return TaggingReport(items: n, tagsScored: aucs.count, tagsSkipped: skipped,
+                             macroROCAUC: aucs.isEmpty ? nil : aucs.reduce(0, +) / Double(aucs.count),
+                             meanAveragePrecision: aps.isEmpty ? nil : aps.reduce(0, +) / Double(aps.count),
+                             perTag: perTag)
+    }
+
+    /// Text→audio and audio→text Recall@1/5/10 and median rank of `n` pairs (row i of `text` is the
+    /// caption of row i of `audio`). Pairs with the same caption text count as relevant to each
+    /// other, as in `Trainer.evaluate`.
+    public static func retrieval(captions: [String], text: [Float], audio: [Float], dim: Int) -> CaptionRetrievalReport {
+        let n = captions.count
+        var similarity = [Float](repeating: 0, count: n * n)
+        for i in 0..<n {
+            let a = Array(audio[(i * dim)..<((i + 1) * dim)])
+            for j in 0..<n { similarity[i * n + j] = SimilaritySearch.dot(a, text[(j * dim)..<((j + 1) * dim)]) }
+        }
+        var groupOf: [String: Int] = [:]
+        let groups = captions.map { c in
+            if let g = groupOf[c] { return g }
+            groupOf[c] = groupOf.count
+            return groupOf.count - 1
+        }
+        func figures(_ ranks: [Int]) -> EvaluationResult.Retrieval {
+            .init(recallAt1: RetrievalMetrics.recall(at: 1, ranks: ranks), recallAt5: RetrievalMetrics.recall(at: 5, ranks: ranks),
+                  recallAt10: RetrievalMetrics.recall(at: 10, ranks: ranks), medianRank: RetrievalMetrics.median(ranks))
+        }
+        return CaptionRetrievalReport(
+            pairs: n,
+            textToAudio: figures(RetrievalMetrics.diagonalRanks(similarity, n: n, transpose: true, groups: groups)),
+            audioToText: figures(RetrievalMetrics.diagonalRanks(similarity, n: n, groups: groups)))
+    }
+}
+
+/// A caption set: JSONL lines with `caption` and the audio as `path` (relative to `audioRoot`, or
+/// the file's folder) or `key` (a shard key).
+public struct CaptionSet: Sendable {
+    public struct Pair: Sendable {
+        public var path: String?
+        public var key: String?
+        public var caption: String
+        public var line: Int
+    }
+
+    public var file: String
+    public var pairs: [Pair]
+
+    public init(path: String, audioRoot: String?) throws(MulanError) {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw MulanError(.io, "cannot read \(path)", hint: "check --captions (UTF-8 JSONL)")
+        }
+        let root = Paths.absolute(audioRoot ?? (Paths.absolute(path) as NSString).deletingLastPathComponent)
+        var pairs: [Pair] = []
+        for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            if trimmed.isEmpty { continue }
+            let location = SourceLocation(file: path, line: i + 1)
+            guard let object = try? JSONSerialization.jsonObject(with: Data(trimmed.utf8)) as? [String: Any] else {
+                throw MulanError(.data, "not a JSON object", location: location, hint: "one {\"path\" or \"key\", \"caption\"} object per line")
+            }
+            guard let caption = object["caption"] as? String, !caption.isEmpty else {
+                throw MulanError(.data, "no \"caption\" string", location: location, hint: "one {\"path\" or \"key\", \"caption\"} object per line")
+            }
+            let p = (object["path"] as? String).map { $0.hasPrefix("/") ? $0 : root + "/" + $0 }
+            let key = object["key"] as? String
+            guard p != nil || key != nil else {
+                throw MulanError(.data, "neither \"path\" nor \"key\"", location: location, hint: "name the audio of each caption")
+            }
+            pairs.append(Pair(path: p.map(Paths.absolute), key: key, caption: caption, line: i + 1))
+        }
+        guard !pairs.isEmpty else { throw MulanError(.usage, "\(path) holds no captions") }
+        file = path
+        self.pairs = pairs
+    }
+}
