@@ -44,11 +44,20 @@ final class AudioFrontEnd {
         return decoded.samples
     }
 
-    /// Window `which` of `count` evenly spaced windows (0 = start, count−1 = end), or a random one.
-    private func window(_ samples: [Float], offset: Int) -> [Float] {
-        let w = config.windowSamples
+    /// `length` samples from `offset`; audio no longer than one window is zero-padded to it.
+    static func window(_ samples: [Float], offset: Int, length w: Int) -> [Float] {
         if samples.count <= w { return samples + [Float](repeating: 0, count: w - samples.count) }
         return Array(samples[offset..<(offset + w)])
+    }
+
+    /// Offsets of the start, middle and end windows of a clip, as the paper scores clips.
+    static func clipWindowOffsets(sampleCount: Int, length w: Int) -> [Int] {
+        let span = max(0, sampleCount - w)
+        return [0, span / 2, span]
+    }
+
+    private func window(_ samples: [Float], offset: Int) -> [Float] {
+        Self.window(samples, offset: offset, length: config.windowSamples)
     }
 
     /// [B, melBands, frames] log-mel of one random window per example, with SpecAugment.
@@ -94,8 +103,8 @@ final class AudioFrontEnd {
                 let c = clips[i]
                 do throws(MulanError) {
                     let s = try samples(of: (c.shard, c.flacOffset, c.flacSize, c.key))
-                    let span = max(0, s.count - config.windowSamples)
-                    for (k, offset) in [0, span / 2, span].enumerated() {
+                    let offsets = Self.clipWindowOffsets(sampleCount: s.count, length: config.windowSamples)
+                    for (k, offset) in offsets.enumerated() {
                         let values = pool.compute(window(s, offset: offset))
                         values.withUnsafeBufferPointer { vp in
                             (outBox.pointer + (i * 3 + k) * m * t).update(from: vp.baseAddress!, count: m * t)

@@ -61,22 +61,28 @@ public enum Checkpoint {
         public var tensors: [String: Tensor]
     }
 
-    public static func load(_ path: String) throws(MulanError) -> Loaded {
+    /// Reads a checkpoint. `weightsOnly` skips the optimizer's moments (for using a trained model),
+    /// and then a missing sampler state is not an error. `hint` says what to do when the file cannot
+    /// be read.
+    public static func load(_ path: String, weightsOnly: Bool = false,
+                            hint: String = "delete it to resume from the one before") throws(MulanError) -> Loaded {
         let file: (tensors: [String: Tensor], metadata: [String: String])
-        do { file = try SafeTensors.read(path) } catch {
-            throw MulanError(.data, "cannot read checkpoint \(path)", hint: "delete it to resume from the one before",
-                             cause: "\(error)")
+        do {
+            file = try SafeTensors.read(path, include: weightsOnly ? { !$0.hasPrefix("optimizer.") } : nil)
+        } catch {
+            throw MulanError(.data, "cannot read the checkpoint \(path)", hint: hint, cause: "\(error)")
         }
         let meta = file.metadata
-        guard meta["format"] == format, let step = meta["step"].flatMap(Int.init),
-              let configJSON = meta["config"], let samplerJSON = meta["sampler"] else {
-            throw MulanError(.data, "\(path) is not a mulan checkpoint (metadata format \(meta["format"] ?? "missing"))")
+        guard meta["format"] == format, let step = meta["step"].flatMap(Int.init), let configJSON = meta["config"],
+              weightsOnly || meta["sampler"] != nil else {
+            throw MulanError(.data, "\(path) is not a mulan-train checkpoint (metadata format \(meta["format"] ?? "missing"))",
+                             hint: "pass a checkpoint-NNNNNN.safetensors written by mulan-train")
         }
         do {
             let config = try JSONDecoder().decode(TrainingConfig.self, from: Data(configJSON.utf8))
-            let sampler = try JSONDecoder().decode(SamplerState.self, from: Data(samplerJSON.utf8))
+            let sampler = try meta["sampler"].map { try JSONDecoder().decode(SamplerState.self, from: Data($0.utf8)) }
             return Loaded(step: step, optimizerStep: meta["optimizer_step"].flatMap(Int.init) ?? step,
-                          config: config, sampler: sampler, tensors: file.tensors)
+                          config: config, sampler: sampler ?? SamplerState(), tensors: file.tensors)
         } catch {
             throw MulanError(.data, "checkpoint \(path) has unreadable metadata", cause: "\(error)")
         }

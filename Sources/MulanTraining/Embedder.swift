@@ -81,26 +81,13 @@ public final class Embedder {
             throw MulanError(.io, "the checkpoint \(path) does not exist",
                              hint: "pass --checkpoint with a checkpoint-NNNNNN.safetensors written by mulan-train, or --run-dir")
         }
-        let file: (tensors: [String: Tensor], metadata: [String: String])
-        do { file = try SafeTensors.read(path, include: { !$0.hasPrefix("optimizer.") }) } catch {
-            throw MulanError(.data, "cannot read the checkpoint \(path)",
-                             hint: "it is damaged or cut short; use another checkpoint of the run (mulan-train keeps the newest few)",
-                             cause: "\(error)")
-        }
-        let meta = file.metadata
-        guard meta["format"] == Checkpoint.format, let step = meta["step"].flatMap(Int.init), let configJSON = meta["config"] else {
-            throw MulanError(.data, "\(path) is not a mulan-train checkpoint (metadata format \(meta["format"] ?? "missing"))",
-                             hint: "pass a checkpoint-NNNNNN.safetensors written by mulan-train")
-        }
-        let config: TrainingConfig
-        do { config = try JSONDecoder().decode(TrainingConfig.self, from: Data(configJSON.utf8)) } catch {
-            throw MulanError(.data, "the checkpoint \(path) has an unreadable configuration", cause: "\(error)")
-        }
+        let loaded = try Checkpoint.load(path, weightsOnly: true,
+                                         hint: "it is damaged or cut short; use another checkpoint of the run (mulan-train keeps the newest few)")
+        let config = loaded.config, step = loaded.step
         guard config.audio.embeddingDim == config.text.embeddingDim else {
             throw MulanError(.data, "the checkpoint \(path) has towers of different widths (\(config.audio.embeddingDim), \(config.text.embeddingDim))")
         }
         let model = MuLanModel(config)
-        let loaded = Checkpoint.Loaded(step: step, optimizerStep: step, config: config, sampler: SamplerState(), tensors: file.tensors)
         try Checkpoint.restore(loaded, into: model, optimizer: nil, path: path)
         self.model = model
         self.config = config
@@ -136,14 +123,7 @@ public final class Embedder {
 
     /// Unit-norm embeddings of WordPiece id sequences without [CLS]/[SEP] (as the shards store them).
     public func embed(tokenIDs: [[Int32]]) -> [Float] {
-        var out: [Float] = []
-        out.reserveCapacity(tokenIDs.count * dim)
-        let b = max(1, config.batchSize)
-        for lo in stride(from: 0, to: tokenIDs.count, by: b) {
-            let part = Array(tokenIDs[lo..<min(tokenIDs.count, lo + b)])
-            out += model.text.forward(TokenBatch(sequences: part, maxLength: config.text.maxLength), training: false).storage
-        }
-        return out
+        model.embedTexts(tokenIDs, batchSize: config.batchSize, maxLength: config.text.maxLength).storage
     }
 
     // MARK: Audio
@@ -153,9 +133,10 @@ public final class Embedder {
         let w = config.windowSamples
         let limit = Int((Self.clipSeconds * Double(config.logMel.sampleRate)).rounded())
         if count <= max(limit, w) {
-            let span = max(0, count - w)
             var offsets: [Int] = []
-            for o in [0, span / 2, span] where !offsets.contains(o) { offsets.append(o) }
+            for o in AudioFrontEnd.clipWindowOffsets(sampleCount: count, length: w) where !offsets.contains(o) {
+                offsets.append(o)
+            }
             return offsets
         }
         return Array(stride(from: 0, through: count - w, by: w))
@@ -188,8 +169,7 @@ public final class Embedder {
                 Parallel.forEach(part.count) { k in
                     guard let s = samples[part[k].item] else { return }
                     let o = part[k].offset
-                    let window = s.count <= w ? s + [Float](repeating: 0, count: w - s.count) : Array(s[o..<(o + w)])
-                    let values = self.pool.compute(window)
+                    let values = self.pool.compute(AudioFrontEnd.window(s, offset: o, length: w))
                     values.withUnsafeBufferPointer { vp in
                         guard let base = vp.baseAddress else { return }
                         (box.pointer + k * m * t).update(from: base, count: min(vp.count, m * t))

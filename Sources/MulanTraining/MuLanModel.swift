@@ -18,3 +18,19 @@ public final class MuLanModel: Module {
         nest("audio", audio) + nest("text", text) + nest("loss", loss)
     }
 }
+
+extension MuLanModel {
+    /// Unit-norm text embeddings [n, embeddingDim] of WordPiece id sequences (without [CLS]/[SEP],
+    /// as the shards store them), in inference batches of `batchSize`.
+    public func embedTexts(_ sequences: [[Int32]], batchSize: Int, maxLength: Int) -> Tensor {
+        let d = text.config.embeddingDim
+        var out = Tensor(shape: [sequences.count, d])
+        let b = max(1, batchSize)
+        for lo in stride(from: 0, to: sequences.count, by: b) {
+            let hi = min(sequences.count, lo + b)
+            let e = text.forward(TokenBatch(sequences: Array(sequences[lo..<hi]), maxLength: maxLength), training: false)
+            for i in 0..<(hi - lo) * d { out.storage[lo * d + i] = e.storage[i] }
+        }
+        return out
+    }
+}

@@ -267,7 +267,9 @@ public final class Trainer {
         guard config.textTraining == .frozen else { return model.text.forward(tokens, training: true) }
         let w = config.text.width, l = tokens.length
         let sequences = (0..<tokens.batchSize).map { Array(tokens.ids[($0 * l)..<($0 * l + tokens.lengths[$0])]) }
-        let missing = Array(Set(sequences.filter { textCache[$0] == nil }))
+        // First-occurrence order (a Set's order changes from process to process).
+        var seen = Set<[Int32]>()
+        let missing = sequences.filter { textCache[$0] == nil && seen.insert($0).inserted }
         if !missing.isEmpty {
             let pooled = model.text.pooled(TokenBatch(sequences: missing, maxLength: config.text.maxLength,
                                                       addSpecialTokens: false))
@@ -414,18 +416,8 @@ public final class Trainer {
                      meanAveragePrecision: aps.reduce(0, +) / Double(max(aps.count, 1)))
     }
 
-    /// Text embeddings [n, d] in batches.
     func embedTexts(_ sequences: [[Int32]]) -> Tensor {
-        let d = config.text.embeddingDim
-        var out = Tensor(shape: [sequences.count, d])
-        let b = max(1, config.batchSize)
-        for lo in stride(from: 0, to: sequences.count, by: b) {
-            let hi = min(sequences.count, lo + b)
-            let e = model.text.forward(TokenBatch(sequences: Array(sequences[lo..<hi]), maxLength: config.text.maxLength),
-                                       training: false)
-            for i in 0..<(hi - lo) * d { out.storage[lo * d + i] = e.storage[i] }
-        }
-        return out
+        model.embedTexts(sequences, batchSize: config.batchSize, maxLength: config.text.maxLength)
     }
 
     static func peakRSS() -> Int {
