@@ -1,12 +1,11 @@
 """Text-embedding throughput of Hugging Face transformers' BertModel (PyTorch CPU, float32, inference
-mode) on ready-made token ids: the reference side of a text-embedding benchmark against mulan's
-pretrained text tower (last hidden states, then mean pooling over the attention mask).
+mode): the reference side of bench/text-embed-vs-transformers.sh. Batching as sentence-transformers'
+encode() does it and as `mulan-embed text-bench` does: texts sorted by length (longest first, ties
+in the given order), batches of BATCH, each padded to its longest row; mean pooling over the mask.
 
-Usage: text_embed_transformers.py MODEL_DIR IDS_JSON THREADS [REPEATS] [ATTENTION] [POOLED_OUT]
-  IDS_JSON: {"batches": [{"length": L, "ids": [[...], ...], "lengths": [n, ...]}, ...]} (as
-  Tests/tools/bert_reference.py reads); REPEATS (3) timed passes over every batch after one warm-up
-  batch; ATTENTION: sdpa (default, what transformers picks) or eager; POOLED_OUT: raw float32
-  [rows, hidden] of the last pass, to check the two sides computed the same.
+Usage: text_embed_transformers.py MODEL_DIR IDS_JSON THREADS [REPEATS] [BATCH] [POOLED_OUT]
+  IDS_JSON: {"sequences": [[101, ..., 102], ...]}; REPEATS (3) timed passes over all texts after
+  one warm-up batch; POOLED_OUT: raw float32 [rows, hidden] of the last pass in the given order.
 Prints one JSON line: threads, rows, tokens, padded tokens, seconds per pass, best texts/s.
 """
 import json
@@ -19,18 +18,23 @@ from transformers import BertModel
 
 model_dir, ids_path, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
 repeats = int(sys.argv[4]) if len(sys.argv) > 4 else 3
-attention = sys.argv[5] if len(sys.argv) > 5 else "sdpa"
+batch_size = int(sys.argv[5]) if len(sys.argv) > 5 else 32
 pooled_path = sys.argv[6] if len(sys.argv) > 6 else None
 torch.set_num_threads(threads)
 
-model = BertModel.from_pretrained(model_dir, add_pooling_layer=False, attn_implementation=attention).float().eval()
+model = BertModel.from_pretrained(model_dir, add_pooling_layer=False).float().eval()
+sequences = json.load(open(ids_path))["sequences"]
+order = sorted(range(len(sequences)), key=lambda i: (-len(sequences[i]), i))
 batches = []
-for b in json.load(open(ids_path))["batches"]:
-    ids = torch.tensor(b["ids"], dtype=torch.long)
+for lo in range(0, len(order), batch_size):
+    rows = order[lo:lo + batch_size]
+    width = max(len(sequences[r]) for r in rows)
+    ids = torch.zeros((len(rows), width), dtype=torch.long)
     mask = torch.zeros_like(ids)
-    for r, n in enumerate(b["lengths"]):
-        mask[r, :n] = 1
-    batches.append((ids, mask, torch.zeros_like(ids)))
+    for k, r in enumerate(rows):
+        ids[k, :len(sequences[r])] = torch.tensor(sequences[r])
+        mask[k, :len(sequences[r])] = 1
+    batches.append((rows, ids, mask, torch.zeros_like(ids)))
 
 
 def embed(ids, mask, types):
@@ -40,15 +44,16 @@ def embed(ids, mask, types):
 
 
 times = []
+pooled = np.zeros((len(sequences), model.config.hidden_size), dtype="<f4")
 with torch.inference_mode():
-    embed(*batches[0])
+    embed(*batches[0][1:])
     for _ in range(repeats):
         started = time.perf_counter()
-        outputs = [embed(*b) for b in batches]
+        for rows, ids, mask, types in batches:
+            pooled[rows] = embed(ids, mask, types).numpy()
         times.append(time.perf_counter() - started)
-rows = sum(len(b[0]) for b in batches)
 if pooled_path:
-    np.concatenate([o.numpy() for o in outputs]).astype("<f4").tofile(pooled_path)
-print(json.dumps({"threads": threads, "attention": attention, "rows": rows,
-                  "tokens": int(sum(b[1].sum() for b in batches)), "padded_tokens": sum(b[0].numel() for b in batches),
-                  "seconds": times, "texts_per_second": rows / min(times), "torch": torch.__version__}))
+    pooled.tofile(pooled_path)
+print(json.dumps({"implementation": "transformers", "threads": threads, "rows": len(sequences),
+                  "tokens": sum(len(s) for s in sequences), "padded_tokens": sum(b[1].numel() for b in batches),
+                  "seconds": times, "texts_per_second": len(sequences) / min(times), "torch": torch.__version__}))

@@ -12,7 +12,11 @@ packages=(
   libssl-dev                                                      # SHA-256 (libcrypto)
   libopenblas-dev                                                 # the trainer's matrix products
   ffmpeg                                                          # the CLI: test reference and demo corpus
+  fluidsynth fluid-soundfont-gm                                   # renders the demo corpus's MIDI with real instruments
 )
+if [ "${1:-}" = "--python" ]; then
+  packages+=(chromium)                                            # the tests render mulan-report's HTML headless
+fi
 
 missing=()
 for p in "${packages[@]}"; do

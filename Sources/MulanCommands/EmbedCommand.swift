@@ -45,7 +45,7 @@ public struct EmbedCommand: AsyncParsableCommand {
         commandName: "mulan-embed",
         abstract: "Embed audio files, shard clips and texts with a trained mulan-train model.",
         discussion: "Exit codes: 0 ok; 3 done, but some inputs failed (listed in embedding-info.json); 64 usage; 1 fatal.",
-        subcommands: [EmbedRunCommand.self],
+        subcommands: [EmbedRunCommand.self, TextEmbedBenchCommand.self],
         defaultSubcommand: EmbedRunCommand.self)
 
     public init() {}
@@ -205,5 +205,69 @@ public struct EmbedRunCommand: AsyncParsableCommand {
             }
         }
         return texts
+    }
+}
+
+/// `mulan-embed text-bench`: times the pretrained text encoder alone on ready-made token ids, the way
+/// `mulan-embed` batches texts (for bench/text-embed-vs-transformers.sh).
+public struct TextEmbedBenchCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "text-bench", abstract: "Time a Hugging Face BERT folder's mean-pooled embeddings (benchmarks).",
+        shouldDisplay: false)
+
+    @Option(help: ArgumentHelp("Hugging Face BERT folder (config.json, model.safetensors, vocab.txt).", valueName: "dir"))
+    public var model: String
+
+    @Option(help: ArgumentHelp("JSON {\"sequences\": [[101, …, 102], …]}: token ids with [CLS] and [SEP].", valueName: "file"))
+    public var ids: String
+
+    @Option(help: "Threads.") public var threads = 1
+    @Option(help: "Texts per batch.") public var batch = 32
+    @Option(help: "Timed passes over all texts (after one warm-up batch).") public var repeats = 3
+    @Option(help: ArgumentHelp("Write the last pass's pooled embeddings (float32, given order) here.", valueName: "file"))
+    public var pooledOut: String?
+
+    public init() {}
+
+    struct Input: Decodable { var sequences: [[Int32]] }
+
+    public func run() async throws {
+        BLAS.threads = threads
+        let sequences = try JSONDecoder().decode(Input.self, from: Data(contentsOf: URL(fileURLWithPath: ids))).sequences
+        let maxLength = max(2, sequences.map(\.count).max() ?? 2)
+        var random = RandomSource(seed: 1)
+        let tower = try PretrainedText.load(directory: model, maxLength: maxLength, pooling: .mean, random: &random).tower
+        let width = tower.config.width
+        let batches = TextTower.lengthSortedBatches(lengths: sequences.map(\.count), batchSize: batch)
+        func embed(_ rows: [Int]) -> Tensor {
+            tower.pooled(TokenBatch(sequences: rows.map { sequences[$0] }, maxLength: maxLength, addSpecialTokens: false))
+        }
+        if let first = batches.first { _ = embed(first) }
+        var seconds: [Double] = []
+        var pooled = [Float](repeating: 0, count: sequences.count * width)
+        for _ in 0..<max(1, repeats) {
+            let started = DispatchTime.now().uptimeNanoseconds
+            for rows in batches {
+                let p = embed(rows)
+                for (k, row) in rows.enumerated() {
+                    for j in 0..<width { pooled[row * width + j] = p.storage[k * width + j] }
+                }
+            }
+            seconds.append(Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9)
+        }
+        if let pooledOut {
+            try pooled.withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: pooledOut)) }
+        }
+        let tokens = sequences.reduce(0) { $0 + $1.count }
+        let padded = batches.reduce(0) { sum, rows in sum + rows.count * rows.map { sequences[$0].count }.max()! }
+        struct Result: Encodable {
+            var implementation = "mulan", threads: Int, rows: Int, tokens: Int, padded_tokens: Int
+            var seconds: [Double], texts_per_second: Double
+        }
+        let result = Result(threads: threads, rows: sequences.count, tokens: tokens, padded_tokens: padded,
+                            seconds: seconds, texts_per_second: Double(sequences.count) / seconds.min()!)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        print(String(decoding: try encoder.encode(result), as: UTF8.self))
     }
 }

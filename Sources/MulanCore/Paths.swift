@@ -9,3 +9,12 @@ public enum Paths {
         return (joined as NSString).standardizingPath
     }
 }
+
+extension Paths {
+    /// Opens `path` for writing, created empty (or truncated), with open(2). Foundation's
+    /// `FileManager.createFile` writes through a hidden temporary that a killed process leaves behind.
+    public static func createForWriting(_ path: String) -> FileHandle? {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        return fd < 0 ? nil : FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+    }
+}

@@ -106,7 +106,7 @@ public final class NPYWriter {
         self.path = path
         self.dim = dim
         let tmp = path + ".tmp"
-        guard FileManager.default.createFile(atPath: tmp, contents: nil), let h = FileHandle(forWritingAtPath: tmp) else {
+        guard let h = Paths.createForWriting(tmp) else {
             throw MulanError(.io, "cannot create \(tmp)", hint: "check that the output folder is writable")
         }
         handle = h
@@ -235,7 +235,7 @@ public final class EmbeddingIndexWriter {
         }
         npy = try NPYWriter(path: directory + "/" + Self.embeddingsFile, dim: dim)
         let tmp = directory + "/" + Self.indexFile + ".tmp"
-        guard FileManager.default.createFile(atPath: tmp, contents: nil), let h = FileHandle(forWritingAtPath: tmp) else {
+        guard let h = Paths.createForWriting(tmp) else {
             throw MulanError(.io, "cannot create \(tmp)", hint: "check that the output folder is writable")
         }
         index = h

@@ -21,16 +21,28 @@ public final class MuLanModel: Module {
 
 extension MuLanModel {
     /// Unit-norm text embeddings [n, embeddingDim] of WordPiece id sequences (without [CLS]/[SEP],
-    /// as the shards store them), in inference batches of `batchSize`.
+    /// as the shards store them), in inference batches of `batchSize` texts of similar length
+    /// (`TextTower.lengthSortedBatches`), returned in the order given.
     public func embedTexts(_ sequences: [[Int32]], batchSize: Int, maxLength: Int) -> Tensor {
         let d = text.config.embeddingDim
         var out = Tensor(shape: [sequences.count, d])
-        let b = max(1, batchSize)
-        for lo in stride(from: 0, to: sequences.count, by: b) {
-            let hi = min(sequences.count, lo + b)
-            let e = text.forward(TokenBatch(sequences: Array(sequences[lo..<hi]), maxLength: maxLength), training: false)
-            for i in 0..<(hi - lo) * d { out.storage[lo * d + i] = e.storage[i] }
+        for rows in TextTower.lengthSortedBatches(lengths: sequences.map(\.count), batchSize: batchSize) {
+            let e = text.forward(TokenBatch(sequences: rows.map { sequences[$0] }, maxLength: maxLength), training: false)
+            for (k, row) in rows.enumerated() {
+                for j in 0..<d { out.storage[row * d + j] = e.storage[k * d + j] }
+            }
         }
         return out
+    }
+}
+
+extension TextTower {
+    /// Row indices grouped into inference batches of at most `batchSize`, longest texts first and
+    /// texts of similar length together, so a batch pads little (a batch is as long as its longest
+    /// row). Ties keep the given order, so the grouping is deterministic.
+    public static func lengthSortedBatches(lengths: [Int], batchSize: Int) -> [[Int]] {
+        let order = lengths.indices.sorted { lengths[$0] != lengths[$1] ? lengths[$0] > lengths[$1] : $0 < $1 }
+        let b = max(1, batchSize)
+        return stride(from: 0, to: order.count, by: b).map { Array(order[$0..<min(order.count, $0 + b)]) }
     }
 }

@@ -183,4 +183,55 @@ struct EmbedSearchEvalTests {
         let nothing = try TestProcess.run(Self.bin("mulan-embed"), ["--run-dir", run, "--out", h.dir.file("o3")])
         #expect(nothing.status == 64, "\(nothing.stderr)")
     }
+
+    /// kill -9 at several moments of `mulan-embed`: the folder never holds a partial file under a final
+    /// name, and the re-run writes the same bytes as an uninterrupted run.
+    @Test func killedEmbeddingRunsLeaveNoPartialFilesAndFinishTheSame() throws {
+        let (h, dataset) = try TimbreCorpus.make(perClass: 4)
+        let run = h.dir.file("run")
+        let trained = try TrainingEndToEndTests.train(dataset, run, ["--steps", "3", "--warmup-steps", "1", "--eval-every", "1000",
+                                                                     "--checkpoint-every", "1000", "--threads", "1"])
+        try #require(trained.status == 0, "\(trained.stderr)")
+        let vocab = try TestPython.bertVocabulary()
+        let arguments = ["--run-dir", run, "--vocab", vocab, "--shards", dataset, "--split", "train",
+                         "--text", "square wave", "--text", "pure tone", "--threads", "1", "--quiet"]
+        let straight = h.dir.file("straight")
+        let done = try TestProcess.run(Self.bin("mulan-embed"), arguments + ["--out", straight])
+        try #require(done.status == 0, "\(done.stderr)")
+        let finals = Set([EmbeddingIndexWriter.embeddingsFile, EmbeddingIndexWriter.indexFile, EmbeddingIndexWriter.infoFile])
+        func bytes(_ dir: String) throws -> [Data] {
+            try [EmbeddingIndexWriter.embeddingsFile, EmbeddingIndexWriter.indexFile].map {
+                try Data(contentsOf: URL(fileURLWithPath: dir + "/" + $0))
+            }
+        }
+        // A fresh folder, and one that already holds a finished index (of the test split) being replaced.
+        let old = h.dir.file("old")
+        let first = try TestProcess.run(Self.bin("mulan-embed"), arguments.map { $0 == "train" ? "test" : $0 } + ["--out", old])
+        try #require(first.status == 0, "\(first.stderr)")
+        for (i, delay) in [0.15, 0.5, 0.9, 1.2].enumerated() {
+            let out = h.dir.file("killed-\(i)")
+            if i % 2 == 1 { try FileManager.default.copyItem(atPath: old, toPath: out) }
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: Self.bin("mulan-embed"))
+            p.arguments = arguments + ["--out", out]
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            usleep(useconds_t(delay * 1_000_000))
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []
+            #expect(names.allSatisfy { finals.contains($0) || ($0.hasSuffix(".tmp") && finals.contains(String($0.dropLast(4)))) },
+                    "kill \(i): \(names)")
+            // What is there under final names is whole: a folder with its info file loads.
+            if names.contains(EmbeddingIndexWriter.infoFile) {
+                #expect((try? EmbeddingIndex(directory: out)) != nil, "kill \(i): \(names) does not load")
+            }
+            let again = try TestProcess.run(Self.bin("mulan-embed"), arguments + ["--out", out])
+            #expect(again.status == 0, "kill \(i): \(again.stderr)")
+            let after = try FileManager.default.contentsOfDirectory(atPath: out)
+            #expect(Set(after) == finals, "kill \(i): \(after)")
+            #expect(try bytes(out) == bytes(straight), "kill \(i): the re-run wrote other bytes")
+        }
+    }
 }
