@@ -13,6 +13,7 @@ let package = Package(
         .executable(name: "mulan-embed", targets: ["mulan-embed"]),
         .executable(name: "mulan-search", targets: ["mulan-search"]),
         .executable(name: "mulan-eval", targets: ["mulan-eval"]),
+        .executable(name: "mulan-report", targets: ["mulan-report"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -37,8 +38,10 @@ let package = Package(
         .target(name: "MulanTensor", dependencies: ["COpenBLAS"]),
         .target(name: "MulanDSP", dependencies: ["MulanCore", "CFFmpeg"]),
         .target(name: "MulanTraining", dependencies: ["MulanCore", "MulanMedia", "MulanShards", "MulanTensor", "MulanDSP", "MulanText"]),
+        .target(name: "MulanReport", dependencies: ["MulanCore", "MulanCatalog", "MulanShards", "MulanTraining"]),
         .target(name: "MulanCommands", dependencies: [
             "MulanCore", "MulanIngest", "MulanCatalog", "MulanText", "MulanFiltering", "MulanShards", "MulanTraining",
+            "MulanReport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "mulan-ingest", dependencies: [
@@ -62,6 +65,9 @@ let package = Package(
         .executableTarget(name: "mulan-eval", dependencies: [
             "MulanCommands", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        .executableTarget(name: "mulan-report", dependencies: [
+            "MulanCommands", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
 
         // Tests.
         .target(name: "MulanTestSupport", dependencies: ["MulanCore", "MulanCatalog"], path: "Tests/MulanTestSupport"),
@@ -75,6 +81,7 @@ let package = Package(
         .testTarget(name: "MulanDSPTests", dependencies: ["MulanDSP", "MulanMedia", "MulanTestSupport"]),
         .testTarget(name: "MulanTrainingTests", dependencies: ["MulanTraining", "MulanTensor", "MulanShards", "MulanText", "MulanTestSupport"]),
         .testTarget(name: "MulanIngestTests", dependencies: ["MulanIngest", "MulanCatalog", "MulanMedia", "MulanTestSupport"]),
+        .testTarget(name: "MulanReportTests", dependencies: ["MulanReport", "MulanCatalog", "MulanTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )
