@@ -5,7 +5,7 @@
 # flat perf profile of mulan-train.
 # Usage: bash bench/train-vs-pytorch.sh
 #   Environment (all optional): WARMUP (3) and STEPS (10): steps excluded, then timed, per run;
-#   THREADS ("1 2"); COPIES (12): copies of the demo corpus; PROFILE (1): perf-profile mulan-train;
+#   THREADS ("1 2"); COPIES (12): copies of the synthetic corpus; PROFILE (1): perf-profile mulan-train;
 #   QUIET_WAIT (600): seconds to wait for the machine to go quiet before each timed run; RETRIES (2):
 #   repeats of a run during which other processes used more than 5 % of the CPU;
 #   TORCH_WHEEL: the torch wheel for .venv-bench (default: the CPU wheel in /opt/wheels).
@@ -41,7 +41,7 @@ for product in mulan-ingest mulan-filter mulan-shard mulan-train; do
 done
 bin=.build-bench/release
 
-# The dataset: the demo corpus (scripts/make-demo-corpus.sh) listed COPIES times under distinct
+# The dataset: the synthetic corpus (bench/synthetic-corpus.sh) listed COPIES times under distinct
 # track ids, so that a batch of 64 can hold 64 different clips (one copy gives 11 train clips:
 # the sampler would spend its time re-reading shards to replace duplicates). The manifest's split
 # column is left empty and everything goes to train, so that mulan-train evaluates nothing.
@@ -51,7 +51,7 @@ bin=.build-bench/release
 data=$work/data-x$copies
 if [ ! -f "$data/shards/latest/dataset.json" ]; then
   rm -rf "$data"
-  scripts/make-demo-corpus.sh "$work/corpus"
+  bench/synthetic-corpus.sh "$work/corpus"
   { head -1 "$work/corpus/manifest.csv"
     for k in $(seq -w 1 "$copies"); do
       tail -n +2 "$work/corpus/manifest.csv" | awk -F, -v k="$k" 'BEGIN {OFS = ","} {$1 = $1 "-copy" k; $5 = ""; print}'

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Generates a small, deterministic demo corpus with the ffmpeg CLI: tracks in several codecs,
+# Generates the small, deterministic synthetic corpus of the training benchmark (not the demo: see scripts/make-demo-corpus.py) with the ffmpeg CLI: tracks in several codecs,
 # layouts and rates, with container tags, plus a few broken inputs that ingest must record
 # (silence, a too-short file, a truncated file, a missing file). Writes OUT/manifest.csv.
-# Usage: scripts/make-demo-corpus.sh OUT
+# Usage: bench/synthetic-corpus.sh OUT
 set -euo pipefail
-out=${1:?usage: make-demo-corpus.sh OUT}
+out=${1:?usage: synthetic-corpus.sh OUT}
 version=1
 if [ -f "$out/.complete" ] && [ "$(cat "$out/.complete")" = "$version" ]; then
   echo "demo corpus: $out is up to date"
