@@ -67,19 +67,19 @@ $(STAMPS)/ingest-audio: $(CORPUS)/.complete $(BIN)/mulan-ingest
 	    --jobs $(JOBS) --report $(REPORTS)/ingest-audio.json || { $(ALLOW3); }
 	@touch $@
 
-$(STAMPS)/ingest-text: $(STAMPS)/ingest-audio $(ONTOLOGY)
-	$(SERIAL) $(BIN)/mulan-ingest text --format generic --labels $(ONTOLOGY) --workdir $(WORK) --quiet \
-	    $(CORPUS)/text/tags.jsonl $(CORPUS)/text/descriptions.jsonl $(CORPUS)/text/aset.jsonl || { $(ALLOW3); }
-	$(SERIAL) $(BIN)/mulan-ingest text --format playlists --workdir $(WORK) --quiet $(CORPUS)/text/playlists.jsonl \
-	    || { $(ALLOW3); }
+# Each source's text file is loaded on its own, so a changed file redoes only its source downstream.
+$(STAMPS)/text-%: $(CORPUS)/text/%.jsonl $(STAMPS)/ingest-audio $(ONTOLOGY)
+	$(SERIAL) $(BIN)/mulan-ingest text --format $(if $(filter playlists,$*),playlists,generic) --labels $(ONTOLOGY) \
+	    --workdir $(WORK) --quiet $< || { $(ALLOW3); }
 	@touch $@
 
-$(STAMPS)/filter-%: $(STAMPS)/ingest-text manifests/filters.toml $(TEXT_MODEL)/vocab.txt $(BIN)/mulan-filter
+$(STAMPS)/filter-%: $(STAMPS)/text-% manifests/filters.toml $(TEXT_MODEL)/vocab.txt $(BIN)/mulan-filter
 	$(SERIAL) $(BIN)/mulan-filter --source $* --vocab $(TEXT_MODEL)/vocab.txt --config manifests/filters.toml \
 	    --labels $(ONTOLOGY) --workdir $(WORK) --quiet --report $(REPORTS)/filter-$*.json
 	@touch $@
 
-$(STAMPS)/shard: $(addprefix $(STAMPS)/filter-,$(SOURCES)) $(BIN)/mulan-shard
+# (The text stamps are named here so that make treats them as real files, not intermediates.)
+$(STAMPS)/shard: $(addprefix $(STAMPS)/filter-,$(SOURCES)) $(addprefix $(STAMPS)/text-,$(SOURCES)) $(BIN)/mulan-shard
 	$(SERIAL) $(BIN)/mulan-shard --workdir $(WORK) --quiet --samples-per-shard 64
 	$(BIN)/mulan-shard verify $(WORK)/shards/latest --quiet
 	@touch $@
