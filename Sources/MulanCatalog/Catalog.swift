@@ -1,3 +1,4 @@
+import Foundation
 import MulanCore
 
 /// A clip as the catalog records it.
@@ -94,6 +95,22 @@ public final class Catalog {
     public init(path: String) throws(MulanError) {
         database = try Database(path: path)
         try Migrations.apply(to: database)
+    }
+
+    /// Opens a finished catalog read-only and immutable (see `Database.init(path:readOnly:immutable:)`):
+    /// a worker's part that the stage reading it must not lock or change. Its schema must be the
+    /// current one (parts are migrated by the stages that write them).
+    public init(finishedAt path: String) throws(MulanError) {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw MulanError(.catalog, "there is no catalog at \(path)", hint: "run mulan-ingest for it first")
+        }
+        database = try Database(path: path, immutable: true)
+        let version = try database.row("SELECT MAX(version) FROM schema_migrations")?[0].int ?? 0
+        if version != Self.schemaVersion {
+            throw MulanError(.catalog, "the catalog \(path) has schema version \(version), this mulan reads \(Self.schemaVersion)",
+                             hint: version < Self.schemaVersion ? "run mulan-filter (or mulan-ingest) on it with this mulan first"
+                                 : "use a newer mulan")
+        }
     }
 
     public static var schemaVersion: Int { Migrations.all.last?.version ?? 0 }

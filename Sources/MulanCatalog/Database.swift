@@ -1,5 +1,6 @@
 internal import CSQLite
 import MulanCore
+import Foundation
 
 /// A value bound to or read from SQLite.
 public enum SQLValue: Sendable, Hashable {
@@ -38,11 +39,25 @@ public final class Database {
     private var statementCache: [String: Statement] = [:]
 
     /// Opens (creating if needed) the database at `path`, in WAL mode with foreign keys on.
-    public init(path: String, readOnly: Bool = false) throws(MulanError) {
+    ///
+    /// `immutable` opens a finished file read-only with SQLite's `immutable=1` URI parameter: no
+    /// locks, no `-wal`/`-shm` files, which is what readers on other machines of a network file
+    /// system need. Only for files nobody writes any more (a write-ahead log left behind by an
+    /// interrupted writer would be ignored, so such files are refused).
+    public init(path: String, readOnly: Bool = false, immutable: Bool = false) throws(MulanError) {
         self.path = path
         var db: OpaquePointer?
-        let flags = readOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
-        let rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, nil)
+        var flags = readOnly || immutable ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
+        var name = path
+        if immutable {
+            if let size = (try? FileManager.default.attributesOfItem(atPath: path + "-wal"))?[.size] as? Int, size > 0 {
+                throw MulanError(.catalog, "\(path) has an unfinished write-ahead log (\(path)-wal)",
+                                 hint: "the process that wrote it was interrupted: re-run that stage (or worker) first")
+            }
+            name = "file:" + Self.uriEscaped(path) + "?immutable=1"
+            flags |= SQLITE_OPEN_URI
+        }
+        let rc = sqlite3_open_v2(name, &db, flags | SQLITE_OPEN_NOMUTEX, nil)
         guard rc == SQLITE_OK, let db else {
             let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(rc))
             sqlite3_close_v2(db)
@@ -51,7 +66,7 @@ public final class Database {
         }
         handle = db
         sqlite3_busy_timeout(db, 30_000)
-        if !readOnly {
+        if !readOnly && !immutable {
             try execute("PRAGMA journal_mode = WAL")
             try execute("PRAGMA synchronous = NORMAL")
         }
@@ -61,6 +76,20 @@ public final class Database {
     deinit {
         statementCache.removeAll()
         sqlite3_close_v2(handle)
+    }
+
+    /// A path as a `file:` URI path: `%`, `?` and `#` (and non-printing bytes) percent-encoded.
+    static func uriEscaped(_ path: String) -> String {
+        var out: [UInt8] = []
+        let digits = Array("0123456789ABCDEF".utf8)
+        for b in path.utf8 {
+            if b == 0x25 || b == 0x3F || b == 0x23 || b < 0x21 || b == 0x7F {
+                out += [0x25, digits[Int(b >> 4)], digits[Int(b & 0xF)]]
+            } else {
+                out.append(b)
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
     func error(_ what: String, _ rc: Int32) -> MulanError {
@@ -126,6 +155,17 @@ public final class Database {
         let statement = Statement(stmt, database: self)
         try statement.bind(arguments)
         while try statement.step() { try body(statement.row()) }
+    }
+
+    /// A query whose rows are pulled one at a time (its own statement, not cached), for merging
+    /// several ordered queries.
+    public func cursor(_ sql: String, _ arguments: [any SQLBindable] = []) throws(MulanError) -> RowCursor {
+        var stmt: OpaquePointer?
+        let rc = sqlite3_prepare_v2(handle, sql, -1, &stmt, nil)
+        guard rc == SQLITE_OK, let stmt else { throw error("preparing \(sql.prefix(80))", rc) }
+        let statement = Statement(stmt, database: self)
+        try statement.bind(arguments)
+        return RowCursor(statement: statement, database: self)
     }
 
     public var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
@@ -211,5 +251,21 @@ public final class Statement {
                 } ?? "")
             }
         }
+    }
+}
+
+/// The rows of one query, pulled one at a time (`Database.cursor`). Keeps its connection alive.
+public final class RowCursor {
+    private let statement: Statement
+    private let database: Database
+
+    init(statement: Statement, database: Database) {
+        self.statement = statement
+        self.database = database
+    }
+
+    /// The next row, or nil at the end.
+    public func next() throws(MulanError) -> [SQLValue]? {
+        try statement.step() ? statement.row() : nil
     }
 }

@@ -5,6 +5,7 @@ import MulanFiltering
 import MulanText
 
 extension TextSource: ExpressibleByArgument {}
+extension FilterPhase: ExpressibleByArgument {}
 
 /// `mulan-filter`: normalize, tokenize and filter the weak text sources.
 public struct FilterCommand: AsyncParsableCommand {
@@ -74,10 +75,19 @@ public struct FilterRunCommand: AsyncParsableCommand {
         Writes, per raw text of the source, kept or dropped with a reason, the normalized text and its \
         token ids (for descriptions, the kept sentences), under a filter version derived from the \
         configuration, the vocabulary and the models. Settings: --config FILE (TOML; \
-        manifests/filters.toml lists every key with its default). Exit codes: 0 ok; 64 usage; 1 fatal.
+        manifests/filters.toml lists every key with its default). A work directory split into worker \
+        parts (mulan-ingest --workers N) is filtered by N workers in two phases: --phase local on every \
+        worker, then --phase global on every worker; the decisions equal one process's \
+        (docs/scale-out.md). Exit codes: 0 ok; 64 usage; 1 fatal.
         """)
 
     @OptionGroup public var global: GlobalOptions
+
+    @OptionGroup(title: "Workers") public var workerOptions: WorkerOptions
+
+    @Option(help: ArgumentHelp("With workers: local (decide this part's texts, publish its summary) or global "
+                               + "(corpus-wide rules from every part's summary).", valueName: "phase"))
+    public var phase: FilterPhase?
 
     @Option(help: ArgumentHelp("The source: tags, descriptions, playlists or aset.", valueName: "source"))
     public var source: TextSource
@@ -113,10 +123,17 @@ public struct FilterRunCommand: AsyncParsableCommand {
                 if let bundled = Self.bundledModel() { settings.descriptions.relevanceModel = bundled }
             }
             let job = FilterJob(workdir: global.workdir, source: source, config: settings, vocabularyPath: vocab,
-                                labelsPath: labels, unfiltered: noFilter, dryRun: dryRun, console: console)
-            let summary = try job.run()
-            if let report { try summary.write(to: report) }
-            print(summary.text())
+                                labelsPath: labels, unfiltered: noFilter, dryRun: dryRun, console: console,
+                                slice: try workerOptions.slice(), phase: phase)
+            switch try job.execute() {
+            case .finished(let summary):
+                if let report { try summary.write(to: report) }
+                print(summary.text())
+            case .localPhase(let texts, let summary, let version, let slice):
+                print("filter \(source.rawValue) version \(version), phase local (\(slice)): \(texts) texts decided; "
+                      + "summary \(summary)")
+                print("  next: --phase global on every worker (it writes the statistics and --report)")
+            }
             return .success
         }
     }

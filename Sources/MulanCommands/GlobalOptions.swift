@@ -28,6 +28,35 @@ public struct GlobalOptions: ParsableArguments {
     public var console: Console { Console(format: logFormat, quiet: quiet) }
 }
 
+/// Which worker this process is when a data stage runs on N machines (docs/scale-out.md).
+/// Explicit flags win; otherwise `MULAN_WORKER`, a Slurm array (`SLURM_ARRAY_TASK_ID`,
+/// `SLURM_ARRAY_TASK_COUNT`) or a Kubernetes Indexed Job (`JOB_COMPLETION_INDEX` with `--workers N`
+/// or `MULAN_WORKERS`) tells. Neither: one process does everything, as without these options.
+public struct WorkerOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("This process's worker index, 0…N-1 (default: from the scheduler's environment).",
+                               valueName: "i"))
+    public var worker: Int?
+
+    @Option(help: ArgumentHelp("The number of workers N; each processes the tracks whose id hashes to it "
+                               + "(first 8 bytes of SHA-256 mod N).", valueName: "n"))
+    public var workers: Int?
+
+    public init() {}
+
+    /// The slice, from the options and the environment.
+    public func slice() throws(MulanError) -> WorkerSlice {
+        try WorkerSlice.resolve(worker: worker, workers: workers)
+    }
+
+    public func validate() throws {
+        do {
+            _ = try slice()
+        } catch {
+            throw ValidationError(error.description)
+        }
+    }
+}
+
 /// Runs a stage body, turning project errors into a clear message and the documented exit codes.
 func runStage(console: Console, _ body: () async throws -> ExitStatus) async throws {
     let status: ExitStatus

@@ -30,10 +30,14 @@ public struct IngestAudioCommand: AsyncParsableCommand {
         Inputs: --manifest FILE (JSONL or CSV with track_id, path, optional start_s, end_s, split; \
         see schemas/manifest.schema.json), or --scan DIR with --glob patterns (track id = relative path).
         A re-run skips tracks whose content and settings are unchanged, and finishes what an \
-        interrupted run left. Exit codes: 0 ok; 3 some inputs failed (recorded); 64 usage; 1 fatal.
+        interrupted run left. With --worker I --workers N (or a Slurm array / Kubernetes Indexed Job) \
+        this process ingests only the tracks whose id hashes to worker I, into WORKDIR/parts/I-of-N \
+        (docs/scale-out.md). Exit codes: 0 ok; 3 some inputs failed (recorded); 64 usage; 1 fatal.
         """)
 
     @OptionGroup public var global: GlobalOptions
+
+    @OptionGroup(title: "Workers") public var workerOptions: WorkerOptions
 
     @Option(help: ArgumentHelp("A track manifest (.jsonl or .csv). Repeatable.", valueName: "file"))
     public var manifest: [String] = []
@@ -106,7 +110,7 @@ public struct IngestAudioCommand: AsyncParsableCommand {
             var inputs = manifest.map { IngestInput.manifest(path: $0, format: manifestFormat) }
             if let scan { inputs.append(.scan(directory: scan, globs: glob)) }
             let job = IngestJob(workdir: global.workdir, inputs: inputs, settings: settings,
-                                jobs: global.jobs, console: console)
+                                jobs: global.jobs, console: console, slice: try workerOptions.slice())
             let summary = try await job.run()
             if let report { try summary.write(to: report) }
             print(summary.text())
@@ -125,11 +129,14 @@ public struct IngestTextCommand: AsyncParsableCommand {
         "track_ids"}), musiccaps (musiccaps-public.csv), mtat (annotations_final.csv), audioset (segment CSVs). \
         Text is stored as given with its source, track, file and line; texts of tracks not yet in the \
         catalog are kept and counted as unmatched. Container tags read by `mulan-ingest audio` are \
-        already in the catalog (genre, mood, title… as tags; comment as descriptions). \
+        already in the catalog (genre, mood, title… as tags; comment as descriptions). With workers, \
+        each loads the texts of its own tracks into its part (docs/scale-out.md). \
         Exit codes: 0 ok; 3 some records rejected (recorded with reasons); 64 usage; 1 fatal.
         """)
 
     @OptionGroup public var global: GlobalOptions
+
+    @OptionGroup(title: "Workers") public var workerOptions: WorkerOptions
 
     @Option(help: ArgumentHelp("The file format: generic, playlists, musiccaps, mtat or audioset.", valueName: "format"))
     public var format: TextFormat
@@ -169,7 +176,7 @@ public struct IngestTextCommand: AsyncParsableCommand {
         try await runStage(console: console) {
             let job = TextLoadJob(workdir: global.workdir, files: files, format: format, labelsPath: labels,
                                   trackIDTemplate: trackIDFormat, invalidUTF8: invalidUTF8,
-                                  maxLineBytes: maxLineBytes, console: console)
+                                  maxLineBytes: maxLineBytes, console: console, slice: try workerOptions.slice())
             let summary = try job.run()
             if let report { try summary.write(to: report) }
             print(summary.text())

@@ -9,26 +9,14 @@ public struct ShardCommand: AsyncParsableCommand {
         commandName: "mulan-shard",
         abstract: "Write WebDataset tar shards (train/valid/test) that PyTorch loaders read.",
         discussion: "Exit codes: 0 ok; 3 verify found problems (each named); 64 usage; 1 fatal.",
-        subcommands: [ShardBuildCommand.self, ShardVerifyCommand.self],
+        subcommands: [ShardBuildCommand.self, ShardFinalizeCommand.self, ShardVerifyCommand.self],
         defaultSubcommand: ShardBuildCommand.self)
 
     public init() {}
 }
 
-public struct ShardBuildCommand: AsyncParsableCommand {
-    public static let configuration = CommandConfiguration(
-        commandName: "build",
-        abstract: "Plan and write the shards (the default subcommand).",
-        discussion: """
-        Output: WORKDIR/shards/<dataset id>/ (or --out), with SPLIT/shard-NNNNNN.tar, a sidecar \
-        SPLIT/shard-NNNNNN.json per shard, SPLIT/sizes.json and dataset.json; WORKDIR/shards/latest \
-        points at the newest. The dataset id is a hash of the selected samples and settings: the same \
-        catalog, settings and seed give the same id and byte-identical shards; a changed catalog gives a \
-        new id and folder, and published folders are never rewritten. A re-run finishes an interrupted one.
-        """)
-
-    @OptionGroup public var global: GlobalOptions
-
+/// What a dataset is planned from: the options `build` and `finalize` must share.
+public struct ShardPlanOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Split shares by a stable hash of the track id (the manifest's split wins).",
                                valueName: "spec"))
     public var split: String = "train=0.98,valid=0.01,test=0.01"
@@ -49,6 +37,11 @@ public struct ShardBuildCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Write here instead of WORKDIR/shards/<dataset id>.", valueName: "dir"))
     public var out: String?
 
+    @Option(name: .customLong("from"),
+            help: ArgumentHelp("Read this work directory (all its worker parts) or worker part as part of one catalog "
+                               + "(repeatable; default: --workdir).", valueName: "dir"))
+    public var from: [String] = []
+
     public init() {}
 
     public func validate() throws {
@@ -58,21 +51,89 @@ public struct ShardBuildCommand: AsyncParsableCommand {
         for v in filterVersion where !v.contains("-") { throw ValidationError("--filter-version \(v) is not a version name") }
     }
 
+    func job(_ global: GlobalOptions, slice: WorkerSlice) throws -> ShardJob {
+        var versions: [String: String] = [:]
+        for v in filterVersion { versions[String(v.split(separator: "-")[0])] = v }
+        return ShardJob(workdir: global.workdir, output: out, split: try SplitSpec(parsing: split), seed: seed,
+                        samplesPerShard: samplesPerShard, maxShardBytes: maxShardBytes, filterVersions: versions,
+                        console: global.console, catalogs: from, slice: slice)
+    }
+
+    static func printSummary(_ manifest: DatasetManifest, directory: String) {
+        print("shards: dataset \(manifest.datasetID) in \(directory)")
+        for name in manifest.splits.keys.sorted() {
+            let s = manifest.splits[name]!
+            print("  \(name): \(s.samples) samples in \(s.shards.count) shards, \(s.bytes) bytes")
+        }
+        print("  clips left out (no kept text): \(manifest.clipsWithoutText)")
+    }
+}
+
+public struct ShardBuildCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "build",
+        abstract: "Plan and write the shards (the default subcommand).",
+        discussion: """
+        Output: WORKDIR/shards/<dataset id>/ (or --out), with SPLIT/shard-NNNNNN.tar, a sidecar \
+        SPLIT/shard-NNNNNN.json per shard, SPLIT/sizes.json and dataset.json; WORKDIR/shards/latest \
+        points at the newest. The dataset id is a hash of the selected samples and settings: the same \
+        catalog, settings and seed give the same id and byte-identical shards; a changed catalog gives a \
+        new id and folder, and published folders are never rewritten. A re-run finishes an interrupted one. \
+        A work directory split into worker parts is read as one catalog (so is every --from). With \
+        --worker I --workers N (or a Slurm array / Kubernetes Indexed Job) this process writes only the \
+        shards numbered I mod N; `mulan-shard finalize` with the same options then writes dataset.json \
+        (docs/scale-out.md).
+        """)
+
+    @OptionGroup public var global: GlobalOptions
+
+    @OptionGroup public var plan: ShardPlanOptions
+
+    @OptionGroup(title: "Workers") public var workerOptions: WorkerOptions
+
+    public init() {}
+
     public func run() async throws {
         let console = global.console
         try await runStage(console: console) {
-            var versions: [String: String] = [:]
-            for v in filterVersion { versions[String(v.split(separator: "-")[0])] = v }
-            let job = ShardJob(workdir: global.workdir, output: out, split: try SplitSpec(parsing: split), seed: seed,
-                               samplesPerShard: samplesPerShard, maxShardBytes: maxShardBytes,
-                               filterVersions: versions, console: console)
-            let (manifest, directory) = try job.run()
-            print("shards: dataset \(manifest.datasetID) in \(directory)")
-            for name in manifest.splits.keys.sorted() {
-                let s = manifest.splits[name]!
-                print("  \(name): \(s.samples) samples in \(s.shards.count) shards, \(s.bytes) bytes")
+            let slice = try workerOptions.slice()
+            let job = try plan.job(global, slice: slice)
+            if slice.isSingle {
+                let (manifest, directory) = try job.run()
+                ShardPlanOptions.printSummary(manifest, directory: directory)
+            } else {
+                let s = try job.runWorker()
+                print("shards (\(slice)): dataset \(s.datasetID) in \(s.directory): \(s.shardsWritten) shards written, "
+                      + "\(s.shardsKept) already complete, \(s.samples) samples (of \(s.shardsTotal) shards in all)")
+                print("  next, once every worker is done: mulan-shard finalize with the same options")
             }
-            print("  clips left out (no kept text): \(manifest.clipsWithoutText)")
+            return .success
+        }
+    }
+}
+
+public struct ShardFinalizeCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "finalize",
+        abstract: "After mulan-shard --worker I --workers N: check every shard is there, write dataset.json.",
+        discussion: """
+        Give the same plan options as the workers (split, seed, shard size, filter versions, --out, --from). \
+        Checks each shard of the plan against its sidecar (present, size, first key), then writes each \
+        SPLIT/sizes.json, dataset.json and, without --out, WORKDIR/shards/latest. Names the missing \
+        shards otherwise. `mulan-shard verify` re-reads everything.
+        """)
+
+    @OptionGroup public var global: GlobalOptions
+
+    @OptionGroup public var plan: ShardPlanOptions
+
+    public init() {}
+
+    public func run() async throws {
+        let console = global.console
+        try await runStage(console: console) {
+            let (manifest, directory) = try plan.job(global, slice: .single).finalize()
+            ShardPlanOptions.printSummary(manifest, directory: directory)
             return .success
         }
     }

@@ -17,4 +17,17 @@ extension Paths {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         return fd < 0 ? nil : FileHandle(fileDescriptor: fd, closeOnDealloc: true)
     }
+
+    /// Creates a folder and its parents (`mkdir -p`). Safe when other processes create the same
+    /// folders at the same time: a folder that appears meanwhile is fine.
+    public static func makeDirectory(_ path: String) throws(MulanError) {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue { return }
+        let parent = (path as NSString).deletingLastPathComponent
+        if !parent.isEmpty && parent != path && parent != "/" { try makeDirectory(parent) }
+        if mkdir(path, 0o755) != 0 && errno != EEXIST {
+            throw MulanError(.io, "cannot create the folder \(path)", hint: "check that its parent is writable",
+                             cause: String(cString: strerror(errno)))
+        }
+    }
 }

@@ -6,8 +6,15 @@ import Foundation
 public final class WorkdirLock {
     private let fd: Int32
 
-    public init(workdir: String, stage: String) throws(MulanError) {
-        let path = workdir + "/.lock"
+    public convenience init(workdir: String, stage: String) throws(MulanError) {
+        try self.init(lockFile: workdir + "/.lock", stage: stage, what: "the work directory \(workdir)",
+                      hint: "wait for it to finish, or use another --workdir")
+    }
+
+    /// Holds an exclusive lock on `lockFile` (created if needed). `what` names what the lock guards
+    /// and `hint` says what to do when another process holds it.
+    public init(lockFile path: String, stage: String, what: String, hint: String) throws(MulanError) {
+        let workdir = (path as NSString).deletingLastPathComponent
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         if fd < 0 {
             throw MulanError(.io, "cannot create the lock file \(path)", hint: "check that \(workdir) is writable",
@@ -18,8 +25,7 @@ public final class WorkdirLock {
             let n = read(fd, &holder, 127)
             close(fd)
             let who = n > 0 ? String(decoding: holder[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : "another process"
-            throw MulanError(.locked, "the work directory \(workdir) is in use by \(who)",
-                             hint: "wait for it to finish, or use another --workdir")
+            throw MulanError(.locked, "\(what) is in use by \(who)", hint: hint)
         }
         let note = "\(stage) pid \(getpid())\n"
         _ = ftruncate(fd, 0)

@@ -17,32 +17,44 @@ public struct IngestJob: Sendable {
     public var settings: IngestSettings
     public var jobs: Int
     public var console: Console
+    /// The share of the tracks this process ingests (see WorkerSlice); single: all of them.
+    public var slice: WorkerSlice
 
-    public init(workdir: String, inputs: [IngestInput], settings: IngestSettings, jobs: Int, console: Console) {
+    public init(workdir: String, inputs: [IngestInput], settings: IngestSettings, jobs: Int, console: Console,
+                slice: WorkerSlice = .single) {
         self.workdir = Paths.absolute(workdir)
         self.inputs = inputs
         self.settings = settings
         self.jobs = max(1, jobs)
         self.console = console
+        self.slice = slice
     }
 
-    public var catalogPath: String { workdir + "/catalog.sqlite" }
+    /// Where this process writes: the work directory, or its part `parts/I-of-N` for a worker.
+    public var directory: String {
+        slice.isSingle ? workdir : WorkLayout.partDirectory(root: workdir, slice: slice)
+    }
+
+    public var catalogPath: String { directory + "/catalog.sqlite" }
 
     /// Runs the stage and returns its summary. Throws only for fatal problems (the work
     /// directory, the catalog, an unreadable manifest); bad inputs are recorded and counted.
     public func run() async throws -> IngestReport {
         let started = Date()
-        do {
-            try FileManager.default.createDirectory(atPath: workdir, withIntermediateDirectories: true)
-        } catch {
-            throw MulanError(.io, "cannot create the work directory \(workdir)", cause: error.localizedDescription)
-        }
-        let lock = try WorkdirLock(workdir: workdir, stage: "mulan-ingest")
+        try Paths.makeDirectory(workdir)
+        try WorkLayout.checkWritable(root: workdir, slice: slice)
+        let directory = self.directory
+        try Paths.makeDirectory(directory)
+        let lock = try WorkdirLock(workdir: directory, stage: "mulan-ingest")
         defer { withExtendedLifetime(lock) {} }
         FFmpegVersions.quietLibraryLogs()
+        if !slice.isSingle {
+            console.log(.info, "\(slice) (from \(slice.origin)): ingesting the tracks whose id hashes to it into \(directory)",
+                        event: "worker")
+        }
 
         let catalog = try Catalog(path: catalogPath)
-        let store = ClipStore(workdir: workdir)
+        let store = ClipStore(workdir: directory)
         let recovered = try store.recover(catalog: catalog)
         if recovered.published + recovered.deleted > 0 {
             console.log(.info, "recovered from an interrupted run: \(recovered.published) staged clips published, "
@@ -51,8 +63,9 @@ public struct IngestJob: Sendable {
         let settingsJSON = String(decoding: (try? JSONEncoder().encode(settings)) ?? Data(), as: UTF8.self)
         let runID = try catalog.beginRun(stage: "ingest", settings: settingsJSON)
 
-        var report = IngestReport(workdir: workdir, jobs: jobs, sampleRate: settings.sampleRate,
+        var report = IngestReport(workdir: directory, jobs: jobs, sampleRate: settings.sampleRate,
                                   clipSeconds: settings.clipSeconds)
+        if !slice.isSingle { report.worker = slice }
         let total = try countRows()
         var clipsSoFar = 0
         var secondsSoFar = 0.0
@@ -63,6 +76,7 @@ public struct IngestJob: Sendable {
 
         var firstSeen: [String: SourceLocation] = [:]
         let settings = self.settings
+        let slice = self.slice
 
         func recordFailure(_ reason: FailureReason, _ detail: String, at location: SourceLocation) {
             report.failuresByReason[reason.rawValue, default: 0] += 1
@@ -77,12 +91,15 @@ public struct IngestJob: Sendable {
             while let entry = entries.next() {
                 switch entry {
                 case .rejected(let reject):
+                    // Each rejected row is recorded by one worker: its track's, or worker 0.
+                    guard slice.owns(optionalTrackID: reject.origin.trackID) else { continue }
                     try catalog.addReject(reject, runID: runID)
                     report.rowsRejected += 1
                     report.tracksFailed += 1
                     recordFailure(reject.reason, reject.detail, at: reject.origin)
                     progress.advance()
                 case .row(let row):
+                    guard slice.owns(trackID: row.trackID) else { continue }
                     if let first = firstSeen[row.trackID] {
                         let reject = RejectedRow(origin: row.origin, reason: .duplicateTrackID,
                                                  detail: "track id \"\(row.trackID)\" was already listed at \(first); "
@@ -182,17 +199,23 @@ public struct IngestJob: Sendable {
         }
     }
 
-    /// Counts the rows of all inputs (a quick pass) so progress can show a total and an ETA.
+    /// Counts this worker's rows of all inputs (a quick pass) so progress can show a total and an ETA.
     private func countRows() throws -> Int {
         var total = 0
+        func count(_ entry: ManifestEntry) {
+            switch entry {
+            case .row(let row): if slice.owns(trackID: row.trackID) { total += 1 }
+            case .rejected(let reject): if slice.owns(optionalTrackID: reject.origin.trackID) { total += 1 }
+            }
+        }
         for input in inputs {
             switch input {
             case .manifest(let path, let format):
                 let reader = try ManifestReader(path: Paths.absolute(path), format: format)
-                while reader.next() != nil { total += 1 }
+                while let entry = reader.next() { count(entry) }
                 if let error = reader.readError { throw error }
             case .scan(let directory, let globs):
-                total += try DirectoryScan(root: directory, globs: globs).rows().count
+                for entry in try DirectoryScan(root: directory, globs: globs).rows() { count(entry) }
             }
         }
         return total

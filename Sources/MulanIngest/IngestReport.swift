@@ -23,6 +23,9 @@ public struct IngestReport: Codable, Sendable, StageReport {
     public var sampleRate: Int
     public var clipSeconds: Double
     public var exitCode: Int32 = 0
+    /// The worker that wrote this summary, when the stage runs as several workers (shown in the
+    /// text summary; the JSON's `workdir` names the worker's part).
+    public var worker: WorkerSlice? = nil
 
     enum CodingKeys: String, CodingKey {
         case schemaVersion = "schema_version", stage, workdir
@@ -38,7 +41,7 @@ public struct IngestReport: Codable, Sendable, StageReport {
     /// A short human summary for standard output.
     public func text() -> String {
         var lines = [
-            "ingest: \(tracksTotal) tracks: \(tracksIngested) ingested, \(tracksSkipped) unchanged, \(tracksFailed) failed",
+            "ingest\(worker.map { " (\($0))" } ?? ""): \(tracksTotal) tracks: \(tracksIngested) ingested, \(tracksSkipped) unchanged, \(tracksFailed) failed",
             String(format: "  clips: %d written, %d silent, %d short tails dropped", clipsWritten, clipsSilent, tailsDropped),
             String(format: "  audio: %.3f h in, %.3f h kept; %.1f s wall, %.1f× realtime, %d jobs",
                    hoursIn, hoursKept, wallSeconds, realtimeFactor, jobs),

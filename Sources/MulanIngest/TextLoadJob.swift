@@ -15,6 +15,8 @@ public struct TextLoadReport: Codable, Sendable, StageReport {
     public var unmatchedTexts = 0
     public var wallSeconds = 0.0
     public var exitCode: Int32 = 0
+    /// The worker that wrote this summary, when the stage runs as several workers (text summary only).
+    public var worker: WorkerSlice? = nil
 
     enum CodingKeys: String, CodingKey {
         case schemaVersion = "schema_version", stage, filesLoaded = "files_loaded", filesUnchanged = "files_unchanged"
@@ -25,7 +27,7 @@ public struct TextLoadReport: Codable, Sendable, StageReport {
 
 
     public func text() -> String {
-        var lines = ["ingest text: \(filesLoaded) files loaded, \(filesUnchanged) unchanged; \(records) records"]
+        var lines = ["ingest text\(worker.map { " (\($0))" } ?? ""): \(filesLoaded) files loaded, \(filesUnchanged) unchanged; \(records) records"]
         let texts = TextSource.allCases.map { "\($0.rawValue) \(textsBySource[$0.rawValue] ?? 0)" }.joined(separator: ", ")
         lines.append("  texts: \(texts)")
         lines.append("  unmatched texts (track not in the catalog yet, kept): \(unmatchedTexts)")
@@ -51,9 +53,11 @@ public struct TextLoadJob: Sendable {
     public var invalidUTF8: InvalidUTF8Policy
     public var maxLineBytes: Int
     public var console: Console
+    /// The share of the tracks this process loads text for (see WorkerSlice); single: all.
+    public var slice: WorkerSlice
 
     public init(workdir: String, files: [String], format: TextFormat, labelsPath: String?, trackIDTemplate: String?,
-                invalidUTF8: InvalidUTF8Policy, maxLineBytes: Int, console: Console) {
+                invalidUTF8: InvalidUTF8Policy, maxLineBytes: Int, console: Console, slice: WorkerSlice = .single) {
         self.workdir = Paths.absolute(workdir)
         self.files = files.map(Paths.absolute)
         self.format = format
@@ -62,6 +66,12 @@ public struct TextLoadJob: Sendable {
         self.invalidUTF8 = invalidUTF8
         self.maxLineBytes = maxLineBytes
         self.console = console
+        self.slice = slice
+    }
+
+    /// Where this process writes: the work directory, or its part `parts/I-of-N` for a worker.
+    public var directory: String {
+        slice.isSingle ? workdir : WorkLayout.partDirectory(root: workdir, slice: slice)
     }
 
     /// The options that shape what is read from a file; a change re-reads it.
@@ -74,14 +84,23 @@ public struct TextLoadJob: Sendable {
 
     public func run() throws -> TextLoadReport {
         let started = Date()
-        try FileManager.default.createDirectory(atPath: workdir, withIntermediateDirectories: true)
-        let lock = try WorkdirLock(workdir: workdir, stage: "mulan-ingest text")
+        try Paths.makeDirectory(workdir)
+        try WorkLayout.checkWritable(root: workdir, slice: slice)
+        let directory = self.directory
+        try Paths.makeDirectory(directory)
+        let lock = try WorkdirLock(workdir: directory, stage: "mulan-ingest text")
         defer { withExtendedLifetime(lock) {} }
-        let catalog = try Catalog(path: workdir + "/catalog.sqlite")
+        if !slice.isSingle {
+            console.log(.info, "\(slice) (from \(slice.origin)): loading the texts of the tracks whose id hashes to it "
+                        + "into \(directory)", event: "worker")
+        }
+        let catalog = try Catalog(path: directory + "/catalog.sqlite")
+        let slice = self.slice
         let labels = try labelsPath.map { path throws(MulanError) in try AudioSetLabels.load(path: path) }
         let options = optionsKey
         let runID = try catalog.beginRun(stage: "ingest-text", settings: options)
         var report = TextLoadReport()
+        if !slice.isSingle { report.worker = slice }
 
         for file in files {
             let digest: String
@@ -106,7 +125,20 @@ public struct TextLoadJob: Sendable {
                                         runID: runID) { insert in
                 var texts = 0
                 var rejects = 0
-                while let result = try reader.next() {
+                while let read = try reader.next() {
+                    // A worker keeps the texts of its tracks (a playlist: per member track) and the
+                    // rejects of its tracks; rejects without a track id go to worker 0.
+                    let line = read.annotations.first?.origin.line ?? read.rejects.first?.origin.line ?? lastLine
+                    if line > lastLine {
+                        progress.advance(by: min(line, total) - min(lastLine, total))
+                        lastLine = line
+                    }
+                    var result = read
+                    if !slice.isSingle {
+                        result.annotations.removeAll { !slice.owns(trackID: $0.trackID) }
+                        result.rejects.removeAll { !slice.owns(optionalTrackID: $0.origin.trackID) }
+                        if result.annotations.isEmpty && result.rejects.isEmpty { continue }
+                    }
                     report.records += 1
                     for a in result.annotations {
                         try insert.insert(a)
@@ -121,11 +153,6 @@ public struct TextLoadJob: Sendable {
                         console.log(.warning, "\(r.origin): \(r.reason.rawValue): \(r.detail)", event: "text_rejected",
                                     fields: console.format == .json ? ["reason": r.reason.rawValue, "file": file,
                                                                        "line": "\(r.origin.line ?? 0)"] : [:])
-                    }
-                    let line = result.annotations.first?.origin.line ?? result.rejects.first?.origin.line ?? lastLine
-                    if line > lastLine {
-                        progress.advance(by: min(line, total) - min(lastLine, total))
-                        lastLine = line
                     }
                 }
                 return (texts, rejects)

@@ -6,10 +6,17 @@ import MulanCore
 ///
 /// Plan: every kept clip of an ingested track that has kept text in some source (the latest filter
 /// version of each source, or the one named), a split per track, a global shuffle by a seeded hash
-/// of the sample key. Only the shuffle index (rank and clip id per sample) is held in memory; each
-/// sample's row and texts are read from the catalog when it is written. Shards are written under a
-/// temporary name and renamed when complete, then described by a sidecar; a re-run skips complete
-/// shards whose hash matches their sidecar and finishes the rest, giving the same bytes.
+/// of the sample key. Only the shuffle index (rank and clip reference per sample) is held in
+/// memory; each sample's row and texts are read from its catalog when it is written. Shards are
+/// written under a temporary name and renamed when complete, then described by a sidecar; a re-run
+/// skips complete shards whose hash matches their sidecar and finishes the rest, giving the same
+/// bytes.
+///
+/// The catalog may be one work directory's `catalog.sqlite` or the worker parts of one or more
+/// work directories (`parts/I-of-N/`), read as one catalog: the plan, the samples and every byte
+/// of the output do not depend on how the tracks were split. Shard writing itself can be split
+/// too: worker I of N writes the shards whose number (counted over the splits in name order) is
+/// I mod N, and `finalize` writes `sizes.json`, `dataset.json` and `shards/latest` once all are there.
 public struct ShardJob: Sendable {
     public var workdir: String
     public var output: String?
@@ -19,9 +26,14 @@ public struct ShardJob: Sendable {
     public var maxShardBytes: Int?
     public var filterVersions: [String: String]
     public var console: Console
+    /// Work directories or worker parts to read as one catalog; empty: the work directory.
+    public var catalogs: [String]
+    /// This process's share of the shards to write.
+    public var slice: WorkerSlice
 
     public init(workdir: String, output: String?, split: SplitSpec, seed: UInt64, samplesPerShard: Int,
-                maxShardBytes: Int?, filterVersions: [String: String], console: Console) {
+                maxShardBytes: Int?, filterVersions: [String: String], console: Console,
+                catalogs: [String] = [], slice: WorkerSlice = .single) {
         self.workdir = Paths.absolute(workdir)
         self.output = output.map(Paths.absolute)
         self.split = split
@@ -30,139 +42,403 @@ public struct ShardJob: Sendable {
         self.maxShardBytes = maxShardBytes
         self.filterVersions = filterVersions
         self.console = console
+        self.catalogs = catalogs.map(Paths.absolute)
+        self.slice = slice
     }
 
-    struct Entry { var rank: UInt64; var clipID: Int }
+    /// One position of the plan: the shuffle rank and where the clip is (part << 48 | clip row id).
+    struct Entry {
+        var rank: UInt64
+        var ref: UInt64
+        var part: Int { Int(ref >> 48) }
+        var clipID: Int { Int(ref & 0xFFFF_FFFF_FFFF) }
+    }
 
+    /// A catalog the plan reads, and the folder its clip paths are relative to.
+    struct Part {
+        var directory: String
+        var catalog: Catalog
+        var db: Database { catalog.database }
+    }
+
+    /// What a shard-writing worker did.
+    public struct WorkerSummary: Sendable {
+        public var datasetID: String
+        public var directory: String
+        public var shardsWritten = 0
+        public var shardsKept = 0
+        public var samples = 0
+        public var shardsTotal = 0
+    }
+
+    // MARK: Entry points
+
+    /// Plans and writes every shard, then `dataset.json` (a single process: the default).
     public func run() throws -> (manifest: DatasetManifest, directory: String) {
-        let lock = try WorkdirLock(workdir: workdir, stage: "mulan-shard")
+        // A single process on its own catalog takes the work directory, as every writer does;
+        // otherwise the inputs are finished parts, read immutable, and locks guard the outputs.
+        let layout = try WorkLayout.inspect(workdir)
+        let own = catalogs.isEmpty && layout == .single
+        let lock = own ? try WorkdirLock(workdir: workdir, stage: "mulan-shard") : nil
         defer { withExtendedLifetime(lock) {} }
-        let catalog = try Catalog(path: workdir + "/catalog.sqlite")
-        let db = catalog.database
+        let parts = try openParts(asWriter: own)
+        let plan = try makePlan(parts)
+        let directory = output ?? workdir + "/shards/" + plan.datasetID
+        let workerLock = lock == nil ? try outputLock(plan.datasetID, "all") : nil
+        defer { withExtendedLifetime(workerLock) {} }
+        _ = try writeShards(plan, parts: parts, directory: directory, slice: .single)
+        let manifest = try finish(plan, parts: parts, directory: directory)
+        return (manifest, directory)
+    }
 
-        // Filter versions: the latest completed one per source, unless named.
+    /// Writes this worker's shards (number ≡ I mod N); `finalize` completes the dataset.
+    public func runWorker() throws -> WorkerSummary {
+        let parts = try openParts()
+        let plan = try makePlan(parts)
+        let directory = output ?? workdir + "/shards/" + plan.datasetID
+        let lock = try outputLock(plan.datasetID, WorkLayout.partName(slice.index, of: slice.count))
+        defer { withExtendedLifetime(lock) {} }
+        console.log(.info, "\(slice) (from \(slice.origin)): writing shards n ≡ \(slice.index) mod \(slice.count) of "
+                    + "dataset \(plan.datasetID)", event: "worker")
+        return try writeShards(plan, parts: parts, directory: directory, slice: slice)
+    }
+
+    /// Checks that every shard of the plan is there with its sidecar, and writes `sizes.json`,
+    /// `dataset.json` and (without `--out`) `shards/latest`.
+    public func finalize() throws -> (manifest: DatasetManifest, directory: String) {
+        let parts = try openParts()
+        let plan = try makePlan(parts)
+        let directory = output ?? workdir + "/shards/" + plan.datasetID
+        let lock = try outputLock(plan.datasetID, "finalize")
+        defer { withExtendedLifetime(lock) {} }
+        return (try finish(plan, parts: parts, directory: directory), directory)
+    }
+
+    /// An exclusive lock for one writer of a dataset (`WORKDIR/shards/.locks/`), so two processes
+    /// never write the same shards.
+    private func outputLock(_ datasetID: String, _ who: String) throws -> WorkdirLock {
+        let folder = workdir + "/shards/.locks"
+        try Paths.makeDirectory(folder)
+        return try WorkdirLock(lockFile: folder + "/\(datasetID)-\(who).lock", stage: "mulan-shard",
+                               what: "dataset \(datasetID) (\(who))",
+                               hint: "another mulan-shard process is writing the same shards; wait for it")
+    }
+
+    // MARK: Catalogs
+
+    /// The catalogs to read: the work directory's own catalog or the worker parts of each work
+    /// directory named. `asWriter` (a single process sharding its own catalog, under the work
+    /// directory's lock) opens it as today's writers do; otherwise each is opened read-only and
+    /// immutable, as finished files that other machines may be reading too.
+    private func openParts(asWriter: Bool = false) throws -> [Part] {
+        let roots = catalogs.isEmpty ? [workdir] : catalogs
+        var directories: [String] = []
+        for root in roots {
+            switch try WorkLayout.inspect(root) {
+            case .single:
+                directories.append(root)
+            case .parts(let n, let present):
+                let missing = (0..<n).filter { !present.contains($0) }
+                if !missing.isEmpty {
+                    throw MulanError(.usage, "\(root) is split into \(n) worker parts but "
+                                     + missing.map { "parts/\(WorkLayout.partName($0, of: n))" }.joined(separator: ", ")
+                                     + " \(missing.count == 1 ? "is" : "are") missing",
+                                     hint: "run mulan-ingest (and mulan-filter) for the missing workers first")
+                }
+                directories += (0..<n).map { WorkLayout.partDirectory(root: root, index: $0, count: n) }
+            case .empty:
+                // A part folder named directly, or nothing at all.
+                if FileManager.default.fileExists(atPath: root + "/catalog.sqlite") {
+                    directories.append(root)
+                } else {
+                    throw MulanError(.usage, "there is no catalog in \(root)", hint: "run mulan-ingest first")
+                }
+            }
+        }
+        guard directories.count < 1 << 15 else { throw MulanError(.usage, "too many catalogs (\(directories.count))") }
+        return try directories.map { dir throws -> Part in
+            let path = dir + "/catalog.sqlite"
+            return Part(directory: dir, catalog: asWriter ? try Catalog(path: path) : try Catalog(finishedAt: path))
+        }
+    }
+
+    // MARK: The plan
+
+    struct Plan {
+        var versions: [String: String]
+        var vocabularySHA256: String?
+        var sampleRate: Int
+        var clipSeconds: Double
+        var clipsWithoutText = 0
+        var datasetID = ""
+        /// Splits in name order, each with its samples in shard order.
+        var splits: [(name: String, entries: [Entry])] = []
+    }
+
+    /// Filter versions: per source the named one, else the latest one completed in every catalog.
+    private func resolveVersions(_ parts: [Part]) throws -> [String: String] {
         var versions: [String: String] = [:]
         for source in TextSource.allCases {
             if let named = filterVersions[source.rawValue] {
-                guard try db.row("SELECT 1 FROM filter_versions WHERE version = ? AND completed_at IS NOT NULL", [named]) != nil else {
-                    throw MulanError(.usage, "filter version \(named) does not exist or did not complete",
+                for part in parts where try part.db.row(
+                    "SELECT 1 FROM filter_versions WHERE version = ? AND completed_at IS NOT NULL", [named]) == nil {
+                    throw MulanError(.usage, "filter version \(named) does not exist or did not complete"
+                                     + (parts.count > 1 ? " in \(part.directory)" : ""),
                                      hint: "list them with: sqlite3 catalog.sqlite 'select version from filter_versions'")
                 }
                 versions[source.rawValue] = named
-            } else if let latest = try db.row("""
-                SELECT version FROM filter_versions WHERE source = ? AND completed_at IS NOT NULL
-                AND version NOT LIKE '%~dry-run' ORDER BY completed_at DESC LIMIT 1
-                """, [source.rawValue])?[0].string {
-                versions[source.rawValue] = latest
+                continue
+            }
+            // Completed versions of this source per catalog, with their completion time.
+            var completedIn: [String: (count: Int, latest: String)] = [:]
+            for part in parts {
+                for row in try part.db.rows("""
+                    SELECT version, completed_at FROM filter_versions WHERE source = ? AND completed_at IS NOT NULL
+                    AND version NOT LIKE '%~dry-run'
+                    """, [source.rawValue]) {
+                    guard let v = row[0].string, let at = row[1].string else { continue }
+                    let previous = completedIn[v]
+                    completedIn[v] = ((previous?.count ?? 0) + 1, max(previous?.latest ?? "", at))
+                }
+            }
+            let everywhere = completedIn.filter { $0.value.count == parts.count }
+            if let latest = everywhere.max(by: { ($0.value.latest, $0.key) < ($1.value.latest, $1.key) }) {
+                versions[source.rawValue] = latest.key
+            } else if let partial = completedIn.max(by: { $0.value.count < $1.value.count }) {
+                throw MulanError(.usage, "no \(source.rawValue) filter version is complete in every part: \(partial.key) "
+                                 + "is complete in \(partial.value.count) of \(parts.count)",
+                                 hint: "run mulan-filter --phase global on the other workers, or name a version with --filter-version")
             }
         }
         guard !versions.isEmpty else {
             throw MulanError(.usage, "the catalog has no filtered text", hint: "run mulan-filter --source S first")
         }
-        let versionList = versions.values.sorted()
-        let placeholders = versionList.map { _ in "?" }.joined(separator: ",")
-        let vocab = try db.row("SELECT vocab_sha256 FROM filter_versions WHERE version IN (\(placeholders)) LIMIT 1",
-                               versionList)?[0].string
-        let sampleRate = try db.row("SELECT sample_rate FROM tracks WHERE status = 'ingested' LIMIT 1")?[0].int ?? 16000
-        let clipSeconds = try db.row("SELECT MAX(duration_s) FROM clips WHERE status = 'kept'")?[0].double ?? 30
-
-        // Plan: split and rank every selected clip; hash the plan's identity.
-        var perSplit: [String: [Entry]] = [:]
-        let identity = SHA256Digest()
-        identity.update(Array("v1;seed=\(seed);split=\(split.fractions.map { "\($0.name)=\($0.share)" });per=\(samplesPerShard);max=\(maxShardBytes ?? 0);versions=\(versionList)".utf8))
-        try db.forEach("""
-            SELECT c.id, t.track_id, c.clip_index, t.split, c.flac_sha256 FROM clips c JOIN tracks t ON t.id = c.track_rowid
-            WHERE c.status = 'kept' AND t.status = 'ingested' AND EXISTS (
-                SELECT 1 FROM text_decisions d INDEXED BY text_decisions_track WHERE d.track_id = t.track_id AND d.status = 'kept'
-                AND d.version IN (\(placeholders)))
-            ORDER BY c.id
-            """, versionList) { row in
-            guard let id = row[0].int, let track = row[1].string, let index = row[2].int else { return }
-            let key = ShardKeys.key(trackID: track, clipIndex: index)
-            let name = split.split(trackID: track, manifestSplit: row[3].string)
-            perSplit[name, default: []].append(Entry(rank: ShardKeys.rank(key: key, seed: seed), clipID: id))
-            identity.update(Array("\(name)/\(key)/\(row[4].string ?? "")\n".utf8))
-        }
-        let without = try catalog.count("""
-            SELECT COUNT(*) FROM clips c JOIN tracks t ON t.id = c.track_rowid
-            WHERE c.status = 'kept' AND t.status = 'ingested' AND NOT EXISTS (
-                SELECT 1 FROM text_decisions d INDEXED BY text_decisions_track WHERE d.track_id = t.track_id AND d.status = 'kept'
-                AND d.version IN (\(placeholders)))
-            """, versionList)
-        let datasetID = String(identity.hex().prefix(12))
-        let root = workdir + "/shards"
-        let directory = output ?? root + "/" + datasetID
-        let latestLink = root + "/latest"
-        let previous = (try? FileManager.default.destinationOfSymbolicLink(atPath: latestLink))
-            .map { ($0 as NSString).lastPathComponent }
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-
-        var manifest = DatasetManifest(
-            datasetID: datasetID, previousDatasetID: previous == datasetID ? nil : previous, sampleRate: sampleRate,
-            clipSeconds: clipSeconds, seed: seed,
-            splitSpec: Dictionary(uniqueKeysWithValues: split.fractions.map { ($0.name, $0.share) }),
-            samplesPerShard: samplesPerShard, maxShardBytes: maxShardBytes, vocabularySHA256: vocab,
-            filterVersions: versions)
-        manifest.clipsWithoutText = without
-
-        let total = perSplit.values.reduce(0) { $0 + $1.count }
-        let progress = ProgressMeter(total: total, unit: "samples", console: console)
-        for name in perSplit.keys.sorted() {
-            let entries = perSplit[name]!.sorted { $0.rank != $1.rank ? $0.rank < $1.rank : $0.clipID < $1.clipID }
-            manifest.splits[name] = try writeSplit(name, entries: entries, directory: directory + "/" + name,
-                                                   db: db, versions: versions, progress: progress)
-        }
-        progress.finish()
-        try manifest.write(to: directory + "/dataset.json")
-        if output == nil {
-            // Point shards/latest at this dataset (a new link, renamed over the old one).
-            let tmp = root + "/.latest-\(getpid())"
-            try? FileManager.default.removeItem(atPath: tmp)
-            try FileManager.default.createSymbolicLink(atPath: tmp, withDestinationPath: datasetID)
-            if rename(tmp, latestLink) != 0 {
-                throw MulanError(.io, "cannot update \(latestLink)", cause: String(cString: strerror(errno)))
-            }
-        }
-        return (manifest, directory)
+        return versions
     }
 
-    private func writeSplit(_ name: String, entries: [Entry], directory: String, db: Database,
-                            versions: [String: String], progress: ProgressMeter) throws -> DatasetManifest.Split {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        // Leftovers of a killed run: partial shards, half-written JSON files, and Foundation temporaries
-        // of versions that created files through FileManager.
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-            where name.hasSuffix(".part") || name.hasSuffix(".tmp") || name.hasPrefix(".dat.nosync") {
-            try? FileManager.default.removeItem(atPath: directory + "/" + name)
-        }
-        var result = DatasetManifest.Split()
-        var sizes: [String: Int] = [:]
-        var position = 0
-        var shardIndex = 0
-        while position < entries.count {
-            let shardName = "shard-" + String(format: "%06d", shardIndex)
-            let tarPath = directory + "/" + shardName + ".tar"
-            let sidecarPath = directory + "/" + shardName + ".json"
-            let sidecar: ShardSidecar
-            if let done = try Self.completeShard(tarPath: tarPath, sidecarPath: sidecarPath) {
-                sidecar = done  // written by an earlier, interrupted run: skip its samples
-                progress.advance(by: done.samples)
-            } else {
-                sidecar = try writeShard(shardName, entries: entries, from: position, directory: directory, db: db,
-                                         versions: versions, progress: progress)
+    /// Selects, splits and orders every sample; the dataset id hashes the settings and the set of
+    /// samples (split, key and clip hash), combined so that it does not depend on catalog order.
+    func makePlan(_ parts: [Part]) throws -> Plan {
+        let versions = try resolveVersions(parts)
+        let versionList = versions.values.sorted()
+        let placeholders = versionList.map { _ in "?" }.joined(separator: ",")
+        var plan = Plan(versions: versions, vocabularySHA256: nil, sampleRate: 0, clipSeconds: 0)
+        var perSplit: [String: [Entry]] = [:]
+        var lanes = [UInt64](repeating: 0, count: 4)
+        var samples = 0
+        for (p, part) in parts.enumerated() {
+            let db = part.db
+            if plan.vocabularySHA256 == nil {
+                plan.vocabularySHA256 = try db.row(
+                    "SELECT vocab_sha256 FROM filter_versions WHERE version IN (\(placeholders)) LIMIT 1", versionList)?[0].string
             }
-            position += sidecar.samples
-            result.shards.append(shardName + ".tar")
-            result.samples += sidecar.samples
-            result.bytes += sidecar.bytes
-            for (s, n) in sidecar.textsBySource { result.textsBySource[s, default: 0] += n }
-            sizes[shardName + ".tar"] = sidecar.samples
-            shardIndex += 1
+            if let rate = try db.row("SELECT MIN(sample_rate) FROM tracks WHERE status = 'ingested'")?[0].int {
+                plan.sampleRate = plan.sampleRate == 0 ? rate : min(plan.sampleRate, rate)
+            }
+            if let seconds = try db.row("SELECT MAX(duration_s) FROM clips WHERE status = 'kept'")?[0].double {
+                plan.clipSeconds = max(plan.clipSeconds, seconds)
+            }
+            try db.forEach("""
+                SELECT c.id, t.track_id, c.clip_index, t.split, c.flac_sha256 FROM clips c JOIN tracks t ON t.id = c.track_rowid
+                WHERE c.status = 'kept' AND t.status = 'ingested' AND EXISTS (
+                    SELECT 1 FROM text_decisions d INDEXED BY text_decisions_track WHERE d.track_id = t.track_id AND d.status = 'kept'
+                    AND d.version IN (\(placeholders)))
+                ORDER BY c.id
+                """, versionList) { row in
+                guard let id = row[0].int, let track = row[1].string, let index = row[2].int else { return }
+                let key = ShardKeys.key(trackID: track, clipIndex: index)
+                let name = split.split(trackID: track, manifestSplit: row[3].string)
+                perSplit[name, default: []].append(Entry(rank: ShardKeys.rank(key: key, seed: seed),
+                                                         ref: UInt64(p) << 48 | UInt64(id)))
+                let digest = SHA256Digest.hex(of: Array("\(name)/\(key)/\(row[4].string ?? "")".utf8))
+                for lane in 0..<4 {
+                    let start = digest.index(digest.startIndex, offsetBy: lane * 16)
+                    lanes[lane] &+= UInt64(digest[start..<digest.index(start, offsetBy: 16)], radix: 16) ?? 0
+                }
+                samples += 1
+            }
+            plan.clipsWithoutText += try part.catalog.count("""
+                SELECT COUNT(*) FROM clips c JOIN tracks t ON t.id = c.track_rowid
+                WHERE c.status = 'kept' AND t.status = 'ingested' AND NOT EXISTS (
+                    SELECT 1 FROM text_decisions d INDEXED BY text_decisions_track WHERE d.track_id = t.track_id AND d.status = 'kept'
+                    AND d.version IN (\(placeholders)))
+                """, versionList)
         }
-        // sizes.json, as LAION-CLAP's loader expects it in each split folder.
-        let sizesJSON = "{" + sizes.keys.sorted().map { "\(JSONText.quote($0)): \(sizes[$0]!)" }.joined(separator: ", ") + "}\n"
-        try AtomicFile.write(Data(sizesJSON.utf8), to: directory + "/sizes.json")
-        return result
+        if plan.sampleRate == 0 { plan.sampleRate = 16000 }
+        if plan.clipSeconds == 0 { plan.clipSeconds = 30 }
+        let settings = "v2;seed=\(seed);split=\(split.fractions.map { "\($0.name)=\($0.share)" });per=\(samplesPerShard)"
+            + ";max=\(maxShardBytes ?? 0);versions=\(versionList);samples=\(samples);sum="
+            + lanes.map { String($0, radix: 16) }.joined(separator: ",")
+        plan.datasetID = String(SHA256Digest.hex(of: Array(settings.utf8)).prefix(12))
+        for name in perSplit.keys.sorted() {
+            var entries = perSplit[name]!
+            entries.sort { $0.rank < $1.rank }
+            try orderTies(&entries, parts: parts)
+            plan.splits.append((name, entries))
+        }
+        return plan
+    }
+
+    /// Samples of equal rank (a 64-bit coincidence) are ordered by key; equal keys mean a track id
+    /// that two of the catalogs read both hold.
+    private func orderTies(_ entries: inout [Entry], parts: [Part]) throws {
+        var i = 0
+        while i < entries.count {
+            var j = i + 1
+            while j < entries.count && entries[j].rank == entries[i].rank { j += 1 }
+            if j - i > 1 {
+                var keyed = try entries[i..<j].map { (key: try sampleKey($0, parts: parts).key, entry: $0) }
+                keyed.sort { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
+                for k in 1..<keyed.count where keyed[k].key == keyed[k - 1].key {
+                    let a = try sampleKey(keyed[k - 1].entry, parts: parts), b = try sampleKey(keyed[k].entry, parts: parts)
+                    throw MulanError(.data, "sample \(a.key) is in two catalogs: track \(a.track) in \(parts[keyed[k - 1].entry.part].directory) "
+                                     + "and track \(b.track) in \(parts[keyed[k].entry.part].directory)",
+                                     hint: "a track id must be in one catalog only; read the catalogs separately")
+                }
+                for (k, item) in keyed.enumerated() { entries[i + k] = item.entry }
+            }
+            i = j
+        }
+    }
+
+    private func sampleKey(_ entry: Entry, parts: [Part]) throws -> (key: String, track: String) {
+        guard let row = try parts[entry.part].db.row("""
+            SELECT t.track_id, c.clip_index FROM clips c JOIN tracks t ON t.id = c.track_rowid WHERE c.id = ?
+            """, [entry.clipID]), let track = row[0].string, let index = row[1].int else {
+            throw MulanError(.catalog, "clip \(entry.clipID) disappeared from \(parts[entry.part].directory) while sharding",
+                             hint: "do not run mulan-ingest on the same work directory at the same time")
+        }
+        return (ShardKeys.key(trackID: track, clipIndex: index), track)
+    }
+
+    // MARK: Shard boundaries
+
+    /// The sample ranges of a split's shards, when they can be known before writing: always with
+    /// `samplesPerShard` alone; with `maxShardBytes`, by sizing every sample (its FLAC's size and
+    /// its JSON) as the writer would. Nil: a single writer finds them as it writes.
+    private func shardRanges(_ entries: [Entry], parts: [Part], versions: [String: String], split name: String,
+                             sizing: Bool) throws -> [Range<Int>]? {
+        guard let max = maxShardBytes else {
+            return stride(from: 0, to: entries.count, by: samplesPerShard).map { $0..<min($0 + samplesPerShard, entries.count) }
+        }
+        guard sizing else { return nil }
+        var ranges: [Range<Int>] = []
+        var start = 0, size = 0, count = 0
+        for i in entries.indices {
+            let sample = try buildSample(entries[i], parts: parts, versions: versions, split: name, readAudio: false)
+            if count > 0 && (count >= samplesPerShard || !Self.fits(size: size, flac: sample.flacBytes, json: sample.json.count, max: max)) {
+                ranges.append(start..<i)
+                start = i
+                size = 0
+                count = 0
+            }
+            size += Self.memberBytes(sample.flacBytes) + Self.memberBytes(sample.json.count)
+            count += 1
+        }
+        if count > 0 { ranges.append(start..<entries.count) }
+        return ranges
+    }
+
+    /// Bytes a member adds to a tar: its header and its data padded to 512-byte blocks.
+    static func memberBytes(_ dataBytes: Int) -> Int { 512 + (dataBytes + 511) / 512 * 512 }
+
+    /// Whether a sample still goes into a shard that holds `size` bytes (the writer's rule).
+    static func fits(size: Int, flac: Int, json: Int, max: Int) -> Bool {
+        size + 1024 + flac + json + 1536 <= max
+    }
+
+    // MARK: Writing
+
+    /// Writes the shards `slice` owns (all of them for a single process), skipping complete ones.
+    private func writeShards(_ plan: Plan, parts: [Part], directory: String, slice: WorkerSlice) throws -> WorkerSummary {
+        try Paths.makeDirectory(directory)
+        var summary = WorkerSummary(datasetID: plan.datasetID, directory: directory)
+        // Ranges first (a worker must know which shards are its own), then the samples to write.
+        var layout: [(name: String, entries: [Entry], ranges: [Range<Int>]?)] = []
+        for (name, entries) in plan.splits {
+            layout.append((name, entries, try shardRanges(entries, parts: parts, versions: plan.versions, split: name,
+                                                          sizing: !slice.isSingle)))
+        }
+        var number = 0
+        var owned = 0
+        for item in layout {
+            guard let ranges = item.ranges else { owned += item.entries.count; continue }
+            for (k, range) in ranges.enumerated() where (number + k) % slice.count == slice.index { owned += range.count }
+            number += ranges.count
+        }
+        let progress = ProgressMeter(total: owned, unit: "samples", console: console)
+        number = 0
+        for (name, entries, ranges) in layout {
+            let folder = directory + "/" + name
+            try Paths.makeDirectory(folder)
+            if slice.isSingle {
+                Self.removeLeftovers(in: folder) { _ in true }
+            }
+            guard let ranges else {
+                // One writer, shards closed by size as they fill.
+                var position = 0
+                var index = 0
+                while position < entries.count {
+                    let sidecar = try writeOrKeep(index, entries: entries, from: position, to: nil, folder: folder,
+                                                  parts: parts, versions: plan.versions, progress: progress, summary: &summary)
+                    position += sidecar.samples
+                    index += 1
+                }
+                summary.shardsTotal += index
+                continue
+            }
+            summary.shardsTotal += ranges.count
+            let mine = Set(ranges.indices.filter { (number + $0) % slice.count == slice.index })
+            if !slice.isSingle {
+                Self.removeLeftovers(in: folder) { Self.shardNumber($0).map { mine.contains($0) } ?? false }
+            }
+            for (index, range) in ranges.enumerated() where mine.contains(index) {
+                let sidecar = try writeOrKeep(index, entries: entries, from: range.lowerBound, to: range.upperBound,
+                                              folder: folder, parts: parts, versions: plan.versions, progress: progress,
+                                              summary: &summary)
+                if sidecar.samples != range.count {
+                    throw MulanError(.internalError, "\(name)/\(sidecar.shard) holds \(sidecar.samples) samples, "
+                                     + "the plan says \(range.count)")
+                }
+            }
+            number += ranges.count
+        }
+        progress.finish()
+        return summary
+    }
+
+    /// The shard number in a leftover's name (`shard-000012.tar.part` → 12).
+    static func shardNumber(_ name: String) -> Int? {
+        guard name.hasPrefix("shard-") else { return nil }
+        return Int(name.dropFirst(6).prefix(6))
+    }
+
+    /// Removes a killed run's leftovers that `mine` selects: partial shards, half-written JSON files,
+    /// and Foundation temporaries of versions that created files through FileManager.
+    static func removeLeftovers(in folder: String, mine: (String) -> Bool) {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+            where (name.hasSuffix(".part") || name.hasSuffix(".tmp") || name.hasPrefix(".dat.nosync")) && mine(name) {
+            try? FileManager.default.removeItem(atPath: folder + "/" + name)
+        }
+    }
+
+    private func writeOrKeep(_ index: Int, entries: [Entry], from start: Int, to end: Int?, folder: String, parts: [Part],
+                             versions: [String: String], progress: ProgressMeter,
+                             summary: inout WorkerSummary) throws -> ShardSidecar {
+        let shardName = "shard-" + String(format: "%06d", index)
+        if let done = try Self.completeShard(tarPath: folder + "/" + shardName + ".tar",
+                                             sidecarPath: folder + "/" + shardName + ".json") {
+            // Written by an earlier, interrupted run: keep it.
+            progress.advance(by: done.samples)
+            summary.shardsKept += 1
+            summary.samples += done.samples
+            return done
+        }
+        let sidecar = try writeShard(shardName, entries: entries, from: start, to: end, directory: folder, parts: parts,
+                                     versions: versions, progress: progress)
+        summary.shardsWritten += 1
+        summary.samples += sidecar.samples
+        return sidecar
     }
 
     /// The sidecar of a shard that is complete (its hash matches), or nil.
@@ -174,64 +450,100 @@ public struct ShardJob: Sendable {
         return sidecar
     }
 
-    private func writeShard(_ shardName: String, entries: [Entry], from start: Int, directory: String, db: Database,
-                            versions: [String: String], progress: ProgressMeter) throws -> ShardSidecar {
+    /// One sample as it goes into a shard.
+    struct Sample {
+        var key: String
+        var json: [UInt8]
+        var flacPath: String
+        var flacBytes: Int
+        var flac: Data?
+        var textsBySource: [String: Int]
+    }
+
+    /// Reads one sample's clip row and kept texts, and builds its JSON. Provenance ids are the
+    /// catalog-independent ids of `StableIDs`, so the bytes do not depend on how tracks were split.
+    func buildSample(_ entry: Entry, parts: [Part], versions: [String: String], split: String,
+                     readAudio: Bool) throws -> Sample {
+        let part = parts[entry.part]
+        let db = part.db
+        guard let row = try db.row("""
+            SELECT c.id, t.id, t.track_id, c.clip_index, c.start_s, c.duration_s, c.sample_rate, c.flac_path,
+                   c.flac_sha256, t.split
+            FROM clips c JOIN tracks t ON t.id = c.track_rowid WHERE c.id = ?
+            """, [entry.clipID]), let track = row[2].string, let clipIndex = row[3].int, let flacPath = row[7].string else {
+            throw MulanError(.catalog, "clip \(entry.clipID) disappeared from the catalog while sharding",
+                             hint: "do not run mulan-ingest on the same work directory at the same time")
+        }
+        let key = ShardKeys.key(trackID: track, clipIndex: clipIndex)
+        let textIDs = try StableIDs.rawTexts(of: track, in: db)
+        var bySource: [String: [SampleRecord.Text]] = [:]
+        var sampleTexts: [String: Int] = [:]
+        for source in TextSource.allCases.map(\.rawValue) {
+            guard let version = versions[source] else { continue }
+            let rows = try db.rows("""
+                SELECT raw_text_id, normalized, token_ids FROM text_decisions INDEXED BY text_decisions_track
+                WHERE version = ? AND track_id = ? AND status = 'kept' ORDER BY raw_text_id
+                """, [version, track])
+            if rows.isEmpty { continue }
+            bySource[source] = try rows.map {
+                guard let local = $0[0].int, let id = textIDs[local] else {
+                    throw MulanError(.catalog, "a kept \(source) text of track \(track) has no raw text in \(part.directory)")
+                }
+                return SampleRecord.Text(text: $0[1].string ?? "",
+                                         tokenIDs: ($0[2].string ?? "").split(separator: " ").compactMap { Int($0) },
+                                         rawTextID: id)
+            }
+            sampleTexts[source] = rows.count
+        }
+        let record = SampleRecord(
+            key: key, trackID: track, clipIndex: clipIndex, startSeconds: row[4].double ?? 0,
+            durationSeconds: row[5].double ?? 0, sampleRate: row[6].int ?? 0, split: split, texts: bySource,
+            provenance: .init(clipID: StableIDs.clip(track: track, index: clipIndex), trackRowID: StableIDs.track(track),
+                              flacSHA256: row[8].string ?? "", filterVersions: versions))
+        let flacFile = part.directory + "/" + flacPath
+        var flac: Data?
+        let bytes: Int
+        if readAudio {
+            guard let data = FileManager.default.contents(atPath: flacFile) else { throw missingClip(flacFile, track) }
+            flac = data
+            bytes = data.count
+        } else {
+            var info = stat()
+            guard stat(flacFile, &info) == 0 else { throw missingClip(flacFile, track) }
+            bytes = Int(info.st_size)
+        }
+        return Sample(key: key, json: try record.jsonBytes(), flacPath: flacFile, flacBytes: bytes, flac: flac,
+                      textsBySource: sampleTexts)
+    }
+
+    private func missingClip(_ path: String, _ track: String) -> MulanError {
+        MulanError(.io, "the clip file \(path) of track \(track) is missing from the store",
+                   hint: "re-run mulan-ingest on this work directory (or worker part) to restore it")
+    }
+
+    /// Writes samples from `start` into one shard: up to `end` when the plan fixed it, else until
+    /// `samplesPerShard` or `maxShardBytes` closes it.
+    private func writeShard(_ shardName: String, entries: [Entry], from start: Int, to end: Int?, directory: String,
+                            parts: [Part], versions: [String: String], progress: ProgressMeter) throws -> ShardSidecar {
         let tarPath = directory + "/" + shardName + ".tar"
         let partPath = tarPath + ".part"
         let writer = try TarWriter(path: partPath)
+        let split = (directory as NSString).lastPathComponent
         var count = 0
         var texts: [String: Int] = [:]
         var firstKey = "", lastKey = ""
         var i = start
-        let sourceOrder = TextSource.allCases.map(\.rawValue)
-        while i < entries.count && count < samplesPerShard {
-            guard let row = try db.row("""
-                SELECT c.id, t.id, t.track_id, c.clip_index, c.start_s, c.duration_s, c.sample_rate, c.flac_path,
-                       c.flac_sha256, t.split
-                FROM clips c JOIN tracks t ON t.id = c.track_rowid WHERE c.id = ?
-                """, [entries[i].clipID]), let clipID = row[0].int, let trackRow = row[1].int,
-                  let track = row[2].string, let clipIndex = row[3].int, let flacPath = row[7].string else {
-                throw MulanError(.catalog, "clip \(entries[i].clipID) disappeared from the catalog while sharding",
-                                 hint: "do not run mulan-ingest on the same work directory at the same time")
-            }
-            let key = ShardKeys.key(trackID: track, clipIndex: clipIndex)
-            var bySource: [String: [SampleRecord.Text]] = [:]
-            var sampleTexts: [String: Int] = [:]
-            for source in sourceOrder {
-                guard let version = versions[source] else { continue }
-                let rows = try db.rows("""
-                    SELECT raw_text_id, normalized, token_ids FROM text_decisions INDEXED BY text_decisions_track
-                    WHERE version = ? AND track_id = ? AND status = 'kept' ORDER BY raw_text_id
-                    """, [version, track])
-                if rows.isEmpty { continue }
-                bySource[source] = rows.map {
-                    SampleRecord.Text(text: $0[1].string ?? "",
-                                      tokenIDs: ($0[2].string ?? "").split(separator: " ").compactMap { Int($0) },
-                                      rawTextID: $0[0].int ?? 0)
-                }
-                sampleTexts[source] = rows.count
-            }
-            let record = SampleRecord(
-                key: key, trackID: track, clipIndex: clipIndex, startSeconds: row[4].double ?? 0,
-                durationSeconds: row[5].double ?? 0, sampleRate: row[6].int ?? 0,
-                split: (directory as NSString).lastPathComponent, texts: bySource,
-                provenance: .init(clipID: clipID, trackRowID: trackRow, flacSHA256: row[8].string ?? "",
-                                  filterVersions: versions))
-            let flacFile = workdir + "/" + flacPath
-            guard let flac = FileManager.default.contents(atPath: flacFile) else {
-                throw MulanError(.io, "the clip file \(flacFile) of track \(track) is missing from the store",
-                                 hint: "re-run mulan-ingest on this work directory to restore it")
-            }
-            let json = try record.jsonBytes()
-            if let max = maxShardBytes, count > 0,
-               writer.size + 1024 + flac.count + json.count + 1536 > max {
+        while i < (end ?? entries.count) && (end != nil || count < samplesPerShard) {
+            let sample = try buildSample(entries[i], parts: parts, versions: versions, split: split, readAudio: true)
+            if end == nil, let max = maxShardBytes, count > 0,
+               !Self.fits(size: writer.size, flac: sample.flacBytes, json: sample.json.count, max: max) {
                 break  // this sample starts the next shard
             }
-            try writer.add(name: key + ".flac", data: flac)
-            try writer.add(name: key + ".json", data: json)
-            for (source, n) in sampleTexts { texts[source, default: 0] += n }
-            if count == 0 { firstKey = key }
-            lastKey = key
+            try writer.add(name: sample.key + ".flac", data: sample.flac ?? Data())
+            try writer.add(name: sample.key + ".json", data: sample.json)
+            for (source, n) in sample.textsBySource { texts[source, default: 0] += n }
+            if count == 0 { firstKey = sample.key }
+            lastKey = sample.key
             count += 1
             i += 1
             progress.advance()
@@ -244,5 +556,118 @@ public struct ShardJob: Sendable {
                                    firstKey: firstKey, lastKey: lastKey, textsBySource: texts)
         try sidecar.write(to: directory + "/" + shardName + ".json")
         return sidecar
+    }
+
+    // MARK: Finishing
+
+    /// Walks each split's shards as the plan lays them out, checking that each is there (its tar's
+    /// size and first key match its sidecar), then writes `sizes.json`, `dataset.json` and `latest`.
+    private func finish(_ plan: Plan, parts: [Part], directory: String) throws -> DatasetManifest {
+        let root = workdir + "/shards"
+        let latestLink = root + "/latest"
+        let previous = (try? FileManager.default.destinationOfSymbolicLink(atPath: latestLink))
+            .map { ($0 as NSString).lastPathComponent }
+        var manifest = DatasetManifest(
+            datasetID: plan.datasetID, previousDatasetID: previous == plan.datasetID ? nil : previous,
+            sampleRate: plan.sampleRate, clipSeconds: plan.clipSeconds, seed: seed,
+            splitSpec: Dictionary(uniqueKeysWithValues: split.fractions.map { ($0.name, $0.share) }),
+            samplesPerShard: samplesPerShard, maxShardBytes: maxShardBytes, vocabularySHA256: plan.vocabularySHA256,
+            filterVersions: plan.versions)
+        manifest.clipsWithoutText = plan.clipsWithoutText
+        var missing: [String] = []
+        var allSizes: [String: [String: Int]] = [:]
+        for (name, entries) in plan.splits {
+            let folder = directory + "/" + name
+            var result = DatasetManifest.Split()
+            var sizes: [String: Int] = [:]
+            var position = 0
+            var index = 0
+            while position < entries.count {
+                let shardName = "shard-" + String(format: "%06d", index)
+                let tarPath = folder + "/" + shardName + ".tar"
+                let expectedKey = try sampleKey(entries[position], parts: parts).key
+                guard let data = FileManager.default.contents(atPath: folder + "/" + shardName + ".json"),
+                      let sidecar = try? JSONDecoder().decode(ShardSidecar.self, from: data),
+                      let size = (try? FileManager.default.attributesOfItem(atPath: tarPath))?[.size] as? Int,
+                      size == sidecar.bytes, sidecar.firstKey == expectedKey, sidecar.samples > 0,
+                      maxShardBytes != nil || sidecar.samples == min(samplesPerShard, entries.count - position) else {
+                    missing.append("\(name)/\(shardName).tar")
+                    if maxShardBytes != nil { break }  // the next shard's start is unknown without this one
+                    position += samplesPerShard
+                    index += 1
+                    continue
+                }
+                result.shards.append(shardName + ".tar")
+                result.samples += sidecar.samples
+                result.bytes += sidecar.bytes
+                for (s, n) in sidecar.textsBySource { result.textsBySource[s, default: 0] += n }
+                sizes[shardName + ".tar"] = sidecar.samples
+                position += sidecar.samples
+                index += 1
+            }
+            if position > entries.count { missing.append("\(name): the shards hold more samples than the plan") }
+            manifest.splits[name] = result
+            allSizes[name] = sizes
+        }
+        if !missing.isEmpty {
+            throw MulanError(.data, "dataset \(plan.datasetID) is not complete: \(missing.count) shard(s) missing or "
+                             + "unfinished: " + missing.prefix(10).joined(separator: ", ") + (missing.count > 10 ? ", …" : ""),
+                             location: SourceLocation(file: directory),
+                             hint: "run mulan-shard with --worker I --workers N for every worker (with the same options) first")
+        }
+        // Every worker is done: anything left half-written is stale.
+        for (name, sizes) in allSizes.sorted(by: { $0.key < $1.key }) {
+            let folder = directory + "/" + name
+            Self.removeLeftovers(in: folder) { _ in true }
+            // sizes.json, as LAION-CLAP's loader expects it in each split folder.
+            let sizesJSON = "{" + sizes.keys.sorted().map { "\(JSONText.quote($0)): \(sizes[$0]!)" }.joined(separator: ", ") + "}\n"
+            try AtomicFile.write(Data(sizesJSON.utf8), to: folder + "/sizes.json")
+        }
+        try manifest.write(to: directory + "/dataset.json")
+        if output == nil {
+            // Point shards/latest at this dataset (a new link, renamed over the old one).
+            let tmp = root + "/.latest-\(getpid())"
+            try? FileManager.default.removeItem(atPath: tmp)
+            try FileManager.default.createSymbolicLink(atPath: tmp, withDestinationPath: plan.datasetID)
+            if rename(tmp, latestLink) != 0 {
+                throw MulanError(.io, "cannot update \(latestLink)", cause: String(cString: strerror(errno)))
+            }
+        }
+        return manifest
+    }
+}
+
+/// Ids in a sample's JSON that name the same track, clip and raw text whichever catalog (or worker
+/// part) holds them: the first 8 bytes of SHA-256 over NUL-separated fields, big-endian, with the
+/// top bit cleared (a non-negative 63-bit integer).
+///
+/// - track: `"track" ␀ track_id`
+/// - clip: `"clip" ␀ track_id ␀ clip_index`
+/// - raw text: `"text" ␀ track_id ␀ origin ␀ origin_file ␀ origin_line ␀ n`, where n counts the
+///   track's earlier raw texts with the same origin, file and line (0 for the first).
+public enum StableIDs {
+    public static func of(_ fields: [String]) -> Int {
+        let hex = SHA256Digest.hex(of: Array(fields.joined(separator: "\u{0}").utf8))
+        return Int((UInt64(hex.prefix(16), radix: 16) ?? 0) & 0x7FFF_FFFF_FFFF_FFFF)
+    }
+
+    public static func track(_ trackID: String) -> Int { of(["track", trackID]) }
+
+    public static func clip(track: String, index: Int) -> Int { of(["clip", track, String(index)]) }
+
+    /// The stable id of each raw text of a track, by its catalog row id.
+    static func rawTexts(of track: String, in db: Database) throws(MulanError) -> [Int: Int] {
+        var ids: [Int: Int] = [:]
+        var seen: [String: Int] = [:]
+        for row in try db.rows("SELECT id, origin, origin_file, origin_line FROM raw_texts WHERE track_id = ? ORDER BY id",
+                               [track]) {
+            guard let id = row[0].int else { continue }
+            let fields = ["text", track, row[1].string ?? "", row[2].string ?? "", String(row[3].int ?? 0)]
+            let place = fields.joined(separator: "\u{0}")
+            let n = seen[place, default: 0]
+            seen[place] = n + 1
+            ids[id] = of(fields + [String(n)])
+        }
+        return ids
     }
 }

@@ -58,11 +58,8 @@ public struct SplitSpec: Sendable, Hashable {
 
 /// Sample keys and shuffle order.
 public enum ShardKeys {
-    /// The first 8 bytes of SHA-256(track id), as a number.
-    public static func trackHash(_ trackID: String) -> UInt64 {
-        let hex = SHA256Digest.hex(of: Array(trackID.utf8))
-        return UInt64(hex.prefix(16), radix: 16) ?? 0
-    }
+    /// The first 8 bytes of SHA-256(track id), as a number (the hash that also assigns tracks to workers).
+    public static func trackHash(_ trackID: String) -> UInt64 { WorkerSlice.trackHash(trackID) }
 
     /// A WebDataset key: safe characters only, no dots, stable for a track id and clip index.
     public static func key(trackID: String, clipIndex: Int) -> String {
