@@ -43,11 +43,8 @@ public final class LayerNorm: Module {
                                     let r0 = blk * Self.blockRows, r1 = min(rows, r0 + Self.blockRows)
                                     for r in r0..<r1 {
                                         let xr = xp + r * d, yr = yp + r * d
-                                        var sum: Float = 0
-                                        for j in 0..<d { sum += xr[j] }
-                                        let mean = sum / Float(d)
-                                        var sq: Float = 0
-                                        for j in 0..<d { let c = xr[j] - mean; sq += c * c }
+                                        let mean = laneSum(xr, d, shift: 0) / Float(d)
+                                        let sq = laneSum(xr, d, shift: mean, squared: true)
                                         let s = 1 / (sq / Float(d) + eps).squareRoot()
                                         if training {
                                             let hr = hp + r * d
@@ -126,4 +123,25 @@ public final class LayerNorm: Module {
         }
         return dx
     }
+}
+
+/// Σ x[j] (or Σ (x[j] − shift)² with `squared`) over n values, in eight interleaved partial sums
+/// added in a fixed order, so the loop vectorizes and the result does not depend on threads.
+@inline(__always)
+func laneSum(_ x: UnsafePointer<Float>, _ n: Int, shift: Float, squared: Bool = false) -> Float {
+    var acc = SIMD8<Float>(repeating: 0)
+    let shifted = SIMD8<Float>(repeating: shift)
+    var j = 0
+    while j + 8 <= n {
+        let v = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self) - shifted
+        acc += squared ? v * v : v
+        j += 8
+    }
+    var total = acc.sum()
+    while j < n {
+        let v = x[j] - shift
+        total += squared ? v * v : v
+        j += 1
+    }
+    return total
 }

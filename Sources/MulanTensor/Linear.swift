@@ -22,10 +22,14 @@ public final class Linear: Module {
     public func forward(_ x: Tensor, training: Bool = true) -> Tensor {
         precondition(x.shape.last == inFeatures, "Linear(\(inFeatures)→\(outFeatures)) got input \(x.shape)")
         let rows = x.count / inFeatures
-        var y = Tensor(shape: Array(x.shape.dropLast()) + [outFeatures])
+        // Every element is written: the bias rows below, or the product with beta 0.
+        var y = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [outFeatures])
         if let bias {
-            y.withUnsafeMutablePointer { yp in
-                for r in 0..<rows { for o in 0..<outFeatures { yp[r * outFeatures + o] = bias.value.storage[o] } }
+            let out = outFeatures
+            bias.value.withUnsafePointer { bp in
+                y.withUnsafeMutablePointer { yp in
+                    for r in 0..<rows { (yp + r * out).update(from: bp, count: out) }
+                }
             }
         }
         x.withUnsafePointer { xp in

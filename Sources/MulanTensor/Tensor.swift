@@ -10,6 +10,14 @@ public struct Tensor: Sendable, Equatable {
         storage = [Float](repeating: value, count: shape.reduce(1, *))
     }
 
+    /// A tensor whose values the caller overwrites entirely before reading any (skips the zero fill).
+    public init(uninitializedShape shape: [Int]) {
+        precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(shape)")
+        self.shape = shape
+        let n = shape.reduce(1, *)
+        storage = [Float](unsafeUninitializedCapacity: n) { _, count in count = n }
+    }
+
     public init(shape: [Int], _ values: [Float]) {
         precondition(shape.reduce(1, *) == values.count, "shape \(shape) does not hold \(values.count) values")
         self.shape = shape
