@@ -55,8 +55,10 @@ demo-pipeline: $(DEMO_DIR)/summary.json $(DEMO_DIR)/report.html
 $(CORPUS)/.complete: scripts/make-demo-corpus.py
 	python3 scripts/make-demo-corpus.py --out $(CORPUS) --tracks $(DEMO_TRACKS) --seed $(DEMO_SEED) --jobs $(JOBS)
 
-# The generator writes these with the rest of the corpus.
-$(CORPUS)/text/%.jsonl: $(CORPUS)/.complete ;
+# The generator writes these with the rest of the corpus. (Named, not a pattern: make would take
+# files made by a pattern rule for intermediates and delete them at the end.)
+CORPUS_TEXTS := $(foreach s,$(SOURCES),$(CORPUS)/text/$(s).jsonl)
+$(CORPUS_TEXTS): $(CORPUS)/.complete ;
 
 # The pretrained text tower (all-MiniLM-L6-v2 from the test venv): config, weights, vocabulary.
 $(TEXT_MODEL)/vocab.txt:
