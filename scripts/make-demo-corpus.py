@@ -60,7 +60,7 @@ PROGRESSIONS = {
     "minor": [[0, 5, 2, 6], [0, 3, 4, 0], [0, 6, 5, 4], [0, 3, 6, 2], [0, 5, 3, 4], [0, 3, 0, 4]],
 }
 ROMAN = {"major": ["I", "ii", "iii", "IV", "V", "vi", "vii°"], "minor": ["i", "ii°", "III", "iv", "V", "VI", "VII"]}
-# AudioSet ontology ids (../shared/data/audioset/ontology.json).
+# AudioSet ontology ids (manifests/audioset-music-ontology.json holds their classes).
 ASET_MUSIC = "/m/04rlf"                          # Music
 ASET_FAMILY = {
     "piano": ["/m/05r5c"],                       # Piano

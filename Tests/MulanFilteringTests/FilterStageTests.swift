@@ -7,7 +7,7 @@ import Testing
 
 @Suite("mulan-filter --source S")
 struct FilterStageTests {
-    static var ontology: String { TestPaths.packageRoot + "/../shared/data/audioset/ontology.json" }
+    static var ontology: String { TestPaths.audioSetOntology }
     static var config: String { TestPaths.packageRoot + "/manifests/filters.toml" }
 
     /// A work directory with texts of every source loaded.

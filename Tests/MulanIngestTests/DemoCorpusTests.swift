@@ -12,7 +12,7 @@ struct DemoCorpusTests {
     /// Two corpora generated with the same seed, once for the whole suite (rendering is the slow part).
     static let corpora: Result<Corpora, any Error> = Result { try Corpora.generate() }
 
-    static var ontology: String { TestPaths.packageRoot + "/../shared/data/audioset/ontology.json" }
+    static var ontology: String { TestPaths.audioSetOntology }
     static let families: Set = ["piano", "guitar", "strings", "brass", "flute", "organ", "bass", "synth"]
 
     struct Corpora: Sendable {

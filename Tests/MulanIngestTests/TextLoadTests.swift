@@ -6,7 +6,7 @@ import Testing
 
 @Suite("mulan-ingest text")
 struct TextLoadTests {
-    static var ontology: String { TestPaths.packageRoot + "/../shared/data/audioset/ontology.json" }
+    static var ontology: String { TestPaths.audioSetOntology }
 
     func texts(_ h: IngestHarness) throws -> [String] {
         try h.catalog().database.rows("""

@@ -10,7 +10,7 @@ import Testing
 /// giving the same decisions and the same shards, byte for byte, as one process.
 @Suite("Scale-out across workers", .serialized)
 struct ScaleOutTests {
-    static var ontology: String { TestPaths.packageRoot + "/../shared/data/audioset/ontology.json" }
+    static var ontology: String { TestPaths.audioSetOntology }
     static var config: String { TestPaths.packageRoot + "/manifests/filters.toml" }
 
     // MARK: The partition and the worker's identity

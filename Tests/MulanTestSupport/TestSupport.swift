@@ -121,4 +121,7 @@ public enum TestPaths {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().path
     }
+
+    /// The AudioSet ontology the tests map label ids with (a copy in Tests/tools, CC BY-SA 4.0).
+    public static var audioSetOntology: String { packageRoot + "/Tests/tools/audioset-ontology.json" }
 }
