@@ -44,33 +44,28 @@ enum SummaryTables {
 
     /// `temp.filter_global_freq`: every part's tag frequencies, summed.
     static func sumTagFrequencies(_ db: Database, _ summaries: [SummarySource]) throws(MulanError) {
-        try db.execute("""
-            CREATE TEMP TABLE IF NOT EXISTS filter_global_freq (normalized TEXT PRIMARY KEY, n INTEGER NOT NULL);
-            DELETE FROM temp.filter_global_freq;
-            """)
-        for s in summaries {
-            let rows = try s.database.cursor("SELECT normalized, tracks FROM \(s.schema).summary_tag_freq")
-            while let row = try rows.next() {
-                try db.run("""
-                    INSERT INTO temp.filter_global_freq (normalized, n) VALUES (?, ?)
-                    ON CONFLICT (normalized) DO UPDATE SET n = n + excluded.n
-                    """, [row[0], row[1]])
-            }
-        }
+        try sumCounts(db, summaries, into: "filter_global_freq", key: "normalized", from: "summary_tag_freq")
     }
 
     /// `temp.filter_global_sizes`: every part's playlist sizes, summed.
     static func sumGroupSizes(_ db: Database, _ summaries: [SummarySource]) throws(MulanError) {
+        try sumCounts(db, summaries, into: "filter_global_sizes", key: "group_id", from: "summary_group_sizes")
+    }
+
+    /// `temp.TABLE (KEY, n)`: the per-key `tracks` counts of every part's `SUMMARY` table, summed
+    /// (a track is in one part only, so counts add up).
+    private static func sumCounts(_ db: Database, _ summaries: [SummarySource], into table: String, key: String,
+                                  from summary: String) throws(MulanError) {
         try db.execute("""
-            CREATE TEMP TABLE IF NOT EXISTS filter_global_sizes (group_id TEXT PRIMARY KEY, n INTEGER NOT NULL);
-            DELETE FROM temp.filter_global_sizes;
+            CREATE TEMP TABLE IF NOT EXISTS \(table) (\(key) TEXT PRIMARY KEY, n INTEGER NOT NULL);
+            DELETE FROM temp.\(table);
             """)
         for s in summaries {
-            let rows = try s.database.cursor("SELECT group_id, tracks FROM \(s.schema).summary_group_sizes")
+            let rows = try s.database.cursor("SELECT \(key), tracks FROM \(s.schema).\(summary)")
             while let row = try rows.next() {
                 try db.run("""
-                    INSERT INTO temp.filter_global_sizes (group_id, n) VALUES (?, ?)
-                    ON CONFLICT (group_id) DO UPDATE SET n = n + excluded.n
+                    INSERT INTO temp.\(table) (\(key), n) VALUES (?, ?)
+                    ON CONFLICT (\(key)) DO UPDATE SET n = n + excluded.n
                     """, [row[0], row[1]])
             }
         }

@@ -66,35 +66,30 @@ enum TextSections {
 
     /// The funnel as a waterfall: all decided texts, minus each drop reason (largest first), leaves the kept ones.
     static func funnel(_ f: SourceFigures) -> String {
-        let total = f.decided
-        var rows = [BarRow("all texts", end: Double(total), color: Palette.total,
-                           valueText: Markup.grouped(total))]
-        var remaining = total
-        for d in f.decisions where d.status != "kept" {
-            rows.append(BarRow("− \(d.reason)", start: Double(remaining - d.count), end: Double(remaining), color: Palette.dropped,
-                               valueText: "−\(Markup.grouped(d.count)) (\(Markup.percent(d.count, of: total)))",
-                               tooltip: "dropped as \(d.reason): \(Markup.grouped(d.count)) of \(Markup.grouped(total))"))
-            remaining -= d.count
-        }
-        rows.append(BarRow("kept", end: Double(f.kept), color: Palette.kept,
-                           valueText: "\(Markup.grouped(f.kept)) (\(Markup.percent(f.kept, of: total)))"))
-        return Chart.horizontalBars(id: "fig-funnel-\(slug(f.source))", title: "Filter funnel: \(label(f.source))", rows,
-                                    xLabel: "texts")
+        waterfall(id: "fig-funnel-\(slug(f.source))", title: "Filter funnel: \(label(f.source))", unit: "texts",
+                  droppedAs: "dropped as", total: f.decided, kept: f.kept,
+                  dropped: f.decisions.filter { $0.status != "kept" }.map { ($0.reason, $0.count) })
     }
 
     static func sentenceFunnel(_ source: String, _ c: (total: Int, kept: Int, dropped: [(reason: String, count: Int)])) -> String {
-        var rows = [BarRow("all sentences", end: Double(c.total), color: Palette.total, valueText: Markup.grouped(c.total))]
-        var remaining = c.total
-        for d in c.dropped {
+        waterfall(id: "fig-sentences-\(slug(source))", title: "Sentence funnel: \(label(source))", unit: "sentences",
+                  droppedAs: "sentences dropped as", total: c.total, kept: c.kept, dropped: c.dropped)
+    }
+
+    /// "all UNIT", one bar per drop reason hanging from what remains, then "kept".
+    private static func waterfall(id: String, title: String, unit: String, droppedAs: String, total: Int, kept: Int,
+                                  dropped: [(reason: String, count: Int)]) -> String {
+        var rows = [BarRow("all \(unit)", end: Double(total), color: Palette.total, valueText: Markup.grouped(total))]
+        var remaining = total
+        for d in dropped {
             rows.append(BarRow("− \(d.reason)", start: Double(remaining - d.count), end: Double(remaining), color: Palette.dropped,
-                               valueText: "−\(Markup.grouped(d.count)) (\(Markup.percent(d.count, of: c.total)))",
-                               tooltip: "sentences dropped as \(d.reason): \(Markup.grouped(d.count)) of \(Markup.grouped(c.total))"))
+                               valueText: "−\(Markup.grouped(d.count)) (\(Markup.percent(d.count, of: total)))",
+                               tooltip: "\(droppedAs) \(d.reason): \(Markup.grouped(d.count)) of \(Markup.grouped(total))"))
             remaining -= d.count
         }
-        rows.append(BarRow("kept", end: Double(c.kept), color: Palette.kept,
-                           valueText: "\(Markup.grouped(c.kept)) (\(Markup.percent(c.kept, of: c.total)))"))
-        return Chart.horizontalBars(id: "fig-sentences-\(slug(source))", title: "Sentence funnel: \(label(source))", rows,
-                                    xLabel: "sentences")
+        rows.append(BarRow("kept", end: Double(kept), color: Palette.kept,
+                           valueText: "\(Markup.grouped(kept)) (\(Markup.percent(kept, of: total)))"))
+        return Chart.horizontalBars(id: id, title: title, rows, xLabel: unit)
     }
 
     static func funnelCaption(_ f: SourceFigures) -> String {
