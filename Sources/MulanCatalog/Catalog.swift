@@ -33,12 +33,15 @@ public struct RawText: Sendable, Hashable {
     public var field: String
     public var text: String
     public var source: TextSource?
+    /// Invalid UTF-8 in the original was replaced by U+FFFD (`raw_texts.repaired`).
+    public var repaired: Bool
 
-    public init(origin: String, field: String, text: String, source: TextSource? = nil) {
+    public init(origin: String, field: String, text: String, source: TextSource? = nil, repaired: Bool = false) {
         self.origin = origin
         self.field = field
         self.text = text
         self.source = source
+        self.repaired = repaired
     }
 }
 
@@ -182,8 +185,8 @@ public final class Catalog {
                           c.stats.peak, c.stats.silenceShare, c.status.rawValue, c.flacPath, c.flacSHA256])
             }
             for t in record.texts {
-                try database.run("INSERT INTO raw_texts (track_id, origin, field, text, source) VALUES (?, ?, ?, ?, ?)",
-                                 [r.trackID, t.origin, t.field, t.text, t.source?.rawValue])
+                try database.run("INSERT INTO raw_texts (track_id, origin, field, text, source, repaired) VALUES (?, ?, ?, ?, ?, ?)",
+                                 [r.trackID, t.origin, t.field, t.text, t.source?.rawValue, t.repaired])
             }
         }
     }

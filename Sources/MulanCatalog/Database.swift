@@ -93,7 +93,19 @@ public final class Database {
     }
 
     func error(_ what: String, _ rc: Int32) -> MulanError {
-        MulanError(.catalog, "\(what) failed on \(path)", cause: String(cString: sqlite3_errmsg(handle)) + " (code \(rc))")
+        MulanError(.catalog, "\(what) failed on \(path)", hint: Self.hint(rc),
+                   cause: String(cString: sqlite3_errmsg(handle)) + " (code \(rc))")
+    }
+
+    /// What to do about the errors a full or failing disk gives (the primary code of `rc`).
+    static func hint(_ rc: Int32) -> String? {
+        switch rc & 0xff {
+        case SQLITE_FULL: "the disk holding the catalog is full: free space, then re-run (committed work is kept)"
+        case SQLITE_IOERR: "the catalog could not be read or written: free space on its disk, raise the file-size "
+            + "limit, or fix the file system, then re-run (committed work is kept)"
+        case SQLITE_READONLY: "the catalog or its folder is read-only: make it writable, then re-run"
+        default: nil
+        }
     }
 
     /// Runs one or more statements without results (`sqlite3_exec`).
@@ -103,7 +115,7 @@ public final class Database {
         if rc != SQLITE_OK {
             let text = message.map { String(cString: $0) } ?? String(cString: sqlite3_errstr(rc))
             sqlite3_free(message)
-            throw MulanError(.catalog, "SQL failed on \(path): \(sql.prefix(80))", cause: text)
+            throw MulanError(.catalog, "SQL failed on \(path): \(sql.prefix(80))", hint: Self.hint(rc), cause: text)
         }
     }
 

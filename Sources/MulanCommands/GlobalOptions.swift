@@ -59,6 +59,9 @@ public struct WorkerOptions: ParsableArguments {
 
 /// Runs a stage body, turning project errors into a clear message and the documented exit codes.
 func runStage(console: Console, _ body: () async throws -> ExitStatus) async throws {
+    // Past a file-size limit (`ulimit -f`), a write fails with EFBIG and is reported like a full
+    // disk, instead of the default SIGXFSZ killing the process without a word.
+    signal(SIGXFSZ, SIG_IGN)
     let status: ExitStatus
     do {
         status = try await body()

@@ -8,6 +8,9 @@ public struct ClipStats: Sendable, Hashable, Codable {
     public var peak: Double
     /// Share of samples that are digital silence (|x| < 2^-16, i.e. zero once stored as 16-bit).
     public var silenceShare: Double
+    /// The mean sample value (DC offset), linear. A constant offset is inaudible, so silence is
+    /// judged on the RMS without it (`acRMS`); `rms` and `peak` include it, as stored.
+    public var dcOffset: Double = 0
 
     public static let digitalSilence: Float = 1.0 / 65536.0
 
@@ -19,11 +22,13 @@ public struct ClipStats: Sendable, Hashable, Codable {
 
     public init(measuring samples: UnsafeBufferPointer<Float>) {
         var sumSquares = 0.0
+        var sum = 0.0
         var peak: Float = 0
         var silent = 0
         for x in samples {
             let v = x.isFinite ? x : 0
             sumSquares += Double(v) * Double(v)
+            sum += Double(v)
             let a = abs(v)
             if a > peak { peak = a }
             if a < Self.digitalSilence { silent += 1 }
@@ -32,14 +37,21 @@ public struct ClipStats: Sendable, Hashable, Codable {
         self.rms = (sumSquares / Double(n)).squareRoot()
         self.peak = Double(peak)
         self.silenceShare = Double(silent) / Double(n)
+        self.dcOffset = sum / Double(n)
     }
 
     /// RMS level in dBFS (−∞ for a zero signal).
     public var rmsDB: Double { rms > 0 ? 20 * log10(rms) : -.infinity }
 
-    /// Whether the clip counts as silent under `settings` (see IngestSettings).
+    /// RMS of the signal without its DC offset (its standard deviation), linear.
+    public var acRMS: Double { max(rms * rms - dcOffset * dcOffset, 0).squareRoot() }
+
+    /// Whether the clip counts as silent under `settings` (see IngestSettings): the RMS without
+    /// the DC offset is below the threshold (so a constant offset alone is silence), or enough
+    /// of it is digital silence.
     public func isSilent(_ settings: IngestSettings) -> Bool {
-        rmsDB < settings.silenceThresholdDB || silenceShare >= settings.maxSilenceShare
+        let acDB = acRMS > 0 ? 20 * log10(acRMS) : -.infinity
+        return acDB < settings.silenceThresholdDB || silenceShare >= settings.maxSilenceShare
     }
 }
 

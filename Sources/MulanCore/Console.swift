@@ -28,7 +28,7 @@ public struct Console: Sendable {
             if !fields.isEmpty {
                 text += " " + fields.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
             }
-            line = text
+            line = Self.escapingControls(text)
         case .json:
             var object: [String: String] = fields
             object["level"] = level.rawValue
@@ -40,6 +40,29 @@ public struct Console: Sendable {
         // On a terminal a progress bar may be on the current line: clear it first (it is redrawn).
         let clear = format == .text && Self.stderrIsTerminal ? "\r\u{1B}[K" : ""
         Self.writeStderr(clear + line + "\n")
+    }
+
+    /// `text` safe to print on a terminal: control characters (C0, DEL, C1: ESC sequences could
+    /// recolor, retitle or clear the terminal, a newline could forge a log line) and the bidi
+    /// controls that reorder what is shown (U+061C, U+200E/F, U+202A–U+202E, U+2066–U+2069) are
+    /// written as `\u{…}` escapes. Messages quote track ids, texts and paths from input files.
+    public static func escapingControls(_ text: String) -> String {
+        func unsafe(_ s: Unicode.Scalar) -> Bool {
+            switch s.value {
+            case 0x00...0x1F, 0x7F...0x9F, 0x061C, 0x200E, 0x200F, 0x202A...0x202E, 0x2066...0x2069: true
+            default: false
+            }
+        }
+        guard text.unicodeScalars.contains(where: unsafe) else { return text }
+        var out = ""
+        for s in text.unicodeScalars {
+            if unsafe(s) {
+                out += "\\u{" + String(s.value, radix: 16, uppercase: true) + "}"
+            } else {
+                out.unicodeScalars.append(s)
+            }
+        }
+        return out
     }
 
     public static func jsonLine(_ object: [String: String]) -> String {

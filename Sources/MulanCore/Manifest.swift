@@ -62,6 +62,8 @@ public final class ManifestReader: Sequence, IteratorProtocol {
     public private(set) var readError: MulanError?
 
     static let maxRawLength = 4096
+    /// The longest path a row may give (PATH_MAX); the system could not open a longer one.
+    static let maxPathBytes = 4096
 
     public init(path: String, format: Format? = nil) throws(MulanError) {
         self.path = path
@@ -129,8 +131,10 @@ public final class ManifestReader: Sequence, IteratorProtocol {
                 return .rejected(RejectedRow(origin: location(line), reason: .invalidRow,
                                              detail: error.message, raw: raw(bytes)))
             } catch {
+                // JSONDecoder's own error says only "not valid JSON"; the parser says why and where.
+                let why = JSONParseError.explanation(parsing: Data(bytes)).map { " (\($0))" } ?? ""
                 return .rejected(RejectedRow(origin: location(line), reason: .invalidRow,
-                                             detail: "not a JSON object with track_id and path", raw: raw(bytes)))
+                                             detail: "not a JSON object with track_id and path\(why)", raw: raw(bytes)))
             }
             return validate(fields, line: line, raw: raw(bytes))
         }
@@ -175,14 +179,14 @@ public final class ManifestReader: Sequence, IteratorProtocol {
     private func validate(_ fields: [String: String], line: Int, raw: String) -> ManifestEntry {
         let trackID = fields["track_id"]?.trimmingCharacters(in: .whitespaces) ?? ""
         func reject(_ detail: String) -> ManifestEntry {
-            .rejected(RejectedRow(origin: location(line, trackID: trackID.isEmpty ? nil : trackID),
+            .rejected(RejectedRow(origin: location(line, trackID: TrackIDRules.shown(trackID)),
                                   reason: .invalidRow, detail: detail, raw: raw))
         }
-        if trackID.isEmpty { return reject("track_id is missing or empty") }
-        if trackID.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
-            return reject("track_id contains control characters")
-        }
+        if let problem = TrackIDRules.problem(trackID) { return reject(problem) }
         guard let rawPath = fields["path"], !rawPath.isEmpty else { return reject("path is missing or empty") }
+        if rawPath.utf8.count > Self.maxPathBytes {
+            return reject("path is \(rawPath.utf8.count) bytes long, more than the system's limit of \(Self.maxPathBytes)")
+        }
         let resolved = rawPath.hasPrefix("/") ? rawPath : (baseDirectory as NSString).appendingPathComponent(rawPath)
         var start: Double?
         var end: Double?
@@ -203,6 +207,50 @@ public final class ManifestReader: Sequence, IteratorProtocol {
         return .row(ManifestRow(trackID: trackID, path: (resolved as NSString).standardizingPath,
                                 startSeconds: start, endSeconds: end, split: split,
                                 origin: location(line, trackID: trackID)))
+    }
+}
+
+/// What every track id obeys, in track manifests and annotation files alike. Ids are opaque
+/// strings: slashes, dots and `..` are allowed (no stage builds a file name from an id; shard keys
+/// are a hash of it), but not control characters, and not more than `maxBytes`.
+public enum TrackIDRules {
+    /// The longest track id, in UTF-8 bytes.
+    public static let maxBytes = 1024
+
+    /// Why `id` cannot be a track id, or nil when it can.
+    public static func problem(_ id: String) -> String? {
+        if id.isEmpty { return "track_id is missing or empty" }
+        if id.utf8.count > maxBytes {
+            return "track_id is \(id.utf8.count) bytes long, more than \(maxBytes); give the track a shorter id"
+        }
+        if id.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+            return "track_id contains control characters; remove them from the id"
+        }
+        return nil
+    }
+
+    /// The id as messages name it: nil when empty or too long to print.
+    public static func shown(_ id: String) -> String? {
+        id.isEmpty || id.utf8.count > maxBytes ? nil : id
+    }
+}
+
+/// What Foundation's JSON parsers say went wrong, in their own words ("Too many nested arrays or
+/// dictionaries around character 513", "Invalid value around character 1"), or nil.
+public enum JSONParseError {
+    public static func explanation(_ error: any Error) -> String? {
+        (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String
+    }
+
+    /// Why `data` is not JSON (nil when it is), from JSONSerialization, which refuses nesting
+    /// deeper than 512 levels rather than recursing.
+    public static func explanation(parsing data: Data) -> String? {
+        do {
+            _ = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
+            return nil
+        } catch {
+            return explanation(error) ?? "not valid JSON"
+        }
     }
 }
 

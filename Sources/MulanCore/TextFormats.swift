@@ -104,7 +104,8 @@ public final class TextFormatReader {
             do {
                 object = try JSONSerialization.jsonObject(with: data, options: [])
             } catch {
-                return reject(line, .invalidRow, "not valid JSON: \(error.localizedDescription)", raw: bytes)
+                return reject(line, .invalidRow, "not valid JSON: \(JSONParseError.explanation(error) ?? error.localizedDescription)",
+                              raw: bytes)
             }
             guard let dict = object as? [String: Any] else {
                 return reject(line, .invalidRow, "expected a JSON object", raw: bytes)
@@ -130,6 +131,9 @@ public final class TextFormatReader {
     private func generic(_ dict: [String: Any], line: Int, raw: [UInt8]) -> TextRecordResult {
         guard let track = dict["track_id"] as? String, !track.trimmingCharacters(in: .whitespaces).isEmpty else {
             return reject(line, .invalidRow, "track_id is missing, empty or not a string", raw: raw)
+        }
+        if let problem = TrackIDRules.problem(track) {
+            return reject(line, .invalidRow, problem, raw: raw, track: TrackIDRules.shown(track))
         }
         var result = TextRecordResult()
         var any = false
@@ -187,6 +191,12 @@ public final class TextFormatReader {
         var result = TextRecordResult()
         for member in members {
             guard let track = member as? String ?? (member as? NSNumber).map({ "\($0)" }) else { continue }
+            if let problem = TrackIDRules.problem(track) {
+                result.rejects.append(RejectedRow(origin: location(line, TrackIDRules.shown(track)), reason: .invalidRow,
+                                                  detail: "a member of playlist \(id): \(problem)",
+                                                  raw: String(decoding: raw.prefix(4096), as: UTF8.self)))
+                continue
+            }
             if !title.isEmpty {
                 result.annotations.append(TextAnnotation(trackID: track, source: .playlists, field: "title", text: title,
                                                          group: id, origin: location(line, track)))
@@ -196,7 +206,7 @@ public final class TextFormatReader {
                                                          text: description, group: id, origin: location(line, track)))
             }
         }
-        if result.annotations.isEmpty {
+        if result.annotations.isEmpty && result.rejects.isEmpty {
             return reject(line, .emptyText, "playlist \(id) has no member tracks", raw: raw)
         }
         return result
@@ -300,6 +310,9 @@ public final class TextFormatReader {
             return reject(line, .invalidRow, "no track id (ytid is empty or --track-id-format names a missing column)",
                           raw: raw)
         }
+        if let problem = TrackIDRules.problem(track) {
+            return reject(line, .invalidRow, problem, raw: raw, track: TrackIDRules.shown(track))
+        }
         var result = TextRecordResult()
         if let caption = row["caption"], !caption.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
             result.annotations.append(TextAnnotation(trackID: track, source: .descriptions, field: "caption",
@@ -326,6 +339,9 @@ public final class TextFormatReader {
         guard let track = trackID(row, defaultColumn: "clip_id") else {
             return reject(line, .invalidRow, "clip_id is empty", raw: raw)
         }
+        if let problem = TrackIDRules.problem(track) {
+            return reject(line, .invalidRow, problem, raw: raw, track: TrackIDRules.shown(track))
+        }
         var result = TextRecordResult()
         for column in header where column != "clip_id" && column != "mp3_path" {
             switch row[column] {
@@ -348,6 +364,9 @@ public final class TextFormatReader {
     private func audioset(_ row: [String: String], line: Int, raw: [UInt8]) -> TextRecordResult {
         guard let track = trackID(row, defaultColumn: "YTID") else {
             return reject(line, .invalidRow, "YTID is empty", raw: raw)
+        }
+        if let problem = TrackIDRules.problem(track) {
+            return reject(line, .invalidRow, problem, raw: raw, track: TrackIDRules.shown(track))
         }
         var result = TextRecordResult()
         mapLabels(row["positive_labels"] ?? "", track: track, line: line, field: "positive_labels", into: &result)

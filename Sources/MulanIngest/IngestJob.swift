@@ -162,6 +162,10 @@ public struct IngestJob: Sendable {
                         report.clipsSilent += record.silentClips
                         // A too-short track's whole audio is not a "dropped tail": it failed.
                         if record.status == .ingested && record.tailDroppedSeconds > 0 { report.tailsDropped += 1 }
+                    case .storageFailed(let error):
+                        // What is committed stays; clips the other workers staged are recovered or
+                        // removed by the next run, which redoes this track.
+                        throw error
                     }
                     progress.advance()
                     if let item = try nextItem(&entries) {

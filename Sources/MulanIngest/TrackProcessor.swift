@@ -17,6 +17,20 @@ enum TrackOutcome: Sendable {
     case unchanged(ManifestRow, PreviousTrack)
     /// A new record to write; staged clip files wait in `stagingFolder` until the write commits.
     case record(TrackRecord, stagingFolder: String?, decodedSeconds: Double)
+    /// The work directory could not be written (a full disk, a file-size limit, a read-only or
+    /// failing file system): not the track's fault, so nothing is recorded for it and the run stops;
+    /// a re-run once the cause is fixed ingests it.
+    case storageFailed(MulanError)
+}
+
+/// A clip that could not be written to the work directory.
+private struct StorageFailure: Error {
+    var error: MulanError
+    init(_ what: String, _ path: String, _ cause: String) {
+        error = MulanError(.io, "cannot write \(what) \(path)",
+                           hint: "free space on (or fix) the file system holding the work directory, then re-run: "
+                               + "tracks already ingested are kept, this one is redone", cause: cause)
+    }
 }
 
 /// Turns one file into a track record: hash, probe, decode, cut, measure, encode. Runs on a
@@ -38,7 +52,13 @@ enum TrackProcessor {
             return .record(record, stagingFolder: nil, decodedSeconds: decodedSeconds)
         }
 
-        // 1. Content hash (also tells missing and unreadable files apart).
+        // 1. Content hash (also tells missing and unreadable files apart). Only regular files are
+        // read: opening a named pipe blocks until a writer comes, and a device may never end.
+        var st = stat()
+        if stat(row.path, &st) == 0, let kind = nonRegularKind(st.st_mode) {
+            return failed(TrackFailure(.notAudio, "\(row.path) is \(kind), not a regular file; it was not read (it could "
+                                       + "block or never end): copy the audio into a regular file"))
+        }
         do {
             let (digest, size) = try SHA256Digest.hex(ofFile: row.path)
             record.contentHash = digest
@@ -72,9 +92,24 @@ enum TrackProcessor {
         record.originalSampleRate = probe.sampleRate
         record.originalChannels = probe.channels
         record.channelLayout = probe.channelLayout
-        record.texts = probe.tags.map {
-            RawText(origin: "container:\($0.scope)", field: $0.key, text: $0.value,
-                    source: ContainerTagSources.source(forTag: $0.key))
+        var notes: [String] = []
+        var oversized: [String] = []
+        record.texts = probe.tags.compactMap {
+            guard $0.value.utf8.count <= maxTagBytes else {
+                oversized.append("\($0.key) (\($0.value.utf8.count) bytes)")
+                return nil
+            }
+            return RawText(origin: "container:\($0.scope)", field: $0.key, text: $0.value,
+                           source: ContainerTagSources.source(forTag: $0.key), repaired: $0.repaired)
+        }
+        let repairedTags = probe.tags.filter { $0.repaired && $0.value.utf8.count <= maxTagBytes }.map(\.key)
+        if !repairedTags.isEmpty {
+            notes.append("container tag\(repairedTags.count > 1 ? "s" : "") \(repairedTags.joined(separator: ", ")) "
+                         + "had invalid UTF-8, replaced by U+FFFD (raw_texts.repaired)")
+        }
+        if !oversized.isEmpty {
+            notes.append("container tag\(oversized.count > 1 ? "s" : "") \(oversized.joined(separator: ", ")) not stored: "
+                         + "longer than \(maxTagBytes) bytes")
         }
 
         // 3. Decode, cut and encode, streaming.
@@ -90,7 +125,7 @@ enum TrackProcessor {
         do {
             staging = try item.store.makeStagingFolder()
         } catch {
-            return failed(TrackFailure(.encodeFailed, "cannot create a staging folder: \(error)"))
+            return .storageFailed(StorageFailure("a staging folder in", item.store.stagingRoot, "\(error)").error)
         }
         let rate = Double(settings.sampleRate)
         var clips: [ClipRecord] = []
@@ -116,16 +151,19 @@ enum TrackProcessor {
                         try FLACWriter.write($0, sampleRate: settings.sampleRate, bits: settings.flacBits, to: part)
                     }
                 } catch {
-                    throw TrackFailure(.encodeFailed, "FLAC encoding of clip \(clip.index) failed: \(error)")
+                    // The encoder is given finite, in-range mono samples: a failure here is the
+                    // work directory's (ENOSPC, EFBIG, EIO), never the track's.
+                    throw StorageFailure("clip \(clip.index) of track \(row.trackID) to", part, "\(error)")
                 }
                 let sha: String
                 do {
                     sha = try SHA256Digest.hex(ofFile: part).digest
                 } catch {
-                    throw TrackFailure(.encodeFailed, "cannot read back clip \(clip.index): \(error)")
+                    throw StorageFailure("(read back) clip \(clip.index) of track \(row.trackID) at", part, "\(error)")
                 }
                 if rename(part, "\(staging)/\(sha).flac") != 0 {
-                    throw TrackFailure(.encodeFailed, "cannot rename staged clip \(part): \(String(cString: strerror(errno)))")
+                    throw StorageFailure("(rename) clip \(clip.index) of track \(row.trackID) to", "\(staging)/\(sha).flac",
+                                         String(cString: strerror(errno)))
                 }
                 clips.append(ClipRecord(index: clip.index, startSeconds: start, durationSeconds: duration,
                                         sampleRate: settings.sampleRate, stats: stats, status: .kept,
@@ -140,6 +178,9 @@ enum TrackProcessor {
             }
         } catch let failure as TrackFailure {
             return failed(failure, staging: staging)
+        } catch let failure as StorageFailure {
+            try? FileManager.default.removeItem(atPath: staging)
+            return .storageFailed(failure.error)
         } catch {
             return failed(TrackFailure(.decodeFailed, "\(error)"), staging: staging)
         }
@@ -152,6 +193,10 @@ enum TrackProcessor {
 
         // 4. Judge the whole track.
         if stats.outputSamples == 0 {
+            if row.endSeconds == nil, let problem = ContainerTail.problem(path: row.path, container: probe.container) {
+                return failed(TrackFailure(.truncated, "\(row.path): \(problem), and no audio could be decoded; "
+                                           + "the file is cut short, re-download or re-export it"), staging: staging)
+            }
             let why = stats.decodeErrors > 0 ? "\(stats.decodeErrors) of \(stats.packets) packets failed to decode"
                 : (stats.readError.map { "reading stopped: \($0)" } ?? "the stream holds no samples")
             return failed(TrackFailure(.corrupt, "no audio could be decoded from \(row.path) (\(why))"), staging: staging)
@@ -187,17 +232,43 @@ enum TrackProcessor {
         if record.keptClips == 0 && record.silentClips > 0 {
             record.status = .failed
             record.reason = .silent
-            record.detail = String(format: "all %d clips are silent (RMS below %.0f dBFS or ≥ %.0f%% digital silence)",
-                                   record.silentClips, settings.silenceThresholdDB, settings.maxSilenceShare * 100)
+            record.detail = String(format: "all %d clips are silent (RMS without DC offset below %.0f dBFS or ≥ %.0f%% "
+                                   + "digital silence)", record.silentClips, settings.silenceThresholdDB,
+                                   settings.maxSilenceShare * 100)
+            if let dc = clips.map(\.stats.dcOffset).max(by: { abs($0) < abs($1) }), abs(dc) >= largeDCOffset {
+                record.detail! += String(format: "; a constant DC offset of %+.2f of full scale is all there is", dc)
+            }
             try? FileManager.default.removeItem(atPath: staging)
             return .record(record, stagingFolder: nil, decodedSeconds: decodedSeconds)
         }
         record.status = .ingested
-        var notes: [String] = []
+        if let dc = clips.filter({ $0.status == .kept }).map(\.stats.dcOffset).max(by: { abs($0) < abs($1) }),
+           abs(dc) >= largeDCOffset {
+            notes.append(String(format: "large DC offset (up to %+.2f of full scale), kept as is", dc))
+        }
         if stats.decodeErrors > 0 { notes.append("\(stats.decodeErrors) damaged packets skipped") }
         if stats.nonFiniteSamples > 0 { notes.append("\(stats.nonFiniteSamples) NaN/Inf samples replaced by 0") }
         if let readError = stats.readError { notes.append("reading stopped early: \(readError)") }
         record.detail = notes.isEmpty ? nil : notes.joined(separator: "; ")
         return .record(record, stagingFolder: staging, decodedSeconds: decodedSeconds)
+    }
+
+    /// The longest container tag value stored as a raw text (64 KiB); longer ones are not stored
+    /// (a description or lyrics tag is far shorter) and the track's detail names them.
+    static let maxTagBytes = 64 << 10
+
+    /// A clip's mean at or above this (linear, full scale 1) is noted in the track's detail.
+    static let largeDCOffset = 0.1
+
+    /// What a file system object is when it is neither a regular file nor a folder, else nil.
+    static func nonRegularKind(_ mode: mode_t) -> String? {
+        switch mode & S_IFMT {
+        case S_IFREG, S_IFDIR: nil
+        case S_IFIFO: "a named pipe (FIFO)"
+        case S_IFCHR: "a character device"
+        case S_IFBLK: "a block device"
+        case S_IFSOCK: "a socket"
+        default: "a special file"
+        }
     }
 }

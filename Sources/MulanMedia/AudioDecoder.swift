@@ -23,6 +23,12 @@ public struct AudioProbe: Sendable, Hashable {
         public var scope: String
         public var key: String
         public var value: String
+        /// The value was not valid UTF-8; invalid bytes became U+FFFD.
+        public var repaired = false
+
+        public init(scope: String, key: String, value: String, repaired: Bool = false) {
+            (self.scope, self.key, self.value, self.repaired) = (scope, key, value, repaired)
+        }
     }
 }
 
@@ -119,10 +125,18 @@ public final class AudioDecoder {
         var decoder: UnsafePointer<AVCodec>?
         ret = av_find_best_stream(fmt, AVMEDIA_TYPE_AUDIO, -1, -1, &decoder, 0)
         if ret < 0 {
+            let codecDescription = Self.audioCodecDescription(fmt)
+            let hasAudio = codecDescription != "unknown"
             avformat_close_input(&format)
             if ret == mulan_averror_decoder_not_found() {
-                throw TrackFailure(.unsupportedCodec, "\(path) has an audio stream whose codec (\(Self.audioCodecDescription(fmt))) "
+                throw TrackFailure(.unsupportedCodec, "\(path) has an audio stream whose codec (\(codecDescription)) "
                                    + "this FFmpeg cannot decode; convert it to a common format (FLAC, WAV, MP3, Ogg)")
+            }
+            if hasAudio {
+                // FFmpeg skips audio streams that state no sample rate or channel count.
+                throw TrackFailure(.corrupt, "\(path) has an audio stream (\(codecDescription)) but it states no usable "
+                                   + "sample rate or channel count; the file is damaged or not what its name says, "
+                                   + "re-download or re-export it")
             }
             throw TrackFailure(.noAudioStream, "\(path) has no audio stream")
         }
@@ -210,10 +224,26 @@ public final class AudioDecoder {
             "".withCString { emptyName in
                 var data = AVProbeData(filename: emptyName, buf: buf.baseAddress, buf_size: Int32(n), mime_type: nil)
                 var score = AVPROBE_SCORE_RETRY
-                guard let format = av_probe_input_format2(&data, 1, &score) else { return nil }
+                guard let format = av_probe_input_format2(&data, 1, &score) else { return magicFormat(buf.prefix(n)) }
                 return String(cString: format.pointee.name)
             }
         }
+    }
+
+    /// The container named by a file's magic bytes, for files too short for libavformat's probes
+    /// (a file cut inside its header): FLAC, Ogg, RIFF/WAVE, an ID3v2 tag (MP3), an MP4 `ftyp` box.
+    static func magicFormat(_ bytes: Slice<UnsafeMutableBufferPointer<UInt8>>) -> String? {
+        let b = Array(bytes.prefix(12))
+        func at(_ offset: Int, _ magic: String) -> Bool {
+            let m = Array(magic.utf8)
+            return b.count >= offset + m.count && Array(b[offset..<(offset + m.count)]) == m
+        }
+        if at(0, "fLaC") { return "flac" }
+        if at(0, "OggS") { return "ogg" }
+        if at(0, "RIFF") && (b.count < 12 || at(8, "WAVE")) { return "wav" }
+        if at(0, "ID3") { return "mp3 (ID3 tag)" }
+        if at(4, "ftyp") { return "mp4/m4a" }
+        return nil
     }
 
     /// "name, tag 0x…" of the first audio stream, for messages about codecs we cannot decode.
@@ -232,8 +262,12 @@ public final class AudioDecoder {
             entry = av_dict_get(dict, "", entry, AV_DICT_IGNORE_SUFFIX)
             guard let e = entry else { break }
             let key = String(decoding: UnsafeRawBufferPointer(start: e.pointee.key, count: strlen(e.pointee.key)), as: UTF8.self)
-            let value = String(decoding: UnsafeRawBufferPointer(start: e.pointee.value, count: strlen(e.pointee.value)), as: UTF8.self)
-            tags.append(AudioProbe.Tag(scope: scope, key: key, value: value))
+            let bytes = UnsafeRawBufferPointer(start: e.pointee.value, count: strlen(e.pointee.value))
+            let value = String(decoding: bytes, as: UTF8.self)
+            // Decoding replaces invalid sequences with U+FFFD, which changes the byte count unless
+            // the bytes were valid (or already held U+FFFD, then re-encoded identically).
+            let repaired = !value.utf8.elementsEqual(bytes)
+            tags.append(AudioProbe.Tag(scope: scope, key: key, value: value, repaired: repaired))
         }
     }
 
