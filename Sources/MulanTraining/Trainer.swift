@@ -79,12 +79,23 @@ public final class Trainer {
     private(set) var startStep = 0
     private var metrics: MetricsLog
     private let textCache: TextCache
+    /// Held for the trainer's lifetime: two trainers on one run directory would interleave
+    /// checkpoints and metrics.
+    private let lock: WorkdirLock
 
     /// Opens the dataset and the run directory; with `resume`, continues from the newest checkpoint
     /// there (its configuration wins over `config`, except `steps`, which may be extended).
     public init(config requested: TrainingConfig, dataset: String, runDirectory: String, resume: Bool,
                 console: Console) throws(MulanError) {
         var config = requested
+        do {
+            try FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
+        } catch {
+            throw MulanError(.io, "cannot create the run directory \(runDirectory)", cause: "\(error)")
+        }
+        lock = try WorkdirLock(lockFile: runDirectory + "/.lock", stage: "mulan-train",
+                               what: "the run directory \(runDirectory)",
+                               hint: "another mulan-train is using it: wait for it to finish, or choose another --run-dir")
         let checkpoints = Checkpoint.list(in: runDirectory)
         var loaded: (Checkpoint.Loaded, String)?
         if resume, let last = checkpoints.last {
@@ -143,11 +154,6 @@ public final class Trainer {
         sampler = Sampler(split: train, mix: mix, batchSize: config.batchSize, seed: config.seed,
                           bufferSize: config.shuffleBuffer)
         frontEnd = try AudioFrontEnd(split: train, config: config)
-        do {
-            try FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
-        } catch {
-            throw MulanError(.io, "cannot create the run directory \(runDirectory)", cause: "\(error)")
-        }
         // A process killed while writing a checkpoint or the metrics leaves NAME.tmp behind.
         for name in (try? FileManager.default.contentsOfDirectory(atPath: runDirectory)) ?? [] where name.hasSuffix(".tmp") {
             try? FileManager.default.removeItem(atPath: runDirectory + "/" + name)
@@ -439,13 +445,15 @@ struct MetricsLog {
     }
 
     /// Drops lines of steps after `step` (left by a run that stopped before its next checkpoint),
-    /// so a resumed run does not repeat them. Rewrites via a temporary file.
+    /// and the test evaluation of `step` itself (written after its checkpoint, and written again
+    /// when a finished run is resumed), so a resumed run does not repeat them. Rewrites via a
+    /// temporary file.
     func truncate(after step: Int) throws(MulanError) {
         let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
         let kept = text.split(separator: "\n").filter { line in
             guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
                   let s = obj["step"] as? Int else { return false }
-            return s <= step
+            return s < step || (s == step && obj["split"] as? String != "test")
         }
         try AtomicFile.write(Data(kept.map { $0 + "\n" }.joined().utf8), to: path)
     }

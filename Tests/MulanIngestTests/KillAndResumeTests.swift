@@ -7,7 +7,7 @@ import Testing
 /// uninterrupted run: no duplicate or missing rows, no orphan or partial files.
 @Suite("Kill and resume", .serialized)
 struct KillAndResumeTests {
-    @Test func killedRunsResumeToTheSameResult() throws {
+    @Test func crashResumeIngest() throws {
         let h = IngestHarness()
         var csv = "track_id,path\n"
         for i in 0..<12 {
@@ -28,39 +28,37 @@ struct KillAndResumeTests {
         let expectedStore = IngestHarness.files(below: reference + "/clips")
         #expect(expected.clips.count == 24 && expectedStore.count == 24)
 
-        // Seeded kill points spread over the run.
-        var state: UInt64 = 20261125
+        // Seeded kill points spread over the run (MULAN_KILL_POINTS of them; 3 in `make test`).
         var interrupted = 0
-        for (k, fraction) in [0.2, 0.5, 0.8].enumerated() {
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            let jitter = Double(state >> 40) / Double(1 << 24) * 0.1
-            let delay = wall * (fraction + jitter - 0.05)
+        let delays = KillHarness.delays(wall: wall, stage: "ingest")
+        for (k, delay) in delays.enumerated() {
             let workdir = h.dir.file("killed-\(k)")
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: IngestHarness.binary)
-            process.arguments = ["--workdir", workdir, "--quiet", "--manifest", "m.csv", "--jobs", "2"]
-            process.currentDirectoryURL = URL(fileURLWithPath: h.dir.path)
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            usleep(useconds_t(delay * 1_000_000))
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-            if process.terminationReason == .uncaughtSignal { interrupted += 1 }
+            let (delay, landed) = try KillHarness.killMidRun(
+                IngestHarness.binary, ["--workdir", workdir, "--quiet", "--manifest", "m.csv", "--jobs", "2"],
+                cwd: h.dir.path, after: delay) { try KillHarness.remove(workdir) }
+            if landed { interrupted += 1 }
+            let progress = IngestHarness.files(below: workdir + "/clips").count
 
             let resumed = try h.ingest(["--manifest", "m.csv", "--jobs", "2"], workdir: workdir)
             #expect(resumed.status == 3, "\(resumed.stderr)")
             let got = try IngestHarness.snapshot(h.catalog(workdir))
+            let rows = try h.catalog(workdir).count("SELECT COUNT(*) FROM raw_texts")
+            let store = IngestHarness.files(below: workdir + "/clips")
+            let leftovers = KillHarness.leftovers(below: workdir)
             #expect(got.tracks == expected.tracks, "kill point \(k)")
             #expect(got.clips == expected.clips, "kill point \(k)")
             #expect(got.texts == expected.texts, "kill point \(k)")
             #expect(got.rejects == expected.rejects, "kill point \(k)")
-            #expect(try h.catalog(workdir).count("SELECT COUNT(*) FROM raw_texts") == expected.texts.count)
-            #expect(IngestHarness.files(below: workdir + "/clips") == expectedStore, "kill point \(k)")
-            #expect(IngestHarness.files(below: workdir + "/staging").isEmpty, "kill point \(k)")
-            #expect(!IngestHarness.files(below: workdir).contains { $0.hasSuffix(".part") })
+            #expect(rows == expected.texts.count, "kill point \(k): duplicate raw texts")
+            #expect(store == expectedStore, "kill point \(k)")
+            #expect(leftovers.isEmpty, "kill point \(k): \(leftovers)")
+            KillHarness.record(stage: "ingest", point: k, delay: delay, interrupted: landed, progress: progress,
+                               identical: got.tracks == expected.tracks && got.clips == expected.clips
+                                   && got.texts == expected.texts && got.rejects == expected.rejects
+                                   && rows == expected.texts.count && store == expectedStore,
+                               leftovers: leftovers)
         }
         // The kills must really have landed mid-run for this test to mean anything.
-        #expect(interrupted >= 2, "only \(interrupted) of 3 runs were interrupted")
+        #expect(interrupted == delays.count, "only \(interrupted) of \(delays.count) runs were interrupted")
     }
 }

@@ -106,7 +106,7 @@ struct ShardStageTests {
         return String(decoding: out, as: UTF8.self)
     }
 
-    @Test func interruptedRunsFinishWithTheSameBytes() throws {
+    @Test func crashResumeShard() throws {
         let h = try Self.corpus()
         let args = ["--samples-per-shard", "1", "--split", "train=1.0"]
         let started = Date()
@@ -123,27 +123,26 @@ struct ShardStageTests {
         try FileManager.default.removeItem(atPath: out + "/dataset.json")
         #expect(try h.shard(args + ["--out", out]).status == 0)
         #expect(Self.files(out) == reference)  // the stale .part is gone too
-        // A real kill -9 mid-run, then a re-run, gives the same bytes with no partial file left.
+        // A real kill -9 mid-run, then a re-run, gives the same bytes with no partial file left
+        // (MULAN_KILL_POINTS seeded kill points; 3 in `make test`).
         var interrupted = 0
-        for (i, fraction) in [0.3, 0.55, 0.8].enumerated() {
-            let delay = wall * fraction * 1_000_000
+        let delays = KillHarness.delays(wall: wall, stage: "shard")
+        for (i, delay) in delays.enumerated() {
             let dir = h.dir.file("killed-\(i)")
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: IngestHarness.shardBinary)
-            p.arguments = args + ["--out", dir, "--workdir", h.workdir, "--quiet"]
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            usleep(useconds_t(delay))
-            kill(p.processIdentifier, SIGKILL)
-            p.waitUntilExit()
-            if p.terminationReason == .uncaughtSignal { interrupted += 1 }
+            let (delay, landed) = try KillHarness.killMidRun(
+                IngestHarness.shardBinary, args + ["--out", dir, "--workdir", h.workdir, "--quiet"],
+                after: delay) { try KillHarness.remove(dir) }
+            if landed { interrupted += 1 }
+            let progress = IngestHarness.files(below: dir).filter { $0.hasSuffix(".tar") }.count
             #expect(try h.shard(args + ["--out", dir]).status == 0)
             let files = Self.files(dir)
+            let leftovers = KillHarness.leftovers(below: dir)
             #expect(files == reference, "kill point \(i)")
-            #expect(!files.keys.contains { $0.hasSuffix(".part") || $0.hasSuffix(".tmp") })
+            #expect(leftovers.isEmpty, "kill point \(i): \(leftovers)")
+            KillHarness.record(stage: "shard", point: i, delay: delay, interrupted: landed, progress: progress,
+                               identical: files == reference, leftovers: leftovers)
         }
-        #expect(interrupted >= 1, "no run was interrupted; the kill points need adjusting")
+        #expect(interrupted == delays.count, "only \(interrupted) of \(delays.count) runs were interrupted")
     }
 
     @Test func byteLimitAndIncrementalDatasets() throws {

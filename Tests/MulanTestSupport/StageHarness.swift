@@ -3,7 +3,7 @@ import MulanCatalog
 
 /// Runs the real `mulan-ingest` and `mulan-filter` executables on a work directory and reads what
 /// they wrote.
-public struct IngestHarness {
+public struct IngestHarness: Sendable {
     public let dir = TempDir("mulan-stage")
     public var workdir: String { dir.file("work") }
 

@@ -122,12 +122,14 @@ struct TrainingEndToEndTests {
         #expect(py.stdoutText.contains("loss.log_temperature") && py.stdoutText.contains("audio.conv1.weight"))
     }
 
-    @Test func resumedRunEqualsTheUninterruptedOne() throws {
+    @Test func crashResumeTrain() throws {
         let (h, dataset) = try TimbreCorpus.make(perClass: 3)
         let common = ["--steps", "12", "--eval-every", "6", "--checkpoint-every", "4", "--log-every", "1",
                       "--threads", "1", "--seed", "3", "--eval-samples", "12"]
         let straight = h.dir.file("straight"), sliced = h.dir.file("sliced")
+        let started = Date()
         let whole = try Self.train(dataset, straight, common)
+        let wall = Date().timeIntervalSince(started)
         #expect(whole.status == 0, "\(whole.stderr)")
         let first = try Self.train(dataset, sliced, common + ["--stop-at", "5"])
         #expect(first.status == 0, "\(first.stderr)")
@@ -159,26 +161,48 @@ struct TrainingEndToEndTests {
         #expect(try comparable(straight) == comparable(sliced))
         #expect(Checkpoint.list(in: sliced).count <= 3)
 
-        // kill -9 at several moments, then --resume: the same final weights, no leftovers.
-        for (i, delay) in [1.5, 3.0, 4.5].enumerated() {
+        // kill -9 at seeded moments (MULAN_KILL_POINTS; 3 in `make test`), then --resume: the same
+        // final weights and optimizer state, the same metrics lines, no leftovers.
+        var interrupted = 0
+        let delays = KillHarness.delays(wall: wall, stage: "train")
+        for (i, delay) in delays.enumerated() {
             let killed = h.dir.file("killed-\(i)")
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: Self.binary)
-            p.arguments = ["--dataset", dataset, "--run-dir", killed] + Self.tiny + common
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            usleep(useconds_t(delay * 1_000_000))
-            kill(p.processIdentifier, SIGKILL)
-            p.waitUntilExit()
+            let (delay, landed) = try KillHarness.killMidRun(
+                Self.binary, ["--dataset", dataset, "--run-dir", killed] + Self.tiny + common,
+                after: delay) { try KillHarness.remove(killed) }
+            if landed { interrupted += 1 }
+            let progress = Checkpoint.list(in: killed).last?.step ?? 0
             let resumed = try Self.train(dataset, killed, common + (Checkpoint.list(in: killed).isEmpty ? [] : ["--resume"]))
             #expect(resumed.status == 0, "kill \(i): \(resumed.stderr)")
             let c = try SafeTensors.read(killed + "/checkpoint-000012.safetensors")
-            for (name, t) in a.tensors { #expect(c.tensors[name] == t, "kill \(i): \(name) differs") }
-            #expect(try comparable(killed) == comparable(straight), "kill \(i): metrics differ")
-            let leftovers = (try FileManager.default.contentsOfDirectory(atPath: killed)).filter { $0.hasSuffix(".tmp") }
+            let sameState = c.tensors.count == a.tensors.count && a.tensors.allSatisfy { c.tensors[$0.key] == $0.value }
+                && c.metadata["sampler"] == a.metadata["sampler"]
+            let sameMetrics = try comparable(killed) == comparable(straight)
+            let leftovers = KillHarness.leftovers(below: killed)
+            #expect(sameState, "kill \(i): the trainer state differs")
+            #expect(sameMetrics, "kill \(i): metrics differ")
             #expect(leftovers.isEmpty, "kill \(i): \(leftovers)")
+            KillHarness.record(stage: "train", point: i, delay: delay, interrupted: landed, progress: progress,
+                               identical: sameState && sameMetrics, leftovers: leftovers)
         }
+        #expect(interrupted == delays.count, "only \(interrupted) of \(delays.count) runs were interrupted")
+
+        // Two trainers started at once on one run directory: one is refused, and the other's
+        // result is the uninterrupted run's.
+        let twin = h.dir.file("twin")
+        let binary = Self.binary, arguments = ["--dataset", dataset, "--run-dir", twin] + Self.tiny + common
+        nonisolated(unsafe) var other: ProcessResult?
+        let thread = Thread { other = try? TestProcess.run(binary, arguments) }
+        thread.start()
+        let mine = try TestProcess.run(binary, arguments)
+        while !thread.isFinished { usleep(2000) }
+        let both = [mine, try #require(other)]
+        #expect(both.map(\.status).sorted() == [0, 1], "\(both.map(\.stderr))")
+        #expect(both.contains { $0.stderr.contains("the run directory \(twin) is in use by mulan-train pid") },
+                "\(both.map(\.stderr))")
+        let twinState = try SafeTensors.read(twin + "/checkpoint-000012.safetensors")
+        #expect(a.tensors.allSatisfy { twinState.tensors[$0.key] == $0.value })
+        #expect(try comparable(twin) == comparable(straight))
     }
 
     @Test func warmStartedTextTowerTrainsOnlyWhatItShould() throws {
