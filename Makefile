@@ -2,8 +2,11 @@
 SWIFT ?= swift
 DEMO_DIR ?= demo-work
 JOBS ?= $(shell nproc)
+# Any report fails the run; the exit code tells a sanitizer finding from a failed test.
+ASAN_OPTIONS ?= halt_on_error=1:exitcode=86:detect_leaks=1
+TSAN_OPTIONS ?= halt_on_error=1:exitcode=87
 
-.PHONY: all setup build release test demo clean
+.PHONY: all setup build release test test-asan test-tsan demo clean
 
 all: build
 
@@ -21,6 +24,21 @@ test:
 	@scripts/setup.sh --python
 	$(SWIFT) build --build-tests
 	MULAN_TEST_PYTHON=$(CURDIR)/.venv/bin/python $(SWIFT) test --skip-build
+
+# The same tests, the stages they run included, under AddressSanitizer or ThreadSanitizer, each in
+# its own build folder (docs/reliability.md). Slower: about 3x (ASan) and 6x (TSan) the plain run.
+test-asan:
+	@scripts/setup.sh --python
+	$(SWIFT) build --build-tests --sanitize=address --scratch-path .build-asan
+	ASAN_OPTIONS=$(ASAN_OPTIONS) LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/tools/lsan-suppressions.txt \
+	    MULAN_TEST_PYTHON=$(CURDIR)/.venv/bin/python \
+	    $(SWIFT) test --skip-build --sanitize=address --scratch-path .build-asan
+
+test-tsan:
+	@scripts/setup.sh --python
+	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan
+	TSAN_OPTIONS=$(TSAN_OPTIONS) MULAN_TEST_PYTHON=$(CURDIR)/.venv/bin/python \
+	    $(SWIFT) test --skip-build --sanitize=thread --scratch-path .build-tsan
 
 # The main job end to end on a generated corpus of real instrument sound (docs/demo.md): the four
 # stages as file targets, so a re-run does nothing and a changed input redoes only what depends on it.
@@ -128,3 +146,11 @@ $(DEMO_DIR)/report.html: $(DEMO_DIR)/eval.json $(BIN)/mulan-report
 
 clean:
 	rm -rf .build $(DEMO_DIR)
+
+# libFuzzer harnesses for the parsers (fuzz/, docs/reliability.md); not part of `make test`.
+# make fuzz FUZZ_SECONDS=300 FUZZ_TARGETS="tar toml"
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+.PHONY: fuzz
+fuzz:
+	SWIFT=$(SWIFT) scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)

@@ -14,6 +14,8 @@ let package = Package(
         .executable(name: "mulan-search", targets: ["mulan-search"]),
         .executable(name: "mulan-eval", targets: ["mulan-eval"]),
         .executable(name: "mulan-report", targets: ["mulan-report"]),
+        // The parsers, for the libFuzzer harnesses of fuzz/ (a separate package that depends on this one).
+        .library(name: "MulanKit", targets: ["MulanCore", "MulanText", "MulanShards", "MulanTensor"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

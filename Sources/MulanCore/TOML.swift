@@ -70,6 +70,11 @@ public struct TOMLParser {
     private var i = 0
     private var line = 1
     private let source: String
+    /// Arrays and inline tables open around the value being parsed.
+    private var depth = 0
+    /// Nesting of arrays and inline tables, and parts of a dotted key, allowed: the parser and the
+    /// table walk recurse once per level, so a hostile file (`a = [[[[…`) must not reach the stack's end.
+    public static let maxDepth = 128
 
     public static func parse(_ text: String, source: String = "TOML") throws(MulanError) -> [String: TOMLValue] {
         var p = TOMLParser(s: Array(text.unicodeScalars), source: source)
@@ -237,6 +242,7 @@ public struct TOMLParser {
                 if k.isEmpty { throw error("expected a key, found \"\(c)\"") }
                 parts.append(String(k))
             }
+            if parts.count > Self.maxDepth { throw error("a key has more than \(Self.maxDepth) dotted parts") }
             skipSpaces()
             if peek == "." { i += 1; continue }
             return parts
@@ -247,6 +253,13 @@ public struct TOMLParser {
 
     private mutating func value() throws(MulanError) -> TOMLValue {
         guard let c = peek else { throw error("expected a value") }
+        if c == "[" || c == "{" {
+            if depth >= Self.maxDepth {
+                throw error("arrays and inline tables nest more than \(Self.maxDepth) deep")
+            }
+            depth += 1
+        }
+        defer { if c == "[" || c == "{" { depth -= 1 } }
         switch c {
         case "\"":
             if peek(1) == "\"" && peek(2) == "\"" { i += 3; return .string(try multilineBasic()) }
@@ -278,7 +291,13 @@ public struct TOMLParser {
                 skipSpaces()
                 guard advance() == "=" else { throw error("expected = in an inline table") }
                 skipSpaces()
+                // A dotted key nests tables too: count its parts against the same limit.
+                if depth + k.count - 1 > Self.maxDepth {
+                    throw error("arrays and inline tables nest more than \(Self.maxDepth) deep")
+                }
+                depth += k.count - 1
                 let v = try value()
+                depth -= k.count - 1
                 try modify(&t, k[...]) { (slot: inout TOMLValue?) throws(MulanError) in
                     if slot != nil { throw error("key \(k.joined(separator: ".")) is defined twice") }
                     slot = v

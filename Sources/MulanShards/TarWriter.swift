@@ -47,7 +47,9 @@ public final class TarWriter {
         let bytes = Array(name.utf8)
         if bytes.count <= 100 { return ([], bytes) }
         guard bytes.count <= 256 else { return nil }
-        for i in stride(from: bytes.count - 1, through: 0, by: -1) where bytes[i] == 0x2F {
+        // Split at a "/" past the first byte: an empty prefix field means "no prefix" to every
+        // reader, so a split at a leading "/" would lose it.
+        for i in stride(from: bytes.count - 1, through: 1, by: -1) where bytes[i] == 0x2F {
             let prefix = Array(bytes[0..<i]), rest = Array(bytes[(i + 1)...])
             if prefix.count <= 155 && rest.count <= 100 && !rest.isEmpty { return (prefix, rest) }
         }
@@ -171,6 +173,12 @@ public final class TarReader {
         }
     }
 
+    /// Reads an archive held in memory; `path` only names it in messages.
+    public init(data: Data, path: String = "<memory>") {
+        self.path = path
+        self.data = data.startIndex == 0 ? data : Data([UInt8](data))  // offsets below count from 0
+    }
+
     /// A member's header: its name and where its bytes lie in the archive.
     public struct Entry: Sendable {
         public var name: String
@@ -208,7 +216,8 @@ public final class TarReader {
         guard stored == sum else {
             throw ReadError(message: "bad header checksum at byte \(offset) (stored \(stored.map(String.init) ?? "none"), computed \(sum))")
         }
-        guard let size = Int(field(124..<136).trimmingCharacters(in: .whitespaces), radix: 8) else {
+        // (Int parses a sign; a negative size would put the member's end before its start.)
+        guard let size = Int(field(124..<136).trimmingCharacters(in: .whitespaces), radix: 8), size >= 0 else {
             throw ReadError(message: "bad size field at byte \(offset)")
         }
         let prefix = field(345..<500)

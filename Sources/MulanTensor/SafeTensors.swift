@@ -51,6 +51,14 @@ public enum SafeTensors {
     public static func read(_ path: String, include: ((String) -> Bool)? = nil)
         throws -> (tensors: [String: Tensor], metadata: [String: String]) {
         let data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
+        return try read(data: data, path: path, include: include)
+    }
+
+    /// Reads the tensors and metadata of a safetensors file held in memory, with the checks of
+    /// `read(_:include:)`; `path` only names it in messages.
+    public static func read(data: Data, path: String = "<memory>", include: ((String) -> Bool)? = nil)
+        throws -> (tensors: [String: Tensor], metadata: [String: String]) {
+        let data = data.startIndex == 0 ? data : Data([UInt8](data))  // offsets below count from 0
         guard data.count >= 8 else {
             throw FormatError(description: "\(path) is too short to be a safetensors file (\(data.count) bytes)")
         }

@@ -41,12 +41,9 @@ struct ConcurrencyAndDiskTests {
     /// Starts `a` and `b` at the same moment and returns both results.
     static func together(_ a: @escaping @Sendable () throws -> ProcessResult,
                          _ b: @escaping @Sendable () throws -> ProcessResult) throws -> (ProcessResult, ProcessResult) {
-        nonisolated(unsafe) var first: Result<ProcessResult, Error>?
-        let thread = Thread { first = Result(catching: a) }
-        thread.start()
+        let first = Background { Result(catching: a) }
         let second = try b()
-        while !thread.isFinished { usleep(2000) }
-        return (try first!.get(), second)
+        return (try first.wait().get(), second)
     }
 
     @Test func twoWritersAtOnceOneRefusedCatalogIntact() throws {

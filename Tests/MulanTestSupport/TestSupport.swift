@@ -29,6 +29,27 @@ public final class TempDir: @unchecked Sendable {
     }
 }
 
+/// Runs a closure on its own thread; `wait()` returns its result once it has finished. The
+/// semaphore orders the two threads' memory (ThreadSanitizer checks that it is so).
+public final class Background<T>: @unchecked Sendable {
+    // Written once by the worker thread before `done` is signalled; read after waiting on it.
+    private var result: T?
+    private let done = DispatchSemaphore(value: 0)
+
+    public init(_ body: @escaping @Sendable () -> T) {
+        Thread { [self] in
+            result = body()
+            done.signal()
+        }.start()
+    }
+
+    public func wait() -> T {
+        done.wait()
+        done.signal()  // a second wait() returns at once
+        return result!
+    }
+}
+
 /// The result of a child process.
 public struct ProcessResult: Sendable {
     public var status: Int32
@@ -61,14 +82,11 @@ public enum TestProcess {
         process.standardInput = FileHandle.nullDevice
         try process.run()
         // Read both pipes concurrently so a chatty child never blocks.
-        nonisolated(unsafe) var errData = Data()
-        let errThread = Thread { errData = err.fileHandleForReading.readDataToEndOfFile() }
-        errThread.start()
+        let errReader = Background { err.fileHandleForReading.readDataToEndOfFile() }
         let outData = out.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        while errThread.isExecuting || !errThread.isFinished { usleep(1000) }
         return ProcessResult(status: process.terminationStatus, stdout: outData,
-                             stderr: String(decoding: errData, as: UTF8.self))
+                             stderr: String(decoding: errReader.wait(), as: UTF8.self))
     }
 
     /// Runs the ffmpeg CLI quietly; throws with its message when it fails.

@@ -191,12 +191,9 @@ struct TrainingEndToEndTests {
         // result is the uninterrupted run's.
         let twin = h.dir.file("twin")
         let binary = Self.binary, arguments = ["--dataset", dataset, "--run-dir", twin] + Self.tiny + common
-        nonisolated(unsafe) var other: ProcessResult?
-        let thread = Thread { other = try? TestProcess.run(binary, arguments) }
-        thread.start()
+        let other = Background { try? TestProcess.run(binary, arguments) }
         let mine = try TestProcess.run(binary, arguments)
-        while !thread.isFinished { usleep(2000) }
-        let both = [mine, try #require(other)]
+        let both = [mine, try #require(other.wait())]
         #expect(both.map(\.status).sorted() == [0, 1], "\(both.map(\.stderr))")
         #expect(both.contains { $0.stderr.contains("the run directory \(twin) is in use by mulan-train pid") },
                 "\(both.map(\.stderr))")

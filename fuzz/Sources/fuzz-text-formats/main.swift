@@ -1,0 +1,4 @@
+// SwiftPM gives executables their own main; it hands over to libFuzzer.
+import FuzzSupport
+
+runFuzzer(fuzz)
