@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "mulan-search", targets: ["mulan-search"]),
         .executable(name: "mulan-eval", targets: ["mulan-eval"]),
         .executable(name: "mulan-report", targets: ["mulan-report"]),
+        .executable(name: "mulan-dedupe", targets: ["mulan-dedupe"]),
         // The parsers, for the libFuzzer harnesses of fuzz/ (a separate package that depends on this one).
         .library(name: "MulanKit", targets: ["MulanCore", "MulanText", "MulanShards", "MulanTensor"]),
     ],
@@ -27,23 +28,25 @@ let package = Package(
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CChromaprint", pkgConfig: "libchromaprint", providers: [.apt(["libchromaprint-dev"])]),
         .target(name: "CICUShim", linkerSettings: [.linkedLibrary("icuuc"), .linkedLibrary("icudata")]),
 
         // Swift layers.
         .target(name: "MulanCore", dependencies: ["CCrypto"]),
-        .target(name: "MulanMedia", dependencies: ["MulanCore", "CFFmpeg"]),
+        .target(name: "MulanMedia", dependencies: ["MulanCore", "CFFmpeg", "CChromaprint"]),
         .target(name: "MulanCatalog", dependencies: ["MulanCore", "CSQLite"]),
         .target(name: "MulanText", dependencies: ["MulanCore", "CICUShim"]),
         .target(name: "MulanIngest", dependencies: ["MulanCore", "MulanMedia", "MulanCatalog"]),
         .target(name: "MulanFiltering", dependencies: ["MulanCore", "MulanText", "MulanCatalog"]),
         .target(name: "MulanShards", dependencies: ["MulanCore", "MulanCatalog", "MulanMedia"]),
+        .target(name: "MulanDedupe", dependencies: ["MulanCore", "MulanCatalog"]),
         .target(name: "MulanTensor", dependencies: ["COpenBLAS"]),
         .target(name: "MulanDSP", dependencies: ["MulanCore", "CFFmpeg"]),
         .target(name: "MulanTraining", dependencies: ["MulanCore", "MulanMedia", "MulanShards", "MulanTensor", "MulanDSP", "MulanText"]),
         .target(name: "MulanReport", dependencies: ["MulanCore", "MulanCatalog", "MulanShards", "MulanTraining"]),
         .target(name: "MulanCommands", dependencies: [
             "MulanCore", "MulanIngest", "MulanCatalog", "MulanText", "MulanFiltering", "MulanShards", "MulanTraining",
-            "MulanReport",
+            "MulanReport", "MulanDedupe", "MulanMedia",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "mulan-ingest", dependencies: [
@@ -70,6 +73,9 @@ let package = Package(
         .executableTarget(name: "mulan-report", dependencies: [
             "MulanCommands", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        .executableTarget(name: "mulan-dedupe", dependencies: [
+            "MulanCommands", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
 
         // Tests.
         .target(name: "MulanTestSupport", dependencies: ["MulanCore", "MulanCatalog"], path: "Tests/MulanTestSupport"),
@@ -84,6 +90,8 @@ let package = Package(
         .testTarget(name: "MulanTrainingTests", dependencies: ["MulanTraining", "MulanTensor", "MulanShards", "MulanText", "MulanTestSupport"]),
         .testTarget(name: "MulanIngestTests", dependencies: ["MulanIngest", "MulanCatalog", "MulanMedia", "MulanTestSupport"]),
         .testTarget(name: "MulanReportTests", dependencies: ["MulanReport", "MulanCatalog", "MulanTestSupport"]),
+        .testTarget(name: "MulanDedupeTests", dependencies: ["MulanDedupe", "MulanCatalog", "MulanMedia", "MulanShards",
+                                                             "MulanTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -13,6 +13,8 @@ packages=(
   libopenblas-dev                                                 # the trainer's matrix products
   ffmpeg                                                          # the CLI: test reference and demo corpus
   fluidsynth fluid-soundfont-gm                                   # renders the demo corpus's MIDI with real instruments
+  libchromaprint-dev                                              # audio fingerprints for mulan-dedupe
+  libchromaprint-tools                                            # fpcalc: the dedupe tests' and benchmark's reference
 )
 if [ "${1:-}" = "--python" ]; then
   packages+=(chromium)                                            # the tests render mulan-report's HTML headless

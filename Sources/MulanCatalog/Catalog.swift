@@ -68,6 +68,8 @@ public struct TrackRecord: Sendable {
     public var settingsKey: String
     public var clips: [ClipRecord] = []
     public var texts: [RawText] = []
+    /// The fingerprint of the decoded audio (nil when decoding never started).
+    public var fingerprint: Fingerprint?
 
     public init(row: ManifestRow, status: Status, sampleRate: Int, settingsKey: String) {
         self.row = row
@@ -87,6 +89,8 @@ public struct PreviousTrack: Sendable, Hashable {
     public var status: String
     public var reason: String?
     public var detail: String?
+    /// Whether a fingerprint row exists (tracks ingested before fingerprints get one on a re-run).
+    public var hasFingerprint = true
 }
 
 /// The SQLite catalog of a work directory: tracks, clips, raw texts, rejected rows and runs.
@@ -134,10 +138,13 @@ public final class Catalog {
 
     public func previous(trackID: String) throws(MulanError) -> PreviousTrack? {
         guard let r = try database.row(
-            "SELECT content_hash, settings_key, status, reason, detail FROM tracks WHERE track_id = ?", [trackID])
+            """
+            SELECT t.content_hash, t.settings_key, t.status, t.reason, t.detail, f.track_rowid IS NOT NULL
+            FROM tracks t LEFT JOIN fingerprints f ON f.track_rowid = t.id WHERE t.track_id = ?
+            """, [trackID])
         else { return nil }
         return PreviousTrack(contentHash: r[0].string, settingsKey: r[1].string ?? "", status: r[2].string ?? "",
-                             reason: r[3].string, detail: r[4].string)
+                             reason: r[3].string, detail: r[4].string, hasFingerprint: r[5].int != 0)
     }
 
     /// Updates where an unchanged track was listed (manifest, line, split) without touching its clips.
@@ -188,7 +195,30 @@ public final class Catalog {
                 try database.run("INSERT INTO raw_texts (track_id, origin, field, text, source, repaired) VALUES (?, ?, ?, ?, ?, ?)",
                                  [r.trackID, t.origin, t.field, t.text, t.source?.rawValue, t.repaired])
             }
+            if let fingerprint = record.fingerprint {
+                try insertFingerprint(fingerprint, trackRowID: rowid, contentHash: record.contentHash)
+            }
         }
+    }
+
+    // MARK: Fingerprints
+
+    /// Adds (or replaces) the fingerprint of an unchanged track that was ingested before
+    /// fingerprints existed; its clips are untouched.
+    public func putFingerprint(_ fingerprint: Fingerprint, trackID: String, contentHash: String?) throws {
+        try database.transaction {
+            guard let rowid = try database.row("SELECT id FROM tracks WHERE track_id = ?", [trackID])?[0].int else { return }
+            try insertFingerprint(fingerprint, trackRowID: Int64(rowid), contentHash: contentHash)
+        }
+    }
+
+    private func insertFingerprint(_ f: Fingerprint, trackRowID: Int64, contentHash: String?) throws(MulanError) {
+        try database.run("""
+            INSERT OR REPLACE INTO fingerprints (track_rowid, algorithm, sample_rate, duration_s, item_s, item_count, raw,
+                status, detail, content_hash, created_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, [trackRowID, f.algorithm, f.sampleRate, f.durationSeconds, f.itemSeconds, f.items.count,
+                  f.littleEndianBytes, f.status.rawValue, f.detail, contentHash, Timestamp.now()])
     }
 
     // MARK: Annotation files

@@ -8,6 +8,7 @@ public enum SQLValue: Sendable, Hashable {
     case integer(Int64)
     case real(Double)
     case text(String)
+    case blob([UInt8])
 
     public var int: Int? { if case .integer(let v) = self { Int(v) } else { nil } }
     public var double: Double? {
@@ -18,6 +19,7 @@ public enum SQLValue: Sendable, Hashable {
         }
     }
     public var string: String? { if case .text(let v) = self { v } else { nil } }
+    public var bytes: [UInt8]? { if case .blob(let v) = self { v } else { nil } }
 }
 
 public protocol SQLBindable { var sqlValue: SQLValue { get } }
@@ -26,6 +28,7 @@ extension Int64: SQLBindable { public var sqlValue: SQLValue { .integer(self) } 
 extension Double: SQLBindable { public var sqlValue: SQLValue { .real(self) } }
 extension String: SQLBindable { public var sqlValue: SQLValue { .text(self) } }
 extension Bool: SQLBindable { public var sqlValue: SQLValue { .integer(self ? 1 : 0) } }
+extension Array: SQLBindable where Element == UInt8 { public var sqlValue: SQLValue { .blob(self) } }
 extension SQLValue: SQLBindable { public var sqlValue: SQLValue { self } }
 extension Optional: SQLBindable where Wrapped: SQLBindable {
     public var sqlValue: SQLValue { self?.sqlValue ?? .null }
@@ -235,6 +238,11 @@ public final class Statement {
                         sqlite3_bind_text(stmt, index, $0, Int32(utf8.count), mulan_sqlite_transient())
                     }
                 }
+            case .blob(let v):
+                rc = v.withUnsafeBytes { raw -> Int32 in
+                    guard let base = raw.baseAddress else { return sqlite3_bind_zeroblob(stmt, index, 0) }
+                    return sqlite3_bind_blob(stmt, index, base, Int32(raw.count), mulan_sqlite_transient())
+                }
             }
             if rc != SQLITE_OK { throw database.error("binding argument \(index)", rc) }
         }
@@ -257,6 +265,10 @@ public final class Statement {
             case SQLITE_INTEGER: .integer(sqlite3_column_int64(stmt, i))
             case SQLITE_FLOAT: .real(sqlite3_column_double(stmt, i))
             case SQLITE_NULL: .null
+            case SQLITE_BLOB:
+                .blob(sqlite3_column_blob(stmt, i).map {
+                    Array(UnsafeRawBufferPointer(start: $0, count: Int(sqlite3_column_bytes(stmt, i))))
+                } ?? [])
             default:
                 .text(sqlite3_column_text(stmt, i).map {
                     String(decoding: UnsafeRawBufferPointer(start: $0, count: Int(sqlite3_column_bytes(stmt, i))), as: UTF8.self)

@@ -140,6 +140,66 @@ enum Migrations {
         CREATE INDEX text_decisions_norm ON text_decisions(version, status, normalized);
         CREATE INDEX raw_texts_group ON raw_texts(source, group_id);
         """, nil),
+        (4, "fingerprints-and-duplicates", """
+        CREATE TABLE fingerprints (
+            track_rowid INTEGER PRIMARY KEY REFERENCES tracks(id) ON DELETE CASCADE,
+            algorithm INTEGER NOT NULL,
+            sample_rate INTEGER NOT NULL,
+            duration_s REAL NOT NULL,
+            item_s REAL NOT NULL,
+            item_count INTEGER NOT NULL,
+            raw BLOB NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('ok', 'too-short', 'silent', 'low-information', 'failed')),
+            detail TEXT,
+            content_hash TEXT,
+            created_at TEXT NOT NULL,
+            CHECK (length(raw) = 4 * item_count)
+        );
+        CREATE INDEX fingerprints_status ON fingerprints(status);
+        CREATE TABLE dup_groups (
+            id INTEGER PRIMARY KEY,
+            group_key TEXT NOT NULL UNIQUE,
+            size INTEGER NOT NULL,
+            representative TEXT NOT NULL,
+            kinds TEXT NOT NULL,
+            total_s REAL NOT NULL,
+            removed_s REAL NOT NULL,
+            run_id INTEGER REFERENCES runs(id)
+        );
+        CREATE TABLE dup_members (
+            track_id TEXT PRIMARY KEY,
+            group_id INTEGER NOT NULL REFERENCES dup_groups(id) ON DELETE CASCADE,
+            decision TEXT NOT NULL CHECK (decision IN ('representative', 'kept', 'merged')),
+            merged_into TEXT,
+            reason TEXT NOT NULL,
+            CHECK ((decision = 'merged') = (merged_into IS NOT NULL))
+        );
+        CREATE INDEX dup_members_group ON dup_members(group_id);
+        CREATE INDEX dup_members_merged ON dup_members(merged_into);
+        CREATE TABLE dup_pairs (
+            id INTEGER PRIMARY KEY,
+            group_id INTEGER NOT NULL REFERENCES dup_groups(id) ON DELETE CASCADE,
+            track_a TEXT NOT NULL,
+            track_b TEXT NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('exact', 'same-recording', 'contained', 'overlap')),
+            a_start_s REAL,
+            a_end_s REAL,
+            b_start_s REAL,
+            b_end_s REAL,
+            bit_error_rate REAL,
+            votes INTEGER,
+            UNIQUE (track_a, track_b),
+            CHECK (track_a < track_b)
+        );
+        CREATE TABLE dedupe_state (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            policy TEXT NOT NULL CHECK (policy IN ('split', 'merge')),
+            run_id INTEGER REFERENCES runs(id),
+            settings TEXT NOT NULL,
+            signature TEXT NOT NULL,
+            completed_at TEXT NOT NULL
+        );
+        """, nil),
     ]
 
     static func apply(to db: Database) throws(MulanError) {

@@ -142,10 +142,21 @@ public struct IngestJob: Sendable {
                         } else {
                             report.tracksSkipped += 1
                         }
+                    case .fingerprinted(let row, let previous, let fingerprint, let decoded):
+                        try catalog.touch(row, runID: runID)
+                        try catalog.putFingerprint(fingerprint, trackID: row.trackID, contentHash: previous.contentHash)
+                        report.tracksSkipped += 1
+                        report.tracksFingerprinted += 1
+                        report.fingerprintsByStatus[fingerprint.status.rawValue, default: 0] += 1
+                        report.hoursIn += decoded / 3600
+                        secondsSoFar += decoded
                     case .record(let record, let staging, let decoded):
                         try catalog.replace(record, runID: runID)
                         if let staging { try store.publish(stagingFolder: staging) }
                         try store.collectGarbage(catalog: catalog)
+                        if let fingerprint = record.fingerprint {
+                            report.fingerprintsByStatus[fingerprint.status.rawValue, default: 0] += 1
+                        }
                         report.hoursIn += decoded / 3600
                         secondsSoFar += decoded
                         if record.status == .ingested {

@@ -11,6 +11,8 @@ public struct IngestReport: Codable, Sendable, StageReport {
     public var tracksSkipped = 0
     public var tracksFailed = 0
     public var rowsRejected = 0
+    public var tracksFingerprinted = 0
+    public var fingerprintsByStatus: [String: Int] = [:]
     public var clipsWritten = 0
     public var clipsSilent = 0
     public var tailsDropped = 0
@@ -31,6 +33,7 @@ public struct IngestReport: Codable, Sendable, StageReport {
         case schemaVersion = "schema_version", stage, workdir
         case tracksTotal = "tracks_total", tracksIngested = "tracks_ingested", tracksSkipped = "tracks_skipped"
         case tracksFailed = "tracks_failed", rowsRejected = "rows_rejected", clipsWritten = "clips_written"
+        case tracksFingerprinted = "tracks_fingerprinted", fingerprintsByStatus = "fingerprints_by_status"
         case clipsSilent = "clips_silent", tailsDropped = "tails_dropped"
         case failuresByReason = "failures_by_reason", hoursIn = "hours_in", hoursKept = "hours_kept"
         case wallSeconds = "wall_seconds", realtimeFactor = "realtime_factor", jobs
@@ -46,6 +49,10 @@ public struct IngestReport: Codable, Sendable, StageReport {
             String(format: "  audio: %.3f h in, %.3f h kept; %.1f s wall, %.1f× realtime, %d jobs",
                    hoursIn, hoursKept, wallSeconds, realtimeFactor, jobs),
         ]
+        if !fingerprintsByStatus.isEmpty {
+            lines.append("  fingerprints: " + fingerprintsByStatus.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }
+                .joined(separator: ", ") + (tracksFingerprinted > 0 ? " (\(tracksFingerprinted) of unchanged tracks)" : ""))
+        }
         if !failuresByReason.isEmpty {
             lines.append("  failures by reason:")
             for (reason, count) in failuresByReason.sorted(by: { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }) {

@@ -15,6 +15,9 @@ struct WorkItem: Sendable {
 enum TrackOutcome: Sendable {
     /// Same content and settings as the catalog's record: nothing to redo.
     case unchanged(ManifestRow, PreviousTrack)
+    /// Unchanged, but ingested before fingerprints existed: the source was decoded again (nothing
+    /// re-encoded) to compute the fingerprint to add.
+    case fingerprinted(ManifestRow, PreviousTrack, Fingerprint, decodedSeconds: Double)
     /// A new record to write; staged clip files wait in `stagingFolder` until the write commits.
     case record(TrackRecord, stagingFolder: String?, decodedSeconds: Double)
     /// The work directory could not be written (a full disk, a file-size limit, a read-only or
@@ -76,6 +79,10 @@ enum TrackProcessor {
             }
         }
         if let previous = item.previous, previous.contentHash == record.contentHash, previous.settingsKey == key {
+            if previous.status == TrackRecord.Status.ingested.rawValue && !previous.hasFingerprint {
+                let fingerprint = fingerprintOnly(row, settings: settings)
+                return .fingerprinted(row, previous, fingerprint, decodedSeconds: fingerprint.durationSeconds)
+            }
             return .unchanged(row, previous)
         }
 
@@ -129,6 +136,8 @@ enum TrackProcessor {
         }
         let rate = Double(settings.sampleRate)
         var clips: [ClipRecord] = []
+        // The fingerprint is computed from the same decoded stream, at the gain of stored clips.
+        let fingerprinter = Fingerprinter(sampleRate: settings.sampleRate)
         let stats: DecodeStats
         do {
             func handle(_ clip: ClipAudio) throws {
@@ -170,6 +179,7 @@ enum TrackProcessor {
                                         flacPath: ClipStore.relativePath(sha256: sha), flacSHA256: sha))
             }
             stats = try decoder.decode(startSeconds: row.startSeconds, endSeconds: row.endSeconds) { chunk in
+                fingerprinter.feed(chunk, gain: Float(decoder.downmixGain))
                 try cutter.append(chunk, emit: handle)
                 return !cutter.isDone
             }
@@ -186,6 +196,7 @@ enum TrackProcessor {
         }
 
         decodedSeconds = Double(stats.outputSamples) / rate
+        record.fingerprint = fingerprinter.finish()
         record.durationSeconds = decodedSeconds
         record.decodeErrors = stats.decodeErrors
         record.tailDroppedSeconds = Double(cutter.droppedTailSamples) / rate
@@ -251,6 +262,27 @@ enum TrackProcessor {
         if let readError = stats.readError { notes.append("reading stopped early: \(readError)") }
         record.detail = notes.isEmpty ? nil : notes.joined(separator: "; ")
         return .record(record, stagingFolder: staging, decodedSeconds: decodedSeconds)
+    }
+
+    /// Decodes an unchanged track again only to fingerprint it (the same stream and gain as ingest
+    /// feeds the fingerprinter; no clip is cut or encoded). Never fails: a source that cannot be
+    /// decoded any more gives a `failed` fingerprint with the reason.
+    static func fingerprintOnly(_ row: ManifestRow, settings: IngestSettings) -> Fingerprint {
+        let fingerprinter = Fingerprinter(sampleRate: settings.sampleRate)
+        do {
+            let decoder = try AudioDecoder(path: row.path, outputSampleRate: settings.sampleRate)
+            _ = try decoder.decode(startSeconds: row.startSeconds, endSeconds: row.endSeconds) { chunk in
+                fingerprinter.feed(chunk, gain: Float(decoder.downmixGain))
+                return true
+            }
+        } catch {
+            var f = fingerprinter.finish()
+            f.items = []
+            f.status = .failed
+            f.detail = "the source could not be decoded again to fingerprint it: \(error)"
+            return f
+        }
+        return fingerprinter.finish()
     }
 
     /// The longest container tag value stored as a raw text (64 KiB); longer ones are not stored

@@ -226,8 +226,12 @@ public struct ShardJob: Sendable {
         var perSplit: [String: [Entry]] = [:]
         var lanes = [UInt64](repeating: 0, count: 4)
         var samples = 0
+        var dedupeSignatures: [String] = []
+        var mergedClips = 0
         for (p, part) in parts.enumerated() {
             let db = part.db
+            let groups = try DuplicateGroups(db, console: console)
+            if let signature = groups.signature { dedupeSignatures.append(signature) }
             if plan.vocabularySHA256 == nil {
                 plan.vocabularySHA256 = try db.row(
                     "SELECT vocab_sha256 FROM filter_versions WHERE version IN (\(placeholders)) LIMIT 1", versionList)?[0].string
@@ -240,14 +244,19 @@ public struct ShardJob: Sendable {
             }
             try db.forEach("""
                 SELECT c.id, t.track_id, c.clip_index, t.split, c.flac_sha256 FROM clips c JOIN tracks t ON t.id = c.track_rowid
-                WHERE c.status = 'kept' AND t.status = 'ingested' AND EXISTS (
-                    SELECT 1 FROM text_decisions d INDEXED BY text_decisions_track WHERE d.track_id = t.track_id AND d.status = 'kept'
-                    AND d.version IN (\(placeholders)))
+                WHERE c.status = 'kept' AND t.status = 'ingested' AND (\(Self.hasKeptText(placeholders)))
                 ORDER BY c.id
-                """, versionList) { row in
+                """, versionList + versionList) { row in
                 guard let id = row[0].int, let track = row[1].string, let index = row[2].int else { return }
+                let member = groups.members[track]
+                if groups.merge, member?.mergedInto != nil {
+                    mergedClips += 1
+                    return
+                }
                 let key = ShardKeys.key(trackID: track, clipIndex: index)
-                let name = split.split(trackID: track, manifestSplit: row[3].string)
+                // A duplicate group's members all go to one split: the group key's (see DuplicateGroups).
+                let name = member.map { split.split(trackID: $0.groupKey, manifestSplit: $0.groupSplit) }
+                    ?? split.split(trackID: track, manifestSplit: row[3].string)
                 perSplit[name, default: []].append(Entry(rank: ShardKeys.rank(key: key, seed: seed),
                                                          ref: UInt64(p) << 48 | UInt64(id)))
                 let digest = SHA256Digest.hex(of: Array("\(name)/\(key)/\(row[4].string ?? "")".utf8))
@@ -259,16 +268,20 @@ public struct ShardJob: Sendable {
             }
             plan.clipsWithoutText += try part.catalog.count("""
                 SELECT COUNT(*) FROM clips c JOIN tracks t ON t.id = c.track_rowid
-                WHERE c.status = 'kept' AND t.status = 'ingested' AND NOT EXISTS (
-                    SELECT 1 FROM text_decisions d INDEXED BY text_decisions_track WHERE d.track_id = t.track_id AND d.status = 'kept'
-                    AND d.version IN (\(placeholders)))
-                """, versionList)
+                WHERE c.status = 'kept' AND t.status = 'ingested' AND NOT (\(Self.hasKeptText(placeholders)))
+                """, versionList + versionList)
+        }
+        if mergedClips > 0 {
+            console.log(.info, "\(mergedClips) clips of tracks merged into their duplicate group's representative "
+                        + "(mulan-dedupe --policy merge) are left out; their kept texts go with the representative",
+                        event: "merged_duplicates")
         }
         if plan.sampleRate == 0 { plan.sampleRate = 16000 }
         if plan.clipSeconds == 0 { plan.clipSeconds = 30 }
         let settings = "v2;seed=\(seed);split=\(split.fractions.map { "\($0.name)=\($0.share)" });per=\(samplesPerShard)"
             + ";max=\(maxShardBytes ?? 0);versions=\(versionList);samples=\(samples);sum="
             + lanes.map { String($0, radix: 16) }.joined(separator: ",")
+            + (dedupeSignatures.isEmpty ? "" : ";dedupe=" + dedupeSignatures.joined(separator: ","))
         plan.datasetID = String(SHA256Digest.hex(of: Array(settings.utf8)).prefix(12))
         for name in perSplit.keys.sorted() {
             var entries = perSplit[name]!
@@ -475,25 +488,31 @@ public struct ShardJob: Sendable {
                              hint: "do not run mulan-ingest on the same work directory at the same time")
         }
         let key = ShardKeys.key(trackID: track, clipIndex: clipIndex)
-        let textIDs = try StableIDs.rawTexts(of: track, in: db)
+        // The track's own kept texts, then those of the duplicates merged into it (mulan-dedupe --policy merge).
+        let textTracks = [track] + (try DuplicateGroups.mergedInto(track, in: db))
+        let textIDs = try textTracks.map { try StableIDs.rawTexts(of: $0, in: db) }
         var bySource: [String: [SampleRecord.Text]] = [:]
         var sampleTexts: [String: Int] = [:]
         for source in TextSource.allCases.map(\.rawValue) {
             guard let version = versions[source] else { continue }
-            let rows = try db.rows("""
-                SELECT raw_text_id, normalized, token_ids FROM text_decisions INDEXED BY text_decisions_track
-                WHERE version = ? AND track_id = ? AND status = 'kept' ORDER BY raw_text_id
-                """, [version, track])
-            if rows.isEmpty { continue }
-            bySource[source] = try rows.map {
-                guard let local = $0[0].int, let id = textIDs[local] else {
-                    throw MulanError(.catalog, "a kept \(source) text of track \(track) has no raw text in \(part.directory)")
+            var texts: [SampleRecord.Text] = []
+            for (n, textTrack) in textTracks.enumerated() {
+                let rows = try db.rows("""
+                    SELECT raw_text_id, normalized, token_ids FROM text_decisions INDEXED BY text_decisions_track
+                    WHERE version = ? AND track_id = ? AND status = 'kept' ORDER BY raw_text_id
+                    """, [version, textTrack])
+                texts += try rows.map {
+                    guard let local = $0[0].int, let id = textIDs[n][local] else {
+                        throw MulanError(.catalog, "a kept \(source) text of track \(textTrack) has no raw text in \(part.directory)")
+                    }
+                    return SampleRecord.Text(text: $0[1].string ?? "",
+                                             tokenIDs: ($0[2].string ?? "").split(separator: " ").compactMap { Int($0) },
+                                             rawTextID: id)
                 }
-                return SampleRecord.Text(text: $0[1].string ?? "",
-                                         tokenIDs: ($0[2].string ?? "").split(separator: " ").compactMap { Int($0) },
-                                         rawTextID: id)
             }
-            sampleTexts[source] = rows.count
+            if texts.isEmpty { continue }
+            bySource[source] = texts
+            sampleTexts[source] = texts.count
         }
         let record = SampleRecord(
             key: key, trackID: track, clipIndex: clipIndex, startSeconds: row[4].double ?? 0,
@@ -634,6 +653,61 @@ public struct ShardJob: Sendable {
             }
         }
         return manifest
+    }
+}
+
+/// The duplicate groups mulan-dedupe recorded in a catalog: each member's group key (its smallest
+/// track id, which chooses the group's split), the group's manifest split (the first one given among
+/// its members in track id order), and under the merge policy the representative it was merged into.
+struct DuplicateGroups {
+    struct Member {
+        var groupKey: String
+        var groupSplit: String?
+        var mergedInto: String?
+    }
+
+    var members: [String: Member] = [:]
+    var merge = false
+    /// Identifies the grouping and policy (part of the dataset id); nil when dedupe never ran.
+    var signature: String?
+
+    init(_ db: Database, console: Console) throws {
+        guard let state = try db.row("SELECT policy, signature, completed_at FROM dedupe_state WHERE id = 1") else { return }
+        merge = state[0].string == "merge"
+        signature = "\(state[0].string ?? ""):\(state[1].string ?? "")"
+        for row in try db.rows("""
+            SELECT m.track_id, g.group_key, m.merged_into,
+                   (SELECT t.split FROM dup_members m2 JOIN tracks t ON t.track_id = m2.track_id
+                    WHERE m2.group_id = g.id AND t.split IS NOT NULL AND t.split != '' ORDER BY t.track_id LIMIT 1)
+            FROM dup_members m JOIN dup_groups g ON g.id = m.group_id
+            """) {
+            guard let track = row[0].string, let key = row[1].string else { continue }
+            members[track] = Member(groupKey: key, groupSplit: row[3].string, mergedInto: row[2].string)
+        }
+        let changed = try db.row("SELECT COUNT(*) FROM tracks WHERE status = 'ingested' AND updated_at > ?",
+                                 [state[2].string ?? ""])?[0].int ?? 0
+        if changed > 0 {
+            console.log(.warning, "\(changed) tracks were ingested after mulan-dedupe ran: they are not in any duplicate "
+                        + "group yet; run mulan-dedupe again before sharding", event: "dedupe_stale")
+        }
+    }
+
+    /// The tracks merged into `track` (none unless dedupe ran with the merge policy), in track id order.
+    static func mergedInto(_ track: String, in db: Database) throws(MulanError) -> [String] {
+        try db.rows("SELECT track_id FROM dup_members WHERE merged_into = ? ORDER BY track_id", [track]).compactMap { $0[0].string }
+    }
+}
+
+extension ShardJob {
+    /// SQL: track `t` has a kept text of a selected version, itself or through a duplicate merged into
+    /// it. Takes the version list twice.
+    static func hasKeptText(_ placeholders: String) -> String {
+        """
+        EXISTS (SELECT 1 FROM text_decisions d INDEXED BY text_decisions_track WHERE d.track_id = t.track_id
+                AND d.status = 'kept' AND d.version IN (\(placeholders)))
+        OR EXISTS (SELECT 1 FROM dup_members m JOIN text_decisions d INDEXED BY text_decisions_track ON d.track_id = m.track_id
+                   WHERE m.merged_into = t.track_id AND d.status = 'kept' AND d.version IN (\(placeholders)))
+        """
     }
 }
 
