@@ -23,22 +23,10 @@ public enum SyntheticBenchmark {
         }
     }
 
-    struct Generator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func uniform() -> Double { Double(next() >> 11) / Double(1 << 53) }
-    }
-
     public static func run(count: Int, items: Int, duplicateShare: Double, bitErrorRate: Double, seed: UInt64,
                            settings: MatchSettings = MatchSettings()) -> Result {
         let started = Date()
-        var rng = Generator(state: seed)
+        var rng = SplitMix64(seed: seed)
         var fingerprints: [[UInt32]] = []
         fingerprints.reserveCapacity(count)
         var planted = Set<UInt64>()
