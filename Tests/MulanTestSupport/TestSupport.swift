@@ -120,6 +120,18 @@ public struct TestFailure: Error, CustomStringConvertible {
 }
 
 /// Paths of the package and its built products.
+public enum TestSanitizer {
+    /// Whether the suite runs under `make test-asan` or `make test-tsan` (their options are set):
+    /// shadow memory and quarantine multiply resident memory, so absolute memory bounds scale.
+    public static var active: Bool {
+        let env = ProcessInfo.processInfo.environment
+        return env["ASAN_OPTIONS"] != nil || env["TSAN_OPTIONS"] != nil
+    }
+
+    /// How much more resident memory the same work takes under the active sanitizer.
+    public static var memoryFactor: Int { active ? 8 : 1 }
+}
+
 public enum TestPaths {
     /// The folder holding the test bundle, where SwiftPM also puts the executables.
     public static var productsDirectory: String {
