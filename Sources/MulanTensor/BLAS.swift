@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import Synchronization
 internal import COpenBLAS
 
 /// Matrix products through OpenBLAS (`cblas_sgemm`, row-major), and the thread count every
@@ -9,13 +10,14 @@ internal import COpenBLAS
 /// above it, over rows or over the batch, so that concurrent calls never contend for OpenBLAS's
 /// thread pool and results do not depend on the thread count.
 public enum BLAS {
-    nonisolated(unsafe) private static var threadCount = 1
+    /// Atomic: a setting read by every kernel, which tests running side by side change.
+    private static let threadCount = Atomic<Int>(1)
 
     /// The number of threads kernels use (at least 1). Call before training starts.
     public static var threads: Int {
-        get { threadCount }
+        get { threadCount.load(ordering: .relaxed) }
         set {
-            threadCount = max(1, newValue)
+            threadCount.store(max(1, newValue), ordering: .relaxed)
             openblas_set_num_threads(1)
         }
     }
