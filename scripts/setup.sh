@@ -18,6 +18,7 @@ packages=(
 )
 if [ "${1:-}" = "--python" ]; then
   packages+=(chromium)                                            # the tests render mulan-report's HTML headless
+  packages+=(wesnoth-1.16-music)                                  # real music (Ogg) for the duplicate-detection accuracy test
 fi
 
 missing=()
