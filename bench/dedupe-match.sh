@@ -8,9 +8,8 @@ BIN=${BIN:-.build-bench/release}
 [ -x "$BIN/mulan-dedupe" ] || swift build -c release --product mulan-dedupe --scratch-path .build-bench
 mkdir -p bench/results
 echo "# $(date -u +%FT%TZ) $(nproc) cores, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-for n in "${@:-100000 1000000}"; do
-  for count in $n; do
-    /usr/bin/time -f "%e s wall, %M KB max RSS" "$BIN/mulan-dedupe" bench-match --count "$count" --items 240 \
-      --duplicates 0.01 --bit-error-rate 0.03 --seed 1
-  done
+sizes=("$@"); [ ${#sizes[@]} -gt 0 ] || sizes=(100000 1000000)
+for count in "${sizes[@]}"; do
+  /usr/bin/time -f "%e s wall, %M KB max RSS" "$BIN/mulan-dedupe" bench-match --count "$count" --items 240 \
+    --duplicates 0.01 --bit-error-rate 0.03 --seed 1
 done

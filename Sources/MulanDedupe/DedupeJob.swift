@@ -132,9 +132,11 @@ public struct DedupeJob: Sendable {
 
         // 4. Groups: connected components of the pairs.
         var uf = UnionFind(tracks.count)
-        for p in pairs { uf.union(p.a, p.b) }
         var inPair = Set<Int>()
-        for p in pairs { inPair.insert(p.a); inPair.insert(p.b) }
+        for p in pairs {
+            uf.union(p.a, p.b)
+            inPair.formUnion([p.a, p.b])
+        }
         var components: [Int: [Int]] = [:]
         for x in inPair.sorted() { components[uf.find(x), default: []].append(x) }
         var groups = Array(components.values)

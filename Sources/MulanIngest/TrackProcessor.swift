@@ -109,7 +109,7 @@ enum TrackProcessor {
             return RawText(origin: "container:\($0.scope)", field: $0.key, text: $0.value,
                            source: ContainerTagSources.source(forTag: $0.key), repaired: $0.repaired)
         }
-        let repairedTags = probe.tags.filter { $0.repaired && $0.value.utf8.count <= maxTagBytes }.map(\.key)
+        let repairedTags = record.texts.filter(\.repaired).map(\.field)
         if !repairedTags.isEmpty {
             notes.append("container tag\(repairedTags.count > 1 ? "s" : "") \(repairedTags.joined(separator: ", ")) "
                          + "had invalid UTF-8, replaced by U+FFFD (raw_texts.repaired)")
