@@ -57,11 +57,9 @@ public enum SyntheticBenchmark {
         for p in planted { uf.union(Int(p >> 32), Int(p & 0xFFFF_FFFF)) }
         let found = Set(matches.map { UInt64($0.a) << 32 | UInt64($0.b) }).intersection(planted).count
         let falsePairs = matches.filter { uf.find($0.a) != uf.find($0.b) }.count
-        var usage = rusage()
-        getrusage(RUSAGE_SELF.rawValue, &usage)
         return Result(fingerprints: count, itemsPerFingerprint: items, planted: planted.count, found: found,
                       falsePairs: falsePairs, generateSeconds: generated.timeIntervalSince(started),
-                      matchSeconds: matched.timeIntervalSince(generated), peakRSSMiB: Double(usage.ru_maxrss) / 1024,
+                      matchSeconds: matched.timeIntervalSince(generated), peakRSSMiB: Double(PeakMemory.residentBytes()) / 1048576,
                       statistics: statistics)
     }
 }

@@ -192,6 +192,7 @@ public struct IngestJob: Sendable {
         report.tracksTotal = report.tracksIngested + report.tracksSkipped + report.tracksFailed
         report.wallSeconds = Date().timeIntervalSince(started)
         report.realtimeFactor = report.wallSeconds > 0 ? report.hoursIn * 3600 / report.wallSeconds : 0
+        report.peakRSSBytes = PeakMemory.residentBytes()
         report.exitCode = report.tracksFailed > 0 ? ExitStatus.completedWithFailures.rawValue : ExitStatus.success.rawValue
         try catalog.finishRun(runID, summary: report.json())
         return report

@@ -25,6 +25,8 @@ public struct IngestReport: Codable, Sendable, StageReport {
     public var sampleRate: Int
     public var clipSeconds: Double
     public var exitCode: Int32 = 0
+    /// The process's peak resident memory (PeakMemory), taken when the summary is made.
+    public var peakRSSBytes = 0
     /// The worker that wrote this summary, when the stage runs as several workers (shown in the
     /// text summary; the JSON's `workdir` names the worker's part).
     public var worker: WorkerSlice? = nil
@@ -38,6 +40,7 @@ public struct IngestReport: Codable, Sendable, StageReport {
         case failuresByReason = "failures_by_reason", hoursIn = "hours_in", hoursKept = "hours_kept"
         case wallSeconds = "wall_seconds", realtimeFactor = "realtime_factor", jobs
         case sampleRate = "sample_rate", clipSeconds = "clip_seconds", exitCode = "exit_code"
+        case peakRSSBytes = "peak_rss_bytes"
     }
 
 

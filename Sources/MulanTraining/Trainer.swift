@@ -262,7 +262,7 @@ public final class Trainer {
         return TrainSummary(
             runDirectory: runDirectory, datasetID: train.manifest.datasetID, firstStep: startStep, steps: config.steps,
             lastStep: max(startStep, end), examples: examples, seconds: seconds, examplesPerSecond: seconds > 0 ? Double(examples) / seconds : 0,
-            threads: BLAS.threads, timeShare: timeShare, peakRSSBytes: Self.peakRSS(), finalLoss: lastLoss,
+            threads: BLAS.threads, timeShare: timeShare, peakRSSBytes: PeakMemory.residentBytes(), finalLoss: lastLoss,
             temperature: Double(model.loss.temperature), valid: lastValid, test: testResult,
             checkpoint: lastCheckpoint ?? Checkpoint.list(in: runDirectory).last?.path)
     }
@@ -426,11 +426,6 @@ public final class Trainer {
         model.embedTexts(sequences, batchSize: config.batchSize, maxLength: config.text.maxLength)
     }
 
-    static func peakRSS() -> Int {
-        var usage = rusage()
-        getrusage(RUSAGE_SELF.rawValue, &usage)
-        return Int(usage.ru_maxrss) * 1024
-    }
 }
 
 /// `metrics.jsonl`: one JSON object per line, appended and flushed as training goes.
