@@ -28,6 +28,10 @@ public final class MultiHeadSelfAttention: Module {
     private var probabilities = Tensor(shape: [0])
     private var lengths: [Int] = []
     private var batch = 0, sequenceLength = 0, queryCount = 0
+    /// For `forwardPacked`: [Wq; Wk; Wv] ([3·width, width]) and [bq; bk; bv], and the parameter
+    /// versions they were built from.
+    private var fusedWeight = Tensor(shape: [0]), fusedBias = Tensor(shape: [0])
+    private var fusedVersions: [Int] = []
 
     public init(width: Int, heads: Int, std: Float = 0.02, random: inout RandomSource) {
         precondition(heads > 0 && width % heads == 0, "width \(width) is not a multiple of heads \(heads)")
@@ -56,8 +60,10 @@ public final class MultiHeadSelfAttention: Module {
         let q = query.forward(firstQueryOnly ? firstPositions(x) : x, training: training)
         let k = key.forward(x, training: training)
         let v = value.forward(x, training: training)
-        var context = Tensor(shape: [b, lq, w])
-        var probs = Tensor(shape: [b * h, lq, l])
+        // Every element of the context is written (beta 0). The probabilities' columns at padded keys
+        // are kept 0 for the backward pass; an inference pass never reads them.
+        var context = Tensor(uninitializedShape: [b, lq, w])
+        var probs = training ? Tensor(shape: [b * h, lq, l]) : Tensor(uninitializedShape: [b * h, lq, l])
         let scale = 1 / Float(d).squareRoot()
         q.withUnsafePointer { qp in
             k.withUnsafePointer { kp in
@@ -92,6 +98,74 @@ public final class MultiHeadSelfAttention: Module {
                                                         Tensor(shape: [0]))
         }
         return y
+    }
+
+    /// Inference over packed rows: x is [N, width], the sequences one after another without
+    /// padding (sequence s is the `lengths[s]` rows after those of the sequences before it, N the sum
+    /// of the lengths). Returns [N, width]: for every row, what `forward` gives at that (valid)
+    /// position, up to rounding (OpenBLAS may block products of other shapes differently: a few
+    /// 1e-7 on all-MiniLM-L6-v2). Keeps no state for a backward pass. No work goes to padding.
+    ///
+    /// The query, key and value projections are one product with the three weights stacked
+    /// ([3·width, width], built on first use and rebuilt whenever one of the six parameters changes,
+    /// see `Parameter.version`): OpenBLAS packs the input once instead of three times.
+    public func forwardPacked(_ x: Tensor, lengths: [Int]) -> Tensor {
+        let w = width, h = heads, d = headDim, n = x.count / max(w, 1)
+        precondition(x.shape.last == w && lengths.allSatisfy { $0 >= 1 } && lengths.reduce(0, +) == n,
+                     "attention: packed input \(x.shape) for lengths \(lengths)")
+        let versions = [query.weight, key.weight, value.weight].map(\.version)
+            + [query.bias, key.bias, value.bias].map { $0?.version ?? -1 }
+        if versions != fusedVersions {
+            fusedWeight = Tensor(uninitializedShape: [3 * w, w])
+            fusedWeight.storage.withUnsafeMutableBufferPointer { fp in
+                for (i, layer) in [query, key, value].enumerated() {
+                    layer.weight.value.storage.withUnsafeBufferPointer { wp in
+                        _ = UnsafeMutableBufferPointer(rebasing: fp[i * w * w..<(i + 1) * w * w]).initialize(from: wp)
+                    }
+                }
+            }
+            fusedBias = Tensor(shape: [3 * w])
+            for (i, layer) in [query, key, value].enumerated() {
+                if let bias = layer.bias {
+                    for j in 0..<w { fusedBias.storage[i * w + j] = bias.value.storage[j] }
+                }
+            }
+            fusedVersions = versions
+        }
+        let qkv = Linear.affine(x, weight: fusedWeight, bias: fusedBias)  // [N, 3w]: q | k | v per row
+        var offsets = [Int](repeating: 0, count: lengths.count + 1)
+        var scratch = [Int](repeating: 0, count: lengths.count + 1)
+        for (s, len) in lengths.enumerated() {
+            offsets[s + 1] = offsets[s] + len
+            scratch[s + 1] = scratch[s] + h * len * len
+        }
+        var context = Tensor(uninitializedShape: [n, w])  // every element written (beta 0)
+        var probs = [Float](unsafeUninitializedCapacity: max(1, scratch[lengths.count])) { _, c in
+            c = max(1, scratch[lengths.count])
+        }
+        let scale = 1 / Float(d).squareRoot(), ld = 3 * w
+        qkv.withUnsafePointer { qp in
+            context.withUnsafeMutablePointer { cp in
+                probs.withUnsafeMutableBufferPointer { pb in
+                    offsets.withUnsafeBufferPointer { off in
+                        scratch.withUnsafeBufferPointer { sc in
+                            let pp = pb.baseAddress!
+                            Parallel.forEach(lengths.count * h) { t in
+                                let s = t / h, head = t % h, row = off[s], len = off[s + 1] - row
+                                let q = qp + row * ld + head * d, k = q + w, v = q + 2 * w
+                                let p = pp + sc[s] + head * len * len
+                                BLAS.gemm(transB: true, m: len, n: len, k: d, alpha: scale, a: q, lda: ld,
+                                          b: k, ldb: ld, c: p, ldc: len)
+                                for i in 0..<len { softmaxRow(p + i * len, len) }
+                                BLAS.gemm(m: len, n: d, k: len, a: p, lda: len, b: v, ldb: ld,
+                                          c: cp + row * w + head * d, ldc: w)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return output.forward(context, training: false)
     }
 
     /// dy: the shape of the output. Accumulates the four layers' parameter gradients; returns dx
@@ -196,14 +270,31 @@ public final class TransformerEncoderLayer: Module {
     /// `firstPositionOnly` the [CLS] rows alone, [B, 1, width] (for a last layer under [CLS]
     /// pooling: the other positions are not computed).
     public func forward(_ x: Tensor, lengths: [Int], firstPositionOnly: Bool = false, training: Bool = true) -> Tensor {
-        var a = attention.forward(x, lengths: lengths, firstQueryOnly: firstPositionOnly, training: training)
-        addInPlace(&a, firstPositionOnly ? firstPositions(x) : x)
-        let h = attentionNorm.forward(a, training: training)
-        let f = activation.forward(intermediate.forward(h, training: training), training: training)
-        var o = outputDense.forward(f, training: training)
-        addInPlace(&o, h)
+        let a = attention.forward(x, lengths: lengths, firstQueryOnly: firstPositionOnly, training: training)
+        // The residual sums are formed inside the LayerNorms.
+        let h = attentionNorm.forward(a, adding: firstPositionOnly ? firstPositions(x) : x, training: training)
+        var f = intermediate.forward(h, training: training)
+        if training {
+            f = activation.forward(f, training: true)
+        } else {
+            GELU.applyInPlace(&f)  // the same values, without another buffer
+        }
+        let o = outputDense.forward(f, training: training)
         firstOnly = firstPositionOnly
-        return outputNorm.forward(o, training: training)
+        return outputNorm.forward(o, adding: h, training: training)
+    }
+
+    /// Inference over packed rows (see `MultiHeadSelfAttention.forwardPacked`): x [N, width], the
+    /// valid positions of the sequences one after another; returns [N, width], the rows `forward`
+    /// gives at those positions (up to rounding), with no work spent on padding. Keeps no state for
+    /// a backward pass.
+    public func forwardPacked(_ x: Tensor, lengths: [Int]) -> Tensor {
+        let a = attention.forwardPacked(x, lengths: lengths)
+        let h = attentionNorm.forward(a, adding: x, training: false)
+        var f = intermediate.forward(h, training: false)
+        GELU.applyInPlace(&f)
+        let o = outputDense.forward(f, training: false)
+        return outputNorm.forward(o, adding: h, training: false)
     }
 
     /// dy: the shape of the output. Returns dx, [B, L, width].

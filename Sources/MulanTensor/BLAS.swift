@@ -45,16 +45,49 @@ public enum BLAS {
                                     alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
                                     b: UnsafePointer<Float>, ldb: Int,
                                     beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
-        let parts = min(threads, max(1, m / 16))
+        parallelGemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                     beta: beta, c: c, ldc: ldc, prepare: { _, _ in })
+    }
+
+    /// The same, calling `prepare(rows, columns)` on the thread that computes that block of C just
+    /// before its product (to fill it with a bias, say, in parallel and while it is in cache).
+    ///
+    /// With `splitColumns`, C's columns are split instead of its rows when op(B) is wider than op(A)
+    /// is tall: each thread packs its part of one operand and all of the other, so splitting the
+    /// side of the larger operand packs less twice (a [rows, 384] input times a [1536, 384] weight,
+    /// say). Either way the split never cuts k: every element is the same dot product.
+    public static func parallelGemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+                                    alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+                                    b: UnsafePointer<Float>, ldb: Int,
+                                    beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, splitColumns: Bool = false,
+                                    prepare: (_ rows: Range<Int>, _ columns: Range<Int>) -> Void) {
+        let byColumns = splitColumns && n > m
+        let parts = min(threads, max(1, (byColumns ? n : m) / 16))
         if parts <= 1 || m * n * k < 1 << 18 {
+            prepare(0..<m, 0..<n)
             gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
                  b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+            return
+        }
+        if byColumns {
+            // Columns in multiples of 16, so that every part but the last fills whole kernel tiles.
+            let per = (n + parts - 1) / parts, columnsPer = (per + 15) / 16 * 16
+            Parallel.forEach(parts) { p in
+                let j0 = p * columnsPer, j1 = min(n, j0 + columnsPer)
+                guard j0 < j1 else { return }
+                prepare(0..<m, j0..<j1)
+                // Column j of op(B): B[j, :] when transposed, column j of B (offset j) otherwise.
+                let bColumns = transB ? b + j0 * ldb : b + j0
+                gemm(transA: transA, transB: transB, m: m, n: j1 - j0, k: k, alpha: alpha, a: a, lda: lda,
+                     b: bColumns, ldb: ldb, beta: beta, c: c + j0, ldc: ldc)
+            }
             return
         }
         let rowsPer = (m + parts - 1) / parts
         Parallel.forEach(parts) { p in
             let r0 = p * rowsPer, r1 = min(m, r0 + rowsPer)
             guard r0 < r1 else { return }
+            prepare(r0..<r1, 0..<n)
             // Row r of op(A): A[r, :] when not transposed, column r of A (offset r) when transposed.
             let aRows = transA ? a + r0 : a + r0 * lda
             gemm(transA: transA, transB: transB, m: r1 - r0, n: n, k: k, alpha: alpha, a: aRows, lda: lda,

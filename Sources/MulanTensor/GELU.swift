@@ -4,10 +4,12 @@
 /// backward pass is one multiplication.
 ///
 /// Φ is computed in branch-free arithmetic that the compiler vectorizes (libm's `erff` and `expf`
-/// made GELU a fifth of the text tower's time): for u = |x|, Φ(−u) = exp(−u²/2) · t·P(t) with
-/// t = 1/(1 + 0.3u) and P a degree-8 polynomial fitted to relative error 8e-8 on [0, 13]
-/// (3e-7 evaluated in Float), and exp by range reduction with a degree-7 Taylor polynomial.
-/// Beyond |x| = 13, Φ is 0 or 1 in Float.
+/// made GELU a fifth of the text tower's time): erf(z) = z·P(z²)/Q(z²) on |z| ≤ 4 (beyond, erf is ±1
+/// in Float), P and Q of degree 5 in z², fitted minimax to an absolute error of 8e-8 (3.7e-7 when
+/// evaluated in Float; the value of GELU is within 1.8e-7·max(1, |x|) of the exact one). That is the
+/// form PyTorch computes (1 + erf, whose erf has an absolute error of about 1e-7) and about half the
+/// arithmetic of an exp-based tail formula. The density φ of the derivative uses `expNonPositive`.
+/// Training and inference forwards give the same values, bit for bit.
 public final class GELU: Module {
     private var derivative = Tensor(shape: [0])
     static let chunk = 4096
@@ -17,9 +19,9 @@ public final class GELU: Module {
 
     public func forward(_ x: Tensor, training: Bool = true) -> Tensor {
         let n = x.count
-        var y = Tensor(shape: x.shape)
+        var y = Tensor(uninitializedShape: x.shape)
         // (One element when not training, so that the buffer has an address.)
-        var dydx = Tensor(shape: training ? x.shape : [1])
+        var dydx = Tensor(uninitializedShape: training ? x.shape : [1])
         let chunks = (n + Self.chunk - 1) / Self.chunk
         x.withUnsafePointer { xp in
             y.withUnsafeMutablePointer { yp in
@@ -29,15 +31,12 @@ public final class GELU: Module {
                         if training {
                             for i in i0..<i1 {
                                 let v = xp[i]
-                                let (cdf, density) = normalCDFAndDensity(v)
+                                let cdf = normalCDF(v)
                                 yp[i] = v * cdf
-                                dp[i] = cdf + v * density
+                                dp[i] = cdf + v * (expNonPositive(-0.5 * v * v) * 0.39894228040143267794)
                             }
                         } else {
-                            for i in i0..<i1 {
-                                let v = xp[i]
-                                yp[i] = v * normalCDFAndDensity(v).cdf
-                            }
+                            geluValues(xp + i0, yp + i0, i1 - i0)
                         }
                     }
                 }
@@ -47,9 +46,21 @@ public final class GELU: Module {
         return y
     }
 
+    /// Inference in place: x ← GELU(x) (the values of `forward`), on `BLAS.threads` threads.
+    public static func applyInPlace(_ x: inout Tensor) {
+        let n = x.count
+        let chunks = (n + chunk - 1) / chunk
+        x.withUnsafeMutablePointer { xp in
+            Parallel.forEach(chunks) { c in
+                let i0 = c * chunk, i1 = min(n, i0 + chunk)
+                geluValues(xp + i0, xp + i0, i1 - i0)
+            }
+        }
+    }
+
     public func backward(_ dy: Tensor) -> Tensor {
         precondition(dy.count == derivative.count, "GELU.backward without a matching forward")
-        var dx = Tensor(shape: derivative.shape)
+        var dx = Tensor(uninitializedShape: derivative.shape)
         let n = dy.count
         let chunks = (n + Self.chunk - 1) / Self.chunk
         dy.withUnsafePointer { gp in
@@ -66,23 +77,33 @@ public final class GELU: Module {
     }
 }
 
-/// Φ(x) and φ(x) = exp(−x²/2)/√(2π) of the standard normal distribution (see `GELU`).
+/// y[i] = x[i]·Φ(x[i]) for i in 0..<n (y may be x).
 @inline(__always)
-fileprivate func normalCDFAndDensity(_ x: Float) -> (cdf: Float, density: Float) {
-    let u = min(abs(x), 13)
-    let e = expNonPositive(-0.5 * u * u)
-    let t = 1 / (1 + 0.3 * u)
-    var p: Float = 3.339537834e-03
-    p = p * t + 2.098957067e-02
-    p = p * t - 1.300987052e-01
-    p = p * t + 1.790577372e-01
-    p = p * t - 3.736540779e-02
-    p = p * t + 1.226660156e-01
-    p = p * t + 1.011624090e-01
-    p = p * t + 1.206131770e-01
-    p = p * t + 1.196357042e-01
-    let lower = e * t * p  // Φ(−u)
-    return (x < 0 ? lower : 1 - lower, e * 0.39894228040143267794)
+fileprivate func geluValues(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+    for i in 0..<n {
+        let v = x[i]
+        y[i] = v * normalCDF(v)
+    }
+}
+
+/// Φ(x) = 0.5·(1 + erf(x/√2)) (see `GELU`).
+@inline(__always)
+fileprivate func normalCDF(_ x: Float) -> Float {
+    let z = min(max(x * 0.70710678118654752, -4), 4)
+    let s = z * z
+    var p: Float = 1.955346078830189e-06
+    p = p * s + 2.9152040951885283e-04
+    p = p * s + 4.142167512327433e-03
+    p = p * s + 5.389713868498802e-02
+    p = p * s + 1.994164139032364e-01
+    p = p * s + 1.128378987312317
+    var q: Float = 3.7460758903762326e-05
+    q = q * s + 1.2506003258749843e-03
+    q = q * s + 1.572204940021038e-02
+    q = q * s + 1.1779490858316422e-01
+    q = q * s + 5.10059118270874e-01
+    q = q * s + 1
+    return 0.5 + 0.5 * (z * p / q)
 }
 
 /// e^a for a ≤ 0 (a below −87 counts as −87, e⁻⁸⁷ ≈ 1.6e-38), without branches or calls, so loops

@@ -26,36 +26,44 @@ public final class LayerNorm: Module {
     public var namedParameters: [(name: String, parameter: Parameter)] { [("weight", weight), ("bias", bias)] }
 
     public func forward(_ x: Tensor, training: Bool = true) -> Tensor {
+        forward(x, adding: nil, training: training)
+    }
+
+    /// LayerNorm(x + residual), with the sum formed row by row inside the kernel (the same values as
+    /// adding first: a residual connection without its own pass over memory). `residual` holds as
+    /// many elements as x; the backward pass is that of LayerNorm alone (the sum's gradient goes to
+    /// both terms unchanged).
+    public func forward(_ x: Tensor, adding residual: Tensor?, training: Bool = true) -> Tensor {
         precondition(x.shape.last == dim, "LayerNorm(\(dim)) got input \(x.shape)")
+        precondition(residual == nil || residual!.count == x.count, "LayerNorm: residual \(residual!.shape) for \(x.shape)")
         let d = dim, rows = x.count / d, eps = epsilon
-        var y = Tensor(shape: x.shape)
+        var y = Tensor(uninitializedShape: x.shape)
         // (One element when not training, so that every buffer has an address.)
-        var xhat = Tensor(shape: training ? x.shape : [1])
+        var xhat = Tensor(uninitializedShape: training ? x.shape : [1])
         var rstd = [Float](repeating: 0, count: training ? rows : 1)
         let blocks = (rows + Self.blockRows - 1) / Self.blockRows
+        let other = residual ?? Tensor(shape: [1])
+        let adds = residual != nil
         x.withUnsafePointer { xp in
-            weight.value.withUnsafePointer { gp in
-                bias.value.withUnsafePointer { bp in
-                    y.withUnsafeMutablePointer { yp in
-                        xhat.withUnsafeMutablePointer { hp in
-                            rstd.withUnsafeMutableBufferPointer { rp in
-                                Parallel.forEach(blocks) { blk in
-                                    let r0 = blk * Self.blockRows, r1 = min(rows, r0 + Self.blockRows)
-                                    for r in r0..<r1 {
-                                        let xr = xp + r * d, yr = yp + r * d
-                                        let mean = laneSum(xr, d, shift: 0) / Float(d)
-                                        let sq = laneSum(xr, d, shift: mean, squared: true)
-                                        let s = 1 / (sq / Float(d) + eps).squareRoot()
-                                        if training {
-                                            let hr = hp + r * d
-                                            rp[r] = s
-                                            for j in 0..<d {
-                                                let h = (xr[j] - mean) * s
-                                                hr[j] = h
-                                                yr[j] = h * gp[j] + bp[j]
+            other.withUnsafePointer { op in
+                weight.value.withUnsafePointer { gp in
+                    bias.value.withUnsafePointer { bp in
+                        y.withUnsafeMutablePointer { yp in
+                            xhat.withUnsafeMutablePointer { hp in
+                                rstd.withUnsafeMutableBufferPointer { rp in
+                                    Parallel.forEach(blocks) { blk in
+                                        let r0 = blk * Self.blockRows, r1 = min(rows, r0 + Self.blockRows)
+                                        for r in r0..<r1 {
+                                            let yr = yp + r * d, hr = hp + (training ? r * d : 0)
+                                            let rr = rp.baseAddress! + (training ? r : 0)
+                                            if adds {
+                                                // The sum goes to the output row, then is normalized in place.
+                                                let xr = xp + r * d, orow = op + r * d
+                                                for j in 0..<d { yr[j] = xr[j] + orow[j] }
+                                                normalizeRow(yr, yr, d, eps, gp, bp, training ? hr : nil, rr)
+                                            } else {
+                                                normalizeRow(xp + r * d, yr, d, eps, gp, bp, training ? hr : nil, rr)
                                             }
-                                        } else {
-                                            for j in 0..<d { yr[j] = (xr[j] - mean) * s * gp[j] + bp[j] }
                                         }
                                     }
                                 }
@@ -122,6 +130,27 @@ public final class LayerNorm: Module {
             }
         }
         return dx
+    }
+}
+
+/// y = (x − mean)·rstd·weight + bias over one row of d values (y may be x); with `xhat`, also
+/// x̂ = (x − mean)·rstd into it and rstd into `rstd`.
+@inline(__always)
+private func normalizeRow(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ d: Int, _ eps: Float,
+                          _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>,
+                          _ xhat: UnsafeMutablePointer<Float>?, _ rstd: UnsafeMutablePointer<Float>) {
+    let mean = laneSum(x, d, shift: 0) / Float(d)
+    let sq = laneSum(x, d, shift: mean, squared: true)
+    let s = 1 / (sq / Float(d) + eps).squareRoot()
+    if let xhat {
+        rstd.pointee = s
+        for j in 0..<d {
+            let h = (x[j] - mean) * s
+            xhat[j] = h
+            y[j] = h * weight[j] + bias[j]
+        }
+    } else {
+        for j in 0..<d { y[j] = (x[j] - mean) * s * weight[j] + bias[j] }
     }
 }
 

@@ -21,26 +21,37 @@ public final class Linear: Module {
 
     public func forward(_ x: Tensor, training: Bool = true) -> Tensor {
         precondition(x.shape.last == inFeatures, "Linear(\(inFeatures)→\(outFeatures)) got input \(x.shape)")
-        let rows = x.count / inFeatures
-        // Every element is written: the bias rows below, or the product with beta 0.
-        var y = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [outFeatures])
-        if let bias {
-            let out = outFeatures
-            bias.value.withUnsafePointer { bp in
-                y.withUnsafeMutablePointer { yp in
-                    for r in 0..<rows { (yp + r * out).update(from: bp, count: out) }
-                }
-            }
-        }
-        x.withUnsafePointer { xp in
-            weight.value.withUnsafePointer { wp in
-                y.withUnsafeMutablePointer { yp in
-                    BLAS.parallelGemm(transB: true, m: rows, n: outFeatures, k: inFeatures, a: xp, lda: inFeatures,
-                                      b: wp, ldb: inFeatures, beta: bias == nil ? 0 : 1, c: yp, ldc: outFeatures)
-                }
-            }
-        }
+        let y = Self.affine(x, weight: weight.value, bias: bias?.value)
         input = training ? x : Tensor(shape: [0])
+        return y
+    }
+
+    /// x · Wᵀ + b over the last dimension of x, for a weight [out, in] and an optional bias [out]
+    /// (what `forward` computes, as a function of its weights).
+    static func affine(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+        let out = weight.shape[0], inFeatures = weight.shape[1], rows = x.count / inFeatures
+        // Every element is written: the bias rows (each thread fills its own rows just before its
+        // product), or the product with beta 0.
+        var y = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [out])
+        x.withUnsafePointer { xp in
+            weight.withUnsafePointer { wp in
+                y.withUnsafeMutablePointer { yp in
+                    if let bias {
+                        bias.withUnsafePointer { bp in
+                            BLAS.parallelGemm(transB: true, m: rows, n: out, k: inFeatures, a: xp, lda: inFeatures,
+                                              b: wp, ldb: inFeatures, beta: 1, c: yp, ldc: out,
+                                              splitColumns: true) { rows, columns in
+                                let width = columns.count
+                                for r in rows { (yp + r * out + columns.lowerBound).update(from: bp + columns.lowerBound, count: width) }
+                            }
+                        }
+                    } else {
+                        BLAS.parallelGemm(transB: true, m: rows, n: out, k: inFeatures, a: xp, lda: inFeatures,
+                                          b: wp, ldb: inFeatures, beta: 0, c: yp, ldc: out, splitColumns: true) { _, _ in }
+                    }
+                }
+            }
+        }
         return y
     }
 

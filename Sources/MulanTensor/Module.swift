@@ -1,7 +1,11 @@
 /// A learnable (or tracked) tensor with its gradient. Gradients accumulate (`+=`) in backward
 /// passes; the trainer zeroes them before each step.
 public final class Parameter {
-    public var value: Tensor
+    /// Every write (assignment, or a change in place through this property) bumps `version`.
+    public var value: Tensor { didSet { version &+= 1 } }
+    /// Changes with every write to `value`: lets derived data (a fused weight for inference, say)
+    /// know when it is stale.
+    public private(set) var version = 0
     public var grad: Tensor
     /// False for state that is saved with the model but not optimized (batch-norm running statistics).
     public let trainable: Bool

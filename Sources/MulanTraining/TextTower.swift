@@ -203,7 +203,8 @@ public final class TextTower: Module {
 
     /// The pooled last hidden states, [B, width], before the projection (an inference pass): under
     /// mean pooling, what sentence-transformers' `Pooling(mode_mean_tokens)` gives (it
-    /// L2-normalizes them afterwards).
+    /// L2-normalizes them afterwards). Under mean pooling, inference runs on the valid positions
+    /// alone (no work for padding, see `meanPooledPacked`).
     public func pooled(_ batch: TokenBatch) -> Tensor {
         let p = pool(batch, training: false)
         pass = nil
@@ -235,6 +236,7 @@ public final class TextTower: Module {
     /// Encoder then pooling: [B, width].
     private func pool(_ batch: TokenBatch, training: Bool) -> Tensor {
         let b = batch.batchSize, w = config.width
+        if !training && config.pooling == .mean { return meanPooledPacked(batch) }
         var h = embed(batch, training: training)
         let clsOnly = config.pooling == .cls
         for (i, layer) in layers.enumerated() {
@@ -250,6 +252,54 @@ public final class TextTower: Module {
             }
         }
         return cls
+    }
+
+    /// Inference under mean pooling on the valid positions alone: the rows of every sequence are
+    /// packed one after another ([N, width], N the sum of the lengths) through the embeddings and
+    /// every layer (`TransformerEncoderLayer.forwardPacked`), so no work goes to padding, which mean
+    /// pooling never reads. The same rows and means as the padded pass, up to rounding (a few 1e-7).
+    private func meanPooledPacked(_ batch: TokenBatch) -> Tensor {
+        let b = batch.batchSize, l = batch.length, w = config.width, vocabulary = config.vocabularySize
+        precondition(l <= config.maxLength, "TextTower: length \(l) over maxLength \(config.maxLength)")
+        var offsets = [Int](repeating: 0, count: b + 1)
+        for s in 0..<b { offsets[s + 1] = offsets[s] + batch.lengths[s] }
+        precondition(batch.ids.allSatisfy { $0 >= 0 && Int($0) < vocabulary }, "TextTower: a token id is outside 0..<\(vocabulary)")
+        // Word + (position + token type 0) per valid position, the sequences in parallel (the values
+        // of `embed`).
+        var x = Tensor(uninitializedShape: [offsets[b], w])
+        wordEmbeddings.weight.value.withUnsafePointer { wp in
+            positionEmbeddings.weight.value.withUnsafePointer { pp in
+                tokenTypeEmbeddings.weight.value.withUnsafePointer { tp in
+                    batch.ids.withUnsafeBufferPointer { ip in
+                        x.withUnsafeMutablePointer { xp in
+                            Parallel.forEach(b) { s in
+                                for i in 0..<(offsets[s + 1] - offsets[s]) {
+                                    let row = xp + (offsets[s] + i) * w, word = wp + Int(ip[s * l + i]) * w, pos = pp + i * w
+                                    for j in 0..<w { row[j] = word[j] + (pos[j] + tp[j]) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        var h = embeddingNorm.forward(x, training: false)
+        for layer in layers { h = layer.forwardPacked(h, lengths: batch.lengths) }
+        var y = Tensor(shape: [b, w])
+        h.withUnsafePointer { hp in
+            y.withUnsafeMutablePointer { yp in
+                Parallel.forEach(b) { s in
+                    let out = yp + s * w, n = offsets[s + 1] - offsets[s]
+                    for i in 0..<n {
+                        let row = hp + (offsets[s] + i) * w
+                        for j in 0..<w { out[j] += row[j] }
+                    }
+                    let inv = 1 / Float(n)
+                    for j in 0..<w { out[j] *= inv }
+                }
+            }
+        }
+        return y
     }
 
     /// From the gradient of the embeddings ([B, embeddingDim]) of a training `forward` back to every

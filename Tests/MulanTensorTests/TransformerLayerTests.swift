@@ -285,4 +285,60 @@ struct TransformerLayerTests {
             #expect(one.grads == two.grads)
         }
     }
+
+    /// The valid rows of x [B, L, w], one sequence after another: [N, w].
+    static func packed(_ x: Tensor, lengths: [Int]) -> Tensor {
+        let l = x.shape[1], w = x.shape[2]
+        var rows: [Float] = []
+        for (s, n) in lengths.enumerated() { rows += x.storage[(s * l * w)..<((s * l + n) * w)] }
+        return Tensor(shape: [rows.count / w, w], rows)
+    }
+
+    @Test func fusedLayerNormResidualAndInPlaceGELUGiveTheSameValues() {
+        var random = RandomSource(seed: 22)
+        let norm = LayerNorm(40, epsilon: 1e-12)
+        Self.randomize(norm, std: 0.5, random: &random)
+        let x = Tensor.normal(shape: [70, 40], std: 2, using: &random)
+        let r = Tensor.normal(shape: [70, 40], std: 2, using: &random)
+        for threads in [1, 2] {
+            BLAS.threads = threads
+            defer { BLAS.threads = 1 }
+            let reference = norm.forward(x + r, training: false)
+            #expect(norm.forward(x, adding: r, training: false) == reference)
+            #expect(norm.forward(x, adding: r, training: true) == reference)
+            let gelu = GELU()
+            let big = Tensor.normal(shape: [3, 5000], std: 3, using: &random)
+            var inPlace = big
+            GELU.applyInPlace(&inPlace)
+            #expect(inPlace == gelu.forward(big, training: false))
+        }
+    }
+
+    @Test func packedInferenceGivesTheValidRowsOfThePaddedPass() {
+        var random = RandomSource(seed: 23)
+        // Large enough that the products run on two threads (and the wide ones split by columns).
+        let layer = TransformerEncoderLayer(width: 64, heads: 4, feedForward: 256, random: &random)
+        Self.randomize(layer, std: 0.1, random: &random)
+        let lengths = [16, 9, 1, 16, 12, 3, 7, 2], l = 16, w = 64
+        let x = Tensor.normal(shape: [8, l, w], std: 1, using: &random)
+        let input = Self.packed(x, lengths: lengths)
+        func check(_ label: String) {
+            let padded = layer.forward(x, lengths: lengths, training: false)
+            let expected = Self.packed(padded, lengths: lengths)
+            let one = layer.forwardPacked(input, lengths: lengths)
+            #expect(one.shape == [lengths.reduce(0, +), w])
+            let worst = zip(one.storage, expected.storage).map { abs($0 - $1) }.max()!
+            #expect(worst < 1e-5, "\(label): largest |Δ| \(worst)")
+            BLAS.threads = 2
+            defer { BLAS.threads = 1 }
+            #expect(layer.forwardPacked(input, lengths: lengths) == one, "\(label): 2 threads")
+        }
+        check("initial weights")
+        // The stacked query/key/value weights follow every change of the parameters.
+        layer.attention.key.weight.value.storage[5] += 1
+        check("key weight changed in place")
+        layer.attention.value.bias!.value = Tensor.normal(shape: [w], std: 0.5, using: &random)
+        check("value bias replaced")
+    }
 }
+
