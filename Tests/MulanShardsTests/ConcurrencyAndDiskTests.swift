@@ -189,7 +189,12 @@ struct ConcurrencyAndDiskTests {
         #expect(ShardStageTests.files(out) == ShardStageTests.files(h.dir.file("ref-shards")))
     }
 
-    @Test func fileSizeLimitIsAnErrorNotASignal() throws {
+    /// Not under ThreadSanitizer: its runtime backs part of its shadow memory with a file
+    /// (`/tmp/tsan.rodata.PID`) that it cannot grow under a 64 KiB limit, and dies of SIGBUS when
+    /// it first reads the part of that mapping the file does not cover (seen with strace and gdb:
+    /// the fault is in the runtime's own shadow access, not in mulan's code).
+    @Test(.disabled(if: TestSanitizer.thread, "ThreadSanitizer's runtime cannot start under `ulimit -f 64`"))
+    func fileSizeLimitIsAnErrorNotASignal() throws {
         // `ulimit -f` (what a quota or a small scratch partition looks like to one process): the
         // write fails with EFBIG, the run says which file, and a re-run without the limit completes.
         let h = IngestHarness()

@@ -119,7 +119,7 @@ public struct TestFailure: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
-/// Paths of the package and its built products.
+/// Which sanitizer, if any, the suite runs under.
 public enum TestSanitizer {
     /// Whether the suite runs under `make test-asan` or `make test-tsan` (their options are set):
     /// shadow memory and quarantine multiply resident memory, so absolute memory bounds scale.
@@ -127,6 +127,9 @@ public enum TestSanitizer {
         let env = ProcessInfo.processInfo.environment
         return env["ASAN_OPTIONS"] != nil || env["TSAN_OPTIONS"] != nil
     }
+
+    /// Whether the suite runs under `make test-tsan`.
+    public static var thread: Bool { ProcessInfo.processInfo.environment["TSAN_OPTIONS"] != nil }
 
     /// How much more resident memory the same work takes under the active sanitizer.
     public static var memoryFactor: Int { active ? 8 : 1 }
