@@ -3,7 +3,7 @@ import Foundation
 /// Generates test audio with the ffmpeg CLI (lavfi sources), so no media is stored in the repo.
 public enum TestMedia {
     /// A tone (plus a little seeded noise so that codecs have work) of `seconds`, encoded by `codec`,
-    /// about −27 LUFS (−26 dBFS RMS), `gainDB` louder.
+    /// about −30 LUFS, plus `gainDB`.
     public static func tone(_ path: String, seconds: Double, frequency: Double = 440, rate: Int = 44100,
                             channels: Int = 2, codec: [String]? = nil, tags: [String: String] = [:],
                             seed: Int = 1, gainDB: Double = 0) throws {
