@@ -200,7 +200,7 @@ enum Migrations {
             completed_at TEXT NOT NULL
         );
         """, nil),
-        // Loudness (docs/catalog.md#loudness): NULL in rows written before, until a re-run of
+        // Loudness (docs/catalog.md#loudness-schema-version-5): NULL in rows written before, until a re-run of
         // mulan-ingest measures their stored clips (loudness_status IS NULL marks them).
         (5, "loudness", """
         ALTER TABLE clips ADD COLUMN lufs REAL;
