@@ -279,7 +279,7 @@ public struct ShardJob: Sendable {
                 perSplit[name, default: []].append(Entry(rank: ShardKeys.rank(key: key, seed: seed),
                                                          ref: UInt64(p) << 48 | UInt64(id)))
                 // The loudness values are part of the sample's JSON, so they are part of its identity.
-                let loud = [6, 8, 7].map { row[$0].double.map { "\($0)" } ?? "-" }.joined(separator: ",")
+                let loud = [6, 8, 7].map { Self.jsonLoudness(row[$0].double).map { "\($0)" } ?? "-" }.joined(separator: ",")
                 let digest = SHA256Digest.hex(of: Array("\(name)/\(key)/\(row[4].string ?? "")/\(loud)".utf8))
                 for lane in 0..<4 {
                     let start = digest.index(digest.startIndex, offsetBy: lane * 16)

@@ -145,6 +145,16 @@ struct LoudnessTests {
         #expect(abs((file.integratedLUFS ?? .nan) - (ours.integratedLUFS ?? .nan)) <= 0.01)
     }
 
+    /// Shorter than the 3 s short-term window (`--min-clip-seconds` allows such clips): a loudness
+    /// range of 0, an integrated loudness from its 400 ms blocks.
+    @Test func aClipShorterThanThreeSecondsHasZeroRange() {
+        let samples = (0..<(2 * 16000)).map { Float(0.1 * sin(2 * Double.pi * 997 * Double($0) / 16000)) }
+        let ours = LoudnessMeter.measure(samples, sampleRate: 16000)
+        #expect(ours.status == .measured)
+        #expect(ours.loudnessRange == 0)
+        #expect(abs((ours.integratedLUFS ?? 0) - -22.97) < 0.05)
+    }
+
     @Test func failuresAreValuesWithAReason() {
         let none = LoudnessMeter(sampleRate: 16000).result()
         #expect(none.status == .failed && none.detail?.contains("no samples") == true)
