@@ -29,11 +29,12 @@ let package = Package(
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CChromaprint", pkgConfig: "libchromaprint", providers: [.apt(["libchromaprint-dev"])]),
+        .systemLibrary(name: "CEBUR128", pkgConfig: "libebur128", providers: [.apt(["libebur128-dev"])]),
         .target(name: "CICUShim", linkerSettings: [.linkedLibrary("icuuc"), .linkedLibrary("icudata")]),
 
         // Swift layers.
         .target(name: "MulanCore", dependencies: ["CCrypto"]),
-        .target(name: "MulanMedia", dependencies: ["MulanCore", "CFFmpeg", "CChromaprint"]),
+        .target(name: "MulanMedia", dependencies: ["MulanCore", "CFFmpeg", "CChromaprint", "CEBUR128"]),
         .target(name: "MulanCatalog", dependencies: ["MulanCore", "CSQLite"]),
         .target(name: "MulanText", dependencies: ["MulanCore", "CICUShim"]),
         .target(name: "MulanIngest", dependencies: ["MulanCore", "MulanMedia", "MulanCatalog"]),

@@ -15,6 +15,7 @@ packages=(
   fluidsynth fluid-soundfont-gm                                   # renders the demo corpus's MIDI with real instruments
   libchromaprint-dev                                              # audio fingerprints for mulan-dedupe
   libchromaprint-tools                                            # fpcalc: the dedupe tests' and benchmark's reference
+  libebur128-dev                                                  # EBU R128 loudness of every clip (integrated, range, true peak)
 )
 if [ "${1:-}" = "--python" ]; then
   packages+=(chromium)                                            # the tests render mulan-report's HTML headless

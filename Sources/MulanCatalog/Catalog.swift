@@ -13,9 +13,14 @@ public struct ClipRecord: Sendable, Hashable {
     /// Path of the FLAC file relative to the work directory, and its SHA-256 (kept clips only).
     public var flacPath: String?
     public var flacSHA256: String?
+    /// EBU R128 loudness of the stored samples (kept clips; nil: not measured, e.g. silent clips).
+    public var loudness: ClipLoudness?
+    /// What `--loudness-target` did before encoding (nil when normalization is off).
+    public var normalization: LoudnessNormalization?
 
     public init(index: Int, startSeconds: Double, durationSeconds: Double, sampleRate: Int, stats: ClipStats,
-                status: Status, flacPath: String?, flacSHA256: String?) {
+                status: Status, flacPath: String?, flacSHA256: String?, loudness: ClipLoudness? = nil,
+                normalization: LoudnessNormalization? = nil) {
         self.index = index
         self.startSeconds = startSeconds
         self.durationSeconds = durationSeconds
@@ -24,6 +29,8 @@ public struct ClipRecord: Sendable, Hashable {
         self.status = status
         self.flacPath = flacPath
         self.flacSHA256 = flacSHA256
+        self.loudness = loudness
+        self.normalization = normalization
     }
 }
 
@@ -70,6 +77,8 @@ public struct TrackRecord: Sendable {
     public var texts: [RawText] = []
     /// The fingerprint of the decoded audio (nil when decoding never started).
     public var fingerprint: Fingerprint?
+    /// `--loudness-target` and `--loudness-max-true-peak` when normalization was on (nil: off).
+    public var loudnessTarget: (lufs: Double, maxTruePeakDB: Double)?
 
     public init(row: ManifestRow, status: Status, sampleRate: Int, settingsKey: String) {
         self.row = row
@@ -91,6 +100,21 @@ public struct PreviousTrack: Sendable, Hashable {
     public var detail: String?
     /// Whether a fingerprint row exists (tracks ingested before fingerprints get one on a re-run).
     public var hasFingerprint = true
+    /// Kept clips without a loudness measurement (ingested before schema version 5): a re-run
+    /// measures their stored files.
+    public var clipsWithoutLoudness: [StoredClip] = []
+}
+
+/// A kept clip's place on its track and its file in the store.
+public struct StoredClip: Sendable, Hashable {
+    public var index: Int
+    /// Relative to the work directory (`clips/ab/cd/<sha256>.flac`).
+    public var flacPath: String
+
+    public init(index: Int, flacPath: String) {
+        self.index = index
+        self.flacPath = flacPath
+    }
 }
 
 /// The SQLite catalog of a work directory: tracks, clips, raw texts, rejected rows and runs.
@@ -139,12 +163,24 @@ public final class Catalog {
     public func previous(trackID: String) throws(MulanError) -> PreviousTrack? {
         guard let r = try database.row(
             """
-            SELECT t.content_hash, t.settings_key, t.status, t.reason, t.detail, f.track_rowid IS NOT NULL
+            SELECT t.content_hash, t.settings_key, t.status, t.reason, t.detail, f.track_rowid IS NOT NULL, t.id,
+                   EXISTS (SELECT 1 FROM clips c WHERE c.track_rowid = t.id AND c.status = 'kept'
+                           AND c.loudness_status IS NULL)
             FROM tracks t LEFT JOIN fingerprints f ON f.track_rowid = t.id WHERE t.track_id = ?
             """, [trackID])
         else { return nil }
-        return PreviousTrack(contentHash: r[0].string, settingsKey: r[1].string ?? "", status: r[2].string ?? "",
-                             reason: r[3].string, detail: r[4].string, hasFingerprint: r[5].int != 0)
+        var previous = PreviousTrack(contentHash: r[0].string, settingsKey: r[1].string ?? "", status: r[2].string ?? "",
+                                     reason: r[3].string, detail: r[4].string, hasFingerprint: r[5].int != 0)
+        if let rowid = r[6].int, r[7].int != 0 {
+            previous.clipsWithoutLoudness = try database.rows("""
+                SELECT clip_index, flac_path FROM clips
+                WHERE track_rowid = ? AND status = 'kept' AND loudness_status IS NULL ORDER BY clip_index
+                """, [rowid]).compactMap { row in
+                guard let index = row[0].int, let path = row[1].string else { return nil }
+                return StoredClip(index: index, flacPath: path)
+            }
+        }
+        return previous
     }
 
     /// Updates where an unchanged track was listed (manifest, line, split) without touching its clips.
@@ -174,22 +210,28 @@ public final class Catalog {
                 INSERT INTO tracks (track_id, source_path, manifest_file, manifest_line, split, start_s, end_s,
                     file_size, content_hash, container, codec, orig_sample_rate, orig_channels, channel_layout,
                     duration_s, status, reason, detail, decode_errors, clips_kept, clips_silent, tail_dropped_s,
-                    downmix_gain, sample_rate, settings_key, run_id, updated_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    downmix_gain, sample_rate, settings_key, run_id, updated_at, loudness_target_lufs,
+                    loudness_max_true_peak_db)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, [r.trackID, r.path, r.origin.file, r.origin.line, r.split, r.startSeconds, r.endSeconds,
                       record.fileSize, record.contentHash, record.container, record.codec,
                       record.originalSampleRate, record.originalChannels, record.channelLayout,
                       record.durationSeconds, record.status.rawValue, record.reason?.rawValue, record.detail,
                       record.decodeErrors, record.keptClips, record.silentClips, record.tailDroppedSeconds,
-                      record.downmixGain, record.sampleRate, record.settingsKey, runID, Timestamp.now()])
+                      record.downmixGain, record.sampleRate, record.settingsKey, runID, Timestamp.now(),
+                      record.loudnessTarget?.lufs, record.loudnessTarget?.maxTruePeakDB])
             let rowid = database.lastInsertRowID
             for c in record.clips {
                 try database.run("""
                     INSERT INTO clips (track_rowid, clip_index, start_s, duration_s, sample_rate, rms, peak,
-                        silence_share, status, flac_path, flac_sha256)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        silence_share, status, flac_path, flac_sha256, lufs, loudness_range, true_peak_db,
+                        loudness_status, lufs_before, true_peak_before_db, loudness_gain_db)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """, [rowid, c.index, c.startSeconds, c.durationSeconds, c.sampleRate, c.stats.rms,
-                          c.stats.peak, c.stats.silenceShare, c.status.rawValue, c.flacPath, c.flacSHA256])
+                          c.stats.peak, c.stats.silenceShare, c.status.rawValue, c.flacPath, c.flacSHA256,
+                          c.loudness?.integratedLUFS, c.loudness?.loudnessRange, c.loudness?.truePeakDB,
+                          c.loudness?.status.rawValue, c.normalization?.before.integratedLUFS,
+                          c.normalization?.before.truePeakDB, c.normalization?.gainDB])
             }
             for t in record.texts {
                 try database.run("INSERT INTO raw_texts (track_id, origin, field, text, source, repaired) VALUES (?, ?, ?, ?, ?, ?)",
@@ -219,6 +261,22 @@ public final class Catalog {
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, [trackRowID, f.algorithm, f.sampleRate, f.durationSeconds, f.itemSeconds, f.items.count,
                   f.littleEndianBytes, f.status.rawValue, f.detail, contentHash, Timestamp.now()])
+    }
+
+    // MARK: Loudness
+
+    /// Records the loudness of kept clips of an unchanged track measured from their stored files
+    /// (clips ingested before schema version 5); nothing else of the track changes.
+    public func putLoudness(_ loudness: [Int: ClipLoudness], trackID: String) throws {
+        try database.transaction {
+            guard let rowid = try database.row("SELECT id FROM tracks WHERE track_id = ?", [trackID])?[0].int else { return }
+            for (index, l) in loudness.sorted(by: { $0.key < $1.key }) {
+                try database.run("""
+                    UPDATE clips SET lufs = ?, loudness_range = ?, true_peak_db = ?, loudness_status = ?
+                    WHERE track_rowid = ? AND clip_index = ? AND status = 'kept'
+                    """, [l.integratedLUFS, l.loudnessRange, l.truePeakDB, l.status.rawValue, rowid, index])
+            }
+        }
     }
 
     // MARK: Annotation files

@@ -200,6 +200,20 @@ enum Migrations {
             completed_at TEXT NOT NULL
         );
         """, nil),
+        // Loudness (docs/catalog.md#loudness-schema-version-5): NULL in rows written before, until a re-run of
+        // mulan-ingest measures their stored clips (loudness_status IS NULL marks them).
+        (5, "loudness", """
+        ALTER TABLE clips ADD COLUMN lufs REAL;
+        ALTER TABLE clips ADD COLUMN loudness_range REAL;
+        ALTER TABLE clips ADD COLUMN true_peak_db REAL;
+        ALTER TABLE clips ADD COLUMN loudness_status TEXT
+            CHECK (loudness_status IS NULL OR loudness_status IN ('measured', 'below-gate', 'failed'));
+        ALTER TABLE clips ADD COLUMN lufs_before REAL;
+        ALTER TABLE clips ADD COLUMN true_peak_before_db REAL;
+        ALTER TABLE clips ADD COLUMN loudness_gain_db REAL;
+        ALTER TABLE tracks ADD COLUMN loudness_target_lufs REAL;
+        ALTER TABLE tracks ADD COLUMN loudness_max_true_peak_db REAL;
+        """, nil),
     ]
 
     static func apply(to db: Database) throws(MulanError) {

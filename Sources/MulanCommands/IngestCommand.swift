@@ -75,6 +75,17 @@ public struct IngestAudioCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Bits per sample of stored FLAC clips: 16 or 24.", valueName: "bits"))
     public var flacBits: Int = 16
 
+    // Values are negative: `.unconditional` takes `-23` as the value, not as an option.
+    @Option(parsing: .unconditional,
+            help: ArgumentHelp("Scale each stored clip to this integrated loudness (EBU R128, LUFS) before encoding; "
+                               + "off by default. Changing it re-ingests every track.", valueName: "lufs"))
+    public var loudnessTarget: Double?
+
+    @Option(parsing: .unconditional,
+            help: ArgumentHelp("With --loudness-target: limit the gain so each clip's true peak stays at or below "
+                               + "this (dBTP, default -1); such clips end up quieter than the target.", valueName: "dbtp"))
+    public var loudnessMaxTruePeak: Double?
+
     @Option(help: ArgumentHelp("Write the JSON summary to this file.", valueName: "file"))
     public var report: String?
 
@@ -89,6 +100,8 @@ public struct IngestAudioCommand: AsyncParsableCommand {
         s.silenceThresholdDB = silenceDB
         s.maxSilenceShare = maxSilenceShare
         s.flacBits = flacBits
+        s.loudnessTargetLUFS = loudnessTarget
+        if let loudnessMaxTruePeak { s.loudnessMaxTruePeakDB = loudnessMaxTruePeak }
         return s
     }
 
@@ -97,6 +110,9 @@ public struct IngestAudioCommand: AsyncParsableCommand {
             throw ValidationError("give the tracks to ingest: --manifest FILE or --scan DIR")
         }
         if !glob.isEmpty && scan == nil { throw ValidationError("--glob needs --scan DIR") }
+        if loudnessMaxTruePeak != nil && loudnessTarget == nil {
+            throw ValidationError("--loudness-max-true-peak limits the gain of --loudness-target; give --loudness-target LUFS too")
+        }
         do {
             try settings.validate()
         } catch {

@@ -42,9 +42,26 @@ public struct ShardPlanOptions: ParsableArguments {
                                + "(repeatable; default: --workdir).", valueName: "dir"))
     public var from: [String] = []
 
+    // Values are negative: `.unconditional` takes `-40` as the value, not as an option.
+    @Option(name: .customLong("min-lufs"), parsing: .unconditional,
+            help: ArgumentHelp("Leave out clips quieter than this integrated loudness (EBU R128, LUFS), and clips "
+                               + "without a loudness measurement; dataset.json counts them by reason.", valueName: "lufs"))
+    public var minLUFS: Double?
+
+    @Option(parsing: .unconditional,
+            help: ArgumentHelp("Leave out clips whose true peak is above this (dBTP), and clips without a loudness "
+                               + "measurement; dataset.json counts them by reason.", valueName: "dbtp"))
+    public var maxTruePeak: Double?
+
     public init() {}
 
     public func validate() throws {
+        if let m = minLUFS, !(m.isFinite && m > -70 && m < 0) {
+            throw ValidationError("--min-lufs must be between -70 and 0 LUFS (the absolute gate is -70), got \(m)")
+        }
+        if let m = maxTruePeak, !(m.isFinite && m > -70 && m <= 20) {
+            throw ValidationError("--max-true-peak must be between -70 and 20 dBTP, got \(m)")
+        }
         if samplesPerShard < 1 { throw ValidationError("--samples-per-shard must be at least 1") }
         if let m = maxShardBytes, m < 64 * 1024 { throw ValidationError("--max-shard-bytes must be at least 65536") }
         do { _ = try SplitSpec(parsing: split) } catch { throw ValidationError(error.description) }
@@ -56,7 +73,8 @@ public struct ShardPlanOptions: ParsableArguments {
         for v in filterVersion { versions[String(v.split(separator: "-")[0])] = v }
         return ShardJob(workdir: global.workdir, output: out, split: try SplitSpec(parsing: split), seed: seed,
                         samplesPerShard: samplesPerShard, maxShardBytes: maxShardBytes, filterVersions: versions,
-                        console: global.console, catalogs: from, slice: slice)
+                        console: global.console, catalogs: from, slice: slice,
+                        loudness: LoudnessFilter(minLUFS: minLUFS, maxTruePeakDB: maxTruePeak))
     }
 
     static func printSummary(_ manifest: DatasetManifest, directory: String) {
@@ -66,6 +84,16 @@ public struct ShardPlanOptions: ParsableArguments {
             print("  \(name): \(s.samples) samples in \(s.shards.count) shards, \(s.bytes) bytes")
         }
         print("  clips left out (no kept text): \(manifest.clipsWithoutText)")
+        if let filter = manifest.loudnessFilter {
+            print("  clips left out (loudness): " + LoudnessFilter.Reason.allCases.map {
+                "\(filter.clipsDroppedByReason[$0.rawValue] ?? 0) \($0.rawValue)"
+            }.joined(separator: ", "))
+        }
+        if let n = manifest.loudnessNormalization {
+            print("  loudness normalization (mulan-ingest): " + n.settings.map {
+                "\($0.samples) samples at \($0.targetLUFS) LUFS, true peak ≤ \($0.maxTruePeakDB) dBTP"
+            }.joined(separator: "; ") + (n.samplesNotNormalized > 0 ? "; \(n.samplesNotNormalized) not normalized" : ""))
+        }
     }
 }
 

@@ -15,6 +15,12 @@ public struct IngestSettings: Sendable, Hashable, Codable {
     public var maxSilenceShare: Double = 0.9
     /// FLAC sample depth of stored clips: 16 or 24.
     public var flacBits: Int = 16
+    /// `--loudness-target`: scale each stored clip so its integrated loudness is this (LUFS);
+    /// nil (the default) stores clips at their own level. See LoudnessStep.
+    public var loudnessTargetLUFS: Double?
+    /// `--loudness-max-true-peak`: the gain of `loudnessTargetLUFS` is limited so that the clip's
+    /// true peak stays at or below this (dBTP). −1 dBTP is EBU R128's ceiling for distribution.
+    public var loudnessMaxTruePeakDB: Double = -1
 
     public init() {}
 
@@ -41,13 +47,24 @@ public struct IngestSettings: Sendable, Hashable, Codable {
             throw MulanError(.usage, "--max-silence-share must be in (0, 1]")
         }
         if flacBits != 16 && flacBits != 24 { throw MulanError(.usage, "--flac-bits must be 16 or 24") }
+        if let target = loudnessTargetLUFS, !(target > -70 && target <= 0) {
+            throw MulanError(.usage, "--loudness-target must be in (-70, 0] LUFS, got \(target)",
+                             hint: "EBU R128 broadcast is -23, streaming services use -14 to -16")
+        }
+        if !(loudnessMaxTruePeakDB > -70 && loudnessMaxTruePeakDB <= 0) {
+            throw MulanError(.usage, "--loudness-max-true-peak must be in (-70, 0] dBTP, got \(loudnessMaxTruePeakDB)",
+                             hint: "above 0 dBTP stored samples would clip; EBU R128 uses -1")
+        }
     }
 
     /// A canonical text of everything that shapes a track's output, for change detection.
+    /// Loudness normalization appears only when it is on, so keys written before it existed stay
+    /// equal (turning it on or off, or changing its target or ceiling, re-ingests a track).
     public func key(startSeconds: Double?, endSeconds: Double?) -> String {
         let maxClips = maxClipsPerTrack.map(String.init) ?? "all"
         let segment = "\(startSeconds.map { "\($0)" } ?? "-")..\(endSeconds.map { "\($0)" } ?? "-")"
         return "v\(Self.pipelineVersion);sr=\(sampleRate);clip=\(clipSeconds);min=\(minClipSeconds);"
             + "max=\(maxClips);silence=\(silenceThresholdDB)/\(maxSilenceShare);flac=\(flacBits);seg=\(segment)"
+            + (loudnessTargetLUFS.map { ";loud=\($0)/\(loudnessMaxTruePeakDB)" } ?? "")
     }
 }

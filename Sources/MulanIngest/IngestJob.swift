@@ -150,6 +150,23 @@ public struct IngestJob: Sendable {
                         report.fingerprintsByStatus[fingerprint.status.rawValue, default: 0] += 1
                         report.hoursIn += decoded / 3600
                         secondsSoFar += decoded
+                    case .loudnessMeasured(let row, let previous, let loudness, let fingerprint, let decoded):
+                        try catalog.touch(row, runID: runID)
+                        try catalog.putLoudness(loudness, trackID: row.trackID)
+                        if let fingerprint {
+                            try catalog.putFingerprint(fingerprint, trackID: row.trackID, contentHash: previous.contentHash)
+                            report.tracksFingerprinted += 1
+                            report.fingerprintsByStatus[fingerprint.status.rawValue, default: 0] += 1
+                        }
+                        report.tracksSkipped += 1
+                        report.clipsLoudnessBackfilled += loudness.count
+                        for l in loudness.values { report.loudnessByStatus[l.status.rawValue, default: 0] += 1 }
+                        if let failed = loudness.values.compactMap(\.detail).first {
+                            console.log(.warning, "\(row.origin): loudness of a stored clip not measured: \(failed)",
+                                        event: "loudness_failed")
+                        }
+                        report.hoursIn += decoded / 3600
+                        secondsSoFar += decoded
                     case .record(let record, let staging, let decoded):
                         try catalog.replace(record, runID: runID)
                         if let staging { try store.publish(stagingFolder: staging) }
@@ -171,6 +188,11 @@ public struct IngestJob: Sendable {
                         clipsSoFar += kept.count
                         report.hoursKept += kept.reduce(0) { $0 + $1.durationSeconds } / 3600
                         report.clipsSilent += record.silentClips
+                        for clip in kept {
+                            if let l = clip.loudness { report.loudnessByStatus[l.status.rawValue, default: 0] += 1 }
+                            if let n = clip.normalization, n.gainDB != 0 { report.clipsNormalized += 1 }
+                            if clip.normalization?.limitedByTruePeak == true { report.clipsGainLimited += 1 }
+                        }
                         // A too-short track's whole audio is not a "dropped tail": it failed.
                         if record.status == .ingested && record.tailDroppedSeconds > 0 { report.tailsDropped += 1 }
                     case .storageFailed(let error):

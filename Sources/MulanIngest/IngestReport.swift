@@ -16,6 +16,13 @@ public struct IngestReport: Codable, Sendable, StageReport {
     public var clipsWritten = 0
     public var clipsSilent = 0
     public var tailsDropped = 0
+    /// Clips measured in this run (new and backfilled) by loudness status (measured, below-gate, failed).
+    public var loudnessByStatus: [String: Int] = [:]
+    /// Stored clips of unchanged tracks measured in this run (ingested before loudness existed).
+    public var clipsLoudnessBackfilled = 0
+    /// With --loudness-target: clips given a gain, and those whose gain the true-peak ceiling lowered.
+    public var clipsNormalized = 0
+    public var clipsGainLimited = 0
     public var failuresByReason: [String: Int] = [:]
     public var hoursIn = 0.0
     public var hoursKept = 0.0
@@ -41,6 +48,8 @@ public struct IngestReport: Codable, Sendable, StageReport {
         case wallSeconds = "wall_seconds", realtimeFactor = "realtime_factor", jobs
         case sampleRate = "sample_rate", clipSeconds = "clip_seconds", exitCode = "exit_code"
         case peakRSSBytes = "peak_rss_bytes"
+        case loudnessByStatus = "loudness_by_status", clipsLoudnessBackfilled = "clips_loudness_backfilled"
+        case clipsNormalized = "clips_normalized", clipsGainLimited = "clips_gain_limited"
     }
 
 
@@ -52,6 +61,16 @@ public struct IngestReport: Codable, Sendable, StageReport {
             String(format: "  audio: %.3f h in, %.3f h kept; %.1f s wall, %.1f× realtime, %d jobs",
                    hoursIn, hoursKept, wallSeconds, realtimeFactor, jobs),
         ]
+        if !loudnessByStatus.isEmpty {
+            var line = "  loudness: " + ClipLoudness.Status.allCases.compactMap { status in
+                loudnessByStatus[status.rawValue].map { "\($0) \(status.rawValue)" }
+            }.joined(separator: ", ")
+            if clipsLoudnessBackfilled > 0 { line += " (\(clipsLoudnessBackfilled) stored clips of unchanged tracks)" }
+            if clipsNormalized > 0 || clipsGainLimited > 0 {
+                line += "; \(clipsNormalized) normalized, \(clipsGainLimited) held below the true-peak ceiling"
+            }
+            lines.append(line)
+        }
         if !fingerprintsByStatus.isEmpty {
             lines.append("  fingerprints: " + fingerprintsByStatus.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }
                 .joined(separator: ", ") + (tracksFingerprinted > 0 ? " (\(tracksFingerprinted) of unchanged tracks)" : ""))

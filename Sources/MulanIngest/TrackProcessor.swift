@@ -18,6 +18,9 @@ enum TrackOutcome: Sendable {
     /// Unchanged, but ingested before fingerprints existed: the source was decoded again (nothing
     /// re-encoded) to compute the fingerprint to add.
     case fingerprinted(ManifestRow, PreviousTrack, Fingerprint, decodedSeconds: Double)
+    /// Unchanged, but ingested before loudness was measured: its stored clips were measured (by
+    /// clip index), and the source decoded again for a fingerprint when it had none either.
+    case loudnessMeasured(ManifestRow, PreviousTrack, [Int: ClipLoudness], Fingerprint?, decodedSeconds: Double)
     /// A new record to write; staged clip files wait in `stagingFolder` until the write commits.
     case record(TrackRecord, stagingFolder: String?, decodedSeconds: Double)
     /// The work directory could not be written (a full disk, a file-size limit, a read-only or
@@ -44,6 +47,7 @@ enum TrackProcessor {
         let row = item.row
         let key = settings.key(startSeconds: row.startSeconds, endSeconds: row.endSeconds)
         var record = TrackRecord(row: row, status: .failed, sampleRate: settings.sampleRate, settingsKey: key)
+        record.loudnessTarget = settings.loudnessTargetLUFS.map { ($0, settings.loudnessMaxTruePeakDB) }
 
         var decodedSeconds = 0.0
         func failed(_ failure: TrackFailure, staging: String? = nil) -> TrackOutcome {
@@ -79,6 +83,9 @@ enum TrackProcessor {
             }
         }
         if let previous = item.previous, previous.contentHash == record.contentHash, previous.settingsKey == key {
+            if previous.status == TrackRecord.Status.ingested.rawValue && !previous.clipsWithoutLoudness.isEmpty {
+                return LoudnessBackfill.outcome(row, previous, settings: settings, store: item.store)
+            }
             if previous.status == TrackRecord.Status.ingested.rawValue && !previous.hasFingerprint {
                 let fingerprint = fingerprintOnly(row, settings: settings)
                 return .fingerprinted(row, previous, fingerprint, decodedSeconds: fingerprint.durationSeconds)
@@ -154,6 +161,11 @@ enum TrackProcessor {
                                             flacPath: nil, flacSHA256: nil))
                     return
                 }
+                // EBU R128 loudness of what is encoded, normalized first with --loudness-target;
+                // RMS and peak then describe the stored samples too.
+                let (loudness, normalization) = LoudnessStep.apply(&samples, settings: settings)
+                let storedStats = (normalization?.gainDB ?? 0) == 0 ? stats
+                    : samples.withUnsafeBufferPointer { ClipStats(measuring: $0) }
                 let part = "\(staging)/\(clip.index).flac.part"
                 do {
                     try samples.withUnsafeBufferPointer {
@@ -175,8 +187,9 @@ enum TrackProcessor {
                                          String(cString: strerror(errno)))
                 }
                 clips.append(ClipRecord(index: clip.index, startSeconds: start, durationSeconds: duration,
-                                        sampleRate: settings.sampleRate, stats: stats, status: .kept,
-                                        flacPath: ClipStore.relativePath(sha256: sha), flacSHA256: sha))
+                                        sampleRate: settings.sampleRate, stats: storedStats, status: .kept,
+                                        flacPath: ClipStore.relativePath(sha256: sha), flacSHA256: sha,
+                                        loudness: loudness, normalization: normalization))
             }
             stats = try decoder.decode(startSeconds: row.startSeconds, endSeconds: row.endSeconds) { chunk in
                 fingerprinter.feed(chunk, gain: Float(decoder.downmixGain))
@@ -256,6 +269,10 @@ enum TrackProcessor {
         if let dc = clips.filter({ $0.status == .kept }).map(\.stats.dcOffset).max(by: { abs($0) < abs($1) }),
            abs(dc) >= largeDCOffset {
             notes.append(String(format: "large DC offset (up to %+.2f of full scale), kept as is", dc))
+        }
+        let unmeasured = clips.compactMap { $0.loudness?.status == .failed ? $0.loudness?.detail : nil }
+        if let first = unmeasured.first {
+            notes.append("loudness of \(unmeasured.count) clip\(unmeasured.count > 1 ? "s" : "") not measured: \(first)")
         }
         if stats.decodeErrors > 0 { notes.append("\(stats.decodeErrors) damaged packets skipped") }
         if stats.nonFiniteSamples > 0 { notes.append("\(stats.nonFiniteSamples) NaN/Inf samples replaced by 0") }

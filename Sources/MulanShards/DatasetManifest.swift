@@ -27,6 +27,10 @@ public struct DatasetManifest: Codable, Sendable, StageReport {
     public var filterVersions: [String: String]
     public var splits: [String: Split] = [:]
     public var clipsWithoutText = 0
+    /// With `--min-lufs` / `--max-true-peak`: the thresholds and the clips left out by reason.
+    public var loudnessFilter: LoudnessFilterSummary?
+    /// When shipped clips were normalized by mulan-ingest `--loudness-target`.
+    public var loudnessNormalization: LoudnessNormalizationSummary?
     public var incremental = "A catalog that changed gives a new dataset id and a new folder; published folders are never rewritten."
 
     enum CodingKeys: String, CodingKey {
@@ -35,6 +39,7 @@ public struct DatasetManifest: Codable, Sendable, StageReport {
         case samplesPerShard = "samples_per_shard", maxShardBytes = "max_shard_bytes"
         case vocabularySHA256 = "tokenizer_vocab_sha256", filterVersions = "filter_versions", splits
         case clipsWithoutText = "clips_without_text", incremental
+        case loudnessFilter = "loudness_filter", loudnessNormalization = "loudness_normalization"
     }
 }
 
@@ -82,10 +87,34 @@ public struct SampleRecord: Codable, Sendable {
     public var split: String
     public var texts: [String: [Text]]
     public var provenance: Provenance
+    /// EBU R128 loudness of the clip as stored (catalog `clips.lufs`, `loudness_range`,
+    /// `true_peak_db`): LUFS, LU, dBTP. Written as null when unknown (not measured, or no integrated
+    /// loudness below the −70 LUFS gate), so every sample has the same keys.
+    public var lufs: Double?
+    public var loudnessRange: Double?
+    public var truePeakDB: Double?
 
     enum CodingKeys: String, CodingKey {
         case key, trackID = "track_id", clipIndex = "clip_index", startSeconds = "start_s",
              durationSeconds = "duration_s", sampleRate = "sample_rate", split, texts, provenance
+        case lufs, loudnessRange = "loudness_range", truePeakDB = "true_peak_db"
+    }
+
+    /// As synthesized, except that unknown loudness values are written as null, not left out.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(key, forKey: .key)
+        try c.encode(trackID, forKey: .trackID)
+        try c.encode(clipIndex, forKey: .clipIndex)
+        try c.encode(startSeconds, forKey: .startSeconds)
+        try c.encode(durationSeconds, forKey: .durationSeconds)
+        try c.encode(sampleRate, forKey: .sampleRate)
+        try c.encode(split, forKey: .split)
+        try c.encode(texts, forKey: .texts)
+        try c.encode(provenance, forKey: .provenance)
+        try c.encode(lufs, forKey: .lufs)
+        try c.encode(loudnessRange, forKey: .loudnessRange)
+        try c.encode(truePeakDB, forKey: .truePeakDB)
     }
 
     func jsonBytes() throws -> [UInt8] {

@@ -30,10 +30,12 @@ public struct ShardJob: Sendable {
     public var catalogs: [String]
     /// This process's share of the shards to write.
     public var slice: WorkerSlice
+    /// Clips left out for their loudness (`--min-lufs`, `--max-true-peak`); inactive by default.
+    public var loudness: LoudnessFilter
 
     public init(workdir: String, output: String?, split: SplitSpec, seed: UInt64, samplesPerShard: Int,
                 maxShardBytes: Int?, filterVersions: [String: String], console: Console,
-                catalogs: [String] = [], slice: WorkerSlice = .single) {
+                catalogs: [String] = [], slice: WorkerSlice = .single, loudness: LoudnessFilter = LoudnessFilter()) {
         self.workdir = Paths.absolute(workdir)
         self.output = output.map(Paths.absolute)
         self.split = split
@@ -44,6 +46,7 @@ public struct ShardJob: Sendable {
         self.console = console
         self.catalogs = catalogs.map(Paths.absolute)
         self.slice = slice
+        self.loudness = loudness
     }
 
     /// One position of the plan: the shuffle rank and where the clip is (part << 48 | clip row id).
@@ -164,12 +167,21 @@ public struct ShardJob: Sendable {
 
     // MARK: The plan
 
+    struct NormalizationKey: Hashable {
+        var target: Double?
+        var ceiling: Double?
+    }
+
     struct Plan {
         var versions: [String: String]
         var vocabularySHA256: String?
         var sampleRate: Int
         var clipSeconds: Double
         var clipsWithoutText = 0
+        /// Clips with kept text left out by the loudness filter, by reason.
+        var loudnessDropped: [String: Int] = [:]
+        /// Selected samples by the track's `--loudness-target` and ceiling (nil: not normalized).
+        var normalization: [NormalizationKey: Int] = [:]
         var datasetID = ""
         /// Splits in name order, each with its samples in shard order.
         var splits: [(name: String, entries: [Entry])] = []
@@ -243,7 +255,9 @@ public struct ShardJob: Sendable {
                 plan.clipSeconds = max(plan.clipSeconds, seconds)
             }
             try db.forEach("""
-                SELECT c.id, t.track_id, c.clip_index, t.split, c.flac_sha256 FROM clips c JOIN tracks t ON t.id = c.track_rowid
+                SELECT c.id, t.track_id, c.clip_index, t.split, c.flac_sha256, c.loudness_status, c.lufs, c.true_peak_db,
+                       c.loudness_range, t.loudness_target_lufs, t.loudness_max_true_peak_db
+                FROM clips c JOIN tracks t ON t.id = c.track_rowid
                 WHERE c.status = 'kept' AND t.status = 'ingested' AND (\(Self.hasKeptText(placeholders)))
                 ORDER BY c.id
                 """, versionList + versionList) { row in
@@ -253,13 +267,20 @@ public struct ShardJob: Sendable {
                     mergedClips += 1
                     return
                 }
+                if let reason = loudness.reason(status: row[5].string, lufs: row[6].double, truePeakDB: row[7].double) {
+                    plan.loudnessDropped[reason.rawValue, default: 0] += 1
+                    return
+                }
+                plan.normalization[NormalizationKey(target: row[9].double, ceiling: row[10].double), default: 0] += 1
                 let key = ShardKeys.key(trackID: track, clipIndex: index)
                 // A duplicate group's members all go to one split: the group key's (see DuplicateGroups).
                 let name = member.map { split.split(trackID: $0.groupKey, manifestSplit: $0.groupSplit) }
                     ?? split.split(trackID: track, manifestSplit: row[3].string)
                 perSplit[name, default: []].append(Entry(rank: ShardKeys.rank(key: key, seed: seed),
                                                          ref: UInt64(p) << 48 | UInt64(id)))
-                let digest = SHA256Digest.hex(of: Array("\(name)/\(key)/\(row[4].string ?? "")".utf8))
+                // The loudness values are part of the sample's JSON, so they are part of its identity.
+                let loud = [6, 8, 7].map { Self.jsonLoudness(row[$0].double).map { "\($0)" } ?? "-" }.joined(separator: ",")
+                let digest = SHA256Digest.hex(of: Array("\(name)/\(key)/\(row[4].string ?? "")/\(loud)".utf8))
                 for lane in 0..<4 {
                     let start = digest.index(digest.startIndex, offsetBy: lane * 16)
                     lanes[lane] &+= UInt64(digest[start..<digest.index(start, offsetBy: 16)], radix: 16) ?? 0
@@ -278,10 +299,16 @@ public struct ShardJob: Sendable {
         }
         if plan.sampleRate == 0 { plan.sampleRate = 16000 }
         if plan.clipSeconds == 0 { plan.clipSeconds = 30 }
-        let settings = "v2;seed=\(seed);split=\(split.fractions.map { "\($0.name)=\($0.share)" });per=\(samplesPerShard)"
+        if let unmeasured = plan.loudnessDropped[LoudnessFilter.Reason.notMeasured.rawValue] {
+            console.log(.warning, "\(unmeasured) clips have no loudness measurement and are left out by --min-lufs/--max-true-peak; "
+                        + "run mulan-ingest again on the same manifests to measure them", event: "loudness_not_measured")
+        }
+        // v3: samples carry lufs, loudness_range and true_peak_db.
+        let settings = "v3;seed=\(seed);split=\(split.fractions.map { "\($0.name)=\($0.share)" });per=\(samplesPerShard)"
             + ";max=\(maxShardBytes ?? 0);versions=\(versionList);samples=\(samples);sum="
             + lanes.map { String($0, radix: 16) }.joined(separator: ",")
             + (dedupeSignatures.isEmpty ? "" : ";dedupe=" + dedupeSignatures.joined(separator: ","))
+            + loudness.settingsText
         plan.datasetID = String(SHA256Digest.hex(of: Array(settings.utf8)).prefix(12))
         for name in perSplit.keys.sorted() {
             var entries = perSplit[name]!
@@ -481,7 +508,7 @@ public struct ShardJob: Sendable {
         let db = part.db
         guard let row = try db.row("""
             SELECT c.id, t.id, t.track_id, c.clip_index, c.start_s, c.duration_s, c.sample_rate, c.flac_path,
-                   c.flac_sha256, t.split
+                   c.flac_sha256, t.split, c.lufs, c.loudness_range, c.true_peak_db
             FROM clips c JOIN tracks t ON t.id = c.track_rowid WHERE c.id = ?
             """, [entry.clipID]), let track = row[2].string, let clipIndex = row[3].int, let flacPath = row[7].string else {
             throw MulanError(.catalog, "clip \(entry.clipID) disappeared from the catalog while sharding",
@@ -518,7 +545,9 @@ public struct ShardJob: Sendable {
             key: key, trackID: track, clipIndex: clipIndex, startSeconds: row[4].double ?? 0,
             durationSeconds: row[5].double ?? 0, sampleRate: row[6].int ?? 0, split: split, texts: bySource,
             provenance: .init(clipID: StableIDs.clip(track: track, index: clipIndex), trackRowID: StableIDs.track(track),
-                              flacSHA256: row[8].string ?? "", filterVersions: versions))
+                              flacSHA256: row[8].string ?? "", filterVersions: versions),
+            lufs: Self.jsonLoudness(row[10].double), loudnessRange: Self.jsonLoudness(row[11].double),
+            truePeakDB: Self.jsonLoudness(row[12].double))
         let flacFile = part.directory + "/" + flacPath
         var flac: Data?
         let bytes: Int
@@ -533,6 +562,12 @@ public struct ShardJob: Sendable {
         }
         return Sample(key: key, json: try record.jsonBytes(), flacPath: flacFile, flacBytes: bytes, flac: flac,
                       textsBySource: sampleTexts)
+    }
+
+    /// Loudness values in a sample's JSON, to 0.001 (LU, dB): far finer than any measurement
+    /// agrees with another, and short to read.
+    static func jsonLoudness(_ value: Double?) -> Double? {
+        value.map { ($0 * 1000).rounded() / 1000 }
     }
 
     private func missingClip(_ path: String, _ track: String) -> MulanError {
@@ -593,6 +628,21 @@ public struct ShardJob: Sendable {
             samplesPerShard: samplesPerShard, maxShardBytes: maxShardBytes, vocabularySHA256: plan.vocabularySHA256,
             filterVersions: plan.versions)
         manifest.clipsWithoutText = plan.clipsWithoutText
+        if loudness.isActive {
+            var dropped = Dictionary(uniqueKeysWithValues: LoudnessFilter.Reason.allCases.map { ($0.rawValue, 0) })
+            dropped.merge(plan.loudnessDropped) { $1 }
+            manifest.loudnessFilter = .init(minLUFS: loudness.minLUFS, maxTruePeakDB: loudness.maxTruePeakDB,
+                                            clipsDroppedByReason: dropped)
+        }
+        let normalized = plan.normalization.compactMap { key, samples -> DatasetManifest.LoudnessNormalizationSummary.Setting? in
+            guard let target = key.target else { return nil }
+            return .init(targetLUFS: target, maxTruePeakDB: key.ceiling ?? 0, samples: samples)
+        }.sorted { ($0.targetLUFS, $0.maxTruePeakDB) < ($1.targetLUFS, $1.maxTruePeakDB) }
+        if !normalized.isEmpty {
+            manifest.loudnessNormalization = .init(
+                settings: normalized,
+                samplesNotNormalized: plan.normalization.filter { $0.key.target == nil }.values.reduce(0, +))
+        }
         var missing: [String] = []
         var allSizes: [String: [String: Int]] = [:]
         for (name, entries) in plan.splits {

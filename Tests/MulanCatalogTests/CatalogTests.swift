@@ -72,6 +72,42 @@ struct CatalogTests {
         #expect(try db.row("SELECT v FROM t")?[0].string == value)
     }
 
+    /// A catalog written before loudness existed (schema 4) gains the columns with NULL in its
+    /// rows; `previous` lists the kept clips to measure; `putLoudness` fills them in.
+    @Test func migrationFiveAddsLoudnessAndOldRowsStayNull() throws {
+        let dir = TempDir()
+        let path = dir.file("c.sqlite")
+        do {
+            let db = try Database(path: path)
+            try db.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+            for m in Migrations.all where m.version <= 4 {
+                try db.execute(m.sql)
+                try m.after?(db)
+                try db.run("INSERT INTO schema_migrations VALUES (?, ?, 'then')", [m.version, m.name])
+            }
+            try db.execute("""
+                INSERT INTO tracks (id, track_id, source_path, status, sample_rate, settings_key, updated_at)
+                    VALUES (1, 't1', '/x/t1.wav', 'ingested', 16000, 'k', 'then');
+                INSERT INTO clips (track_rowid, clip_index, start_s, duration_s, sample_rate, rms, peak, silence_share,
+                    status, flac_path, flac_sha256) VALUES
+                    (1, 0, 0, 30, 16000, 0.1, 0.5, 0, 'kept', 'clips/aa.flac', 'aa'),
+                    (1, 1, 30, 30, 16000, 0, 0, 1, 'silent', NULL, NULL);
+                """)
+        }
+        let c = try Catalog(path: path)
+        #expect(try c.count("SELECT MAX(version) FROM schema_migrations") == 5)
+        #expect(try c.count("SELECT COUNT(*) FROM clips WHERE lufs IS NULL AND loudness_status IS NULL AND loudness_gain_db IS NULL") == 2)
+        #expect(try c.count("SELECT COUNT(*) FROM tracks WHERE loudness_target_lufs IS NULL") == 1)
+        #expect(try c.previous(trackID: "t1")?.clipsWithoutLoudness == [StoredClip(index: 0, flacPath: "clips/aa.flac")])
+        try c.putLoudness([0: ClipLoudness(status: .measured, integratedLUFS: -23.5, loudnessRange: 4, truePeakDB: -3)],
+                          trackID: "t1")
+        #expect(try c.previous(trackID: "t1")?.clipsWithoutLoudness == [])
+        let row = try #require(try c.database.row("SELECT lufs, loudness_range, true_peak_db, loudness_status FROM clips WHERE clip_index = 0"))
+        #expect(row[0].double == -23.5 && row[1].double == 4 && row[2].double == -3 && row[3].string == "measured")
+        // A status outside the documented ones is refused.
+        #expect(throws: (any Error).self) { try c.database.run("UPDATE clips SET loudness_status = 'loud'") }
+    }
+
     @Test func rejectsAreReplacedPerManifestLine() throws {
         let dir = TempDir()
         let c = try Catalog(path: dir.file("c.sqlite"))

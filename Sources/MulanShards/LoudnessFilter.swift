@@ -1,0 +1,79 @@
+import MulanCore
+
+/// `mulan-shard --min-lufs X --max-true-peak Y`: which clips a dataset leaves out for their
+/// loudness (the catalog's `clips.lufs`, `true_peak_db`, `loudness_status`), each with a reason
+/// that `dataset.json` counts (`loudness_filter.clips_dropped_by_reason`).
+///
+/// It lives in mulan-shard, not in ingest, because it is a choice about one dataset: the clips stay
+/// in the catalog and the store, so another threshold is another `mulan-shard` run, not a re-ingest.
+public struct LoudnessFilter: Sendable, Hashable {
+    public enum Reason: String, Sendable, CaseIterable {
+        /// The clip has no measurement (ingested before loudness existed and not re-run since, or
+        /// libebur128 failed on it): it cannot be shown to pass, so it is left out, and counted.
+        case notMeasured = "loudness-not-measured"
+        /// Integrated loudness below `--min-lufs`, or no integrated loudness at all (every block
+        /// below the −70 LUFS absolute gate, quieter than any threshold).
+        case quieterThanMinimum = "lufs-below-min"
+        /// True peak above `--max-true-peak`.
+        case truePeakAboveMaximum = "true-peak-above-max"
+    }
+
+    public var minLUFS: Double?
+    public var maxTruePeakDB: Double?
+
+    public init(minLUFS: Double? = nil, maxTruePeakDB: Double? = nil) {
+        self.minLUFS = minLUFS
+        self.maxTruePeakDB = maxTruePeakDB
+    }
+
+    public var isActive: Bool { minLUFS != nil || maxTruePeakDB != nil }
+
+    /// Why a clip is left out (the first rule it fails, in the order of `Reason`), or nil to keep it.
+    public func reason(status: String?, lufs: Double?, truePeakDB: Double?) -> Reason? {
+        guard isActive else { return nil }
+        guard let status, status != ClipLoudness.Status.failed.rawValue else { return .notMeasured }
+        if let min = minLUFS, (lufs ?? -.infinity) < min { return .quieterThanMinimum }
+        if let max = maxTruePeakDB, let peak = truePeakDB, peak > max { return .truePeakAboveMaximum }
+        return nil
+    }
+
+    /// Part of the dataset id's settings: empty when off, so ids of unfiltered datasets do not move.
+    var settingsText: String {
+        isActive ? ";loudness=\(minLUFS.map { "\($0)" } ?? "-")/\(maxTruePeakDB.map { "\($0)" } ?? "-")" : ""
+    }
+}
+
+extension DatasetManifest {
+    /// `loudness_filter` in dataset.json: the thresholds and the clips each rule left out.
+    public struct LoudnessFilterSummary: Codable, Sendable, Hashable {
+        public var minLUFS: Double?
+        public var maxTruePeakDB: Double?
+        /// Every reason of `LoudnessFilter.Reason`, with 0 when no clip failed it.
+        public var clipsDroppedByReason: [String: Int]
+
+        enum CodingKeys: String, CodingKey {
+            case minLUFS = "min_lufs", maxTruePeakDB = "max_true_peak_db", clipsDroppedByReason = "clips_dropped_by_reason"
+        }
+    }
+
+    /// `loudness_normalization` in dataset.json: how mulan-ingest's `--loudness-target` shaped the
+    /// shipped clips (present when at least one was normalized).
+    public struct LoudnessNormalizationSummary: Codable, Sendable, Hashable {
+        public struct Setting: Codable, Sendable, Hashable {
+            public var targetLUFS: Double
+            public var maxTruePeakDB: Double
+            public var samples: Int
+            enum CodingKeys: String, CodingKey {
+                case targetLUFS = "target_lufs", maxTruePeakDB = "max_true_peak_db", samples
+            }
+        }
+        /// Each target and ceiling the shipped samples were ingested with, by target then ceiling.
+        public var settings: [Setting]
+        /// Shipped samples of tracks ingested without `--loudness-target`.
+        public var samplesNotNormalized: Int
+
+        enum CodingKeys: String, CodingKey {
+            case settings, samplesNotNormalized = "samples_not_normalized"
+        }
+    }
+}
