@@ -65,7 +65,8 @@ public struct IngestAudioCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Keep at most N evenly spaced clips per track.", valueName: "n"))
     public var maxClipsPerTrack: Int?
 
-    @Option(name: .customLong("silence-db"),
+    // Negative values: `.unconditional` takes `-50` as the value, not as an option.
+    @Option(name: .customLong("silence-db"), parsing: .unconditional,
             help: ArgumentHelp("A clip with RMS below this level (dBFS) is silent and not stored.", valueName: "db"))
     public var silenceDB: Double = -60
 

@@ -110,7 +110,7 @@ struct IngestEndToEndTests {
         try TestMedia.tone(h.dir.file("a.flac"), seconds: 100)
         try h.dir.write("m.csv", "track_id,path,start_s,end_s\nfull,a.flac,,\nseg,a.flac,12.5,50\n")
         let r = try h.ingest(["--manifest", "m.csv", "--clip-seconds", "10", "--min-clip-seconds", "4",
-                              "--max-clips-per-track", "3", "--sample-rate", "24000"])
+                              "--max-clips-per-track", "3", "--sample-rate", "24000", "--silence-db", "-50"])
         #expect(r.status == 0, "\(r.stderr)")
         let c = try h.catalog()
         let rows = try c.database.rows("""
