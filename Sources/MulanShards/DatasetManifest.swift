@@ -27,6 +27,10 @@ public struct DatasetManifest: Codable, Sendable, StageReport {
     public var filterVersions: [String: String]
     public var splits: [String: Split] = [:]
     public var clipsWithoutText = 0
+    /// The `mulan-filter audio` version whose dropped clips were left out (absent: none was run or chosen).
+    public var audioFilterVersion: String?
+    /// Clips that would be in the dataset but that version dropped, by reason (its failing rule).
+    public var clipsDroppedByAudioFilter: [String: Int]?
     public var incremental = "A catalog that changed gives a new dataset id and a new folder; published folders are never rewritten."
 
     enum CodingKeys: String, CodingKey {
@@ -34,7 +38,8 @@ public struct DatasetManifest: Codable, Sendable, StageReport {
         case format, sampleRate = "sample_rate", clipSeconds = "clip_seconds", seed, splitSpec = "split_spec"
         case samplesPerShard = "samples_per_shard", maxShardBytes = "max_shard_bytes"
         case vocabularySHA256 = "tokenizer_vocab_sha256", filterVersions = "filter_versions", splits
-        case clipsWithoutText = "clips_without_text", incremental
+        case clipsWithoutText = "clips_without_text", audioFilterVersion = "audio_filter_version"
+        case clipsDroppedByAudioFilter = "clips_dropped_by_audio_filter", incremental
     }
 }
 

@@ -30,6 +30,8 @@ public struct ShardJob: Sendable {
     public var catalogs: [String]
     /// This process's share of the shards to write.
     public var slice: WorkerSlice
+    /// Which `mulan-filter audio` version's dropped clips to leave out (default: the latest).
+    public var audioFilter: AudioFilterChoice = .latest
 
     public init(workdir: String, output: String?, split: SplitSpec, seed: UInt64, samplesPerShard: Int,
                 maxShardBytes: Int?, filterVersions: [String: String], console: Console,
@@ -170,6 +172,9 @@ public struct ShardJob: Sendable {
         var sampleRate: Int
         var clipSeconds: Double
         var clipsWithoutText = 0
+        /// The audio filter version whose dropped clips are left out, and how many per reason.
+        var audioFilterVersion: String?
+        var droppedByAudioFilter: [String: Int] = [:]
         var datasetID = ""
         /// Splits in name order, each with its samples in shard order.
         var splits: [(name: String, entries: [Entry])] = []
@@ -223,6 +228,8 @@ public struct ShardJob: Sendable {
         let versionList = versions.values.sorted()
         let placeholders = versionList.map { _ in "?" }.joined(separator: ",")
         var plan = Plan(versions: versions, vocabularySHA256: nil, sampleRate: 0, clipSeconds: 0)
+        plan.audioFilterVersion = try resolveAudioFilterVersion(parts)
+        let audioVersion = plan.audioFilterVersion
         var perSplit: [String: [Entry]] = [:]
         var lanes = [UInt64](repeating: 0, count: 4)
         var samples = 0
@@ -243,14 +250,19 @@ public struct ShardJob: Sendable {
                 plan.clipSeconds = max(plan.clipSeconds, seconds)
             }
             try db.forEach("""
-                SELECT c.id, t.track_id, c.clip_index, t.split, c.flac_sha256 FROM clips c JOIN tracks t ON t.id = c.track_rowid
+                SELECT c.id, t.track_id, c.clip_index, t.split, c.flac_sha256, \(Self.audioDropReason(audioVersion))
+                FROM clips c JOIN tracks t ON t.id = c.track_rowid
                 WHERE c.status = 'kept' AND t.status = 'ingested' AND (\(Self.hasKeptText(placeholders)))
                 ORDER BY c.id
-                """, versionList + versionList) { row in
+                """, (audioVersion.map { [$0] } ?? []) + versionList + versionList) { row in
                 guard let id = row[0].int, let track = row[1].string, let index = row[2].int else { return }
                 let member = groups.members[track]
                 if groups.merge, member?.mergedInto != nil {
                     mergedClips += 1
+                    return
+                }
+                if let reason = row[5].string {
+                    plan.droppedByAudioFilter[reason, default: 0] += 1
                     return
                 }
                 let key = ShardKeys.key(trackID: track, clipIndex: index)
@@ -278,10 +290,13 @@ public struct ShardJob: Sendable {
         }
         if plan.sampleRate == 0 { plan.sampleRate = 16000 }
         if plan.clipSeconds == 0 { plan.clipSeconds = 30 }
-        let settings = "v2;seed=\(seed);split=\(split.fractions.map { "\($0.name)=\($0.share)" });per=\(samplesPerShard)"
+        var settings = "v2;seed=\(seed);split=\(split.fractions.map { "\($0.name)=\($0.share)" });per=\(samplesPerShard)"
             + ";max=\(maxShardBytes ?? 0);versions=\(versionList);samples=\(samples);sum="
             + lanes.map { String($0, radix: 16) }.joined(separator: ",")
             + (dedupeSignatures.isEmpty ? "" : ";dedupe=" + dedupeSignatures.joined(separator: ","))
+        // Only a dataset that honours an audio filter changes id: without one, ids are as before.
+        let audioSetting: String = audioVersion.map { ";audio=" + $0 } ?? ""
+        settings += audioSetting
         plan.datasetID = String(SHA256Digest.hex(of: Array(settings.utf8)).prefix(12))
         for name in perSplit.keys.sorted() {
             var entries = perSplit[name]!
@@ -593,6 +608,10 @@ public struct ShardJob: Sendable {
             samplesPerShard: samplesPerShard, maxShardBytes: maxShardBytes, vocabularySHA256: plan.vocabularySHA256,
             filterVersions: plan.versions)
         manifest.clipsWithoutText = plan.clipsWithoutText
+        if let v = plan.audioFilterVersion {
+            manifest.audioFilterVersion = v
+            manifest.clipsDroppedByAudioFilter = plan.droppedByAudioFilter
+        }
         var missing: [String] = []
         var allSizes: [String: [String: Int]] = [:]
         for (name, entries) in plan.splits {
