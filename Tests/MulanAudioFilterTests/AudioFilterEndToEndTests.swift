@@ -2,6 +2,7 @@ import Foundation
 import MulanCatalog
 import MulanCore
 import MulanTestSupport
+import MulanTraining
 import Testing
 
 /// A small labeled demo corpus (scripts/make-demo-corpus.py), ingested, sharded and used to train
@@ -329,5 +330,35 @@ struct AudioFilterEndToEndTests {
         // A named version that does not exist is refused.
         let unknown = try c.harness.shard(["--audio-filter-version", "audio-000000000000", "--out", c.harness.dir.file("x")])
         #expect(unknown.status == 64 && unknown.stderr.contains("audio-000000000000"), "\(unknown.stderr)")
+    }
+}
+
+/// `ZeroShotScorer`, the scoring on its own (what `best:N` in ingest can reuse).
+@Suite("zero-shot scorer", .serialized)
+struct ZeroShotScorerTests {
+    @Test func windowScoresAgreeWithTheClipScore() throws {
+        let c = try FilterCorpus.shared.get()
+        let embedder = try Embedder(checkpoint: Embedder.resolveCheckpoint(nil, runDirectory: c.run), vocabulary: c.vocab)
+        let scorer = try ZeroShotScorer(embedder: embedder, prompts: FilterCorpus.families.map { Prompt(name: $0, text: $0) })
+        let clip = try #require(try c.harness.catalog().database.row(
+            "SELECT flac_path FROM clips WHERE status = 'kept' ORDER BY id LIMIT 1")?[0].string)
+        let path = c.harness.workdir + "/" + clip
+        let whole = try #require(try scorer.score([.file(path)]).first?.get())
+        #expect(whole.scores.count == FilterCorpus.families.count && whole.windows == 3)
+        // The clip's embedding is the renormalized mean of its (unit-norm) window embeddings, so
+        // the mean of `embedWindows` scores as the clip does.
+        let samples = try Embedder.decodeFile(path, sampleRate: embedder.config.logMel.sampleRate).get()
+        let windows = scorer.windowScores(samples: samples)
+        #expect(windows.map(\.offset) == embedder.windowOffsets(sampleCount: samples.count))
+        #expect(windows.allSatisfy { $0.scores.count == FilterCorpus.families.count && $0.scores.allSatisfy { abs($0) <= 1.0001 } })
+        let embeddings = embedder.embedWindows(samples, offsets: windows.map(\.offset))
+        var mean = [Float](repeating: 0, count: embedder.dim)
+        for e in embeddings { for j in mean.indices { mean[j] += e[j] } }
+        let fromWindows = scorer.scores(embedding: mean)
+        for (a, b) in zip(fromWindows, whole.scores) { #expect(abs(a - b) < 1e-3, "\(fromWindows) vs \(whole.scores)") }
+        // A scored window is its own embedding's cosine with each prompt.
+        #expect(zip(scorer.scores(embedding: embeddings[0]), windows[0].scores).allSatisfy { abs($0 - $1) < 1e-5 })
+        // No prompt: a usage error.
+        #expect(throws: MulanError.self) { try ZeroShotScorer(embedder: embedder, prompts: []) }
     }
 }
