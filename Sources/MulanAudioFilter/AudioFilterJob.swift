@@ -66,7 +66,7 @@ public struct AudioFilterJob {
         var flacPath: String
         var flacSHA256: String
         var measures: [String: Double]
-        /// Scores already stored for this score set and this clip's content, or the stored error.
+        /// Scores already stored for this score set and this clip's content, or this run's error.
         var stored: Result<[String: Double], StoredError>?
     }
 
@@ -141,7 +141,8 @@ public struct AudioFilterJob {
                 case .failure(let f):
                     part[i].stored = .failure(StoredError(reason: "\(f.reason): \(f.detail)"))
                     newScores.append((part[i], nil, 0, "\(f.reason): \(f.detail)"))
-                    console.log(.warning, "clip \(part[i].flacPath) of track \(part[i].trackID) cannot be scored: \(f.detail)",
+                    console.log(.warning, "clip \(part[i].flacPath) of track \(part[i].trackID) cannot be scored (\(f.reason)): "
+                                + "\(f.detail); it is dropped as unreadable (restore the clip store, or re-ingest the track, and run again)",
                                 event: "unreadable", fields: ["track": part[i].trackID, "reason": f.reason])
                 }
             }
@@ -179,7 +180,7 @@ public struct AudioFilterJob {
         let columns = measures.map(\.column).joined(separator: ", ")
         var pending: [Pending] = []
         try db.forEach("""
-            SELECT c.id, t.track_id, c.flac_path, c.flac_sha256, s.scores, s.error, \(columns)
+            SELECT c.id, t.track_id, c.flac_path, c.flac_sha256, s.scores, NULL, \(columns)
             FROM clips c JOIN tracks t ON t.id = c.track_rowid
             LEFT JOIN audio_scores s ON s.score_set = ? AND s.clip_id = c.id AND s.flac_sha256 = c.flac_sha256
             WHERE c.status = 'kept' AND t.status = 'ingested'
@@ -191,12 +192,11 @@ public struct AudioFilterJob {
             for (k, m) in measures.enumerated() {
                 if let v = row[6 + k].double { values[m.name] = m.transform(v) }
             }
+            // A stored error is not reused: the clip is tried again (its file may have been restored).
             var stored: Result<[String: Double], StoredError>?
             if let json = row[4].string,
                let scores = try? JSONDecoder().decode([String: Double].self, from: Data(json.utf8)) {
                 stored = .success(scores)
-            } else if let error = row[5].string {
-                stored = .failure(StoredError(reason: error))
             }
             pending.append(Pending(clipID: id, trackID: track, flacPath: path, flacSHA256: sha, measures: values, stored: stored))
         }
