@@ -2,7 +2,7 @@ import Foundation
 import MulanCore
 import MulanTraining
 
-/// What `mulan-filter audio` did (`--report FILE`): the version, the clips decided, why clips were
+/// What `mulan-filter audio` did (`--report FILE`; schemas/audio-filter-report.schema.json): the version, the clips decided, why clips were
 /// dropped, and how each prompt's scores are spread. The counts cover every decision of the
 /// version, this run's and earlier runs'; `scored_this_run` and `decided_this_run` say what this run added.
 public struct AudioFilterReport: Codable, Sendable, StageReport {

@@ -298,6 +298,9 @@ struct AudioFilterEndToEndTests {
         #expect(shard.stdoutText.contains("clips left out (audio filter \(version))"), "\(shard.stdoutText)")
         let compact = String(decoding: try JSONSerialization.data(withJSONObject: dataset), as: UTF8.self)
         #expect(try SchemaValidator.validate([compact], schema: "dataset.schema.json") == [nil])
+        // The filter's --report follows its schema.
+        let reportJSON = String(decoding: try JSONSerialization.data(withJSONObject: report), as: UTF8.self)
+        #expect(try SchemaValidator.validate([reportJSON], schema: "audio-filter-report.schema.json") == [nil])
         // The shards hold exactly the clips the version kept: their samples' (track, clip index).
         var inShards: [String] = []
         for split in (dataset["splits"] as? [String: [String: Any]] ?? [:]).keys {
