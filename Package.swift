@@ -45,9 +45,12 @@ let package = Package(
         .target(name: "MulanDSP", dependencies: ["MulanCore", "CFFmpeg"]),
         .target(name: "MulanTraining", dependencies: ["MulanCore", "MulanMedia", "MulanShards", "MulanTensor", "MulanDSP", "MulanText"]),
         .target(name: "MulanReport", dependencies: ["MulanCore", "MulanCatalog", "MulanShards", "MulanTraining"]),
+        // Zero-shot audio filtering: catalog clips scored against text prompts with a trained model. Its own
+        // module because MulanFiltering (text) must not pull in the model stack.
+        .target(name: "MulanAudioFilter", dependencies: ["MulanCore", "MulanCatalog", "MulanTraining"]),
         .target(name: "MulanCommands", dependencies: [
             "MulanCore", "MulanIngest", "MulanCatalog", "MulanText", "MulanFiltering", "MulanShards", "MulanTraining",
-            "MulanReport", "MulanDedupe", "MulanMedia",
+            "MulanReport", "MulanDedupe", "MulanMedia", "MulanAudioFilter",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "mulan-ingest", dependencies: [
@@ -90,6 +93,8 @@ let package = Package(
         .testTarget(name: "MulanDSPTests", dependencies: ["MulanDSP", "MulanMedia", "MulanTestSupport"]),
         .testTarget(name: "MulanTrainingTests", dependencies: ["MulanTraining", "MulanTensor", "MulanShards", "MulanText", "MulanTestSupport"]),
         .testTarget(name: "MulanIngestTests", dependencies: ["MulanIngest", "MulanCatalog", "MulanMedia", "MulanTestSupport"]),
+        .testTarget(name: "MulanAudioFilterTests", dependencies: ["MulanAudioFilter", "MulanTraining", "MulanCatalog", "MulanCore",
+                                                                 "MulanTestSupport"]),
         .testTarget(name: "MulanReportTests", dependencies: ["MulanReport", "MulanCatalog", "MulanTestSupport"]),
         .testTarget(name: "MulanDedupeTests", dependencies: ["MulanDedupe", "MulanCatalog", "MulanMedia", "MulanShards",
                                                              "MulanTestSupport"]),

@@ -146,6 +146,9 @@ public final class Catalog {
 
     public static var schemaVersion: Int { Migrations.all.last?.version ?? 0 }
 
+    /// The migration versions this mulan applies, in order (numbers may have gaps: branches reserve them).
+    public static var migrationVersions: [Int] { Migrations.all.map(\.version) }
+
     // MARK: Runs
 
     public func beginRun(stage: String, settings: String) throws(MulanError) -> Int64 {

@@ -214,6 +214,43 @@ enum Migrations {
         ALTER TABLE tracks ADD COLUMN loudness_target_lufs REAL;
         ALTER TABLE tracks ADD COLUMN loudness_max_true_peak_db REAL;
         """, nil),
+        (6, "audio-filter", """
+        CREATE TABLE audio_filter_versions (
+            version TEXT PRIMARY KEY,
+            score_set TEXT NOT NULL,
+            checkpoint TEXT NOT NULL,
+            checkpoint_sha256 TEXT NOT NULL,
+            checkpoint_step INTEGER NOT NULL,
+            vocab_sha256 TEXT NOT NULL,
+            prompts TEXT NOT NULL,
+            rules TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            completed_at TEXT,
+            stats TEXT
+        );
+        CREATE TABLE audio_scores (
+            score_set TEXT NOT NULL,
+            clip_id INTEGER NOT NULL REFERENCES clips(id) ON DELETE CASCADE,
+            flac_sha256 TEXT NOT NULL,
+            scores TEXT,
+            windows INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            PRIMARY KEY (score_set, clip_id),
+            CHECK ((scores IS NULL) = (error IS NOT NULL))
+        );
+        CREATE INDEX audio_scores_clip ON audio_scores(clip_id);
+        CREATE TABLE audio_decisions (
+            version TEXT NOT NULL REFERENCES audio_filter_versions(version) ON DELETE CASCADE,
+            clip_id INTEGER NOT NULL REFERENCES clips(id) ON DELETE CASCADE,
+            track_id TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('kept', 'dropped')),
+            reason TEXT NOT NULL,
+            detail TEXT,
+            PRIMARY KEY (version, clip_id)
+        );
+        CREATE INDEX audio_decisions_clip ON audio_decisions(clip_id);
+        CREATE INDEX audio_decisions_status ON audio_decisions(version, status, reason);
+        """, nil),
     ]
 
     static func apply(to db: Database) throws(MulanError) {

@@ -11,9 +11,9 @@ extension FilterPhase: ExpressibleByArgument {}
 public struct FilterCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "mulan-filter",
-        abstract: "Normalize, tokenize (BERT WordPiece) and filter weak text.",
+        abstract: "Normalize, tokenize (BERT WordPiece) and filter weak text; filter clips by zero-shot audio scores (audio).",
         discussion: "Exit codes: 0 ok; 3 some inputs failed (recorded); 64 usage; 1 fatal.",
-        subcommands: [FilterRunCommand.self, TokenizeCommand.self, TrainRelevanceCommand.self],
+        subcommands: [FilterRunCommand.self, AudioFilterCommand.self, TokenizeCommand.self, TrainRelevanceCommand.self],
         defaultSubcommand: FilterRunCommand.self)
 
     public init() {}

@@ -34,6 +34,10 @@ public struct ShardPlanOptions: ParsableArguments {
                                valueName: "version"))
     public var filterVersion: [String] = []
 
+    @Option(help: ArgumentHelp("Leave out the clips this mulan-filter audio version dropped, or none to ignore audio "
+                               + "filtering (default: the version run last, if any).", valueName: "version"))
+    public var audioFilterVersion: String?
+
     @Option(help: ArgumentHelp("Write here instead of WORKDIR/shards/<dataset id>.", valueName: "dir"))
     public var out: String?
 
@@ -66,15 +70,24 @@ public struct ShardPlanOptions: ParsableArguments {
         if let m = maxShardBytes, m < 64 * 1024 { throw ValidationError("--max-shard-bytes must be at least 65536") }
         do { _ = try SplitSpec(parsing: split) } catch { throw ValidationError(error.description) }
         for v in filterVersion where !v.contains("-") { throw ValidationError("--filter-version \(v) is not a version name") }
+        if let v = audioFilterVersion, v != "none", !v.hasPrefix("audio-") {
+            throw ValidationError("--audio-filter-version \(v) is not an audio filter version (audio-…) or none")
+        }
     }
 
     func job(_ global: GlobalOptions, slice: WorkerSlice) throws -> ShardJob {
         var versions: [String: String] = [:]
         for v in filterVersion { versions[String(v.split(separator: "-")[0])] = v }
-        return ShardJob(workdir: global.workdir, output: out, split: try SplitSpec(parsing: split), seed: seed,
-                        samplesPerShard: samplesPerShard, maxShardBytes: maxShardBytes, filterVersions: versions,
-                        console: global.console, catalogs: from, slice: slice,
-                        loudness: LoudnessFilter(minLUFS: minLUFS, maxTruePeakDB: maxTruePeak))
+        var job = ShardJob(workdir: global.workdir, output: out, split: try SplitSpec(parsing: split), seed: seed,
+                           samplesPerShard: samplesPerShard, maxShardBytes: maxShardBytes, filterVersions: versions,
+                           console: global.console, catalogs: from, slice: slice,
+                           loudness: LoudnessFilter(minLUFS: minLUFS, maxTruePeakDB: maxTruePeak))
+        switch audioFilterVersion {
+        case nil: job.audioFilter = .latest
+        case "none"?: job.audioFilter = .none
+        case let v?: job.audioFilter = .named(v)
+        }
+        return job
     }
 
     static func printSummary(_ manifest: DatasetManifest, directory: String) {
@@ -93,6 +106,13 @@ public struct ShardPlanOptions: ParsableArguments {
             print("  loudness normalization (mulan-ingest): " + n.settings.map {
                 "\($0.samples) samples at \($0.targetLUFS) LUFS, true peak ≤ \($0.maxTruePeakDB) dBTP"
             }.joined(separator: "; ") + (n.samplesNotNormalized > 0 ? "; \(n.samplesNotNormalized) not normalized" : ""))
+        }
+        if let version = manifest.audioFilterVersion {
+            let dropped = manifest.clipsDroppedByAudioFilter ?? [:]
+            let reasons = dropped.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
+                .map { "\($0.key): \($0.value)" }.joined(separator: ", ")
+            print("  clips left out (audio filter \(version)): \(dropped.values.reduce(0, +))"
+                  + (reasons.isEmpty ? "" : " (\(reasons))"))
         }
     }
 }

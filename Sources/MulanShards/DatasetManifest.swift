@@ -31,6 +31,10 @@ public struct DatasetManifest: Codable, Sendable, StageReport {
     public var loudnessFilter: LoudnessFilterSummary?
     /// When shipped clips were normalized by mulan-ingest `--loudness-target`.
     public var loudnessNormalization: LoudnessNormalizationSummary?
+    /// The `mulan-filter audio` version whose dropped clips were left out (absent: none was run or chosen).
+    public var audioFilterVersion: String?
+    /// Clips that would be in the dataset but that version dropped, by reason (its failing rule).
+    public var clipsDroppedByAudioFilter: [String: Int]?
     public var incremental = "A catalog that changed gives a new dataset id and a new folder; published folders are never rewritten."
 
     enum CodingKeys: String, CodingKey {
@@ -40,6 +44,7 @@ public struct DatasetManifest: Codable, Sendable, StageReport {
         case vocabularySHA256 = "tokenizer_vocab_sha256", filterVersions = "filter_versions", splits
         case clipsWithoutText = "clips_without_text", incremental
         case loudnessFilter = "loudness_filter", loudnessNormalization = "loudness_normalization"
+        case audioFilterVersion = "audio_filter_version", clipsDroppedByAudioFilter = "clips_dropped_by_audio_filter"
     }
 }
 

@@ -32,6 +32,8 @@ public struct ShardJob: Sendable {
     public var slice: WorkerSlice
     /// Clips left out for their loudness (`--min-lufs`, `--max-true-peak`); inactive by default.
     public var loudness: LoudnessFilter
+    /// Which `mulan-filter audio` version's dropped clips to leave out (default: the latest).
+    public var audioFilter: AudioFilterChoice = .latest
 
     public init(workdir: String, output: String?, split: SplitSpec, seed: UInt64, samplesPerShard: Int,
                 maxShardBytes: Int?, filterVersions: [String: String], console: Console,
@@ -182,6 +184,9 @@ public struct ShardJob: Sendable {
         var loudnessDropped: [String: Int] = [:]
         /// Selected samples by the track's `--loudness-target` and ceiling (nil: not normalized).
         var normalization: [NormalizationKey: Int] = [:]
+        /// The audio filter version whose dropped clips are left out, and how many per reason.
+        var audioFilterVersion: String?
+        var droppedByAudioFilter: [String: Int] = [:]
         var datasetID = ""
         /// Splits in name order, each with its samples in shard order.
         var splits: [(name: String, entries: [Entry])] = []
@@ -235,6 +240,8 @@ public struct ShardJob: Sendable {
         let versionList = versions.values.sorted()
         let placeholders = versionList.map { _ in "?" }.joined(separator: ",")
         var plan = Plan(versions: versions, vocabularySHA256: nil, sampleRate: 0, clipSeconds: 0)
+        plan.audioFilterVersion = try resolveAudioFilterVersion(parts)
+        let audioVersion = plan.audioFilterVersion
         var perSplit: [String: [Entry]] = [:]
         var lanes = [UInt64](repeating: 0, count: 4)
         var samples = 0
@@ -256,15 +263,19 @@ public struct ShardJob: Sendable {
             }
             try db.forEach("""
                 SELECT c.id, t.track_id, c.clip_index, t.split, c.flac_sha256, c.loudness_status, c.lufs, c.true_peak_db,
-                       c.loudness_range, t.loudness_target_lufs, t.loudness_max_true_peak_db
+                       c.loudness_range, t.loudness_target_lufs, t.loudness_max_true_peak_db, \(Self.audioDropReason(audioVersion))
                 FROM clips c JOIN tracks t ON t.id = c.track_rowid
                 WHERE c.status = 'kept' AND t.status = 'ingested' AND (\(Self.hasKeptText(placeholders)))
                 ORDER BY c.id
-                """, versionList + versionList) { row in
+                """, (audioVersion.map { [$0] } ?? []) + versionList + versionList) { row in
                 guard let id = row[0].int, let track = row[1].string, let index = row[2].int else { return }
                 let member = groups.members[track]
                 if groups.merge, member?.mergedInto != nil {
                     mergedClips += 1
+                    return
+                }
+                if let reason = row[11].string {
+                    plan.droppedByAudioFilter[reason, default: 0] += 1
                     return
                 }
                 if let reason = loudness.reason(status: row[5].string, lufs: row[6].double, truePeakDB: row[7].double) {
@@ -304,11 +315,14 @@ public struct ShardJob: Sendable {
                         + "run mulan-ingest again on the same manifests to measure them", event: "loudness_not_measured")
         }
         // v3: samples carry lufs, loudness_range and true_peak_db.
-        let settings = "v3;seed=\(seed);split=\(split.fractions.map { "\($0.name)=\($0.share)" });per=\(samplesPerShard)"
+        var settings = "v3;seed=\(seed);split=\(split.fractions.map { "\($0.name)=\($0.share)" });per=\(samplesPerShard)"
             + ";max=\(maxShardBytes ?? 0);versions=\(versionList);samples=\(samples);sum="
             + lanes.map { String($0, radix: 16) }.joined(separator: ",")
             + (dedupeSignatures.isEmpty ? "" : ";dedupe=" + dedupeSignatures.joined(separator: ","))
             + loudness.settingsText
+        // Only a dataset that honours an audio filter adds it: without one, the id is as without the filter.
+        let audioSetting: String = audioVersion.map { ";audio=" + $0 } ?? ""
+        settings += audioSetting
         plan.datasetID = String(SHA256Digest.hex(of: Array(settings.utf8)).prefix(12))
         for name in perSplit.keys.sorted() {
             var entries = perSplit[name]!
@@ -642,6 +656,10 @@ public struct ShardJob: Sendable {
             manifest.loudnessNormalization = .init(
                 settings: normalized,
                 samplesNotNormalized: plan.normalization.filter { $0.key.target == nil }.values.reduce(0, +))
+        }
+        if let v = plan.audioFilterVersion {
+            manifest.audioFilterVersion = v
+            manifest.clipsDroppedByAudioFilter = plan.droppedByAudioFilter
         }
         var missing: [String] = []
         var allSizes: [String: [String: Int]] = [:]

@@ -54,6 +54,9 @@ public final class Embedder {
 
     let model: MuLanModel
     private let pool: LogMelPool
+    /// Log-mel frames of one window, and the log-mel of one window (for `embedWindows`).
+    var logMelFrames: Int { pool.frames }
+    func logMel(_ window: [Float]) -> [Float] { pool.compute(window) }
     private let tokenizer: BertTokenizer?
     private var frontEnds: [String: AudioFrontEnd] = [:]
 
