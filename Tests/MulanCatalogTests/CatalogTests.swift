@@ -95,7 +95,7 @@ struct CatalogTests {
                 """)
         }
         let c = try Catalog(path: path)
-        #expect(try c.count("SELECT MAX(version) FROM schema_migrations") == 5)
+        #expect(try c.count("SELECT COUNT(*) FROM schema_migrations WHERE version = 5") == 1)
         #expect(try c.count("SELECT COUNT(*) FROM clips WHERE lufs IS NULL AND loudness_status IS NULL AND loudness_gain_db IS NULL") == 2)
         #expect(try c.count("SELECT COUNT(*) FROM tracks WHERE loudness_target_lufs IS NULL") == 1)
         #expect(try c.previous(trackID: "t1")?.clipsWithoutLoudness == [StoredClip(index: 0, flacPath: "clips/aa.flac")])
