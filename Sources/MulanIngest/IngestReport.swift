@@ -24,6 +24,13 @@ public struct IngestReport: Codable, Sendable, StageReport {
     public var jobs: Int
     public var sampleRate: Int
     public var clipSeconds: Double
+    /// `--clip-policy` (ClipPolicy's canonical text).
+    public var clipPolicy = "all"
+    /// Tracks whose windows were decoded by seeking (center, random, evenly:N).
+    public var tracksSeeked = 0
+    /// Tracks whose policy could seek but that were decoded in full, and why (SeekFallback.Reason).
+    public var seekFallbacks = 0
+    public var seekFallbacksByReason: [String: Int] = [:]
     public var exitCode: Int32 = 0
     /// The process's peak resident memory (PeakMemory), taken when the summary is made.
     public var peakRSSBytes = 0
@@ -41,6 +48,8 @@ public struct IngestReport: Codable, Sendable, StageReport {
         case wallSeconds = "wall_seconds", realtimeFactor = "realtime_factor", jobs
         case sampleRate = "sample_rate", clipSeconds = "clip_seconds", exitCode = "exit_code"
         case peakRSSBytes = "peak_rss_bytes"
+        case clipPolicy = "clip_policy", tracksSeeked = "tracks_seeked", seekFallbacks = "seek_fallbacks"
+        case seekFallbacksByReason = "seek_fallbacks_by_reason"
     }
 
 
@@ -52,6 +61,14 @@ public struct IngestReport: Codable, Sendable, StageReport {
             String(format: "  audio: %.3f h in, %.3f h kept; %.1f s wall, %.1f× realtime, %d jobs",
                    hoursIn, hoursKept, wallSeconds, realtimeFactor, jobs),
         ]
+        if tracksSeeked + seekFallbacks > 0 {
+            var line = "  clip policy \(clipPolicy): \(tracksSeeked) tracks by seeking, \(seekFallbacks) decoded in full instead"
+            if !seekFallbacksByReason.isEmpty {
+                line += " (" + seekFallbacksByReason.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }
+                    .joined(separator: ", ") + ")"
+            }
+            lines.append(line)
+        }
         if !fingerprintsByStatus.isEmpty {
             lines.append("  fingerprints: " + fingerprintsByStatus.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }
                 .joined(separator: ", ") + (tracksFingerprinted > 0 ? " (\(tracksFingerprinted) of unchanged tracks)" : ""))
