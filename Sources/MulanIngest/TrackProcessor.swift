@@ -204,8 +204,10 @@ enum TrackProcessor {
                     if let unavailable = decoder.seekUnavailable { throw unavailable }
                     if let plan, !plan.windows.isEmpty {
                         let windowStats = try decoder.decodeWindows(plan.windows, offset: segmentOffset) { window, samples in
-                            fingerprinter.feed(samples.withUnsafeBufferPointer { $0 }, gain: Float(decoder.downmixGain))
-                            let clipStats = samples.withUnsafeBufferPointer { ClipStats(measuring: $0) }
+                            let clipStats = samples.withUnsafeBufferPointer { buffer in
+                                fingerprinter.feed(buffer, gain: Float(decoder.downmixGain))
+                                return ClipStats(measuring: buffer)
+                            }
                             try handle(ClipAudio(index: window.index, startSample: window.start, samples: samples, stats: clipStats))
                         }
                         stats.packets = windowStats.packets
@@ -235,9 +237,10 @@ enum TrackProcessor {
             // 3b. Otherwise (and after a fallback) decode the stream and cut the clips from it.
             if !seek.seeked {
                 var windows = plan?.windows
-                if settings.clipPolicy.canSeek && plan == nil {
+                if settings.clipPolicy.canSeek && (plan == nil || !probe.durationIsExact) {
                     // The windows depend on the track's length, which the container does not state
-                    // exactly: a first pass counts the samples (this case decodes twice).
+                    // exactly (or only as a bit-rate estimate): a first pass counts the samples (this
+                    // case decodes twice).
                     let counter = try AudioDecoder(path: row.path, outputSampleRate: settings.sampleRate)
                     let counted = try counter.decode(startSeconds: row.startSeconds, endSeconds: row.endSeconds) { _ in true }
                     let counterPlan = ClipPlan(policy: settings.clipPolicy, totalSamples: counted.outputSamples,
@@ -252,7 +255,8 @@ enum TrackProcessor {
                     stats = try decoder.decode(startSeconds: row.startSeconds, endSeconds: row.endSeconds) { chunk in
                         fingerprinter.feed(chunk, gain: Float(decoder.downmixGain))
                         try cutter.append(chunk, emit: handle)
-                        return !cutter.isDone
+                        // No windows: the track is shorter than a clip; decode it all to say how long.
+                        return windows.isEmpty || !cutter.isDone
                     }
                     if !cutter.isDone { try cutter.finish(minimumSamples: settings.minClipSamples, emit: handle) }
                 } else {
