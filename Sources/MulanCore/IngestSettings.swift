@@ -45,7 +45,10 @@ public struct IngestSettings: Sendable, Hashable, Codable {
         }
         switch clipPolicy {
         case .evenly(let n), .best(let n):
-            if n < 1 { throw MulanError(.usage, "--clip-policy \(clipPolicy) needs at least 1 clip, got \(n)") }
+            if n < 1 {
+                throw MulanError(.usage, "--clip-policy \(clipPolicy) (or --max-clips-per-track \(n)) keeps no clip",
+                                 hint: "ask for at least 1 clip per track")
+            }
         case .all, .center, .random: break
         }
         if !(silenceThresholdDB < 0) { throw MulanError(.usage, "--silence-db must be negative (dBFS)") }
