@@ -18,7 +18,7 @@ public enum SeekPreroll {
     ///   0.1 s, `experimentalSeconds`, would cover it, and does: windows are exact for a stream
     ///   without noise substitution), but perceptual noise substitution (PNS, which FFmpeg's own
     ///   encoder uses by default) fills bands with noise from a generator whose state runs through
-    ///   the whole stream, so after a seek those bands differ from a full decode: 32–53 dB SNR
+    ///   the whole stream, so after a seek those bands differ from a full decode: as low as 32 dB SNR
     ///   measured, below the 60 dB bound. Whether a stream uses PNS is not known before decoding it.
     /// - `vorbis`: the first packet after a reset only primes the overlap-add; blocks are at most
     ///   8192 samples (0.19 s at 44.1 kHz): 0.25 s.
