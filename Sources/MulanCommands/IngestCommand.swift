@@ -62,8 +62,20 @@ public struct IngestAudioCommand: AsyncParsableCommand {
                                valueName: "s"))
     public var minClipSeconds: Double?
 
-    @Option(help: ArgumentHelp("Keep at most N evenly spaced clips per track.", valueName: "n"))
+    @Option(help: ArgumentHelp("Keep at most N evenly spaced clips per track (the same as --clip-policy evenly:N).",
+                               valueName: "n"))
     public var maxClipsPerTrack: Int?
+
+    @Option(help: ArgumentHelp(
+        "Which windows become clips: all (every clip of the grid), center (one clip centred in the track), random "
+            + "(one clip at a position seeded by --clip-seed and the track id), evenly:N (N grid clips spread over "
+            + "the track), best:N (the N loudest, least silent grid clips; decodes everything). center, random and "
+            + "evenly:N seek to their windows instead of decoding the whole track. Default: all.",
+        valueName: "policy"))
+    public var clipPolicy: String?
+
+    @Option(help: ArgumentHelp("Seed of --clip-policy random (with the track id).", valueName: "n"))
+    public var clipSeed: UInt64 = 0
 
     // Negative values: `.unconditional` takes `-50` as the value, not as an option.
     @Option(name: .customLong("silence-db"), parsing: .unconditional,
@@ -98,6 +110,8 @@ public struct IngestAudioCommand: AsyncParsableCommand {
         s.clipSeconds = clipSeconds
         s.minClipSeconds = minClipSeconds ?? clipSeconds
         s.maxClipsPerTrack = maxClipsPerTrack
+        if let clipPolicy, let policy = try? ClipPolicy(parsing: clipPolicy) { s.clipPolicy = policy }
+        s.clipSeed = clipSeed
         s.silenceThresholdDB = silenceDB
         s.maxSilenceShare = maxSilenceShare
         s.flacBits = flacBits
@@ -114,7 +128,14 @@ public struct IngestAudioCommand: AsyncParsableCommand {
         if loudnessMaxTruePeak != nil && loudnessTarget == nil {
             throw ValidationError("--loudness-max-true-peak limits the gain of --loudness-target; give --loudness-target LUFS too")
         }
-        do {
+        do throws(MulanError) {
+            if let clipPolicy {
+                let policy = try ClipPolicy(parsing: clipPolicy)
+                if let n = maxClipsPerTrack, policy != .evenly(n) {
+                    throw MulanError(.usage, "--max-clips-per-track \(n) means --clip-policy evenly:\(n), which "
+                                     + "contradicts --clip-policy \(clipPolicy)", hint: "give only one of the two")
+                }
+            }
             try settings.validate()
         } catch {
             throw ValidationError(error.description)

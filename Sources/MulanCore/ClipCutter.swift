@@ -61,6 +61,10 @@ public struct ClipAudio: Sendable {
     public var startSample: Int
     public var samples: [Float]
     public var stats: ClipStats
+
+    public init(index: Int, startSample: Int, samples: [Float], stats: ClipStats) {
+        (self.index, self.startSample, self.samples, self.stats) = (index, startSample, samples, stats)
+    }
 }
 
 /// Cuts a stream of mono samples into clips of `settings.clipSamples`, keeping only the

@@ -8,7 +8,11 @@ public struct IngestSettings: Sendable, Hashable, Codable {
     public var sampleRate: Int = 16000
     public var clipSeconds: Double = 30
     public var minClipSeconds: Double = 30
-    public var maxClipsPerTrack: Int?
+    /// Which windows of each track become clips (see ClipPolicy). `--max-clips-per-track N` is
+    /// `evenly:N`, kept for compatibility.
+    public var clipPolicy: ClipPolicy = .all
+    /// Seeds `random`'s window choice (with the track id); part of the key only for `random`.
+    public var clipSeed: UInt64 = 0
     /// A clip whose RMS level is below this (dBFS) is silent.
     public var silenceThresholdDB: Double = -60
     /// A clip whose share of digitally silent samples (|x| < 2^-16) is at least this is silent.
@@ -23,6 +27,12 @@ public struct IngestSettings: Sendable, Hashable, Codable {
     public var loudnessMaxTruePeakDB: Double = -1
 
     public init() {}
+
+    /// `--max-clips-per-track N`, the older spelling of `evenly:N` (nil for any other policy).
+    public var maxClipsPerTrack: Int? {
+        get { if case .evenly(let n) = clipPolicy { n } else { nil } }
+        set { clipPolicy = newValue.map { .evenly($0) } ?? .all }
+    }
 
     public var clipSamples: Int { Int((clipSeconds * Double(sampleRate)).rounded()) }
     public var minClipSamples: Int { Int((minClipSeconds * Double(sampleRate)).rounded()) }
@@ -39,8 +49,13 @@ public struct IngestSettings: Sendable, Hashable, Codable {
         if !(minClipSeconds > 0 && minClipSeconds <= clipSeconds) {
             throw MulanError(.usage, "--min-clip-seconds must be in (0, --clip-seconds], got \(minClipSeconds)")
         }
-        if let n = maxClipsPerTrack, n < 1 {
-            throw MulanError(.usage, "--max-clips-per-track must be at least 1, got \(n)")
+        switch clipPolicy {
+        case .evenly(let n), .best(let n):
+            if n < 1 {
+                throw MulanError(.usage, "--clip-policy \(clipPolicy) (or --max-clips-per-track \(n)) keeps no clip",
+                                 hint: "ask for at least 1 clip per track")
+            }
+        case .all, .center, .random: break
         }
         if !(silenceThresholdDB < 0) { throw MulanError(.usage, "--silence-db must be negative (dBFS)") }
         if !(maxSilenceShare > 0 && maxSilenceShare <= 1) {
@@ -58,13 +73,24 @@ public struct IngestSettings: Sendable, Hashable, Codable {
     }
 
     /// A canonical text of everything that shapes a track's output, for change detection.
+    ///
+    /// The policy `all` gives the same key as before policies existed (`max=all`), so upgrading
+    /// re-ingests nothing. Every other policy is named (`;policy=evenly:3`, with `@seed` for
+    /// `random`): `evenly:N` clips now come from the seeking path, which matches full decoding
+    /// within a documented bound but not bit for bit, so tracks ingested with the old
+    /// `--max-clips-per-track N` (key `max=N`) are re-ingested once.
     /// Loudness normalization appears only when it is on, so keys written before it existed stay
     /// equal (turning it on or off, or changing its target or ceiling, re-ingests a track).
     public func key(startSeconds: Double?, endSeconds: Double?) -> String {
-        let maxClips = maxClipsPerTrack.map(String.init) ?? "all"
         let segment = "\(startSeconds.map { "\($0)" } ?? "-")..\(endSeconds.map { "\($0)" } ?? "-")"
+        var policy = ""
+        switch clipPolicy {
+        case .all: break
+        case .random: policy = ";policy=random@\(clipSeed)"
+        case .center, .evenly, .best: policy = ";policy=\(clipPolicy)"
+        }
         return "v\(Self.pipelineVersion);sr=\(sampleRate);clip=\(clipSeconds);min=\(minClipSeconds);"
-            + "max=\(maxClips);silence=\(silenceThresholdDB)/\(maxSilenceShare);flac=\(flacBits);seg=\(segment)"
+            + "max=all;silence=\(silenceThresholdDB)/\(maxSilenceShare);flac=\(flacBits);seg=\(segment)\(policy)"
             + (loudnessTargetLUFS.map { ";loud=\($0)/\(loudnessMaxTruePeakDB)" } ?? "")
     }
 }

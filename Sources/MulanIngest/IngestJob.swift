@@ -65,6 +65,7 @@ public struct IngestJob: Sendable {
 
         var report = IngestReport(workdir: directory, jobs: jobs, sampleRate: settings.sampleRate,
                                   clipSeconds: settings.clipSeconds)
+        report.clipPolicy = settings.clipPolicy.description
         if !slice.isSingle { report.worker = slice }
         let total = try countRows()
         var clipsSoFar = 0
@@ -167,7 +168,14 @@ public struct IngestJob: Sendable {
                         }
                         report.hoursIn += decoded / 3600
                         secondsSoFar += decoded
-                    case .record(let record, let staging, let decoded):
+                    case .record(let record, let staging, let decoded, let seek):
+                        switch seek {
+                        case .notUsed: break
+                        case .seeked: report.tracksSeeked += 1
+                        case .fellBack(let fallback):
+                            report.seekFallbacks += 1
+                            report.seekFallbacksByReason[fallback.reason.rawValue, default: 0] += 1
+                        }
                         try catalog.replace(record, runID: runID)
                         if let staging { try store.publish(stagingFolder: staging) }
                         try store.collectGarbage(catalog: catalog)

@@ -31,6 +31,13 @@ public struct IngestReport: Codable, Sendable, StageReport {
     public var jobs: Int
     public var sampleRate: Int
     public var clipSeconds: Double
+    /// `--clip-policy` (ClipPolicy's canonical text).
+    public var clipPolicy = "all"
+    /// Tracks whose windows were decoded by seeking (center, random, evenly:N).
+    public var tracksSeeked = 0
+    /// Tracks whose policy could seek but that were decoded in full, and why (SeekFallback.Reason).
+    public var seekFallbacks = 0
+    public var seekFallbacksByReason: [String: Int] = [:]
     public var exitCode: Int32 = 0
     /// The process's peak resident memory (PeakMemory), taken when the summary is made.
     public var peakRSSBytes = 0
@@ -50,6 +57,8 @@ public struct IngestReport: Codable, Sendable, StageReport {
         case peakRSSBytes = "peak_rss_bytes"
         case loudnessByStatus = "loudness_by_status", clipsLoudnessBackfilled = "clips_loudness_backfilled"
         case clipsNormalized = "clips_normalized", clipsGainLimited = "clips_gain_limited"
+        case clipPolicy = "clip_policy", tracksSeeked = "tracks_seeked", seekFallbacks = "seek_fallbacks"
+        case seekFallbacksByReason = "seek_fallbacks_by_reason"
     }
 
 
@@ -68,6 +77,14 @@ public struct IngestReport: Codable, Sendable, StageReport {
             if clipsLoudnessBackfilled > 0 { line += " (\(clipsLoudnessBackfilled) stored clips of unchanged tracks)" }
             if clipsNormalized > 0 || clipsGainLimited > 0 {
                 line += "; \(clipsNormalized) normalized, \(clipsGainLimited) held below the true-peak ceiling"
+            }
+            lines.append(line)
+        }
+        if tracksSeeked + seekFallbacks > 0 {
+            var line = "  clip policy \(clipPolicy): \(tracksSeeked) tracks by seeking, \(seekFallbacks) decoded in full instead"
+            if !seekFallbacksByReason.isEmpty {
+                line += " (" + seekFallbacksByReason.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }
+                    .joined(separator: ", ") + ")"
             }
             lines.append(line)
         }

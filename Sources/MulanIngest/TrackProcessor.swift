@@ -22,11 +22,24 @@ enum TrackOutcome: Sendable {
     /// clip index), and the source decoded again for a fingerprint when it had none either.
     case loudnessMeasured(ManifestRow, PreviousTrack, [Int: ClipLoudness], Fingerprint?, decodedSeconds: Double)
     /// A new record to write; staged clip files wait in `stagingFolder` until the write commits.
-    case record(TrackRecord, stagingFolder: String?, decodedSeconds: Double)
+    case record(TrackRecord, stagingFolder: String?, decodedSeconds: Double, seek: SeekUse = .notUsed)
     /// The work directory could not be written (a full disk, a file-size limit, a read-only or
     /// failing file system): not the track's fault, so nothing is recorded for it and the run stops;
     /// a re-run once the cause is fixed ingests it.
     case storageFailed(MulanError)
+}
+
+/// Whether a track's clips came from the seeking path (counted in the run's report).
+enum SeekUse: Sendable {
+    /// The policy decodes everything (`all`, `best:N`), or the track is shorter than one clip.
+    case notUsed
+    /// The windows were decoded by seeking: `seeks` seeks, `decodedSeconds` of audio decoded
+    /// (pre-roll included).
+    case seeked(seeks: Int, decodedSeconds: Double)
+    /// The policy could seek but this track could not: decoded in full, for this reason.
+    case fellBack(SeekFallback)
+
+    var seeked: Bool { if case .seeked = self { true } else { false } }
 }
 
 /// A clip that could not be written to the work directory.
@@ -94,7 +107,8 @@ enum TrackProcessor {
         }
 
         // 2. Open and probe.
-        let decoder: AudioDecoder
+        // `var`: a track whose seeking path falls back is decoded again with a fresh decoder.
+        var decoder: AudioDecoder
         do {
             decoder = try AudioDecoder(path: row.path, outputSampleRate: settings.sampleRate)
         } catch {
@@ -133,19 +147,21 @@ enum TrackProcessor {
         } else if let end = row.endSeconds {
             expectedSeconds = end - (row.startSeconds ?? 0)
         }
-        let cutter = ClipCutter(settings: settings,
-                                expectedSamples: expectedSeconds.map { Int($0 * Double(settings.sampleRate)) })
-        let staging: String
+        let rate = Double(settings.sampleRate)
+        let totalSamples = expectedSeconds.map { Int($0 * rate) }
+        var staging: String
         do {
             staging = try item.store.makeStagingFolder()
         } catch {
             return .storageFailed(StorageFailure("a staging folder in", item.store.stagingRoot, "\(error)").error)
         }
-        let rate = Double(settings.sampleRate)
         var clips: [ClipRecord] = []
         // The fingerprint is computed from the same decoded stream, at the gain of stored clips.
-        let fingerprinter = Fingerprinter(sampleRate: settings.sampleRate)
-        let stats: DecodeStats
+        // With a seeking policy it covers the kept windows only (docs/ingest.md#clip-policies).
+        var fingerprinter = Fingerprinter(sampleRate: settings.sampleRate)
+        var stats = DecodeStats()
+        var seek = SeekUse.notUsed
+        var droppedTail = 0
         do {
             func handle(_ clip: ClipAudio) throws {
                 let start = Double(clip.startSample) / rate
@@ -191,13 +207,90 @@ enum TrackProcessor {
                                         flacPath: ClipStore.relativePath(sha256: sha), flacSHA256: sha,
                                         loudness: loudness, normalization: normalization))
             }
-            stats = try decoder.decode(startSeconds: row.startSeconds, endSeconds: row.endSeconds) { chunk in
-                fingerprinter.feed(chunk, gain: Float(decoder.downmixGain))
-                try cutter.append(chunk, emit: handle)
-                return !cutter.isDone
+            // 3a. Policies that need only some windows seek to them (AudioDecoder.decodeWindows).
+            let plan = totalSamples.flatMap {
+                ClipPlan(policy: settings.clipPolicy, totalSamples: $0, settings: settings, trackID: row.trackID)
             }
-            if !stats.stoppedEarly || !cutter.isDone {
-                try cutter.finish(emit: handle)
+            if settings.clipPolicy.canSeek {
+                let segmentOffset = Int(((row.startSeconds ?? 0) * rate).rounded())
+                do {
+                    if let unavailable = decoder.seekUnavailable { throw unavailable }
+                    if let plan, !plan.windows.isEmpty {
+                        let windowStats = try decoder.decodeWindows(plan.windows, offset: segmentOffset) { window, samples in
+                            let clipStats = samples.withUnsafeBufferPointer { buffer in
+                                fingerprinter.feed(buffer, gain: Float(decoder.downmixGain))
+                                return ClipStats(measuring: buffer)
+                            }
+                            try handle(ClipAudio(index: window.index, startSample: window.start, samples: samples, stats: clipStats))
+                        }
+                        stats.packets = windowStats.packets
+                        stats.decodeErrors = windowStats.decodeErrors
+                        stats.outputSamples = windowStats.outputSamples
+                        stats.nonFiniteSamples = windowStats.nonFiniteSamples
+                        stats.stoppedEarly = true
+                        droppedTail = plan.droppedTailSamples
+                        seek = .seeked(seeks: windowStats.seeks, decodedSeconds: Double(windowStats.decodedInputSamples)
+                                           / Double(max(probe.sampleRate, 1)))
+                    }
+                } catch let fallback as SeekFallback {
+                    // Start again from a clean slate and decode the whole track.
+                    seek = .fellBack(fallback)
+                    notes.append("decoded in full instead of seeking (\(fallback.reason.rawValue)): \(fallback.detail)")
+                    clips = []
+                    fingerprinter = Fingerprinter(sampleRate: settings.sampleRate)
+                    try? FileManager.default.removeItem(atPath: staging)
+                    do {
+                        staging = try item.store.makeStagingFolder()
+                    } catch {
+                        return .storageFailed(StorageFailure("a staging folder in", item.store.stagingRoot, "\(error)").error)
+                    }
+                    decoder = try AudioDecoder(path: row.path, outputSampleRate: settings.sampleRate)
+                }
+            }
+            // 3b. Otherwise (and after a fallback) decode the stream and cut the clips from it.
+            if !seek.seeked {
+                var windows = plan?.windows
+                if settings.clipPolicy.canSeek && (plan == nil || !probe.durationIsExact) {
+                    // The windows depend on the track's length, which the container does not state
+                    // exactly (or only as a bit-rate estimate): a first pass counts the samples (this
+                    // case decodes twice).
+                    let counter = try AudioDecoder(path: row.path, outputSampleRate: settings.sampleRate)
+                    let counted = try counter.decode(startSeconds: row.startSeconds, endSeconds: row.endSeconds) { _ in true }
+                    let counterPlan = ClipPlan(policy: settings.clipPolicy, totalSamples: counted.outputSamples,
+                                               settings: settings, trackID: row.trackID)
+                    windows = counterPlan?.windows
+                    droppedTail = counterPlan?.droppedTailSamples ?? 0
+                } else if settings.clipPolicy.canSeek {
+                    droppedTail = plan?.droppedTailSamples ?? 0
+                }
+                if settings.clipPolicy.canSeek, let windows {
+                    let cutter = WindowCutter(windows: windows)
+                    stats = try decoder.decode(startSeconds: row.startSeconds, endSeconds: row.endSeconds) { chunk in
+                        fingerprinter.feed(chunk, gain: Float(decoder.downmixGain))
+                        try cutter.append(chunk, emit: handle)
+                        // No windows: the track is shorter than a clip; decode it all to say how long.
+                        return windows.isEmpty || !cutter.isDone
+                    }
+                    if !cutter.isDone { try cutter.finish(minimumSamples: settings.minClipSamples, emit: handle) }
+                } else {
+                    // `all`, and `best:N` (which scores every grid candidate: the whole track is decoded).
+                    var all = settings
+                    all.clipPolicy = .all
+                    let cutter = ClipCutter(settings: all, expectedSamples: totalSamples)
+                    var best: BestClips?
+                    if case .best(let n) = settings.clipPolicy { best = BestClips(count: n, settings: settings) }
+                    func take(_ clip: ClipAudio) throws {
+                        if best != nil { best!.offer(clip) } else { try handle(clip) }
+                    }
+                    stats = try decoder.decode(startSeconds: row.startSeconds, endSeconds: row.endSeconds) { chunk in
+                        fingerprinter.feed(chunk, gain: Float(decoder.downmixGain))
+                        try cutter.append(chunk, emit: take)
+                        return true
+                    }
+                    try cutter.finish(emit: take)
+                    droppedTail = cutter.droppedTailSamples
+                    for clip in best?.clips ?? [] { try handle(clip) }
+                }
             }
         } catch let failure as TrackFailure {
             return failed(failure, staging: staging)
@@ -211,8 +304,13 @@ enum TrackProcessor {
         decodedSeconds = Double(stats.outputSamples) / rate
         record.fingerprint = fingerprinter.finish()
         record.durationSeconds = decodedSeconds
+        if case .seeked(_, let decoded) = seek, let totalSamples {
+            // Only the windows were decoded: the track's length is the container's.
+            decodedSeconds = decoded
+            record.durationSeconds = Double(totalSamples) / rate
+        }
         record.decodeErrors = stats.decodeErrors
-        record.tailDroppedSeconds = Double(cutter.droppedTailSamples) / rate
+        record.tailDroppedSeconds = Double(droppedTail) / rate
         record.downmixGain = decoder.downmixGain
 
         // 4. Judge the whole track.
@@ -263,7 +361,7 @@ enum TrackProcessor {
                 record.detail! += String(format: "; a constant DC offset of %+.2f of full scale is all there is", dc)
             }
             try? FileManager.default.removeItem(atPath: staging)
-            return .record(record, stagingFolder: nil, decodedSeconds: decodedSeconds)
+            return .record(record, stagingFolder: nil, decodedSeconds: decodedSeconds, seek: seek)
         }
         record.status = .ingested
         if let dc = clips.filter({ $0.status == .kept }).map(\.stats.dcOffset).max(by: { abs($0) < abs($1) }),
@@ -278,7 +376,7 @@ enum TrackProcessor {
         if stats.nonFiniteSamples > 0 { notes.append("\(stats.nonFiniteSamples) NaN/Inf samples replaced by 0") }
         if let readError = stats.readError { notes.append("reading stopped early: \(readError)") }
         record.detail = notes.isEmpty ? nil : notes.joined(separator: "; ")
-        return .record(record, stagingFolder: staging, decodedSeconds: decodedSeconds)
+        return .record(record, stagingFolder: staging, decodedSeconds: decodedSeconds, seek: seek)
     }
 
     /// Decodes an unchanged track again only to fingerprint it (the same stream and gain as ingest

@@ -44,6 +44,8 @@ public struct DecodeStats: Sendable, Hashable {
     public var nonFiniteSamples = 0
     /// Whether decoding stopped early because the consumer or `endSeconds` asked it to.
     public var stoppedEarly = false
+
+    public init() {}
 }
 
 /// Decodes the best audio stream of a file to mono 32-bit float at a chosen rate, streaming.
@@ -57,9 +59,10 @@ public final class AudioDecoder {
     public let outputSampleRate: Int
     public let probe: AudioProbe
 
-    private var format: UnsafeMutablePointer<AVFormatContext>?
-    private var codec: UnsafeMutablePointer<AVCodecContext>?
-    private let streamIndex: Int32
+    // Internal, not private: the seeking path (AudioDecoder+Windows.swift) reads them too.
+    var format: UnsafeMutablePointer<AVFormatContext>?
+    var codec: UnsafeMutablePointer<AVCodecContext>?
+    let streamIndex: Int32
     private var resampler: OpaquePointer?
     private var resamplerInput: (rate: Int32, format: Int32, layout: AVChannelLayout)?
     private var outputBuffer: [Float] = []
@@ -70,7 +73,7 @@ public final class AudioDecoder {
     /// `ffmpeg -ac 1 -f f32le` does), but normalizes them so each output row sums to at most 1 for
     /// integer output (stereo becomes 0.5·(L+R), as `ffmpeg -ac 1 -sample_fmt s16` does). This is
     /// the ratio of the two, from `swr_build_matrix2`; 1 for mono input. Known after the first frame.
-    public private(set) var downmixGain: Double = 1
+    public internal(set) var downmixGain: Double = 1
 
     /// Opens `path` and prepares its best audio stream. Failures carry the reason to record.
     /// `strict` makes the decoder check checksums (FLAC frame CRCs) and report every damaged frame

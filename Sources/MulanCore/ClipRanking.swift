@@ -1,0 +1,64 @@
+import Foundation
+
+/// Scores a candidate window for `--clip-policy best:N`; higher is better.
+///
+/// The seam for a model-based score: a scorer that embeds the clip and rates it can replace
+/// `LoudnessScorer` without touching the cutting or the ranking. Scores must be deterministic,
+/// since the settings key promises the same clips for the same file and settings.
+public protocol ClipScorer: Sendable {
+    /// A short name recorded with the policy (reserved for when there is more than one).
+    var name: String { get }
+    func score(_ clip: ClipAudio, settings: IngestSettings) -> Double
+}
+
+/// Ranks windows without a model: by loudness and non-silence.
+///
+/// score = level of the clip without its DC offset in dBFS (floored at −120) − 60 dB × its share of
+/// digital silence; a clip ingest would call silent scores −∞, so it is kept only when there are
+/// not N audible candidates. So a loud window beats a quiet one, and a window that is half
+/// digital silence loses 30 dB against one that is not.
+public struct LoudnessScorer: ClipScorer {
+    public init() {}
+    public var name: String { "loudness" }
+
+    public func score(_ clip: ClipAudio, settings: IngestSettings) -> Double {
+        if clip.stats.isSilent(settings) { return -.infinity }
+        let ac = clip.stats.acRMS
+        let level = ac > 0 ? max(20 * log10(ac), -120) : -120
+        return level - 60 * clip.stats.silenceShare
+    }
+}
+
+/// Keeps the N best-scoring clips offered, holding at most N clips (plus the one offered), and
+/// gives them back in time order. Ties go to the earlier clip.
+public struct BestClips {
+    public let count: Int
+    private let scorer: any ClipScorer
+    private let settings: IngestSettings
+    private var kept: [(score: Double, clip: ClipAudio)] = []
+
+    public init(count: Int, scorer: any ClipScorer = LoudnessScorer(), settings: IngestSettings) {
+        self.count = count
+        self.scorer = scorer
+        self.settings = settings
+    }
+
+    public mutating func offer(_ clip: ClipAudio) {
+        let score = scorer.score(clip, settings: settings)
+        // Clips arrive in time order, so a later clip displaces a kept one only when strictly better.
+        if kept.count == count {
+            guard let worst = kept.indices.min(by: { Self.worse(kept[$0], than: kept[$1]) }),
+                  score > kept[worst].score else { return }
+            kept.remove(at: worst)
+        }
+        kept.append((score, clip))
+    }
+
+    /// Whether `a` ranks below `b`: a lower score, or the same score and later.
+    private static func worse(_ a: (score: Double, clip: ClipAudio), than b: (score: Double, clip: ClipAudio)) -> Bool {
+        a.score != b.score ? a.score < b.score : a.clip.startSample > b.clip.startSample
+    }
+
+    /// The kept clips in time order.
+    public var clips: [ClipAudio] { kept.map(\.clip).sorted { $0.startSample < $1.startSample } }
+}
