@@ -30,7 +30,7 @@ WARMUP=${WARMUP:-1}
 TMP=${BENCH_TMP:-/tmp/mulan-bench-clip-policy}
 RESULTS_DIR=${RESULTS_DIR:-$ROOT/bench/results}
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
-SCRATCH=.build-bench-seek
+SCRATCH=${SCRATCH:-.build-bench}
 BIN=$ROOT/$SCRATCH/release/mulan-ingest
 
 log() { printf '\n=== %s\n' "$*" >&2; }
