@@ -33,19 +33,7 @@ STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 SCRATCH=${SCRATCH:-.build-bench}
 BIN=$ROOT/$SCRATCH/release/mulan-ingest
 
-log() { printf '\n=== %s\n' "$*" >&2; }
-
-ensure_packages() {
-    local missing=() pkg
-    for pkg in "$@"; do
-        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
-    done
-    if ((${#missing[@]})); then
-        log "installing missing packages: ${missing[*]}"
-        apt-get update
-        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
-    fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/packages.sh"
 log "checking packages"
 ensure_packages wesnoth-1.16-music ffmpeg python3
 

@@ -41,20 +41,7 @@ RESULT_MD=$RESULTS_DIR/ingest-vs-ffmpeg-$STAMP.md
 RESULT_JSON=$RESULTS_DIR/ingest-vs-ffmpeg-$STAMP.hyperfine.json
 BIN=$ROOT/.build-bench/release/mulan-ingest
 
-log() { printf '\n=== %s\n' "$*" >&2; }
-
-# --- 1. Debian packages: install only those that are missing -----------------------------------
-ensure_packages() {
-    local missing=() pkg
-    for pkg in "$@"; do
-        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
-    done
-    if ((${#missing[@]})); then
-        log "installing missing packages: ${missing[*]}"
-        apt-get update
-        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
-    fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/packages.sh"
 log "checking packages"
 ensure_packages wesnoth-1.16-music hyperfine ffmpeg time python3
 
