@@ -379,8 +379,8 @@ private final class ResamplerRun {
     }
 }
 
-/// A libswresample context to mono float at the output rate, with default options as in
-/// `AudioDecoder.convert` (so the instants and the filter are the full decode's). Owns and frees it.
+/// A libswresample context to mono float at the output rate, built by `AudioDecoder.makeResampler`
+/// as the full decode's is (so the instants and the filter are the same). Owns and frees it.
 private final class SwrHandle {
     private var context: OpaquePointer?
     private var buffer: [Float] = []
@@ -388,24 +388,9 @@ private final class SwrHandle {
 
     init(frame: UnsafeMutablePointer<AVFrame>, decoder: AudioDecoder) throws {
         path = decoder.path
-        var layout = AVChannelLayout()
-        if frame.pointee.ch_layout.order == AV_CHANNEL_ORDER_UNSPEC || frame.pointee.ch_layout.nb_channels == 0 {
-            // As the full decode (and the CLI): an unspecified layout is the default for its count.
-            av_channel_layout_default(&layout, max(frame.pointee.ch_layout.nb_channels, 1))
-        } else {
-            _ = withUnsafePointer(to: &frame.pointee.ch_layout) { av_channel_layout_copy(&layout, $0) }
-        }
+        var layout = AudioDecoder.inputLayout(of: frame, fallbackChannels: 1)
         defer { av_channel_layout_uninit(&layout) }
-        var mono = AVChannelLayout()
-        av_channel_layout_default(&mono, 1)
-        var ret = swr_alloc_set_opts2(&context, &mono, AV_SAMPLE_FMT_FLT, Int32(decoder.outputSampleRate),
-                                      &layout, AVSampleFormat(rawValue: frame.pointee.format), frame.pointee.sample_rate, 0, nil)
-        if ret >= 0 { ret = swr_init(context) }
-        if ret < 0 {
-            swr_free(&context)
-            throw TrackFailure(.decodeFailed, "cannot set up resampling from \(frame.pointee.sample_rate) Hz for "
-                               + "\(decoder.path) (\(averrorText(ret)))")
-        }
+        context = try decoder.makeResampler(from: &layout, format: frame.pointee.format, rate: frame.pointee.sample_rate)
         decoder.downmixGain = AudioDecoder.integerDownmixGain(from: &layout)
     }
 

@@ -348,15 +348,7 @@ public final class AudioDecoder {
     /// format, rate or layout differs from the last one (as the CLI's filter graph does).
     private func convert(_ frame: UnsafeMutablePointer<AVFrame>,
                          deliver: (UnsafeMutableBufferPointer<Float>) throws -> Void) throws {
-        var layout = AVChannelLayout()
-        if frame.pointee.ch_layout.order == AV_CHANNEL_ORDER_UNSPEC || frame.pointee.ch_layout.nb_channels == 0 {
-            // As the CLI: an unspecified layout is taken as the default one for its channel count.
-            let n = frame.pointee.ch_layout.nb_channels > 0 ? frame.pointee.ch_layout.nb_channels
-                : max(codec?.pointee.ch_layout.nb_channels ?? 1, 1)
-            av_channel_layout_default(&layout, n)
-        } else {
-            _ = withUnsafePointer(to: &frame.pointee.ch_layout) { av_channel_layout_copy(&layout, $0) }
-        }
+        var layout = Self.inputLayout(of: frame, fallbackChannels: codec?.pointee.ch_layout.nb_channels ?? 1)
         defer { av_channel_layout_uninit(&layout) }
 
         let rate = frame.pointee.sample_rate
@@ -372,17 +364,7 @@ public final class AudioDecoder {
             }
         }
         if resampler == nil {
-            var mono = AVChannelLayout()
-            av_channel_layout_default(&mono, 1)
-            var swr: OpaquePointer?
-            var ret = swr_alloc_set_opts2(&swr, &mono, AV_SAMPLE_FMT_FLT, Int32(outputSampleRate),
-                                          &layout, AVSampleFormat(rawValue: fmt), rate, 0, nil)
-            if ret >= 0 { ret = swr_init(swr) }
-            if ret < 0 {
-                swr_free(&swr)
-                throw TrackFailure(.decodeFailed, "cannot set up resampling from \(rate) Hz for \(path) (\(averrorText(ret)))")
-            }
-            resampler = swr
+            resampler = try makeResampler(from: &layout, format: fmt, rate: rate)
             if resamplerInput == nil && downmixGain == 1 { downmixGain = Self.integerDownmixGain(from: &layout) }
             var copy = AVChannelLayout()
             av_channel_layout_copy(&copy, &layout)
@@ -404,6 +386,37 @@ public final class AudioDecoder {
         try outputBuffer.withUnsafeMutableBufferPointer { buf in
             try deliver(UnsafeMutableBufferPointer(rebasing: buf[0..<Int(converted)]))
         }
+    }
+
+    /// The channel layout of `frame`'s samples; an unspecified one is taken, as the CLI does, as the
+    /// default layout for its channel count (or `fallbackChannels` when the frame gives none). The
+    /// caller uninitializes it.
+    static func inputLayout(of frame: UnsafeMutablePointer<AVFrame>, fallbackChannels: Int32) -> AVChannelLayout {
+        var layout = AVChannelLayout()
+        if frame.pointee.ch_layout.order == AV_CHANNEL_ORDER_UNSPEC || frame.pointee.ch_layout.nb_channels == 0 {
+            let n = frame.pointee.ch_layout.nb_channels > 0 ? frame.pointee.ch_layout.nb_channels : max(fallbackChannels, 1)
+            av_channel_layout_default(&layout, n)
+        } else {
+            _ = withUnsafePointer(to: &frame.pointee.ch_layout) { av_channel_layout_copy(&layout, $0) }
+        }
+        return layout
+    }
+
+    /// A libswresample context from (`layout`, `format`, `rate`) to mono float at the output rate,
+    /// with default options, as `ffmpeg -ac 1 -ar RATE` sets it up. Both the full decode and the
+    /// seeking path build theirs here, so a window's samples come from the same filter.
+    func makeResampler(from layout: inout AVChannelLayout, format: Int32, rate: Int32) throws -> OpaquePointer {
+        var mono = AVChannelLayout()
+        av_channel_layout_default(&mono, 1)
+        var swr: OpaquePointer?
+        var ret = swr_alloc_set_opts2(&swr, &mono, AV_SAMPLE_FMT_FLT, Int32(outputSampleRate),
+                                      &layout, AVSampleFormat(rawValue: format), rate, 0, nil)
+        if ret >= 0 { ret = swr_init(swr) }
+        guard ret >= 0, let swr else {
+            swr_free(&swr)
+            throw TrackFailure(.decodeFailed, "cannot set up resampling from \(rate) Hz for \(path) (\(averrorText(ret)))")
+        }
+        return swr
     }
 
     /// The ratio of libswresample's mono downmix coefficients for integer output (normalized to
