@@ -244,15 +244,7 @@ struct AudioFilterEndToEndTests {
         let args = ["audio", "--model", c.run, "--vocab", c.vocab, "--keep", "piano > others", "--batch", "4", "--threads", "1",
                     "--workdir", c.harness.workdir, "--quiet"] + prompts
         for delay in [0.8, 1.6] {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: IngestHarness.filterBinary)
-            p.arguments = args
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            usleep(useconds_t(delay * 1_000_000))
-            kill(p.processIdentifier, SIGKILL)
-            p.waitUntilExit()
+            try KillHarness.runAndKill(IngestHarness.filterBinary, args, after: delay)
         }
         let catalog = try c.harness.catalog()
         let partial = try catalog.count("SELECT COUNT(*) FROM audio_decisions d JOIN audio_filter_versions v ON v.version = d.version "
