@@ -52,23 +52,25 @@ public final class SHA256Digest {
         return d.hex()
     }
 
-    /// Hashes a file by streaming it through a 1 MiB buffer. Returns the digest and the byte count.
+    /// Hashes a file by streaming it through a 256 KiB buffer (small enough to stay in the CPU's
+    /// cache between the read and the hash). Returns the digest and the byte count.
     public static func hex(ofFile path: String) throws(FileHashError) -> (digest: String, bytes: Int) {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 { throw FileHashError(path: path, errno: errno) }
         defer { close(fd) }
         let digest = SHA256Digest()
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 << 10, alignment: 64)
+        defer { buffer.deallocate() }
         var total = 0
         while true {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            let n = read(fd, buffer.baseAddress, buffer.count)
             if n < 0 {
                 if errno == EINTR { continue }
                 throw FileHashError(path: path, errno: errno)
             }
             if n == 0 { break }
             total += n
-            buffer.withUnsafeBytes { digest.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+            digest.update(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
         }
         return (digest.hex(), total)
     }

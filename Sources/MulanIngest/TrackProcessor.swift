@@ -211,6 +211,17 @@ enum TrackProcessor {
             let plan = totalSamples.flatMap {
                 ClipPlan(policy: settings.clipPolicy, totalSamples: $0, settings: settings, trackID: row.trackID)
             }
+            // A seeking policy decodes only what it keeps: a track whose container states exactly
+            // a length shorter than --min-clip-seconds has nothing to keep and is not decoded.
+            if settings.clipPolicy.canSeek, probe.durationIsExact, let plan, plan.windows.isEmpty,
+               let totalSamples, totalSamples < settings.minClipSamples, let expectedSeconds {
+                try? FileManager.default.removeItem(atPath: staging)
+                record.durationSeconds = expectedSeconds
+                return failed(TrackFailure(.tooShort, String(format: "the container states %.2f s of audio, shorter than "
+                                                             + "--min-clip-seconds %.1f (not decoded: --clip-policy %@ "
+                                                             + "decodes only the clips it keeps)", expectedSeconds,
+                                                             settings.minClipSeconds, "\(settings.clipPolicy)")))
+            }
             if settings.clipPolicy.canSeek {
                 let segmentOffset = Int(((row.startSeconds ?? 0) * rate).rounded())
                 do {

@@ -79,12 +79,13 @@ public enum FLACWriter {
             frame.pointee.pts = Int64(offset)
             try check(av_frame_get_buffer(frame, 0), "av_frame_get_buffer")
             let data = frame.pointee.data.0!
+            let source = samples.baseAddress! + offset
             if bits == 24 {
                 let out = UnsafeMutableRawPointer(data).assumingMemoryBound(to: Int32.self)
-                for i in 0..<n { out[i] = quantize24(samples[offset + i]) }
+                for i in 0..<n { out[i] = quantize24(source[i]) }
             } else {
                 let out = UnsafeMutableRawPointer(data).assumingMemoryBound(to: Int16.self)
-                for i in 0..<n { out[i] = quantize16(samples[offset + i]) }
+                for i in 0..<n { out[i] = quantize16(source[i]) }
             }
             try check(avcodec_send_frame(ctx, frame), "avcodec_send_frame")
             av_frame_unref(frame)
@@ -96,18 +97,21 @@ public enum FLACWriter {
         try check(av_write_trailer(oc), "av_write_trailer")
     }
 
-    /// Float to 16-bit as libswresample converts (round to nearest, clip); NaN becomes 0.
+    /// Float to 16-bit as libswresample converts (round half to even, clip); NaN becomes 0.
+    ///
+    /// Clipped first (exact in float), then rounded by adding and subtracting 1.5 · 2²³, which
+    /// rounds to an integer under the default rounding mode for |v| < 2²²: the build targets
+    /// baseline x86-64, which has no rounding instruction, so `rounded(.toNearestOrEven)` is a call
+    /// to `rint` per sample and keeps the encoder's conversion loop from vectorizing.
     @inline(__always) static func quantize16(_ x: Float) -> Int16 {
-        guard x.isFinite else { return x.isNaN ? 0 : (x > 0 ? .max : .min) }
-        let v = (x * 32768).rounded(.toNearestOrEven)
-        return v >= 32767 ? .max : (v <= -32768 ? .min : Int16(v))
+        let v = x * 32768
+        let clipped = v.isNaN ? 0 : Swift.min(Swift.max(v, -32768), 32767)
+        return Int16(truncatingIfNeeded: Int32((clipped + 12_582_912) - 12_582_912))
     }
 
     /// Float to 24-bit left-aligned in 32 bits (FFmpeg's S32 layout for 24-bit FLAC).
     @inline(__always) static func quantize24(_ x: Float) -> Int32 {
-        guard x.isFinite else { return x.isNaN ? 0 : (x > 0 ? 8_388_607 << 8 : -8_388_608 << 8) }
         let v = (Double(x) * 8_388_608).rounded(.toNearestOrEven)
-        let c = v >= 8_388_607 ? 8_388_607 : (v <= -8_388_608 ? -8_388_608 : Int32(v))
-        return c << 8
+        return Int32(v.isNaN ? 0 : Swift.min(Swift.max(v, -8_388_608), 8_388_607)) << 8
     }
 }

@@ -117,6 +117,34 @@ struct ClipPolicyIngestTests {
         #expect(r.stdoutText.contains("2 decoded in full instead (codec-not-seek-accurate: 1, unknown-duration: 1)"))
     }
 
+    /// A seeking policy decodes only what it keeps: a track whose container states exactly a length
+    /// under --min-clip-seconds fails as too short without being decoded; one whose length is only
+    /// estimated (an MP3 without a Xing header) is decoded to find out, as before.
+    @Test func tooShortByTheContainerIsNotDecoded() throws {
+        let h = IngestHarness()
+        try TestMedia.tone(h.dir.file("short.ogg"), seconds: 8, frequency: 300)
+        try TestProcess.ffmpeg(["-f", "lavfi", "-i", "sine=frequency=440:duration=8:sample_rate=44100",
+                                "-c:a", "libmp3lame", "-write_xing", "0", h.dir.file("noxing.mp3")])
+        try h.dir.write("m.csv", "track_id,path\nshort,short.ogg\nnoxing,noxing.mp3\n")
+        let r = try h.ingest(["--manifest", "m.csv", "--clip-policy", "center", "--report", "r.json"])
+        #expect(r.status == 3, "\(r.stderr)")
+        let rows = Dictionary(uniqueKeysWithValues: try h.catalog().database.rows(
+            "SELECT track_id, status, reason, detail, duration_s FROM tracks").map { ($0[0].string!, $0) })
+        let short = try #require(rows["short"])
+        #expect(short[1].string == "failed" && short[2].string == "too-short")
+        #expect(short[3].string?.contains("the container states 8.00 s") == true, "\(short)")
+        #expect(short[3].string?.contains("not decoded") == true)
+        #expect(abs((short[4].double ?? 0) - 8) < 0.01)
+        let mp3 = try #require(rows["noxing"])
+        #expect(mp3[2].string == "too-short")
+        #expect(mp3[3].string?.contains("of audio is shorter than") == true, "\(mp3)")
+        // Only the MP3 was decoded.
+        let report = try h.report(h.dir.file("r.json"))
+        let hours = try #require(report["hours_in"] as? Double)
+        #expect(hours * 3600 > 7 && hours * 3600 < 9.5, "\(hours * 3600) s decoded")
+        #expect(report["failures_by_reason"] as? [String: Int] == ["too-short": 2])
+    }
+
     @Test func contradictoryOptionsAreAUsageError() throws {
         let h = IngestHarness()
         #expect(try h.ingest(["--scan", ".", "--clip-policy", "middle"]).status == 64)
