@@ -66,8 +66,10 @@ DEMO_TRAIN_FLAGS ?= --steps $(DEMO_STEPS) --batch-size 32 --lr 2e-3 --warmup-ste
 	--text-init $(TEXT_MODEL) --text-train frozen --text-pooling mean --seed $(DEMO_SEED)
 
 .PHONY: demo-pipeline
-demo-pipeline: $(DEMO_DIR)/summary.json $(DEMO_DIR)/report.html
+demo-pipeline: $(DEMO_DIR)/summary.json $(DEMO_DIR)/report.html $(DEMO_DIR)/audio-filter.txt
 	@python3 scripts/demo-summary.py $(DEMO_DIR)/eval.json $(DEMO_DIR)/summary.json "make demo"
+	@echo; echo "Zero-shot audio filter with the trained model (mulan-filter audio, docs/audio-filter.md):"
+	@cat $(DEMO_DIR)/audio-filter.txt
 	@echo; echo "Report: $(DEMO_DIR)/report.html   Run: $(DEMO_DIR)/run   Reports: $(REPORTS)"
 
 $(CORPUS)/.complete: scripts/make-demo-corpus.py
@@ -103,7 +105,7 @@ $(STAMPS)/filter-%: $(STAMPS)/text-% manifests/filters.toml $(TEXT_MODEL)/vocab.
 
 # (The text stamps are named here so that make treats them as real files, not intermediates.)
 $(STAMPS)/shard: $(addprefix $(STAMPS)/filter-,$(SOURCES)) $(addprefix $(STAMPS)/text-,$(SOURCES)) $(BIN)/mulan-shard
-	$(SERIAL) $(BIN)/mulan-shard --workdir $(WORK) --quiet --samples-per-shard 64
+	$(SERIAL) $(BIN)/mulan-shard --workdir $(WORK) --quiet --samples-per-shard 64 --audio-filter-version none
 	$(BIN)/mulan-shard verify $(WORK)/shards/latest --quiet
 	@touch $@
 
@@ -119,6 +121,18 @@ $(DEMO_DIR)/eval.json: $(DEMO_DIR)/run/summary.json $(BIN)/mulan-eval
 
 $(DEMO_DIR)/summary.json: $(DEMO_DIR)/eval.json scripts/demo-summary.py
 	@python3 scripts/demo-summary.py $< $@ > /dev/null
+
+# The trained model turned into a data filter: every clip scored against one prompt per instrument
+# family, "piano > others" kept, precision and recall against the corpus's ground truth. (The demo's
+# shards ignore audio filter decisions: --audio-filter-version none above.)
+FAMILIES := piano guitar strings brass flute organ bass synth
+$(DEMO_DIR)/audio-filter.txt: $(DEMO_DIR)/run/summary.json $(BIN)/mulan-filter scripts/audio-filter-precision.py
+	$(SERIAL) $(BIN)/mulan-filter audio --workdir $(WORK) --model $(DEMO_DIR)/run --vocab $(TEXT_MODEL)/vocab.txt \
+	    $(foreach f,$(FAMILIES),--prompt $(f)=$(f)) --keep "piano > others" --threads $(JOBS) --quiet \
+	    --report $(REPORTS)/audio-filter-piano.json
+	python3 scripts/audio-filter-precision.py $(WORK) $(CORPUS) \
+	    "$$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["version"])' $(REPORTS)/audio-filter-piano.json)=piano" > $@.tmp
+	@mv $@.tmp $@
 
 # The same run with a text tower trained from scratch (the trainer's own 4-layer encoder), to compare
 # with the warm-started BERT tower of the demo (docs/demo.md).
