@@ -1,0 +1,231 @@
+import Foundation
+import MulanCatalog
+import MulanCore
+
+/// Writing shards: samples read from their catalogs, tars under temporary names, sidecars.
+extension ShardJob {
+    // MARK: Writing
+
+    /// Writes the shards `slice` owns (all of them for a single process), skipping complete ones.
+    func writeShards(_ plan: Plan, parts: [Part], directory: String, slice: WorkerSlice) throws -> WorkerSummary {
+        try Paths.makeDirectory(directory)
+        var summary = WorkerSummary(datasetID: plan.datasetID, directory: directory)
+        // Ranges first (a worker must know which shards are its own), then the samples to write.
+        var layout: [(name: String, entries: [Entry], ranges: [Range<Int>]?)] = []
+        for (name, entries) in plan.splits {
+            layout.append((name, entries, try shardRanges(entries, parts: parts, versions: plan.versions, split: name,
+                                                          sizing: !slice.isSingle)))
+        }
+        var number = 0
+        var owned = 0
+        for item in layout {
+            guard let ranges = item.ranges else { owned += item.entries.count; continue }
+            for (k, range) in ranges.enumerated() where (number + k) % slice.count == slice.index { owned += range.count }
+            number += ranges.count
+        }
+        let progress = ProgressMeter(total: owned, unit: "samples", console: console)
+        number = 0
+        for (name, entries, ranges) in layout {
+            let folder = directory + "/" + name
+            try Paths.makeDirectory(folder)
+            if slice.isSingle {
+                Self.removeLeftovers(in: folder) { _ in true }
+            }
+            guard let ranges else {
+                // One writer, shards closed by size as they fill.
+                var position = 0
+                var index = 0
+                while position < entries.count {
+                    let sidecar = try writeOrKeep(index, entries: entries, from: position, to: nil, folder: folder,
+                                                  parts: parts, versions: plan.versions, progress: progress, summary: &summary)
+                    position += sidecar.samples
+                    index += 1
+                }
+                summary.shardsTotal += index
+                continue
+            }
+            summary.shardsTotal += ranges.count
+            let mine = Set(ranges.indices.filter { (number + $0) % slice.count == slice.index })
+            if !slice.isSingle {
+                Self.removeLeftovers(in: folder) { Self.shardNumber($0).map { mine.contains($0) } ?? false }
+            }
+            for (index, range) in ranges.enumerated() where mine.contains(index) {
+                let sidecar = try writeOrKeep(index, entries: entries, from: range.lowerBound, to: range.upperBound,
+                                              folder: folder, parts: parts, versions: plan.versions, progress: progress,
+                                              summary: &summary)
+                if sidecar.samples != range.count {
+                    throw MulanError(.internalError, "\(name)/\(sidecar.shard) holds \(sidecar.samples) samples, "
+                                     + "the plan says \(range.count)")
+                }
+            }
+            number += ranges.count
+        }
+        progress.finish()
+        return summary
+    }
+
+    /// The shard number in a leftover's name (`shard-000012.tar.part` → 12).
+    static func shardNumber(_ name: String) -> Int? {
+        guard name.hasPrefix("shard-") else { return nil }
+        return Int(name.dropFirst(6).prefix(6))
+    }
+
+    /// Removes a killed run's leftovers that `mine` selects: partial shards, half-written JSON files,
+    /// and Foundation temporaries of versions that created files through FileManager.
+    static func removeLeftovers(in folder: String, mine: (String) -> Bool) {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+            where (name.hasSuffix(".part") || name.hasSuffix(".tmp") || name.hasPrefix(".dat.nosync")) && mine(name) {
+            try? FileManager.default.removeItem(atPath: folder + "/" + name)
+        }
+    }
+
+    func writeOrKeep(_ index: Int, entries: [Entry], from start: Int, to end: Int?, folder: String, parts: [Part],
+                             versions: [String: String], progress: ProgressMeter,
+                             summary: inout WorkerSummary) throws -> ShardSidecar {
+        let shardName = "shard-" + String(format: "%06d", index)
+        if let done = try Self.completeShard(tarPath: folder + "/" + shardName + ".tar",
+                                             sidecarPath: folder + "/" + shardName + ".json") {
+            // Written by an earlier, interrupted run: keep it.
+            progress.advance(by: done.samples)
+            summary.shardsKept += 1
+            summary.samples += done.samples
+            return done
+        }
+        let sidecar = try writeShard(shardName, entries: entries, from: start, to: end, directory: folder, parts: parts,
+                                     versions: versions, progress: progress)
+        summary.shardsWritten += 1
+        summary.samples += sidecar.samples
+        return sidecar
+    }
+
+    /// The sidecar of a shard that is complete (its hash matches), or nil.
+    static func completeShard(tarPath: String, sidecarPath: String) throws -> ShardSidecar? {
+        guard FileManager.default.fileExists(atPath: tarPath), let data = FileManager.default.contents(atPath: sidecarPath),
+              let sidecar = try? JSONDecoder().decode(ShardSidecar.self, from: data) else { return nil }
+        guard let actual = try? SHA256Digest.hex(ofFile: tarPath), actual.digest == sidecar.sha256,
+              actual.bytes == sidecar.bytes else { return nil }
+        return sidecar
+    }
+
+    /// One sample as it goes into a shard.
+    struct Sample {
+        var key: String
+        var json: [UInt8]
+        var flacPath: String
+        var flacBytes: Int
+        var flac: Data?
+        var textsBySource: [String: Int]
+    }
+
+    /// Reads one sample's clip row and kept texts, and builds its JSON. Provenance ids are the
+    /// catalog-independent ids of `StableIDs`, so the bytes do not depend on how tracks were split.
+    func buildSample(_ entry: Entry, parts: [Part], versions: [String: String], split: String,
+                     readAudio: Bool) throws -> Sample {
+        let part = parts[entry.part]
+        let db = part.db
+        guard let row = try db.row("""
+            SELECT c.id, t.id, t.track_id, c.clip_index, c.start_s, c.duration_s, c.sample_rate, c.flac_path,
+                   c.flac_sha256, t.split, c.lufs, c.loudness_range, c.true_peak_db
+            FROM clips c JOIN tracks t ON t.id = c.track_rowid WHERE c.id = ?
+            """, [entry.clipID]), let track = row[2].string, let clipIndex = row[3].int, let flacPath = row[7].string else {
+            throw MulanError(.catalog, "clip \(entry.clipID) disappeared from the catalog while sharding",
+                             hint: "do not run mulan-ingest on the same work directory at the same time")
+        }
+        let key = ShardKeys.key(trackID: track, clipIndex: clipIndex)
+        // The track's own kept texts, then those of the duplicates merged into it (mulan-dedupe --policy merge).
+        let textTracks = [track] + (try DuplicateGroups.mergedInto(track, in: db))
+        let textIDs = try textTracks.map { try StableIDs.rawTexts(of: $0, in: db) }
+        var bySource: [String: [SampleRecord.Text]] = [:]
+        var sampleTexts: [String: Int] = [:]
+        for source in TextSource.allCases.map(\.rawValue) {
+            guard let version = versions[source] else { continue }
+            var texts: [SampleRecord.Text] = []
+            for (n, textTrack) in textTracks.enumerated() {
+                let rows = try db.rows("""
+                    SELECT raw_text_id, normalized, token_ids FROM text_decisions INDEXED BY text_decisions_track
+                    WHERE version = ? AND track_id = ? AND status = 'kept' ORDER BY raw_text_id
+                    """, [version, textTrack])
+                texts += try rows.map {
+                    guard let local = $0[0].int, let id = textIDs[n][local] else {
+                        throw MulanError(.catalog, "a kept \(source) text of track \(textTrack) has no raw text in \(part.directory)")
+                    }
+                    return SampleRecord.Text(text: $0[1].string ?? "",
+                                             tokenIDs: ($0[2].string ?? "").split(separator: " ").compactMap { Int($0) },
+                                             rawTextID: id)
+                }
+            }
+            if texts.isEmpty { continue }
+            bySource[source] = texts
+            sampleTexts[source] = texts.count
+        }
+        let record = SampleRecord(
+            key: key, trackID: track, clipIndex: clipIndex, startSeconds: row[4].double ?? 0,
+            durationSeconds: row[5].double ?? 0, sampleRate: row[6].int ?? 0, split: split, texts: bySource,
+            provenance: .init(clipID: StableIDs.clip(track: track, index: clipIndex), trackRowID: StableIDs.track(track),
+                              flacSHA256: row[8].string ?? "", filterVersions: versions),
+            lufs: Self.jsonLoudness(row[10].double), loudnessRange: Self.jsonLoudness(row[11].double),
+            truePeakDB: Self.jsonLoudness(row[12].double))
+        let flacFile = part.directory + "/" + flacPath
+        var flac: Data?
+        let bytes: Int
+        if readAudio {
+            guard let data = FileManager.default.contents(atPath: flacFile) else { throw missingClip(flacFile, track) }
+            flac = data
+            bytes = data.count
+        } else {
+            var info = stat()
+            guard stat(flacFile, &info) == 0 else { throw missingClip(flacFile, track) }
+            bytes = Int(info.st_size)
+        }
+        return Sample(key: key, json: try record.jsonBytes(), flacPath: flacFile, flacBytes: bytes, flac: flac,
+                      textsBySource: sampleTexts)
+    }
+
+    /// Loudness values in a sample's JSON, to 0.001 (LU, dB): far finer than any measurement
+    /// agrees with another, and short to read.
+    static func jsonLoudness(_ value: Double?) -> Double? {
+        value.map { ($0 * 1000).rounded() / 1000 }
+    }
+
+    func missingClip(_ path: String, _ track: String) -> MulanError {
+        MulanError(.io, "the clip file \(path) of track \(track) is missing from the store",
+                   hint: "re-run mulan-ingest on this work directory (or worker part) to restore it")
+    }
+
+    /// Writes samples from `start` into one shard: up to `end` when the plan fixed it, else until
+    /// `samplesPerShard` or `maxShardBytes` closes it.
+    func writeShard(_ shardName: String, entries: [Entry], from start: Int, to end: Int?, directory: String,
+                            parts: [Part], versions: [String: String], progress: ProgressMeter) throws -> ShardSidecar {
+        let tarPath = directory + "/" + shardName + ".tar"
+        let partPath = tarPath + ".part"
+        let writer = try TarWriter(path: partPath)
+        let split = (directory as NSString).lastPathComponent
+        var count = 0
+        var texts: [String: Int] = [:]
+        var firstKey = "", lastKey = ""
+        var i = start
+        while i < (end ?? entries.count) && (end != nil || count < samplesPerShard) {
+            let sample = try buildSample(entries[i], parts: parts, versions: versions, split: split, readAudio: true)
+            if end == nil, let max = maxShardBytes, count > 0,
+               !Self.fits(size: writer.size, flac: sample.flacBytes, json: sample.json.count, max: max) {
+                break  // this sample starts the next shard
+            }
+            try writer.add(name: sample.key + ".flac", data: sample.flac ?? Data())
+            try writer.add(name: sample.key + ".json", data: sample.json)
+            for (source, n) in sample.textsBySource { texts[source, default: 0] += n }
+            if count == 0 { firstKey = sample.key }
+            lastKey = sample.key
+            count += 1
+            i += 1
+            progress.advance()
+        }
+        let (bytes, sha) = try writer.finish()
+        if rename(partPath, tarPath) != 0 {
+            throw MulanError(.io, "cannot rename \(partPath)", cause: String(cString: strerror(errno)))
+        }
+        let sidecar = ShardSidecar(shard: shardName + ".tar", samples: count, bytes: bytes, sha256: sha,
+                                   firstKey: firstKey, lastKey: lastKey, textsBySource: texts)
+        try sidecar.write(to: directory + "/" + shardName + ".json")
+        return sidecar
+    }
+}

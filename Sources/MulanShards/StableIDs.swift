@@ -1,0 +1,38 @@
+import Foundation
+import MulanCatalog
+import MulanCore
+
+/// Ids in a sample's JSON that name the same track, clip and raw text whichever catalog (or worker
+/// part) holds them: the first 8 bytes of SHA-256 over NUL-separated fields, big-endian, with the
+/// top bit cleared (a non-negative 63-bit integer).
+///
+/// - track: `"track" ␀ track_id`
+/// - clip: `"clip" ␀ track_id ␀ clip_index`
+/// - raw text: `"text" ␀ track_id ␀ origin ␀ origin_file ␀ origin_line ␀ n`, where n counts the
+///   track's earlier raw texts with the same origin, file and line (0 for the first).
+public enum StableIDs {
+    public static func of(_ fields: [String]) -> Int {
+        let hex = SHA256Digest.hex(of: Array(fields.joined(separator: "\u{0}").utf8))
+        return Int((UInt64(hex.prefix(16), radix: 16) ?? 0) & 0x7FFF_FFFF_FFFF_FFFF)
+    }
+
+    public static func track(_ trackID: String) -> Int { of(["track", trackID]) }
+
+    public static func clip(track: String, index: Int) -> Int { of(["clip", track, String(index)]) }
+
+    /// The stable id of each raw text of a track, by its catalog row id.
+    static func rawTexts(of track: String, in db: Database) throws(MulanError) -> [Int: Int] {
+        var ids: [Int: Int] = [:]
+        var seen: [String: Int] = [:]
+        for row in try db.rows("SELECT id, origin, origin_file, origin_line FROM raw_texts WHERE track_id = ? ORDER BY id",
+                               [track]) {
+            guard let id = row[0].int else { continue }
+            let fields = ["text", track, row[1].string ?? "", row[2].string ?? "", String(row[3].int ?? 0)]
+            let place = fields.joined(separator: "\u{0}")
+            let n = seen[place, default: 0]
+            seen[place] = n + 1
+            ids[id] = of(fields + [String(n)])
+        }
+        return ids
+    }
+}
