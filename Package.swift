@@ -63,7 +63,7 @@ let package = Package(
             "MulanCommands", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "mulan-train", dependencies: [
-            "MulanCommands", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "MulanCommands", "MulanTensor", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "mulan-embed", dependencies: [
             "MulanCommands", .product(name: "ArgumentParser", package: "swift-argument-parser"),

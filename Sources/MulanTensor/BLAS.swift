@@ -131,8 +131,15 @@ extension Tensor {
     /// those with mmap and unmaps them on free, so the kernel zero-fills fresh pages every step
     /// (13–20% of a step, measured). This keeps large blocks on the heap and never trims it, so the
     /// buffers are reused; the process then keeps its peak memory until it exits, which suits a
-    /// trainer. Call once, early (`mallopt`).
+    /// trainer. Call once, early (`mallopt`), before other threads allocate.
+    ///
+    /// Those two settings govern glibc's main arena only. A thread's first allocation binds it to
+    /// an arena, and threads other than the main one get secondary arenas, which grow by mapping
+    /// 64 MiB heaps, map blocks larger than a heap whatever `M_MMAP_MAX` says, and unmap heaps
+    /// that empty. `M_ARENA_MAX` 1 binds every thread that allocates afterwards (the Swift
+    /// concurrency thread the trainer runs on, the data-loading workers) to the main arena.
     public static func keepFreedMemory() {
+        _ = mallopt(M_ARENA_MAX, 1)
         _ = mallopt(M_MMAP_MAX, 0)
         _ = mallopt(M_TRIM_THRESHOLD, Int32.max)
     }
