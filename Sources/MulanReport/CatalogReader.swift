@@ -110,16 +110,27 @@ struct CatalogReader {
     }
 
     /// A histogram of `column` binned by SQL: MIN and MAX choose round bins, then one GROUP BY counts them.
-    private func histogram(column: String, from: String) throws -> Histogram? {
-        guard let r = try db.row("SELECT MIN(\(column)), MAX(\(column)), COUNT(\(column)) FROM \(from)"),
-              let lo = r[0].double, let hi = r[1].double, (r[2].int ?? 0) > 0 else { return nil }
-        var h = Histogram.covering(lo, hi, target: 40)
+    /// `from` is a FROM clause with a WHERE (`clips WHERE status = 'kept'`); nil when no row has a value.
+    func histogram(column: String, from: String) throws -> Histogram? {
+        try histograms(value: column, key: nil, from: from).first?.histogram
+    }
+
+    /// Histograms of `value` over `from` (a FROM clause with a WHERE, whose `?` take `arguments`), one
+    /// per distinct `key` (sorted by key; a single one when `key` is nil), all on the same bins so
+    /// that they compare: one query for MIN and MAX, then one GROUP BY key and bin.
+    func histograms(value: String, key: String?, from: String, _ arguments: [any SQLBindable] = [],
+                    target: Int = 40) throws -> [(key: String, histogram: Histogram)] {
+        guard let r = try db.row("SELECT MIN(\(value)), MAX(\(value)), COUNT(\(value)) FROM \(from)", arguments),
+              let lo = r[0].double, let hi = r[1].double, (r[2].int ?? 0) > 0 else { return [] }
+        let bins = Histogram.covering(lo, hi, target: target)
+        var byKey: [String: Histogram] = [:]
         for row in try db.rows("""
-            SELECT CAST((\(column) - ?) / ? AS INTEGER) AS b, COUNT(*) FROM \(from) AND \(column) IS NOT NULL GROUP BY b
-            """, [h.lower, h.width]) {
-            h.add(bin: row[0].int ?? 0, count: row[1].int ?? 0)
+            SELECT \(key ?? "''") AS k, CAST((\(value) - ?) / ? AS INTEGER) AS b, COUNT(*) FROM \(from) AND \(value) IS NOT NULL
+            GROUP BY k, b
+            """, [bins.lower, bins.width] + arguments) {
+            byKey[row[0].string ?? "", default: bins].add(bin: row[1].int ?? 0, count: row[2].int ?? 0)
         }
-        return h
+        return byKey.keys.sorted().map { ($0, byKey[$0] ?? bins) }
     }
 
     static func dBFS(_ linear: Double) -> Double {
