@@ -74,6 +74,8 @@ struct CatalogFigures {
     var sources: [SourceFigures] = []
     var hasFilterDecisions = false
     var tagTail: TagTail?
+    /// nil when the catalog predates the audio filter (schema version 6).
+    var audioFilter: AudioFilterFigures?
 }
 
 /// Reads the catalog read-only, inside one read transaction (a consistent snapshot even while a
@@ -113,6 +115,9 @@ struct CatalogReader {
         if clipColumns.isSuperset(of: ["lufs", "loudness_range", "true_peak_db", "loudness_status", "lufs_before",
                                        "true_peak_before_db", "loudness_gain_db"]) {
             figures.audio.loudness = try r128Loudness()
+        }
+        if tables.isSuperset(of: ["audio_filter_versions", "audio_decisions", "audio_scores"]) {
+            figures.audioFilter = try audioFilter()
         }
         let rawColumns = Set(try db.rows("PRAGMA table_info(raw_texts)").compactMap { $0[1].string })
         figures.hasFilterDecisions = tables.contains("text_decisions") && tables.contains("filter_versions")
