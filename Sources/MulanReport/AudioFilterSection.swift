@@ -31,7 +31,8 @@ enum AudioFilterSection {
                     Markup.percent(v.dropped, of: v.decided), Markup.grouped(f.undecided)]],
             numeric: Set(0..<5))))
         if f.undecided > 0 {
-            s.blocks.append(.note("\(Markup.grouped(f.undecided)) kept clips have no decision of \(v.version) "
+            let clips = f.undecided == 1 ? "kept clip has" : "kept clips have"
+            s.blocks.append(.note("\(Markup.grouped(f.undecided)) \(clips) no decision of \(v.version) "
                                   + "(ingested after it ran): run mulan-filter audio again with the same prompts and rules."))
         }
         if !v.prompts.isEmpty {

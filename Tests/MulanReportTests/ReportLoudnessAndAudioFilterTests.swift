@@ -209,6 +209,7 @@ struct ReportLoudnessAndAudioFilterTests {
         // The versions table: each version with its counts; the dropped share of the latest in the summary.
         #expect(html.contains("<td>audio-new (latest)</td>") && html.contains("<td>audio-wip</td>") && html.contains("<td>not completed</td>"))
         #expect(html.contains("<td class=\"num\">71.4%</td>"))
+        #expect(html.contains("1 kept clip has no decision of audio-new (ingested after it ran)"))
     }
 
     @Test func hostilePromptsAndRulesAreTextAndThePageIsDeterministic() throws {
