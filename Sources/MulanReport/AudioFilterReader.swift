@@ -76,7 +76,7 @@ extension CatalogReader {
         let byPrompt = try histograms(value: "j.value", key: "j.key", from: """
             audio_decisions d JOIN audio_scores s ON s.score_set = ? AND s.clip_id = d.clip_id, json_each(s.scores) j
             WHERE d.version = ? AND s.scores IS NOT NULL AND j.type IN ('real', 'integer')
-            """, [latest.scoreSet, latest.version], target: 30)
+            """, [latest.scoreSet, latest.version], target: 30, minimumWidth: 0.001)   // cosines; details print 3 decimals
         let order = latest.prompts.map(\.name)
         func rank(_ name: String) -> Int { order.firstIndex(of: name) ?? order.count }
         f.scores = byPrompt.sorted { (rank($0.key), $0.key) < (rank($1.key), $1.key) }.map { ($0.key, $0.histogram) }

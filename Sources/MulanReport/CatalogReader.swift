@@ -89,6 +89,8 @@ struct CatalogReader {
     /// peak before normalization plus the gain exactly there, give or take floating-point rounding.
     static let ceilingMarginDB = 0.01
     static let ceilingToleranceDB = 1e-6
+    /// The finest bin of the EBU R128 histograms, LU or dB.
+    static let loudnessResolution = 0.1
     /// The order sources are shown in (MuLan's), then any other source by name.
     static let sourceOrder = ["tags", "descriptions", "playlists", "aset"]
 
@@ -152,18 +154,19 @@ struct CatalogReader {
 
     /// A histogram of `column` binned by SQL: MIN and MAX choose round bins, then one GROUP BY counts them.
     /// `from` is a FROM clause with a WHERE (`clips WHERE status = 'kept'`); nil when no row has a value.
-    func histogram(column: String, from: String) throws -> Histogram? {
-        try histograms(value: column, key: nil, from: from).first?.histogram
+    func histogram(column: String, from: String, minimumWidth: Double = 0) throws -> Histogram? {
+        try histograms(value: column, key: nil, from: from, minimumWidth: minimumWidth).first?.histogram
     }
 
     /// Histograms of `value` over `from` (a FROM clause with a WHERE, whose `?` take `arguments`), one
     /// per distinct `key` (sorted by key; a single one when `key` is nil), all on the same bins so
-    /// that they compare: one query for MIN and MAX, then one GROUP BY key and bin.
+    /// that they compare: one query for MIN and MAX, then one GROUP BY key and bin. Bins are at least
+    /// `minimumWidth` wide (`Histogram.covering`).
     func histograms(value: String, key: String?, from: String, _ arguments: [any SQLBindable] = [],
-                    target: Int = 40) throws -> [(key: String, histogram: Histogram)] {
+                    target: Int = 40, minimumWidth: Double = 0) throws -> [(key: String, histogram: Histogram)] {
         guard let r = try db.row("SELECT MIN(\(value)), MAX(\(value)), COUNT(\(value)) FROM \(from)", arguments),
               let lo = r[0].double, let hi = r[1].double, (r[2].int ?? 0) > 0 else { return [] }
-        let bins = Histogram.covering(lo, hi, target: target)
+        let bins = Histogram.covering(lo, hi, target: target, minimumWidth: minimumWidth)
         var byKey: [String: Histogram] = [:]
         for row in try db.rows("""
             SELECT \(key ?? "''") AS k, CAST((\(value) - ?) / ? AS INTEGER) AS b, COUNT(*) FROM \(from) AND \(value) IS NOT NULL
@@ -202,11 +205,13 @@ struct CatalogReader {
         let order = LoudnessFigures.statusOrder
         func rank(_ s: String) -> Int { order.firstIndex(of: s) ?? order.count }
         l.byStatus = counts.keys.sorted { (rank($0), $0) < (rank($1), $1) }.map { ($0, counts[$0] ?? 0) }
-        let kept = "clips WHERE status = 'kept'"
-        l.integratedLUFS = try histogram(column: "lufs", from: kept)
-        l.truePeakDBTP = try histogram(column: "true_peak_db", from: kept)
-        l.loudnessRange = try histogram(column: "loudness_range", from: kept)
-        l.gainDB = try histogram(column: "loudness_gain_db", from: kept)
+        // Bins of at least 0.1 LU (dB): normalized clips reach the target to within 10⁻⁶ LU, and finer
+        // bins would only spread that rounding out.
+        let kept = "clips WHERE status = 'kept'", resolution = Self.loudnessResolution
+        l.integratedLUFS = try histogram(column: "lufs", from: kept, minimumWidth: resolution)
+        l.truePeakDBTP = try histogram(column: "true_peak_db", from: kept, minimumWidth: resolution)
+        l.loudnessRange = try histogram(column: "loudness_range", from: kept, minimumWidth: resolution)
+        l.gainDB = try histogram(column: "loudness_gain_db", from: kept, minimumWidth: resolution)
         if let r = try db.row("""
             SELECT COUNT(*), TOTAL(c.lufs_before IS NOT NULL AND c.true_peak_before_db IS NOT NULL
                                    AND c.true_peak_before_db + c.loudness_gain_db >= t.loudness_max_true_peak_db - ?)

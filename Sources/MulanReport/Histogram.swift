@@ -16,18 +16,22 @@ public struct Histogram: Sendable, Equatable {
 
     /// Bins of a round width (1, 2 or 5 × 10ᵏ) covering `minimum…maximum` with about `target`
     /// bins. For integer data the edges fall halfway between integers, so each integer sits in the
-    /// middle of its bin.
-    public static func covering(_ minimum: Double, _ maximum: Double, target: Int = 40, integer: Bool = false) -> Histogram {
+    /// middle of its bin. Bins are at least `minimumWidth` wide (a measurement's resolution, so that
+    /// values equal to within rounding do not spread over bins of 10⁻⁷); data narrower than one such
+    /// bin gets one bin centred on it.
+    public static func covering(_ minimum: Double, _ maximum: Double, target: Int = 40, integer: Bool = false,
+                                minimumWidth: Double = 0) -> Histogram {
         let lo = minimum.isFinite ? minimum : 0
         let hi = maximum.isFinite ? max(maximum, lo) : lo
         var width = hi > lo ? LinearScale.niceStep((hi - lo) / Double(max(1, target)))
                             : LinearScale.niceStep(max(abs(lo), 1) / 20)
         if integer { width = max(1, width.rounded(.up)) }
+        if minimumWidth > 0 && width < minimumWidth { width = LinearScale.niceStep(minimumWidth) }
         var lower = (lo / width).rounded(.down) * width
         if integer {
             lower -= 0.5
-        } else if hi == lo {
-            lower = lo - width / 2   // one bin centred on the only value
+        } else if hi == lo || (minimumWidth > 0 && hi - lo < width && lower + width <= hi) {
+            lower = (lo + hi) / 2 - width / 2   // one bin centred on the data
         }
         if lower > lo { lower -= width }
         let bins = Int(((hi - lower) / width).rounded(.down)) + 1

@@ -172,6 +172,21 @@ struct SVGTests {
         #expect(same.counts.count == 1 && same.lower <= 30 && same.upper > 30)
     }
 
+    /// Normalized clips reach the target to within 10⁻⁶ LU: a minimum width keeps them in one bar.
+    @Test func aMinimumBinWidthKeepsNearlyEqualValuesInOneCentredBin() {
+        var pile = Histogram.covering(-20.0000003, -19.9999998, minimumWidth: 0.1)
+        #expect(pile.width == 0.1 && pile.counts.count == 1)
+        pile.add(-20.0000003)
+        pile.add(-19.9999998)
+        #expect(pile.counts == [2] && abs(pile.lower + pile.width / 2 + 20) < 1e-6, "centred on the data")
+        // Data inside one round bin keeps it; wide data keeps its own round width.
+        let round = Histogram.covering(0.01, 0.05, minimumWidth: 0.1)
+        #expect(round.lower == 0 && round.width == 0.1 && round.counts.count == 1)
+        let wide = Histogram.covering(-40, -14, target: 40, minimumWidth: 0.1)
+        #expect(wide.width == 1 && wide.lower == -40)
+        #expect(Histogram.covering(-40, -14, target: 40) == wide, "no effect above the minimum")
+    }
+
     @Test func decimatedSeriesIsBoundedKeepsTheEndsAndIsDeterministic() {
         var a = DecimatedSeries(limit: 100), b = DecimatedSeries(limit: 100)
         for i in 0..<100_001 {
