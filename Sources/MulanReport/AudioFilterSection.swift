@@ -38,11 +38,16 @@ enum AudioFilterSection {
         if !v.prompts.isEmpty {
             s.blocks.append(.table(Table(header: ["prompt", "text"], rows: v.prompts.map { [$0.name, $0.text] })))
         }
-        s.blocks.append(.figure(
-            svg: TextSections.waterfall(id: "fig-audio-filter-funnel", title: "Audio filter funnel", unit: "clips",
-                                        droppedAs: "dropped by", total: v.decided, kept: v.kept, dropped: f.dropReasons),
-            caption: "Decisions of \(v.version): every decided clip (top bar), the clips each rule dropped as the first rule "
-                + "that failed (unreadable: the clip could not be decoded), and the clips kept (bottom bar)."))
+        if v.decided == 0 {
+            s.blocks.append(.note("\(v.version) has no decision: no kept clip was decided (there was none, or its run stopped "
+                                  + "before the first batch was written)."))
+        } else {
+            s.blocks.append(.figure(
+                svg: TextSections.waterfall(id: "fig-audio-filter-funnel", title: "Audio filter funnel", unit: "clips",
+                                            droppedAs: "dropped by", total: v.decided, kept: v.kept, dropped: f.dropReasons),
+                caption: "Decisions of \(v.version): every decided clip (top bar), the clips each rule dropped as the first rule "
+                    + "that failed (unreadable: the clip could not be decoded), and the clips kept (bottom bar)."))
+        }
         let shown = f.scores.prefix(CatalogReader.maxScoreHistograms)
         for (i, p) in shown.enumerated() {
             let text = v.prompts.first { $0.name == p.prompt }?.text

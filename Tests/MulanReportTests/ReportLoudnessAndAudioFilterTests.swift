@@ -274,4 +274,18 @@ struct ReportLoudnessAndAudioFilterTests {
         #expect(result.html.contains("No kept clip has an EBU R128 loudness measurement yet"))
         #expect(result.html.contains("No audio filter run: mulan-filter audio"))
     }
+
+    /// A version whose run stopped before its first batch: named, marked not completed, no funnel.
+    @Test func anUnfinishedVersionWithoutDecisionsIsNamedWithoutAFunnel() throws {
+        let dir = TempDir("mulan-report")
+        let path = try SyntheticCatalog.make(dir.file("work"))
+        try Catalog(path: path).database.run("""
+            INSERT INTO audio_filter_versions (version, score_set, checkpoint, checkpoint_sha256, checkpoint_step, vocab_sha256,
+                prompts, rules, created_at) VALUES ('audio-x', 's', 'm', 'c', 1, 'v', '[{"name": "a", "text": "b"}]', '["a > 0"]', 't')
+            """)
+        let result = Report.build(ReportInputs(workdir: dir.file("work"), topTags: 3))
+        #expect(result.problems.isEmpty && Self.plotIDs(result.html).isDisjoint(with: Self.newPlots))
+        #expect(result.html.contains("Latest version audio-x: rules a &gt; 0.") && result.html.contains("not completed"))
+        #expect(result.html.contains("audio-x has no decision: no kept clip was decided"))
+    }
 }
