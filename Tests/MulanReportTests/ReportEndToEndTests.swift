@@ -8,7 +8,7 @@ import Testing
 /// A small real work directory made by the stages themselves: ingest (with failures on purpose),
 /// text, filter (tags and descriptions), shard, a few training steps, mulan-eval and the zero-shot
 /// audio filter with the trained model. Clips are normalized (--loudness-target) so the loudness
-/// plots include the gain.
+/// plots include the gain, under a true-peak ceiling that limits the gain of some of the sines.
 struct ReportCorpus {
     let harness = IngestHarness()
     var workdir: String { harness.workdir }
@@ -60,7 +60,8 @@ struct ReportCorpus {
         func check(_ r: ProcessResult, _ what: String, allow: Set<Int32> = [0]) throws {
             if !allow.contains(r.status) { throw TestFailure("\(what) exited \(r.status): \(r.stderr)") }
         }
-        try check(try h.ingest(["--manifest", "m.csv", "--sample-rate", "16000", "--loudness-target", "-20"]), "ingest", allow: [0, 3])
+        try check(try h.ingest(["--manifest", "m.csv", "--sample-rate", "16000", "--loudness-target", "-20",
+                                 "--loudness-max-true-peak", "-16.3"]), "ingest", allow: [0, 3])
         try check(try h.ingest(["text", "--format", "generic", "texts.jsonl"]), "ingest text")
         let vocab = try TestPython.bertVocabulary()
         let config = TestPaths.packageRoot + "/manifests/filters.toml"
@@ -171,6 +172,12 @@ struct ReportEndToEndTests {
         let clips = try #require(try db.row("SELECT COUNT(*) FROM clips WHERE status = 'kept'")?[0].int)
         #expect(measured > 0 && html.contains(">\(Markup.grouped(measured)) (\(Markup.percent(measured, of: clips)))</text>"))
         #expect(html.contains(Markup.escape(ReportCorpus.hostilePromptText)))
+        // The clips at the true-peak ceiling, derived from the catalog's columns, are those ingest counted as limited.
+        let summary = try #require(try db.row("SELECT summary FROM runs WHERE stage = 'ingest' ORDER BY id DESC")?[0].string)
+        let ingest = try #require(try JSONSerialization.jsonObject(with: Data(summary.utf8)) as? [String: Any])
+        let limited = try #require(ingest["clips_gain_limited"] as? Int), normalized = try #require(ingest["clips_normalized"] as? Int)
+        #expect(limited > 0 && limited < normalized, "the ceiling limits some clips, not all: \(limited) of \(normalized)")
+        #expect(html.contains("\(Markup.grouped(limited)) of \(Markup.grouped(clips)) normalized clips"), "\(limited) of \(clips)")
 
         guard let chromium = Chromium.path else {
             print("SKIPPED the headless rendering check: no chromium on PATH (install the Debian package `chromium`, "
