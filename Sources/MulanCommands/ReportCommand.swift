@@ -21,8 +21,9 @@ public struct ReportWriteCommand: AsyncParsableCommand {
         commandName: "write",
         abstract: "Write the page (the default subcommand).",
         discussion: """
-        Reads WORKDIR/catalog.sqlite (read-only: track outcomes, clip durations and loudness, texts per \
-        source, the filter funnel by reason, token lengths, the tag long tail), the shard set (WORKDIR/shards/latest \
+        Reads WORKDIR/catalog.sqlite (read-only: track outcomes, clip durations and levels, EBU R128 loudness and \
+        the normalization gain, the audio filter's funnel by rule and prompt scores, texts per source, the filter \
+        funnel by reason, token lengths, the tag long tail), the shard set (WORKDIR/shards/latest \
         or --shards: dataset.json and the shard sizes), --run RUN_DIR/metrics.jsonl (loss, temperature, \
         Recall@10, tagging ROC-AUC per step) and --eval (a mulan-eval --json report: per-tag ROC-AUC). Every \
         input is optional: a section whose input is missing says so. The page has no external resource and \

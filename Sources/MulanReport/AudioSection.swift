@@ -1,4 +1,4 @@
-/// "Audio": track outcomes, clip and track durations, clip loudness.
+/// "Audio": track outcomes, clip and track durations, clip levels and EBU R128 loudness (LoudnessBlocks).
 enum AudioSection {
     static let title = "Audio: tracks and clips"
 
@@ -55,6 +55,7 @@ enum AudioSection {
                                      yLabel: "clips", color: Palette.series(6)),
                 caption: "20·log₁₀ of each kept clip's largest absolute sample, in bins of "
                     + "\(TickFormat.label(peak.width, step: peak.width)) dB. A pile at 0 dBFS suggests clipping."))
+            s.blocks += LoudnessBlocks.make(a.loudness, schemaVersion: c.schemaVersion)
         } else {
             s.blocks.append(.note("No kept clip: nothing to plot for durations and loudness."))
         }

@@ -12,6 +12,32 @@ struct AudioFigures {
     var trackDurations: Histogram?
     var rmsDBFS: Histogram?
     var peakDBFS: Histogram?
+    /// EBU R128 loudness of kept clips; nil when the catalog predates it (schema version 5).
+    var loudness: LoudnessFigures?
+}
+
+/// The EBU R128 columns of kept clips (schema version 5), and what `--loudness-target` did.
+struct LoudnessFigures {
+    /// Kept clips by `loudness_status` ("not measured" for NULL), in the order of `statusOrder`.
+    var byStatus: [(status: String, count: Int)] = []
+    var integratedLUFS: Histogram?
+    var truePeakDBTP: Histogram?
+    var loudnessRange: Histogram?
+    /// `loudness_gain_db` of clips stored with normalization on.
+    var gainDB: Histogram?
+    /// Kept clips stored with normalization on (a gain recorded), and those of them whose gain put
+    /// the true peak at the ceiling (`true_peak_before_db + loudness_gain_db` at the track's
+    /// `loudness_max_true_peak_db` less ingest's 0.01 dB margin: the gain the ceiling limited).
+    var normalized = 0
+    var atCeiling = 0
+    /// The (target, ceiling) pairs tracks were stored with, and how many tracks each.
+    var targets: [(lufs: Double, ceilingDBTP: Double, tracks: Int)] = []
+
+    static let notMeasured = "not measured"
+    static let statusOrder = ["measured", "below-gate", "failed", notMeasured]
+    var measured: Int { byStatus.filter { $0.status == "measured" }.map(\.count).reduce(0, +) }
+    /// Whether any kept clip was measured (whatever the outcome).
+    var any: Bool { byStatus.contains { $0.status != Self.notMeasured && $0.count > 0 } }
 }
 
 /// One text source: how many texts were loaded, and what its latest completed filter version decided.
@@ -48,6 +74,8 @@ struct CatalogFigures {
     var sources: [SourceFigures] = []
     var hasFilterDecisions = false
     var tagTail: TagTail?
+    /// nil when the catalog predates the audio filter (schema version 6).
+    var audioFilter: AudioFilterFigures?
 }
 
 /// Reads the catalog read-only, inside one read transaction (a consistent snapshot even while a
@@ -56,6 +84,13 @@ struct CatalogFigures {
 struct CatalogReader {
     /// The floor of the loudness axes: clips quieter than this are counted in the lowest bin.
     static let floorDBFS = -100.0
+    /// How far under `--loudness-max-true-peak` mulan-ingest aims a gain the ceiling limits
+    /// (LoudnessStep.ceilingMargin, docs/ingest.md#loudness); a limited gain puts the clip's true
+    /// peak before normalization plus the gain exactly there, give or take floating-point rounding.
+    static let ceilingMarginDB = 0.01
+    static let ceilingToleranceDB = 1e-6
+    /// The finest bin of the EBU R128 histograms, LU or dB.
+    static let loudnessResolution = 0.1
     /// The order sources are shown in (MuLan's), then any other source by name.
     static let sourceOrder = ["tags", "descriptions", "playlists", "aset"]
 
@@ -78,6 +113,14 @@ struct CatalogReader {
             ? try db.row("SELECT MAX(version) FROM schema_migrations")?[0].int ?? 0 : 0
         var figures = CatalogFigures(path: path, schemaVersion: version)
         figures.audio = try audio()
+        let clipColumns = Set(try db.rows("PRAGMA table_info(clips)").compactMap { $0[1].string })
+        if clipColumns.isSuperset(of: ["lufs", "loudness_range", "true_peak_db", "loudness_status", "lufs_before",
+                                       "true_peak_before_db", "loudness_gain_db"]) {
+            figures.audio.loudness = try r128Loudness()
+        }
+        if tables.isSuperset(of: ["audio_filter_versions", "audio_decisions", "audio_scores"]) {
+            figures.audioFilter = try audioFilter()
+        }
         let rawColumns = Set(try db.rows("PRAGMA table_info(raw_texts)").compactMap { $0[1].string })
         figures.hasFilterDecisions = tables.contains("text_decisions") && tables.contains("filter_versions")
         figures.sources = try sources(hasSourceColumn: rawColumns.contains("source"),
@@ -110,16 +153,28 @@ struct CatalogReader {
     }
 
     /// A histogram of `column` binned by SQL: MIN and MAX choose round bins, then one GROUP BY counts them.
-    private func histogram(column: String, from: String) throws -> Histogram? {
-        guard let r = try db.row("SELECT MIN(\(column)), MAX(\(column)), COUNT(\(column)) FROM \(from)"),
-              let lo = r[0].double, let hi = r[1].double, (r[2].int ?? 0) > 0 else { return nil }
-        var h = Histogram.covering(lo, hi, target: 40)
+    /// `from` is a FROM clause with a WHERE (`clips WHERE status = 'kept'`); nil when no row has a value.
+    func histogram(column: String, from: String, minimumWidth: Double = 0) throws -> Histogram? {
+        try histograms(value: column, key: nil, from: from, minimumWidth: minimumWidth).first?.histogram
+    }
+
+    /// Histograms of `value` over `from` (a FROM clause with a WHERE, whose `?` take `arguments`), one
+    /// per distinct `key` (sorted by key; a single one when `key` is nil), all on the same bins so
+    /// that they compare: one query for MIN and MAX, then one GROUP BY key and bin. Bins are at least
+    /// `minimumWidth` wide (`Histogram.covering`).
+    func histograms(value: String, key: String?, from: String, _ arguments: [any SQLBindable] = [],
+                    target: Int = 40, minimumWidth: Double = 0) throws -> [(key: String, histogram: Histogram)] {
+        guard let r = try db.row("SELECT MIN(\(value)), MAX(\(value)), COUNT(\(value)) FROM \(from)", arguments),
+              let lo = r[0].double, let hi = r[1].double, (r[2].int ?? 0) > 0 else { return [] }
+        let bins = Histogram.covering(lo, hi, target: target, minimumWidth: minimumWidth)
+        var byKey: [String: Histogram] = [:]
         for row in try db.rows("""
-            SELECT CAST((\(column) - ?) / ? AS INTEGER) AS b, COUNT(*) FROM \(from) AND \(column) IS NOT NULL GROUP BY b
-            """, [h.lower, h.width]) {
-            h.add(bin: row[0].int ?? 0, count: row[1].int ?? 0)
+            SELECT \(key ?? "''") AS k, CAST((\(value) - ?) / ? AS INTEGER) AS b, COUNT(*) FROM \(from) AND \(value) IS NOT NULL
+            GROUP BY k, b
+            """, [bins.lower, bins.width] + arguments) {
+            byKey[row[0].string ?? "", default: bins].add(bin: row[1].int ?? 0, count: row[2].int ?? 0)
         }
-        return h
+        return byKey.keys.sorted().map { ($0, byKey[$0] ?? bins) }
     }
 
     static func dBFS(_ linear: Double) -> Double {
@@ -138,6 +193,41 @@ struct CatalogReader {
             peak.add(Self.dBFS(row[1].double ?? 0))
         }
         return (rms, peak)
+    }
+
+    /// The EBU R128 columns of kept clips, binned by SQL (they are LUFS, dBTP and LU already).
+    private func r128Loudness() throws -> LoudnessFigures {
+        var l = LoudnessFigures()
+        var counts: [String: Int] = [:]
+        for r in try db.rows("SELECT loudness_status, COUNT(*) FROM clips WHERE status = 'kept' GROUP BY 1") {
+            counts[r[0].string ?? LoudnessFigures.notMeasured, default: 0] += r[1].int ?? 0
+        }
+        let order = LoudnessFigures.statusOrder
+        func rank(_ s: String) -> Int { order.firstIndex(of: s) ?? order.count }
+        l.byStatus = counts.keys.sorted { (rank($0), $0) < (rank($1), $1) }.map { ($0, counts[$0] ?? 0) }
+        // Bins of at least 0.1 LU (dB): normalized clips reach the target to within 10⁻⁶ LU, and finer
+        // bins would only spread that rounding out.
+        let kept = "clips WHERE status = 'kept'", resolution = Self.loudnessResolution
+        l.integratedLUFS = try histogram(column: "lufs", from: kept, minimumWidth: resolution)
+        l.truePeakDBTP = try histogram(column: "true_peak_db", from: kept, minimumWidth: resolution)
+        l.loudnessRange = try histogram(column: "loudness_range", from: kept, minimumWidth: resolution)
+        l.gainDB = try histogram(column: "loudness_gain_db", from: kept, minimumWidth: resolution)
+        if let r = try db.row("""
+            SELECT COUNT(*), TOTAL(c.lufs_before IS NOT NULL AND c.true_peak_before_db IS NOT NULL
+                                   AND c.true_peak_before_db + c.loudness_gain_db >= t.loudness_max_true_peak_db - ?)
+            FROM clips c JOIN tracks t ON t.id = c.track_rowid
+            WHERE c.status = 'kept' AND c.loudness_gain_db IS NOT NULL
+            """, [Self.ceilingMarginDB + Self.ceilingToleranceDB]) {
+            l.normalized = r[0].int ?? 0
+            l.atCeiling = Int(r[1].double ?? 0)
+        }
+        for r in try db.rows("""
+            SELECT loudness_target_lufs, loudness_max_true_peak_db, COUNT(*) FROM tracks
+            WHERE loudness_target_lufs IS NOT NULL AND status = 'ingested' GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2
+            """) {
+            l.targets.append((r[0].double ?? 0, r[1].double ?? 0, r[2].int ?? 0))
+        }
+        return l
     }
 
     // MARK: Text

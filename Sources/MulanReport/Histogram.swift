@@ -16,16 +16,24 @@ public struct Histogram: Sendable, Equatable {
 
     /// Bins of a round width (1, 2 or 5 × 10ᵏ) covering `minimum…maximum` with about `target`
     /// bins. For integer data the edges fall halfway between integers, so each integer sits in the
-    /// middle of its bin.
-    public static func covering(_ minimum: Double, _ maximum: Double, target: Int = 40, integer: Bool = false) -> Histogram {
+    /// middle of its bin. A `minimumWidth` (a measurement's resolution) makes bins at least that wide
+    /// and centres them on multiples of their width, so that values equal to within rounding (clips
+    /// normalized to −20 LUFS read −20.0000003 or −19.9999998) share one bin instead of straddling an
+    /// edge; data narrower than one bin that still straddles one gets one bin centred on it.
+    public static func covering(_ minimum: Double, _ maximum: Double, target: Int = 40, integer: Bool = false,
+                                minimumWidth: Double = 0) -> Histogram {
         let lo = minimum.isFinite ? minimum : 0
         let hi = maximum.isFinite ? max(maximum, lo) : lo
         var width = hi > lo ? LinearScale.niceStep((hi - lo) / Double(max(1, target)))
                             : LinearScale.niceStep(max(abs(lo), 1) / 20)
         if integer { width = max(1, width.rounded(.up)) }
+        if minimumWidth > 0 && width < minimumWidth { width = LinearScale.niceStep(minimumWidth) }
         var lower = (lo / width).rounded(.down) * width
         if integer {
             lower -= 0.5
+        } else if minimumWidth > 0 {
+            lower = (lo / width).rounded() * width - width / 2
+            if hi - lo < width && lower + width <= hi { lower = (lo + hi) / 2 - width / 2 }
         } else if hi == lo {
             lower = lo - width / 2   // one bin centred on the only value
         }

@@ -41,24 +41,27 @@ public enum Report {
         var sections: [Section] = []
         let fm = FileManager.default
 
-        // The catalog: audio, text, tags.
+        // The catalog: audio, the audio filter, text, tags.
         let catalogPath = inputs.workdir + "/catalog.sqlite"
         if !fm.fileExists(atPath: catalogPath) {
             let note = fm.fileExists(atPath: inputs.workdir)
                 ? "No catalog at \(catalogPath): run mulan-ingest first."
                 : "No work directory at \(inputs.workdir): pass --workdir (the folder mulan-ingest wrote)."
             sections.append(AudioSection.missing(note))
+            sections.append(AudioFilterSection.missing(note))
             sections += TextSections.missing(note)
         } else {
             do {
                 let figures = try CatalogReader(path: catalogPath).read(topTags: inputs.topTags)
                 sections.append(AudioSection.make(figures))
+                sections.append(AudioFilterSection.make(figures))
                 sections.append(TextSections.text(figures))
                 sections.append(TextSections.tags(figures, topK: inputs.topTags))
             } catch {
                 let note = "The catalog \(catalogPath) could not be read: \(error)"
                 problems.append(note)
                 sections.append(AudioSection.missing(note))
+                sections.append(AudioFilterSection.missing(note))
                 sections += TextSections.missing(note)
             }
         }

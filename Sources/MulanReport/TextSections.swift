@@ -77,7 +77,7 @@ enum TextSections {
     }
 
     /// "all UNIT", one bar per drop reason hanging from what remains, then "kept".
-    private static func waterfall(id: String, title: String, unit: String, droppedAs: String, total: Int, kept: Int,
+    static func waterfall(id: String, title: String, unit: String, droppedAs: String, total: Int, kept: Int,
                                   dropped: [(reason: String, count: Int)]) -> String {
         var rows = [BarRow("all \(unit)", end: Double(total), color: Palette.total, valueText: Markup.grouped(total))]
         var remaining = total

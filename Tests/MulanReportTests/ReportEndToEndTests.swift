@@ -1,15 +1,21 @@
 import Foundation
+import MulanCatalog
 import MulanCore
+import MulanReport
 import MulanTestSupport
 import Testing
 
 /// A small real work directory made by the stages themselves: ingest (with failures on purpose),
-/// text, filter (tags and descriptions), shard, a few training steps and mulan-eval.
+/// text, filter (tags and descriptions), shard, a few training steps, mulan-eval and the zero-shot
+/// audio filter with the trained model. Clips are normalized (--loudness-target) so the loudness
+/// plots include the gain, under a true-peak ceiling that limits the gain of some of the sines.
 struct ReportCorpus {
     let harness = IngestHarness()
     var workdir: String { harness.workdir }
     var run: String { harness.dir.file("run") }
     var eval: String { harness.dir.file("eval.json") }
+    /// A prompt text that is markup: prompts are free text.
+    static let hostilePromptText = "<b>soft</b> drums & 'bass'"
 
     /// Tags per track, with a long tail: rock on 10 tracks … drums on 2; every track also gets a
     /// tag of its own (dropped as rare), and a few get stoplisted, stop-pattern and duplicate tags.
@@ -54,7 +60,8 @@ struct ReportCorpus {
         func check(_ r: ProcessResult, _ what: String, allow: Set<Int32> = [0]) throws {
             if !allow.contains(r.status) { throw TestFailure("\(what) exited \(r.status): \(r.stderr)") }
         }
-        try check(try h.ingest(["--manifest", "m.csv", "--sample-rate", "16000"]), "ingest", allow: [0, 3])
+        try check(try h.ingest(["--manifest", "m.csv", "--sample-rate", "16000", "--loudness-target", "-20",
+                                 "--loudness-max-true-peak", "-16.3"]), "ingest", allow: [0, 3])
         try check(try h.ingest(["text", "--format", "generic", "texts.jsonl"]), "ingest text")
         let vocab = try TestPython.bertVocabulary()
         let config = TestPaths.packageRoot + "/manifests/filters.toml"
@@ -71,6 +78,9 @@ struct ReportCorpus {
         try check(try TestProcess.run(bin("mulan-eval"), [
             "--run-dir", c.run, "--vocab", vocab, "--shards", dataset, "--split", "train", "--json", c.eval,
             "--threads", "1", "--quiet"]), "eval")
+        try check(try h.filter(["audio", "--model", c.run, "--vocab", vocab, "--prompt", "piano=solo piano",
+                                "--prompt", "drums=\(Self.hostilePromptText)", "--keep", "piano > drums", "--threads", "1"]),
+                  "filter audio")
         return c
     }
 }
@@ -101,6 +111,8 @@ struct ReportEndToEndTests {
     static let hostileTag = "<b>\"r&b\"</b> & 'soul'"
     static let expectedPlots: Set<String> = [
         "fig-track-outcomes", "fig-clip-duration", "fig-track-duration", "fig-clip-rms", "fig-clip-peak",
+        "fig-loudness-status", "fig-clip-lufs", "fig-clip-true-peak", "fig-clip-lra", "fig-loudness-gain",
+        "fig-audio-filter-funnel", "fig-audio-score-1", "fig-audio-score-2",
         "fig-texts-per-source", "fig-funnel-tags", "fig-tokens-tags", "fig-funnel-descriptions", "fig-sentences-descriptions",
         "fig-tokens-descriptions",
         "fig-tags-top", "fig-tags-rank", "fig-shard-sizes", "fig-loss", "fig-temperature", "fig-recall10",
@@ -130,7 +142,7 @@ struct ReportEndToEndTests {
         let out = dir.file("report.html")
         let r = try Self.report(["--workdir", corpus.workdir, "--run", corpus.run, "--eval", evalPath, "--out", out])
         #expect(r.status == 0, "\(r.stderr)")
-        #expect(r.stdoutText.contains("in 6 sections written to \(out)"), "\(r.stdoutText)")
+        #expect(r.stdoutText.contains("in 7 sections written to \(out)"), "\(r.stdoutText)")
         #expect(!FileManager.default.fileExists(atPath: out + ".tmp"))
         #expect(try SHA256Digest.hex(ofFile: catalog).digest == before, "the catalog is opened read-only")
         let html = try String(contentsOfFile: out, encoding: .utf8)
@@ -149,6 +161,23 @@ struct ReportEndToEndTests {
                        "failed: too-short"] {
             #expect(html.contains(">\(reason)</text>"), "\(reason)")
         }
+        // The audio filter's funnel and the loudness outcomes against counts done here with SQL.
+        let db = try Database(path: catalog, readOnly: true)
+        let decided = try #require(try db.row("SELECT COUNT(*) FROM audio_decisions")?[0].int)
+        let kept = try #require(try db.row("SELECT COUNT(*) FROM audio_decisions WHERE status = 'kept'")?[0].int)
+        #expect(decided > 0)
+        #expect(html.contains(">all clips</text>") && html.contains(">\(Markup.grouped(decided))</text>"))
+        #expect(html.contains(">\(Markup.grouped(kept)) (\(Markup.percent(kept, of: decided)))</text>"), "kept \(kept) of \(decided)")
+        let measured = try #require(try db.row("SELECT COUNT(*) FROM clips WHERE status = 'kept' AND loudness_status = 'measured'")?[0].int)
+        let clips = try #require(try db.row("SELECT COUNT(*) FROM clips WHERE status = 'kept'")?[0].int)
+        #expect(measured > 0 && html.contains(">\(Markup.grouped(measured)) (\(Markup.percent(measured, of: clips)))</text>"))
+        #expect(html.contains(Markup.escape(ReportCorpus.hostilePromptText)))
+        // The clips at the true-peak ceiling, derived from the catalog's columns, are those ingest counted as limited.
+        let summary = try #require(try db.row("SELECT summary FROM runs WHERE stage = 'ingest' ORDER BY id DESC")?[0].string)
+        let ingest = try #require(try JSONSerialization.jsonObject(with: Data(summary.utf8)) as? [String: Any])
+        let limited = try #require(ingest["clips_gain_limited"] as? Int), normalized = try #require(ingest["clips_normalized"] as? Int)
+        #expect(limited > 0 && limited < normalized, "the ceiling limits some clips, not all: \(limited) of \(normalized)")
+        #expect(html.contains("\(Markup.grouped(limited)) of \(Markup.grouped(clips)) normalized clips"), "\(limited) of \(clips)")
 
         guard let chromium = Chromium.path else {
             print("SKIPPED the headless rendering check: no chromium on PATH (install the Debian package `chromium`, "
@@ -171,6 +200,7 @@ struct ReportEndToEndTests {
         // The hostile tag is text in the rendered DOM, not an element.
         #expect(text.contains("&lt;b&gt;\"r&amp;b\"&lt;/b&gt; &amp; 'soul'"), "the tag name shows as written")
         #expect(!text.contains("<b>"), "no element was injected")
+        #expect(text.contains("&lt;b&gt;soft&lt;/b&gt; drums &amp; 'bass'"), "the prompt text shows as written")
 
         // And the page is not blank when painted.
         let png = dir.file("report.png")

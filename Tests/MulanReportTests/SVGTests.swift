@@ -172,6 +172,26 @@ struct SVGTests {
         #expect(same.counts.count == 1 && same.lower <= 30 && same.upper > 30)
     }
 
+    /// Normalized clips reach the target to within 10⁻⁶ LU: a minimum width keeps them in one bar,
+    /// and centres bins on round values (the target) rather than putting an edge there.
+    @Test func aMinimumBinWidthKeepsNearlyEqualValuesInOneCentredBin() {
+        var pile = Histogram.covering(-20.0000003, -19.9999998, minimumWidth: 0.1)
+        #expect(pile.width == 0.1 && pile.counts.count == 1)
+        pile.add(-20.0000003)
+        pile.add(-19.9999998)
+        #expect(pile.counts == [2] && abs(pile.lower + pile.width / 2 + 20) < 1e-6, "centred on the data")
+        var spread = Histogram.covering(-20.3, -19.9999998, minimumWidth: 0.1)
+        #expect(spread.width == 0.1 && spread.counts.count == 4 && abs(spread.lower + 20.35) < 1e-9)
+        for v in [-20.3, -20.0000003, -19.9999998] { spread.add(v) }
+        #expect(spread.counts == [1, 0, 0, 2], "the pile at the target is one bin")
+        // Data inside one bin keeps it; wide data keeps its own round width, centred on whole values.
+        let small = Histogram.covering(0.01, 0.04, minimumWidth: 0.1)
+        #expect(abs(small.lower + 0.05) < 1e-12 && small.width == 0.1 && small.counts.count == 1)
+        let wide = Histogram.covering(-40, -14, target: 40, minimumWidth: 0.1)
+        #expect(wide.width == 1 && wide.lower == -40.5 && wide.upper > -14)
+        #expect(Histogram.covering(-40, -14, target: 40).lower == -40, "without a minimum, edges are round")
+    }
+
     @Test func decimatedSeriesIsBoundedKeepsTheEndsAndIsDeterministic() {
         var a = DecimatedSeries(limit: 100), b = DecimatedSeries(limit: 100)
         for i in 0..<100_001 {
