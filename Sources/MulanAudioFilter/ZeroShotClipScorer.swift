@@ -108,7 +108,7 @@ public final class ZeroShotClipScorer: ClipScorer {
     /// not resample a second time).
     public init(checkpoint: String, vocabulary: String, prompts: [Prompt], rule: ClipRankRule,
                 ingestSampleRate: Int) throws(MulanError) {
-        try AudioFilterJob.validate(prompts: prompts, rules: [])
+        try AudioFilterJob.validate(prompts: prompts, rules: [], option: "--clip-prompt")
         try rule.check(prompts: prompts.map(\.name))
         let embedder = try Embedder(checkpoint: checkpoint, vocabulary: vocabulary)
         let rate = embedder.config.logMel.sampleRate

@@ -201,7 +201,7 @@ public struct IngestAudioCommand: AsyncParsableCommand {
             }
             return try AudioFilterCommand.parsePrompt(value, location: nil)
         }
-        try AudioFilterJob.validate(prompts: prompts, rules: [])
+        try AudioFilterJob.validate(prompts: prompts, rules: [], option: "--clip-prompt")
         let rule: ClipRankRule
         if let clipScore {
             rule = try ClipRankRule(parsing: clipScore)
