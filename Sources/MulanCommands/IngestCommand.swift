@@ -82,8 +82,8 @@ public struct IngestAudioCommand: AsyncParsableCommand {
     public var clipSeed: UInt64 = 0
 
     @Option(help: ArgumentHelp(
-        "With --clip-policy best:N: rank the candidates with this trained model (a mulan-train run directory, its "
-            + "newest checkpoint, or a checkpoint file) instead of by loudness: each candidate is scored against the "
+        "With --clip-policy best:N: rank the candidates with this trained model (a mulan-train run directory, whose "
+            + "newest checkpoint is used, or a checkpoint file) instead of by loudness: each candidate is scored against the "
             + "--clip-prompt texts as mulan-filter audio scores a clip. The model's sample rate must be --sample-rate. "
             + "Another model (by content), prompt or --clip-score re-ingests every track.", valueName: "path"))
     public var clipModel: String?

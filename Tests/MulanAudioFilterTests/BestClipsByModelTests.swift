@@ -179,6 +179,12 @@ struct BestClipsByModelTests {
         other[0].text = "solo piano music"
         #expect(try scorer(checkpoint, other).key != base.key)
         #expect(try scorer(checkpoint, rule: "piano").key != base.key)
+        // A window ingest calls silent is not embedded: it loses to every audible one, as with loudness.
+        let silence = [Float](repeating: 0, count: 160_000)
+        let silent = ClipAudio(index: 0, startSample: 0, samples: silence,
+                               stats: silence.withUnsafeBufferPointer { ClipStats(measuring: $0) })
+        #expect(base.score(silent, settings: IngestSettings()) == -.infinity)
+        #expect(base.promptScores(silence) != nil, "the model itself would score it")
         var settings = IngestSettings()
         settings.clipPolicy = .best(2)
         let loudness = settings.key(startSeconds: nil, endSeconds: nil)
