@@ -36,14 +36,15 @@ public struct AudioFilterJob {
         self.console = console
     }
 
-    /// Checks prompt names (unique, not a measure or `others`) and that each rule's names exist.
-    public static func validate(prompts: [Prompt], rules: [KeepRule]) throws(MulanError) {
+    /// Checks prompt names (unique, not a measure or `others`) and that each rule's names exist;
+    /// `option` is the flag the hints name (`mulan-ingest` takes prompts as `--clip-prompt`).
+    public static func validate(prompts: [Prompt], rules: [KeepRule], option: String = "--prompt") throws(MulanError) {
         var seen = Set<String>()
         for p in prompts {
             guard let first = p.name.unicodeScalars.first, first == "_" || first.properties.isAlphabetic,
                   p.name.unicodeScalars.allSatisfy({ $0 == "_" || $0.properties.isAlphabetic || ("0"..."9").contains($0) }) else {
                 throw MulanError(.usage, "prompt name \"\(p.name)\" is not a name",
-                                 hint: "use letters, digits and _ (not starting with a digit), e.g. --prompt solo_piano=\"solo piano\"")
+                                 hint: "use letters, digits and _ (not starting with a digit), e.g. \(option) solo_piano=\"solo piano\"")
             }
             if p.name == KeepRule.othersName || ClipMeasures.names.contains(p.name) {
                 throw MulanError(.usage, "prompt name \"\(p.name)\" is reserved (\(KeepRule.othersName) and the clip measures "
@@ -53,7 +54,7 @@ public struct AudioFilterJob {
                 throw MulanError(.usage, "prompt \"\(p.name)\" is given twice", hint: "give each prompt its own name")
             }
             if p.text.trimmingCharacters(in: .whitespaces).isEmpty {
-                throw MulanError(.usage, "prompt \"\(p.name)\" has no text", hint: "write --prompt \(p.name)=\"some text\"")
+                throw MulanError(.usage, "prompt \"\(p.name)\" has no text", hint: "write \(option) \(p.name)=\"some text\"")
             }
         }
         for rule in rules { try rule.check(prompts: prompts.map(\.name), measures: ClipMeasures.names) }

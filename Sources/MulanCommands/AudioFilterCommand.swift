@@ -66,13 +66,7 @@ public struct AudioFilterCommand: AsyncParsableCommand {
             let rules = try keep.map { try KeepRule.parse($0) }
             try AudioFilterJob.validate(prompts: list, rules: rules)
             BLAS.threads = threads ?? global.jobs
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: model, isDirectory: &isDirectory) else {
-                throw MulanError(.usage, "--model \(model) does not exist",
-                                 hint: "pass a mulan-train run directory or one of its checkpoint-NNNNNN.safetensors")
-            }
-            let checkpoint = try Embedder.resolveCheckpoint(isDirectory.boolValue ? nil : model,
-                                                            runDirectory: isDirectory.boolValue ? model : nil)
+            let checkpoint = try ModelOption.checkpoint(model, option: "--model")
             var job = AudioFilterJob(workdir: global.workdir, checkpoint: checkpoint, vocabulary: vocab, prompts: list,
                                      rules: rules, console: console)
             job.batch = batch

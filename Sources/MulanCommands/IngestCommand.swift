@@ -1,7 +1,10 @@
 import ArgumentParser
 import Foundation
+import MulanAudioFilter
 import MulanCore
 import MulanIngest
+import MulanTensor
+import MulanTraining
 
 extension ManifestReader.Format: ExpressibleByArgument {}
 extension TextFormat: ExpressibleByArgument {}
@@ -69,13 +72,35 @@ public struct IngestAudioCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp(
         "Which windows become clips: all (every clip of the grid), center (one clip centred in the track), random "
             + "(one clip at a position seeded by --clip-seed and the track id), evenly:N (N grid clips spread over "
-            + "the track), best:N (the N loudest, least silent grid clips; decodes everything). center, random and "
-            + "evenly:N seek to their windows instead of decoding the whole track. Default: all.",
+            + "the track), best:N (the N best grid clips: the loudest, least silent ones, or with --clip-model the ones "
+            + "a trained model scores highest; decodes everything). center, random and evenly:N seek to their windows "
+            + "instead of decoding the whole track. Default: all.",
         valueName: "policy"))
     public var clipPolicy: String?
 
     @Option(help: ArgumentHelp("Seed of --clip-policy random (with the track id).", valueName: "n"))
     public var clipSeed: UInt64 = 0
+
+    @Option(help: ArgumentHelp(
+        "With --clip-policy best:N: rank the candidates with this trained model (a mulan-train run directory, whose "
+            + "newest checkpoint is used, or a checkpoint file) instead of by loudness: each candidate is scored against the "
+            + "--clip-prompt texts as mulan-filter audio scores a clip. The model's sample rate must be --sample-rate. "
+            + "Another model (by content), prompt or --clip-score re-ingests every track.", valueName: "path"))
+    public var clipModel: String?
+
+    @Option(help: ArgumentHelp("With --clip-model: the WordPiece vocab.txt the model's texts were tokenized with.",
+                               valueName: "file"))
+    public var clipVocab: String?
+
+    @Option(help: ArgumentHelp("With --clip-model: a prompt NAME=TEXT (repeatable), e.g. music=\"music\".",
+                               valueName: "name=text"))
+    public var clipPrompt: [String] = []
+
+    @Option(help: ArgumentHelp(
+        "With --clip-model: what ranks a candidate, from its prompt scores (cosines): NAME (that prompt's score), "
+            + "\"NAME - OTHER\" (its margin over another prompt) or \"NAME - others\" (its margin over the best other "
+            + "prompt). Default with one prompt: its score; needed with several.", valueName: "rule"))
+    public var clipScore: String?
 
     // Negative values: `.unconditional` takes `-50` as the value, not as an option.
     @Option(name: .customLong("silence-db"), parsing: .unconditional,
@@ -137,9 +162,71 @@ public struct IngestAudioCommand: AsyncParsableCommand {
                 }
             }
             try settings.validate()
+            _ = try clipModelRequest()
         } catch {
             throw ValidationError(error.description)
         }
+    }
+
+    /// The model ranking `best:N` asks for, checked without loading the model: nil without
+    /// --clip-model. Every --clip-* option needs --clip-model, and --clip-model needs best:N, a
+    /// vocabulary, prompts and (with several prompts) a score rule.
+    func clipModelRequest() throws(MulanError) -> (model: String, vocab: String, prompts: [Prompt], rule: ClipRankRule)? {
+        guard let clipModel else {
+            let stray = [clipVocab.map { _ in "--clip-vocab" }, clipPrompt.isEmpty ? nil : "--clip-prompt",
+                         clipScore.map { _ in "--clip-score" }].compactMap { $0 }
+            if let first = stray.first {
+                throw MulanError(.usage, "\(first) is for ranking best:N with a model, but no --clip-model is given",
+                                 hint: "add --clip-model RUN_DIR (a mulan-train run), or leave out \(stray.joined(separator: ", "))")
+            }
+            return nil
+        }
+        guard settings.clipPolicy.isBest else {
+            throw MulanError(.usage, "--clip-model ranks the candidates of --clip-policy best:N, but the policy is "
+                             + "\(settings.clipPolicy)",
+                             hint: "add --clip-policy best:N (e.g. best:1), or leave out --clip-model and its --clip-* options")
+        }
+        guard let clipVocab else {
+            throw MulanError(.usage, "--clip-model needs the vocabulary its texts were tokenized with",
+                             hint: "add --clip-vocab vocab.txt (the one mulan-filter --vocab used for the training data)")
+        }
+        guard !clipPrompt.isEmpty else {
+            throw MulanError(.usage, "--clip-model needs at least one prompt to score the candidates against",
+                             hint: "add --clip-prompt NAME=TEXT (repeatable), e.g. --clip-prompt music=music")
+        }
+        let prompts = try clipPrompt.map { value throws(MulanError) in
+            guard value.contains("=") else {
+                throw MulanError(.usage, "--clip-prompt \"\(value)\" has no name",
+                                 hint: "write NAME=TEXT, e.g. --clip-prompt piano=\"solo piano music\"")
+            }
+            return try AudioFilterCommand.parsePrompt(value, location: nil)
+        }
+        try AudioFilterJob.validate(prompts: prompts, rules: [], option: "--clip-prompt")
+        let rule: ClipRankRule
+        if let clipScore {
+            rule = try ClipRankRule(parsing: clipScore)
+        } else if prompts.count == 1 {
+            rule = ClipRankRule(name: prompts[0].name)
+        } else {
+            throw MulanError(.usage, "with \(prompts.count) --clip-prompt, say which score ranks the candidates",
+                             hint: "add --clip-score \"\(prompts[0].name) - others\" (its margin over the best other prompt) "
+                                 + "or --clip-score \(prompts[0].name) (its score alone)")
+        }
+        try rule.check(prompts: prompts.map(\.name))
+        return (clipModel, clipVocab, prompts, rule)
+    }
+
+    /// Opens the model of --clip-model (nil without it): loud failures for a missing or
+    /// unreadable run, a vocabulary that does not fit, or a sample rate other than --sample-rate.
+    func clipScorer() throws(MulanError) -> ZeroShotClipScorer? {
+        guard let request = try clipModelRequest() else { return nil }
+        let checkpoint = try ModelOption.checkpoint(request.model, option: "--clip-model")
+        guard FileManager.default.isReadableFile(atPath: request.vocab) else {
+            throw MulanError(.usage, "--clip-vocab \(request.vocab) cannot be read",
+                             hint: "pass the vocab.txt the model's training texts were tokenized with")
+        }
+        return try ZeroShotClipScorer(checkpoint: checkpoint, vocabulary: request.vocab, prompts: request.prompts,
+                                      rule: request.rule, ingestSampleRate: sampleRate)
     }
 
     public func run() async throws {
@@ -147,8 +234,14 @@ public struct IngestAudioCommand: AsyncParsableCommand {
         try await runStage(console: console) {
             var inputs = manifest.map { IngestInput.manifest(path: $0, format: manifestFormat) }
             if let scan { inputs.append(.scan(directory: scan, globs: glob)) }
+            var scorer: any ClipScorer = LoudnessScorer()
+            if let model = try clipScorer() {
+                // One model, its calls taken in turn (ZeroShotClipScorer); each call uses every core.
+                BLAS.threads = global.jobs
+                scorer = model
+            }
             let job = IngestJob(workdir: global.workdir, inputs: inputs, settings: settings,
-                                jobs: global.jobs, console: console, slice: try workerOptions.slice())
+                                jobs: global.jobs, console: console, slice: try workerOptions.slice(), clipScorer: scorer)
             let summary = try await job.run()
             if let report { try summary.write(to: report) }
             print(summary.text())

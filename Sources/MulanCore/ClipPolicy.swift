@@ -58,6 +58,9 @@ public enum ClipPolicy: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// Whether this is `best:N`.
+    public var isBest: Bool { if case .best = self { true } else { false } }
+
     /// Whether the policy's windows are known from the track's length alone, so that ingest may
     /// seek to them instead of decoding everything. `all` needs every sample anyway and `best:N`
     /// must score every candidate.

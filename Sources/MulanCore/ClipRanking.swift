@@ -2,13 +2,24 @@ import Foundation
 
 /// Scores a candidate window for `--clip-policy best:N`; higher is better.
 ///
-/// The seam for a model-based score: a scorer that embeds the clip and rates it can replace
-/// `LoudnessScorer` without touching the cutting or the ranking. Scores must be deterministic,
-/// since the settings key promises the same clips for the same file and settings.
+/// The seam for a model-based score: a scorer that embeds the clip and rates it (the zero-shot
+/// scorer of `mulan-ingest --clip-model`, in MulanAudioFilter) replaces `LoudnessScorer` without
+/// touching the cutting or the ranking. Scores must be deterministic, since the settings key
+/// promises the same clips for the same file and settings. `score` is called from every ingest
+/// worker thread at once: a scorer with state must guard it itself.
 public protocol ClipScorer: Sendable {
-    /// A short name recorded with the policy (reserved for when there is more than one).
+    /// A short name shown in the report and in each best:N track's detail (`loudness`).
     var name: String { get }
+    /// What makes this scorer's scores what they are (model content, prompts, rule), for the
+    /// settings key (`IngestSettings.clipRanking`): nil for the built-in loudness ranking, whose
+    /// rule is the pipeline version's.
+    var key: String? { get }
+    /// The score of a candidate window as decoded (mono at ingest's rate, before the downmix gain).
     func score(_ clip: ClipAudio, settings: IngestSettings) -> Double
+}
+
+extension ClipScorer {
+    public var key: String? { nil }
 }
 
 /// Ranks windows without a model: by loudness and non-silence.
@@ -44,6 +55,7 @@ public struct BestClips {
     }
 
     public mutating func offer(_ clip: ClipAudio) {
+        offered += 1
         let score = scorer.score(clip, settings: settings)
         // Clips arrive in time order, so a later clip displaces a kept one only when strictly better.
         if kept.count == count {
@@ -59,6 +71,24 @@ public struct BestClips {
         a.score != b.score ? a.score < b.score : a.clip.startSample > b.clip.startSample
     }
 
+    /// Candidates offered so far.
+    public private(set) var offered = 0
+
     /// The kept clips in time order.
-    public var clips: [ClipAudio] { kept.map(\.clip).sorted { $0.startSample < $1.startSample } }
+    public var clips: [ClipAudio] { ranked.map(\.clip) }
+
+    /// The kept clips with their scores, in time order.
+    public var ranked: [(score: Double, clip: ClipAudio)] { kept.sorted { $0.clip.startSample < $1.clip.startSample } }
+
+    /// What the track's detail says about the choice, the kept clips in time order with their
+    /// scores (4 decimals): "best:2 by loudness of 6 candidates: clip 1 (-8.0618), clip 5 (-4.4370)".
+    public func summary(scorer: any ClipScorer) -> String {
+        let picks = ranked.map { "clip \($0.clip.index) (\(Self.format($0.score)))" }
+        return "best:\(count) by \(scorer.name) of \(offered) candidate\(offered == 1 ? "" : "s"): "
+            + (picks.isEmpty ? "none" : picks.joined(separator: ", "))
+    }
+
+    static func format(_ score: Double) -> String {
+        score.isFinite ? String(format: "%.4f", score) : (score < 0 ? "-inf" : "+inf")
+    }
 }

@@ -11,6 +11,10 @@ public struct IngestSettings: Sendable, Hashable, Codable {
     /// Which windows of each track become clips (see ClipPolicy). `--max-clips-per-track N` is
     /// `evenly:N`, kept for compatibility.
     public var clipPolicy: ClipPolicy = .all
+    /// How `best:N` ranks its candidates when not by loudness: the `ClipScorer.key` of a model
+    /// ranking (`mulan-ingest --clip-model`: the checkpoint's and vocabulary's content hashes, the
+    /// prompts and the score rule). Nil ranks by loudness and non-silence (`LoudnessScorer`).
+    public var clipRanking: String?
     /// Seeds `random`'s window choice (with the track id); part of the key only for `random`.
     public var clipSeed: UInt64 = 0
     /// A clip whose RMS level is below this (dBFS) is silent.
@@ -57,6 +61,10 @@ public struct IngestSettings: Sendable, Hashable, Codable {
             }
         case .all, .center, .random: break
         }
+        if clipRanking != nil, !clipPolicy.isBest {
+            throw MulanError(.usage, "--clip-model ranks the candidates of --clip-policy best:N, but the policy is \(clipPolicy)",
+                             hint: "add --clip-policy best:N (e.g. best:1), or leave out --clip-model and its --clip-* options")
+        }
         if !(silenceThresholdDB < 0) { throw MulanError(.usage, "--silence-db must be negative (dBFS)") }
         if !(maxSilenceShare > 0 && maxSilenceShare <= 1) {
             throw MulanError(.usage, "--max-silence-share must be in (0, 1]")
@@ -79,6 +87,9 @@ public struct IngestSettings: Sendable, Hashable, Codable {
     /// `random`): `evenly:N` clips now come from the seeking path, which matches full decoding
     /// within a documented bound but not bit for bit, so tracks ingested with the old
     /// `--max-clips-per-track N` (key `max=N`) are re-ingested once.
+    /// A model ranking of `best:N` adds `;rank=` and the scorer's key (checkpoint and vocabulary
+    /// content hashes, prompts, rule), so another model, prompt or rule re-ingests the track and
+    /// the same ones leave it alone; ranking by loudness adds nothing (keys stay as they were).
     /// Loudness normalization appears only when it is on, so keys written before it existed stay
     /// equal (turning it on or off, or changing its target or ceiling, re-ingests a track).
     public func key(startSeconds: Double?, endSeconds: Double?) -> String {
@@ -87,7 +98,8 @@ public struct IngestSettings: Sendable, Hashable, Codable {
         switch clipPolicy {
         case .all: break
         case .random: policy = ";policy=random@\(clipSeed)"
-        case .center, .evenly, .best: policy = ";policy=\(clipPolicy)"
+        case .center, .evenly: policy = ";policy=\(clipPolicy)"
+        case .best: policy = ";policy=\(clipPolicy)" + (clipRanking.map { ";rank=\($0)" } ?? "")
         }
         return "v\(Self.pipelineVersion);sr=\(sampleRate);clip=\(clipSeconds);min=\(minClipSeconds);"
             + "max=all;silence=\(silenceThresholdDB)/\(maxSilenceShare);flac=\(flacBits);seg=\(segment)\(policy)"

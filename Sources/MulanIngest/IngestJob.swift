@@ -19,15 +19,21 @@ public struct IngestJob: Sendable {
     public var console: Console
     /// The share of the tracks this process ingests (see WorkerSlice); single: all of them.
     public var slice: WorkerSlice
+    /// Ranks the candidates of `best:N`; every worker thread calls the same instance.
+    public let clipScorer: any ClipScorer
 
+    /// `clipScorer` (default: loudness) ranks `best:N`; its key becomes `settings.clipRanking`, so
+    /// the settings key names the model that chose the clips.
     public init(workdir: String, inputs: [IngestInput], settings: IngestSettings, jobs: Int, console: Console,
-                slice: WorkerSlice = .single) {
+                slice: WorkerSlice = .single, clipScorer: any ClipScorer = LoudnessScorer()) {
         self.workdir = Paths.absolute(workdir)
         self.inputs = inputs
         self.settings = settings
+        self.settings.clipRanking = clipScorer.key
         self.jobs = max(1, jobs)
         self.console = console
         self.slice = slice
+        self.clipScorer = clipScorer
     }
 
     /// Where this process writes: the work directory, or its part `parts/I-of-N` for a worker.
@@ -60,12 +66,14 @@ public struct IngestJob: Sendable {
             console.log(.info, "recovered from an interrupted run: \(recovered.published) staged clips published, "
                         + "\(recovered.deleted) partial or uncommitted files removed", event: "recovered")
         }
+        let settings = { var s = self.settings; s.clipRanking = self.clipScorer.key; return s }()
         let settingsJSON = String(decoding: (try? JSONEncoder().encode(settings)) ?? Data(), as: UTF8.self)
         let runID = try catalog.beginRun(stage: "ingest", settings: settingsJSON)
 
         var report = IngestReport(workdir: directory, jobs: jobs, sampleRate: settings.sampleRate,
                                   clipSeconds: settings.clipSeconds)
         report.clipPolicy = settings.clipPolicy.description
+        if settings.clipPolicy.isBest { report.clipRanking = clipScorer.name }
         if !slice.isSingle { report.worker = slice }
         let total = try countRows()
         var clipsSoFar = 0
@@ -76,8 +84,8 @@ public struct IngestJob: Sendable {
         }
 
         var firstSeen: [String: SourceLocation] = [:]
-        let settings = self.settings
         let slice = self.slice
+        let clipScorer = self.clipScorer
 
         func recordFailure(_ reason: FailureReason, _ detail: String, at location: SourceLocation) {
             report.failuresByReason[reason.rawValue, default: 0] += 1
@@ -115,7 +123,7 @@ public struct IngestJob: Sendable {
                     }
                     firstSeen[row.trackID] = row.origin
                     return WorkItem(row: row, previous: try catalog.previous(trackID: row.trackID),
-                                    settings: settings, store: store)
+                                    settings: settings, store: store, clipScorer: clipScorer)
                 }
             }
             return nil

@@ -34,6 +34,9 @@ public struct IngestReport: Codable, Sendable, StageReport {
     /// `--clip-policy` (ClipPolicy's canonical text).
     public var clipPolicy = "all"
     /// Tracks whose windows were decoded by seeking (center, random, evenly:N).
+    /// What ranked `best:N`'s candidates (`loudness`, or the zero-shot model's rule); nil for
+    /// other policies.
+    public var clipRanking: String? = nil
     public var tracksSeeked = 0
     /// Tracks whose policy could seek but that were decoded in full, and why (SeekFallback.Reason).
     public var seekFallbacks = 0
@@ -57,7 +60,7 @@ public struct IngestReport: Codable, Sendable, StageReport {
         case peakRSSBytes = "peak_rss_bytes"
         case loudnessByStatus = "loudness_by_status", clipsLoudnessBackfilled = "clips_loudness_backfilled"
         case clipsNormalized = "clips_normalized", clipsGainLimited = "clips_gain_limited"
-        case clipPolicy = "clip_policy", tracksSeeked = "tracks_seeked", seekFallbacks = "seek_fallbacks"
+        case clipPolicy = "clip_policy", clipRanking = "clip_ranking", tracksSeeked = "tracks_seeked", seekFallbacks = "seek_fallbacks"
         case seekFallbacksByReason = "seek_fallbacks_by_reason"
     }
 
@@ -80,6 +83,7 @@ public struct IngestReport: Codable, Sendable, StageReport {
             }
             lines.append(line)
         }
+        if let clipRanking { lines.append("  clip policy \(clipPolicy): candidates ranked by \(clipRanking)") }
         if tracksSeeked + seekFallbacks > 0 {
             var line = "  clip policy \(clipPolicy): \(tracksSeeked) tracks by seeking, \(seekFallbacks) decoded in full instead"
             if !seekFallbacksByReason.isEmpty {

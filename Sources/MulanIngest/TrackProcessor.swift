@@ -9,6 +9,8 @@ struct WorkItem: Sendable {
     var previous: PreviousTrack?
     var settings: IngestSettings
     var store: ClipStore
+    /// Ranks `best:N`'s candidates (shared by the workers).
+    var clipScorer: any ClipScorer = LoudnessScorer()
 }
 
 /// What a worker hands back to the single catalog writer.
@@ -289,7 +291,9 @@ enum TrackProcessor {
                     all.clipPolicy = .all
                     let cutter = ClipCutter(settings: all, expectedSamples: totalSamples)
                     var best: BestClips?
-                    if case .best(let n) = settings.clipPolicy { best = BestClips(count: n, settings: settings) }
+                    if case .best(let n) = settings.clipPolicy {
+                        best = BestClips(count: n, scorer: item.clipScorer, settings: settings)
+                    }
                     func take(_ clip: ClipAudio) throws {
                         if best != nil { best!.offer(clip) } else { try handle(clip) }
                     }
@@ -300,7 +304,11 @@ enum TrackProcessor {
                     }
                     try cutter.finish(emit: take)
                     droppedTail = cutter.droppedTailSamples
-                    for clip in best?.clips ?? [] { try handle(clip) }
+                    if let best {
+                        // Which windows were chosen, by what and with which scores.
+                        notes.append(best.summary(scorer: item.clipScorer))
+                        for clip in best.clips { try handle(clip) }
+                    }
                 }
             }
         } catch let failure as TrackFailure {

@@ -152,52 +152,24 @@ public final class Embedder {
         let slots = ResultSlots(count: items.count)
         Parallel.forEach(items.count) { i in slots.set(i, self.decode(items[i])) }
         for i in items.indices { decoded[i] = slots.get(i) }
-        // Windows of every decoded item: (item, offset).
-        var windows: [(item: Int, offset: Int)] = []
-        var samples: [Int: [Float]] = [:]
+        var clips: [[Float]] = []
+        var clipOf: [Int: Int] = [:]
         for (i, d) in decoded.enumerated() {
             if case .success(let s)? = d {
-                samples[i] = s
-                for o in windowOffsets(sampleCount: s.count) { windows.append((i, o)) }
+                clipOf[i] = clips.count
+                clips.append(s)
             }
         }
-        var sums = [Int: [Float]]()
-        var counts = [Int: Int]()
-        let m = config.logMel.melBands, t = pool.frames, w = config.windowSamples
-        for lo in stride(from: 0, to: windows.count, by: max(1, windowsPerBatch)) {
-            let part = Array(windows[lo..<min(windows.count, lo + windowsPerBatch)])
-            var batch = Tensor(shape: [part.count, m, t])
-            batch.withUnsafeMutablePointer { bp in
-                let box = SendablePointer(bp)
-                Parallel.forEach(part.count) { k in
-                    guard let s = samples[part[k].item] else { return }
-                    let o = part[k].offset
-                    let values = self.pool.compute(AudioFrontEnd.window(s, offset: o, length: w))
-                    values.withUnsafeBufferPointer { vp in
-                        guard let base = vp.baseAddress else { return }
-                        (box.pointer + k * m * t).update(from: base, count: min(vp.count, m * t))
-                    }
-                }
-            }
-            let e = model.audio.forward(batch, training: false)
-            for (k, win) in part.enumerated() {
-                var sum = sums[win.item] ?? [Float](repeating: 0, count: dim)
-                for j in 0..<dim { sum[j] += e.storage[k * dim + j] }
-                sums[win.item] = sum
-                counts[win.item, default: 0] += 1
-            }
-        }
+        let embedded = embed(clips: clips)
         let rate = Double(config.logMel.sampleRate)
         return items.enumerated().map { i, item in
             switch decoded[i] {
             case .failure(let f)?:
                 return .failed(f)
             case .success(let s)?:
-                guard let sum = sums[i], let n = counts[i], n > 0 else {
+                guard let c = clipOf[i], let (embedding, n) = embedded[c] else {
                     return .failed(EmbeddingFailure(path: item.label, reason: FailureReason.decodeFailed.rawValue, detail: "no window was embedded"))
                 }
-                let norm = max(sum.reduce(0) { $0 + $1 * $1 }.squareRoot(), 1e-12)
-                let embedding = sum.map { $0 / norm }
                 var row = IndexRow(row: -1, kind: .audio, seconds: Double(s.count) / rate, windows: n)
                 switch item.source {
                 case .file(let path):
@@ -211,6 +183,46 @@ public final class Embedder {
             case nil:
                 return .failed(EmbeddingFailure(path: item.label, reason: FailureReason.decodeFailed.rawValue, detail: "not decoded"))
             }
+        }
+    }
+
+    /// Embeddings of decoded audio (mono, at the model's rate), each the renormalized mean of its
+    /// windows (`windowOffsets`), with the number of windows; nil for audio without a window.
+    /// `embed(audio:)` embeds what it decodes with it, and `mulan-ingest --clip-model` the
+    /// candidate windows of `best:N`, so both score a clip alike.
+    public func embed(clips: [[Float]]) -> [(embedding: [Float], windows: Int)?] {
+        // Windows of every clip: (clip, offset), batched across clips.
+        var windows: [(item: Int, offset: Int)] = []
+        for (i, s) in clips.enumerated() {
+            for o in windowOffsets(sampleCount: s.count) { windows.append((i, o)) }
+        }
+        var sums = [[Float]](repeating: [], count: clips.count)
+        var counts = [Int](repeating: 0, count: clips.count)
+        let m = config.logMel.melBands, t = pool.frames, w = config.windowSamples
+        for lo in stride(from: 0, to: windows.count, by: max(1, windowsPerBatch)) {
+            let part = Array(windows[lo..<min(windows.count, lo + max(1, windowsPerBatch))])
+            var batch = Tensor(shape: [part.count, m, t])
+            batch.withUnsafeMutablePointer { bp in
+                let box = SendablePointer(bp)
+                Parallel.forEach(part.count) { k in
+                    let values = self.pool.compute(AudioFrontEnd.window(clips[part[k].item], offset: part[k].offset, length: w))
+                    values.withUnsafeBufferPointer { vp in
+                        guard let base = vp.baseAddress else { return }
+                        (box.pointer + k * m * t).update(from: base, count: min(vp.count, m * t))
+                    }
+                }
+            }
+            let e = model.audio.forward(batch, training: false)
+            for (k, win) in part.enumerated() {
+                if sums[win.item].isEmpty { sums[win.item] = [Float](repeating: 0, count: dim) }
+                for j in 0..<dim { sums[win.item][j] += e.storage[k * dim + j] }
+                counts[win.item] += 1
+            }
+        }
+        return clips.indices.map { i in
+            guard counts[i] > 0 else { return nil }
+            let norm = max(sums[i].reduce(0) { $0 + $1 * $1 }.squareRoot(), 1e-12)
+            return (sums[i].map { $0 / norm }, counts[i])
         }
     }
 

@@ -56,6 +56,12 @@ public final class ZeroShotScorer {
         return zip(starts, embeddings).map { ($0, scores(embedding: $1)) }
     }
 
+    /// Scores of clips held in memory (mono, at the model's sample rate), each embedded as
+    /// `score(_:)` embeds a decoded item; nil for a clip without a window (no samples).
+    public func scores(clips: [[Float]]) -> [[Float]?] {
+        embedder.embed(clips: clips).map { $0.map { scores(embedding: $0.embedding) } }
+    }
+
     /// Scores of audio items (files or shard clips), each as `Embedder.embed(audio:)` embeds it;
     /// an item that cannot be decoded gives its failure.
     public func score(_ items: [AudioItem]) -> [Result<(scores: [Float], windows: Int), EmbeddingFailure>] {

@@ -86,6 +86,40 @@ struct ClipPolicyTests {
                 == settings(policy: .center, seed: 2).key(startSeconds: nil, endSeconds: nil))
     }
 
+    /// A model ranking of best:N is part of the key (and only of best:N's); loudness adds nothing.
+    @Test func aModelRankingIsPartOfTheKey() throws {
+        var s = settings(policy: .best(2))
+        let loudness = s.key(startSeconds: nil, endSeconds: nil)
+        #expect(loudness == "v3;sr=16000;clip=30.0;min=30.0;max=all;silence=-60.0/0.9;flac=16;seg=-..-;policy=best:2")
+        s.clipRanking = "model-a"
+        let a = s.key(startSeconds: nil, endSeconds: nil)
+        s.clipRanking = "model-b"
+        #expect(Set([loudness, a, s.key(startSeconds: nil, endSeconds: nil)]).count == 3)
+        try s.validate()
+        s.clipPolicy = .evenly(2)
+        #expect(throws: MulanError.self) { try s.validate() }
+    }
+
+    /// Scores by a given table, to check the ranking seam with another scorer than loudness.
+    struct TableScorer: ClipScorer {
+        var table: [Int: Double]
+        var name: String { "table" }
+        var key: String? { "table" }
+        func score(_ clip: ClipAudio, settings: IngestSettings) -> Double { table[clip.index] ?? -.infinity }
+    }
+
+    @Test func anyScorerRanksAndTheSummarySaysWhat() {
+        let s = settings(clip: 1)
+        let table = [0: 0.1, 1: 0.7, 2: 0.3, 3: 0.7, 4: 0.65]
+        var best = BestClips(count: 2, scorer: TableScorer(table: table), settings: s)
+        for i in 0..<5 {
+            best.offer(ClipAudio(index: i, startSample: i * 10, samples: [0.1], stats: [Float(0.1)].withUnsafeBufferPointer { ClipStats(measuring: $0) }))
+        }
+        #expect(best.clips.map(\.index) == [1, 3])
+        #expect(best.offered == 5)
+        #expect(best.summary(scorer: TableScorer(table: table)) == "best:2 by table of 5 candidates: clip 1 (0.7000), clip 3 (0.7000)")
+    }
+
     @Test func bestKeepsTheLoudestInTimeOrder() {
         let s = settings(clip: 1)
         func clip(_ i: Int, level: Float, silentShare: Double = 0) -> ClipAudio {

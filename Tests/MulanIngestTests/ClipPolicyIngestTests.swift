@@ -88,7 +88,14 @@ struct ClipPolicyIngestTests {
         let r = try h.ingest(["--manifest", "m.csv", "--clip-policy", "best:2", "--clip-seconds", "10", "--report", "r.json"])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(try Self.clips(h).map(\.index) == [1, 5])
-        #expect(try h.report(h.dir.file("r.json"))["tracks_seeked"] as? Int == 0)
+        let report = try h.report(h.dir.file("r.json"))
+        #expect(report["tracks_seeked"] as? Int == 0)
+        // What chose the windows, with their scores (dB: ffmpeg's sine is at 1/8 of full scale), is in the report
+        // and the track's detail.
+        #expect(report["clip_ranking"] as? String == "loudness")
+        let detail = try h.catalog().database.row("SELECT detail FROM tracks")?[0].string ?? ""
+        #expect(detail.hasPrefix("best:2 by loudness of 6 candidates: clip 1 (-29.") && detail.contains(", clip 5 (-25."),
+                "\(detail)")
     }
 
     /// A container without an exact duration (an MP3 without a Xing/Info header) cannot place
