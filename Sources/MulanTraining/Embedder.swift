@@ -54,9 +54,6 @@ public final class Embedder {
 
     let model: MuLanModel
     private let pool: LogMelPool
-    /// Log-mel frames of one window, and the log-mel of one window (for `embedWindows`).
-    var logMelFrames: Int { pool.frames }
-    func logMel(_ window: [Float]) -> [Float] { pool.compute(window) }
     private let tokenizer: BertTokenizer?
     private var frontEnds: [String: AudioFrontEnd] = [:]
 
@@ -198,9 +195,28 @@ public final class Embedder {
         }
         var sums = [[Float]](repeating: [], count: clips.count)
         var counts = [Int](repeating: 0, count: clips.count)
+        forEachWindowEmbedding(windows, of: clips) { window, e in
+            if sums[window.item].isEmpty { sums[window.item] = [Float](repeating: 0, count: dim) }
+            for j in 0..<dim { sums[window.item][j] += e[e.startIndex + j] }
+            counts[window.item] += 1
+        }
+        return clips.indices.map { i in
+            guard counts[i] > 0 else { return nil }
+            let norm = max(sums[i].reduce(0) { $0 + $1 * $1 }.squareRoot(), 1e-12)
+            return (sums[i].map { $0 / norm }, counts[i])
+        }
+    }
+
+    /// Runs the audio tower on the windows (clip, offset) of `clips`, `windowsPerBatch` at a time
+    /// (log-mels on the BLAS threads), and hands each window's raw output (`dim` values, not
+    /// normalized) to `body`, in the order of `windows`. A window running past the end of its clip
+    /// is zero-padded, as in training.
+    func forEachWindowEmbedding(_ windows: [(item: Int, offset: Int)], of clips: [[Float]],
+                                body: ((item: Int, offset: Int), ArraySlice<Float>) -> Void) {
         let m = config.logMel.melBands, t = pool.frames, w = config.windowSamples
-        for lo in stride(from: 0, to: windows.count, by: max(1, windowsPerBatch)) {
-            let part = Array(windows[lo..<min(windows.count, lo + max(1, windowsPerBatch))])
+        let step = max(1, windowsPerBatch)
+        for lo in stride(from: 0, to: windows.count, by: step) {
+            let part = Array(windows[lo..<min(windows.count, lo + step)])
             var batch = Tensor(shape: [part.count, m, t])
             batch.withUnsafeMutablePointer { bp in
                 let box = SendablePointer(bp)
@@ -213,16 +229,7 @@ public final class Embedder {
                 }
             }
             let e = model.audio.forward(batch, training: false)
-            for (k, win) in part.enumerated() {
-                if sums[win.item].isEmpty { sums[win.item] = [Float](repeating: 0, count: dim) }
-                for j in 0..<dim { sums[win.item][j] += e.storage[k * dim + j] }
-                counts[win.item] += 1
-            }
-        }
-        return clips.indices.map { i in
-            guard counts[i] > 0 else { return nil }
-            let norm = max(sums[i].reduce(0) { $0 + $1 * $1 }.squareRoot(), 1e-12)
-            return (sums[i].map { $0 / norm }, counts[i])
+            for (k, window) in part.enumerated() { body(window, e.storage[(k * dim)..<((k + 1) * dim)]) }
         }
     }
 

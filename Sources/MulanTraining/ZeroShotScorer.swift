@@ -78,29 +78,11 @@ extension Embedder {
     /// Unit-norm embeddings of the windows of `samples` (mono, at the model's rate) starting at
     /// `offsets`, one per offset (a window running past the end is zero-padded, as in training).
     public func embedWindows(_ samples: [Float], offsets: [Int]) -> [[Float]] {
-        let m = config.logMel.melBands, t = logMelFrames, w = config.windowSamples
         var out: [[Float]] = []
         out.reserveCapacity(offsets.count)
-        for lo in stride(from: 0, to: offsets.count, by: max(1, windowsPerBatch)) {
-            let part = Array(offsets[lo..<min(offsets.count, lo + max(1, windowsPerBatch))])
-            var batch = Tensor(shape: [part.count, m, t])
-            batch.withUnsafeMutablePointer { bp in
-                let box = SendablePointer(bp)
-                Parallel.forEach(part.count) { k in
-                    let values = self.logMel(AudioFrontEnd.window(samples, offset: part[k], length: w))
-                    values.withUnsafeBufferPointer { vp in
-                        guard let base = vp.baseAddress else { return }
-                        (box.pointer + k * m * t).update(from: base, count: min(vp.count, m * t))
-                    }
-                }
-            }
-            let e = model.audio.forward(batch, training: false)
-            for k in part.indices {
-                var v = Array(e.storage[(k * dim)..<((k + 1) * dim)])
-                let norm = max(v.reduce(0) { $0 + $1 * $1 }.squareRoot(), 1e-12)
-                for j in v.indices { v[j] /= norm }
-                out.append(v)
-            }
+        forEachWindowEmbedding(offsets.map { (0, $0) }, of: [samples]) { _, e in
+            let norm = max(e.reduce(0) { $0 + $1 * $1 }.squareRoot(), 1e-12)
+            out.append(e.map { $0 / norm })
         }
         return out
     }
