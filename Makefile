@@ -155,7 +155,7 @@ $(DEMO_DIR)/eval-scratch.json: $(DEMO_DIR)/run-scratch/summary.json $(BIN)/mulan
 $(DEMO_DIR)/summary-scratch.json: $(DEMO_DIR)/eval-scratch.json scripts/demo-summary.py
 	@python3 scripts/demo-summary.py $< $@ > /dev/null
 
-$(DEMO_DIR)/report.html: $(DEMO_DIR)/eval.json $(BIN)/mulan-report
+$(DEMO_DIR)/report.html: $(DEMO_DIR)/eval.json $(DEMO_DIR)/audio-filter.txt $(BIN)/mulan-report
 	$(BIN)/mulan-report --workdir $(WORK) --run $(DEMO_DIR)/run --eval $(DEMO_DIR)/eval.json --out $@
 
 clean:
