@@ -219,10 +219,12 @@ enum TrackProcessor {
                let totalSamples, totalSamples < settings.minClipSamples, let expectedSeconds {
                 try? FileManager.default.removeItem(atPath: staging)
                 record.durationSeconds = expectedSeconds
-                return failed(TrackFailure(.tooShort, String(format: "the container states %.2f s of audio, shorter than "
-                                                             + "--min-clip-seconds %.1f (not decoded: --clip-policy %@ "
-                                                             + "decodes only the clips it keeps)", expectedSeconds,
-                                                             settings.minClipSeconds, "\(settings.clipPolicy)")))
+                let what = row.startSeconds != nil || row.endSeconds != nil
+                    ? "the segment holds (by the container's exact length)" : "the container states"
+                return failed(TrackFailure(.tooShort, String(format: "%@ %.2f s of audio, shorter than --min-clip-seconds "
+                                                             + "%.1f (not decoded: --clip-policy %@ decodes only the clips "
+                                                             + "it keeps)", what, expectedSeconds, settings.minClipSeconds,
+                                                             "\(settings.clipPolicy)")))
             }
             if settings.clipPolicy.canSeek {
                 let segmentOffset = Int(((row.startSeconds ?? 0) * rate).rounded())

@@ -132,7 +132,9 @@ struct ClipPolicyIngestTests {
         try TestMedia.tone(h.dir.file("short.ogg"), seconds: 8, frequency: 300)
         try TestProcess.ffmpeg(["-f", "lavfi", "-i", "sine=frequency=440:duration=8:sample_rate=44100",
                                 "-c:a", "libmp3lame", "-write_xing", "0", h.dir.file("noxing.mp3")])
-        try h.dir.write("m.csv", "track_id,path\nshort,short.ogg\nnoxing,noxing.mp3\n")
+        try TestMedia.tone(h.dir.file("long.ogg"), seconds: 60, frequency: 500)
+        // A 10-s segment of a long file is too short in the same way.
+        try h.dir.write("m.csv", "track_id,path,start_s,end_s\nshort,short.ogg,,\nnoxing,noxing.mp3,,\nseg,long.ogg,20,30\n")
         let r = try h.ingest(["--manifest", "m.csv", "--clip-policy", "center", "--report", "r.json"])
         #expect(r.status == 3, "\(r.stderr)")
         let rows = Dictionary(uniqueKeysWithValues: try h.catalog().database.rows(
@@ -145,11 +147,14 @@ struct ClipPolicyIngestTests {
         let mp3 = try #require(rows["noxing"])
         #expect(mp3[2].string == "too-short")
         #expect(mp3[3].string?.contains("of audio is shorter than") == true, "\(mp3)")
+        let segment = try #require(rows["seg"])
+        #expect(segment[2].string == "too-short")
+        #expect(segment[3].string?.contains("the segment holds (by the container's exact length) 10.00 s") == true, "\(segment)")
         // Only the MP3 was decoded.
         let report = try h.report(h.dir.file("r.json"))
         let hours = try #require(report["hours_in"] as? Double)
         #expect(hours * 3600 > 7 && hours * 3600 < 9.5, "\(hours * 3600) s decoded")
-        #expect(report["failures_by_reason"] as? [String: Int] == ["too-short": 2])
+        #expect(report["failures_by_reason"] as? [String: Int] == ["too-short": 3])
     }
 
     @Test func contradictoryOptionsAreAUsageError() throws {
