@@ -69,6 +69,10 @@ public struct DedupeJob: Sendable {
         // 1. Tracks and fingerprints of every catalog, in track id order (row order does not matter).
         var tracks: [Track] = []
         for directory in directories { tracks += try readTracks(directory) }
+        if directories.count > 1 {
+            console.log(.info, "read \(tracks.count) ingested tracks from \(directories.count) worker parts of \(workdir); "
+                        + "matching them as one catalog", event: "parts_read")
+        }
         tracks.sort { $0.trackID.utf8.lexicographicallyPrecedes($1.trackID.utf8) }
         var report = DedupeReport(workdir: workdir, policy: policy.rawValue)
         report.parts = directories.count
