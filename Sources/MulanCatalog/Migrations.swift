@@ -251,6 +251,14 @@ enum Migrations {
         CREATE INDEX audio_decisions_clip ON audio_decisions(clip_id);
         CREATE INDEX audio_decisions_status ON audio_decisions(version, status, reason);
         """, nil),
+        // Dedupe over worker parts (docs/catalog.md#dedupe-over-worker-parts-schema-version-7): the group's
+        // manifest split as dedupe computed it from all members, and the run that wrote the result into
+        // every part. NULL in results written before (mulan-shard then computes the split itself).
+        (7, "dedupe-parts", """
+        ALTER TABLE dup_groups ADD COLUMN manifest_split TEXT;
+        ALTER TABLE dedupe_state ADD COLUMN run_token TEXT;
+        ALTER TABLE dedupe_state ADD COLUMN parts INTEGER;
+        """, nil),
     ]
 
     static func apply(to db: Database) throws(MulanError) {

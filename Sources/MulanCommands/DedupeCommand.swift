@@ -28,7 +28,10 @@ public struct DedupeRunCommand: AsyncParsableCommand {
         dup_groups, dup_members, dup_pairs and dedupe_state in one transaction. --policy split (default) \
         keeps every member and mulan-shard puts a whole group in one split; --policy merge keeps one \
         representative per group (the longest, then lossless, then the higher sample rate, then the smaller \
-        track id) and mulan-shard ships the others' kept texts with it instead of shipping them.
+        track id) and mulan-shard ships the others' kept texts with it instead of shipping them. \
+        A work directory split into worker parts (WORKDIR/parts/I-of-N) is read whole, by one process \
+        once every ingest worker has finished: the groups are matched across all parts and the whole \
+        result is written into every part (policy split only).
         """)
 
     @OptionGroup public var global: GlobalOptions

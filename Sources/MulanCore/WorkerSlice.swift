@@ -198,6 +198,18 @@ public enum WorkLayout {
         return hasSingle ? .single : .empty
     }
 
+    /// The folders of all `count` parts of a partitioned work directory, in worker order, given the
+    /// ones `inspect` found; a usage error naming the missing ones (`hint`: what to run for them).
+    public static func allParts(root: String, count n: Int, present: [Int], hint: String) throws(MulanError) -> [String] {
+        let missing = (0..<n).filter { !present.contains($0) }
+        if !missing.isEmpty {
+            throw MulanError(.usage, "\(root) is split into \(n) worker parts but "
+                             + missing.map { "parts/\(partName($0, of: n))" }.joined(separator: ", ")
+                             + " \(missing.count == 1 ? "is" : "are") missing", hint: hint)
+        }
+        return (0..<n).map { partDirectory(root: root, index: $0, count: n) }
+    }
+
     /// Checks that a stage may write as `slice` in `root`: a single-process run never writes into a
     /// partitioned work directory, workers never into a single-process one, and all workers agree on N.
     public static func checkWritable(root: String, slice: WorkerSlice) throws(MulanError) {

@@ -12,7 +12,9 @@ public enum DedupePolicy: String, Sendable, CaseIterable, Codable {
 
 /// `mulan-dedupe`: duplicate groups from content hashes and Chromaprint fingerprints, with a
 /// decision and its reason for every member, written to the catalog in one transaction. A re-run
-/// replaces the previous result.
+/// replaces the previous result. On a work directory split into worker parts it reads every part,
+/// matches across all of them as over one catalog, and writes the whole result into each part (one
+/// transaction per part, all with the same run token; an interrupted run is redone by a re-run).
 public struct DedupeJob: Sendable {
     public var workdir: String
     public var policy: DedupePolicy
@@ -37,6 +39,8 @@ public struct DedupeJob: Sendable {
         var fingerprintStatus: String?
         var itemSeconds: Double
         var items: [UInt32]
+        /// The manifest's split, if it gave one.
+        var split: String?
     }
 
     /// A pair of duplicate tracks (indexes into the track list, a < b by track id) with its evidence.
@@ -52,40 +56,26 @@ public struct DedupeJob: Sendable {
 
     public func run() throws -> DedupeReport {
         let started = Date()
-        switch try WorkLayout.inspect(workdir) {
-        case .single: break
-        case .parts:
-            throw MulanError(.usage, "\(workdir) is split into worker parts; mulan-dedupe reads a single catalog for now",
-                             hint: "run the stages as one process for a corpus to deduplicate (docs/dedupe.md)")
-        case .empty:
-            throw MulanError(.usage, "there is no catalog in \(workdir)", hint: "run mulan-ingest first")
-        }
-        let lock = try WorkdirLock(workdir: workdir, stage: "mulan-dedupe")
-        defer { withExtendedLifetime(lock) {} }
-        let catalog = try Catalog(path: workdir + "/catalog.sqlite")
-        let db = catalog.database
-        let settingsJSON = String(decoding: (try? JSONEncoder().encode(RunSettings(policy: policy, match: settings))) ?? Data(),
+        let directories = try catalogDirectories()
+        // Every catalog's lock for the whole run: no stage writes a part while it is read or rewritten.
+        let locks = try directories.map { try WorkdirLock(workdir: $0, stage: "mulan-dedupe") }
+        defer { withExtendedLifetime(locks) {} }
+        // Sorted keys: every part of one run records the same text.
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let settingsJSON = String(decoding: (try? encoder.encode(RunSettings(policy: policy, match: settings))) ?? Data(),
                                   as: UTF8.self)
-        let runID = try catalog.beginRun(stage: "dedupe", settings: settingsJSON)
 
-        // 1. Tracks and fingerprints, in track id order (row order does not matter).
+        // 1. Tracks and fingerprints of every catalog, in track id order (row order does not matter).
         var tracks: [Track] = []
-        try db.forEach("""
-            SELECT t.track_id, t.content_hash, t.start_s, t.end_s, t.duration_s, t.codec, t.orig_sample_rate,
-                   f.status, f.item_s, f.raw
-            FROM tracks t LEFT JOIN fingerprints f ON f.track_rowid = t.id
-            WHERE t.status = 'ingested'
-            """) { row in
-            guard let id = row[0].string else { return }
-            let segment = "\(row[2].double.map { "\($0)" } ?? "-")..\(row[3].double.map { "\($0)" } ?? "-")"
-            tracks.append(Track(trackID: id, contentHash: row[1].string, segment: segment,
-                                durationSeconds: row[4].double ?? 0, codec: row[5].string,
-                                originalSampleRate: row[6].int ?? 0, fingerprintStatus: row[7].string,
-                                itemSeconds: row[8].double ?? 4096.0 / 3 / 11025,
-                                items: row[7].string == "ok" ? Fingerprint.items(littleEndian: row[9].bytes ?? []) : []))
+        for directory in directories { tracks += try readTracks(directory) }
+        if directories.count > 1 {
+            console.log(.info, "read \(tracks.count) ingested tracks from \(directories.count) worker parts of \(workdir); "
+                        + "matching them as one catalog", event: "parts_read")
         }
         tracks.sort { $0.trackID.utf8.lexicographicallyPrecedes($1.trackID.utf8) }
         var report = DedupeReport(workdir: workdir, policy: policy.rawValue)
+        report.parts = directories.count
         report.tracks = tracks.count
         for t in tracks { report.fingerprintsByStatus[t.fingerprintStatus ?? "missing", default: 0] += 1 }
         if let missing = report.fingerprintsByStatus["missing"] {
@@ -94,8 +84,35 @@ public struct DedupeJob: Sendable {
                         event: "fingerprints_missing")
         }
 
-        // 2. Exact copies: same file content and segment. Each copy pairs with the first of its kind;
-        // only that one is fingerprint-matched.
+        // 2.–4. Pairs and groups.
+        let (pairs, statistics) = findPairs(tracks)
+        report.matching = statistics
+        for p in pairs { report.pairsByKind[p.kind, default: 0] += 1 }
+        let result = decideGroups(tracks: tracks, pairs: pairs, report: &report)
+
+        // 5. The result, written into every catalog, each in one transaction.
+        let runToken = UUID().uuidString.lowercased()
+        var runs: [(directory: String, id: Int64)] = []
+        for directory in directories {
+            let catalog = try Catalog(path: directory + "/catalog.sqlite")
+            let runID = try catalog.beginRun(stage: "dedupe", settings: settingsJSON)
+            try write(result, to: catalog.database, runID: runID, settings: settingsJSON, token: runToken,
+                      parts: directories.count)
+            runs.append((directory, runID))
+            if directories.count > 1 {
+                console.log(.info, "wrote the result into \(directory) (\(runs.count) of \(directories.count))",
+                            event: "part_written")
+            }
+        }
+        report.finish(wallSeconds: Date().timeIntervalSince(started))
+        let summary = report.json()
+        for run in runs { try Catalog(path: run.directory + "/catalog.sqlite").finishRun(run.id, summary: summary) }
+        return report
+    }
+
+    /// Exact copies (same file content and segment: each copy pairs with the first of its kind, and
+    /// only that one is fingerprint-matched), then fingerprint matches.
+    func findPairs(_ tracks: [Track]) -> (pairs: [Pair], statistics: MatchStatistics) {
         var pairs: [Pair] = []
         var firstOfContent: [String: Int] = [:]
         var matchable: [Int] = []
@@ -111,8 +128,6 @@ public struct DedupeJob: Sendable {
             }
             if !t.items.isEmpty { matchable.append(i) }
         }
-
-        // 3. Fingerprint matches.
         var statistics = MatchStatistics()
         let matches = Matcher(settings: settings).match(matchable.map { tracks[$0].items }, statistics: &statistics)
         for m in matches {
@@ -127,10 +142,12 @@ public struct DedupeJob: Sendable {
                               spanB: (Double(m.bStart) * tb.itemSeconds, Double(m.bEnd) * tb.itemSeconds),
                               bitErrorRate: m.bitErrorRate, votes: m.votes))
         }
-        report.matching = statistics
-        for p in pairs { report.pairsByKind[p.kind, default: 0] += 1 }
+        return (pairs, statistics)
+    }
 
-        // 4. Groups: connected components of the pairs.
+    /// Groups (connected components of the pairs, in order of their smallest track id), each
+    /// member's decision, and the signature; adds each group to the report.
+    func decideGroups(tracks: [Track], pairs: [Pair], report: inout DedupeReport) -> Outcome {
         var uf = UnionFind(tracks.count)
         var inPair = Set<Int>()
         for p in pairs {
@@ -144,52 +161,37 @@ public struct DedupeJob: Sendable {
         var pairsByGroup: [Int: [Pair]] = [:]
         for p in pairs { pairsByGroup[uf.find(p.a), default: []].append(p) }
 
-        // 5. Decisions, written in one transaction.
+        var result = Outcome()
         var signature = SHA256Digest.hex(of: Array("dedupe-v1;\(policy.rawValue)".utf8))
-        try db.transaction {
-            try db.run("DELETE FROM dup_pairs")
-            try db.run("DELETE FROM dup_members")
-            try db.run("DELETE FROM dup_groups")
-            try db.run("DELETE FROM dedupe_state")
-            for (n, members) in groups.enumerated() {
-                let groupID = n + 1
-                let groupPairs = pairsByGroup[uf.find(members[0])] ?? []
-                let representative = members.min { Self.better(tracks[$0], than: tracks[$1]) }!
-                let key = tracks[members[0]].trackID
-                let total = members.reduce(0.0) { $0 + tracks[$1].durationSeconds }
-                let removed = policy == .merge ? total - tracks[representative].durationSeconds : 0
-                let kinds = Set(groupPairs.map(\.kind)).sorted()
-                try db.run("""
-                    INSERT INTO dup_groups (id, group_key, size, representative, kinds, total_s, removed_s, run_id)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                    """, [groupID, key, members.count, tracks[representative].trackID, kinds.joined(separator: ","),
-                          total, removed, runID])
-                for m in members {
-                    let (decision, mergedInto, reason) = decide(m, representative: representative, key: key,
-                                                                tracks: tracks, pairs: groupPairs)
-                    try db.run("INSERT INTO dup_members (track_id, group_id, decision, merged_into, reason) VALUES (?, ?, ?, ?, ?)",
-                               [tracks[m].trackID, groupID, decision, mergedInto, reason])
-                }
-                for p in groupPairs {
-                    try db.run("""
-                        INSERT OR IGNORE INTO dup_pairs (group_id, track_a, track_b, kind, a_start_s, a_end_s, b_start_s, b_end_s,
-                            bit_error_rate, votes)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                        """, [groupID, tracks[p.a].trackID, tracks[p.b].trackID, p.kind, p.spanA?.0, p.spanA?.1,
-                              p.spanB?.0, p.spanB?.1, p.bitErrorRate, p.votes])
-                }
-                signature = SHA256Digest.hex(of: Array((signature + ";" + members.map { tracks[$0].trackID }.joined(separator: "\u{0}")
-                    + "→" + tracks[representative].trackID).utf8))
-                report.add(group: key, members: members.map { tracks[$0].trackID }, kinds: kinds, totalSeconds: total,
-                           removedSeconds: removed, representative: tracks[representative].trackID)
+        for (n, members) in groups.enumerated() {
+            let groupPairs = pairsByGroup[uf.find(members[0])] ?? []
+            let representative = members.min { Self.better(tracks[$0], than: tracks[$1]) }!
+            let key = tracks[members[0]].trackID
+            let total = members.reduce(0.0) { $0 + tracks[$1].durationSeconds }
+            let removed = policy == .merge ? total - tracks[representative].durationSeconds : 0
+            let kinds = Set(groupPairs.map(\.kind)).sorted()
+            // Members are in track id order: the first manifest split given among them.
+            let manifestSplit = members.lazy.compactMap { tracks[$0].split }.first { !$0.isEmpty }
+            var group = Outcome.Group(id: n + 1, key: key, size: members.count, representative: tracks[representative].trackID,
+                                     kinds: kinds.joined(separator: ","), totalSeconds: total, removedSeconds: removed,
+                                     manifestSplit: manifestSplit)
+            for m in members {
+                let (decision, mergedInto, reason) = decide(m, representative: representative, key: key,
+                                                            tracks: tracks, pairs: groupPairs)
+                group.members.append(.init(trackID: tracks[m].trackID, decision: decision, mergedInto: mergedInto, reason: reason))
             }
-            try db.run("""
-                INSERT INTO dedupe_state (id, policy, run_id, settings, signature, completed_at) VALUES (1, ?, ?, ?, ?, ?)
-                """, [policy.rawValue, runID, settingsJSON, String(signature.prefix(16)), Timestamp.now()])
+            group.pairs = groupPairs.map { p in
+                .init(trackA: tracks[p.a].trackID, trackB: tracks[p.b].trackID, kind: p.kind, spanA: p.spanA, spanB: p.spanB,
+                      bitErrorRate: p.bitErrorRate, votes: p.votes)
+            }
+            result.groups.append(group)
+            signature = SHA256Digest.hex(of: Array((signature + ";" + members.map { tracks[$0].trackID }.joined(separator: "\u{0}")
+                + "→" + tracks[representative].trackID).utf8))
+            report.add(group: key, members: members.map { tracks[$0].trackID }, kinds: kinds, totalSeconds: total,
+                       removedSeconds: removed, representative: tracks[representative].trackID)
         }
-        report.finish(wallSeconds: Date().timeIntervalSince(started))
-        try catalog.finishRun(runID, summary: report.json())
-        return report
+        result.signature = String(signature.prefix(16))
+        return result
     }
 
     /// Pairs whose span covers at least this share of both fingerprints are the same recording;
@@ -252,16 +254,5 @@ public struct DedupeJob: Sendable {
             return ("merged", rep.trackID, String(format: "merged into %@ (policy merge): %@; %.1f s against the representative's %.1f s",
                                                   rep.trackID, why, t.durationSeconds, rep.durationSeconds))
         }
-    }
-
-    /// The summary of the latest completed dedupe run of a work directory.
-    public static func latestReport(workdir: String) throws -> String {
-        let catalog = try Catalog(path: Paths.absolute(workdir) + "/catalog.sqlite")
-        guard let summary = try catalog.database.row(
-            "SELECT summary FROM runs WHERE stage = 'dedupe' AND finished_at IS NOT NULL ORDER BY id DESC LIMIT 1")?[0].string
-        else {
-            throw MulanError(.usage, "mulan-dedupe has not run on \(workdir)", hint: "run mulan-dedupe --workdir \(workdir) first")
-        }
-        return summary
     }
 }

@@ -7,6 +7,8 @@ public struct DedupeReport: Codable, Sendable, StageReport {
     public var stage = "dedupe"
     public var workdir: String
     public var policy: String
+    /// Catalogs read and written: 1, or the number of worker parts.
+    public var parts = 1
     /// Ingested tracks considered.
     public var tracks = 0
     /// Their fingerprints by status (`missing`: ingested before fingerprints existed).
@@ -38,7 +40,7 @@ public struct DedupeReport: Codable, Sendable, StageReport {
     }
 
     enum CodingKeys: String, CodingKey {
-        case schemaVersion = "schema_version", stage, workdir, policy, tracks
+        case schemaVersion = "schema_version", stage, workdir, policy, parts, tracks
         case fingerprintsByStatus = "fingerprints_by_status", pairsByKind = "pairs_by_kind", groups
         case groupSizes = "group_sizes", tracksInGroups = "tracks_in_groups", hoursInGroups = "hours_in_groups"
         case hoursRemoved = "hours_removed", tracksMerged = "tracks_merged", topGroups = "top_groups", matching
@@ -75,8 +77,8 @@ public struct DedupeReport: Codable, Sendable, StageReport {
     /// A short human summary for standard output.
     public func text() -> String {
         var lines = [
-            "dedupe (policy \(policy)): \(tracks) tracks, \(groups) duplicate groups holding \(tracksInGroups) tracks "
-                + String(format: "(%.3f h)", hoursInGroups),
+            "dedupe (policy \(policy)): \(tracks) tracks" + (parts > 1 ? " in \(parts) worker parts" : "")
+                + ", \(groups) duplicate groups holding \(tracksInGroups) tracks " + String(format: "(%.3f h)", hoursInGroups),
             "  fingerprints: " + fingerprintsByStatus.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "),
             "  pairs: " + (pairsByKind.isEmpty ? "none" : pairsByKind.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }
                 .joined(separator: ", ")),

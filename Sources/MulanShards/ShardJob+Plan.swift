@@ -82,12 +82,13 @@ extension ShardJob {
         var perSplit: [String: [Entry]] = [:]
         var lanes = [UInt64](repeating: 0, count: 4)
         var samples = 0
-        var dedupeSignatures: [String] = []
+        // One dedupe identity per work directory: its parts share one result, so the id does not
+        // depend on how the tracks were split.
+        let dedupeSignatures = try DuplicateGroups.signatures(parts)
         var mergedClips = 0
         for (p, part) in parts.enumerated() {
             let db = part.db
             let groups = try DuplicateGroups(db, console: console)
-            if let signature = groups.signature { dedupeSignatures.append(signature) }
             if plan.vocabularySHA256 == nil {
                 plan.vocabularySHA256 = try db.row(
                     "SELECT vocab_sha256 FROM filter_versions WHERE version IN (\(placeholders)) LIMIT 1", versionList)?[0].string

@@ -62,6 +62,9 @@ public struct ShardJob: Sendable {
     /// A catalog the plan reads, and the folder its clip paths are relative to.
     struct Part {
         var directory: String
+        /// The work directory (or part folder) it was named by: the parts of one work directory
+        /// share one dedupe result.
+        var root: String
         var catalog: Catalog
         var db: Database { catalog.database }
     }
@@ -137,24 +140,19 @@ public struct ShardJob: Sendable {
     /// immutable, as finished files that other machines may be reading too.
     func openParts(asWriter: Bool = false) throws -> [Part] {
         let roots = catalogs.isEmpty ? [workdir] : catalogs
-        var directories: [String] = []
+        var directories: [(directory: String, root: String)] = []
         for root in roots {
             switch try WorkLayout.inspect(root) {
             case .single:
-                directories.append(root)
+                directories.append((root, root))
             case .parts(let n, let present):
-                let missing = (0..<n).filter { !present.contains($0) }
-                if !missing.isEmpty {
-                    throw MulanError(.usage, "\(root) is split into \(n) worker parts but "
-                                     + missing.map { "parts/\(WorkLayout.partName($0, of: n))" }.joined(separator: ", ")
-                                     + " \(missing.count == 1 ? "is" : "are") missing",
-                                     hint: "run mulan-ingest (and mulan-filter) for the missing workers first")
-                }
-                directories += (0..<n).map { WorkLayout.partDirectory(root: root, index: $0, count: n) }
+                directories += try WorkLayout.allParts(root: root, count: n, present: present,
+                                                       hint: "run mulan-ingest (and mulan-filter) for the missing workers first")
+                    .map { ($0, root) }
             case .empty:
                 // A part folder named directly, or nothing at all.
                 if FileManager.default.fileExists(atPath: root + "/catalog.sqlite") {
-                    directories.append(root)
+                    directories.append((root, root))
                 } else {
                     throw MulanError(.usage, "there is no catalog in \(root)", hint: "run mulan-ingest first")
                 }
@@ -162,8 +160,9 @@ public struct ShardJob: Sendable {
         }
         guard directories.count < 1 << 15 else { throw MulanError(.usage, "too many catalogs (\(directories.count))") }
         return try directories.map { dir throws -> Part in
-            let path = dir + "/catalog.sqlite"
-            return Part(directory: dir, catalog: asWriter ? try Catalog(path: path) : try Catalog(finishedAt: path))
+            let path = dir.directory + "/catalog.sqlite"
+            return Part(directory: dir.directory, root: dir.root,
+                        catalog: asWriter ? try Catalog(path: path) : try Catalog(finishedAt: path))
         }
     }
 }
