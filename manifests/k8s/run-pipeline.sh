@@ -17,8 +17,9 @@ export WORKERS=${WORKERS:?set WORKERS} MULAN_IMAGE=${MULAN_IMAGE:?set MULAN_IMAG
 export PARALLELISM=${PARALLELISM:-$WORKERS} CPUS=${CPUS:-8}
 export MANIFEST=${MANIFEST:-} TEXTS=${TEXTS:-} LABELS=${LABELS:-} VOCAB=${VOCAB:-} FILTER_CONFIG=${FILTER_CONFIG:-}
 export SOURCES=${SOURCES:-tags descriptions playlists aset} SHARD_OPTIONS=${SHARD_OPTIONS:-}
+export DEDUPE_OPTIONS=${DEDUPE_OPTIONS:-}
 timeout=${TIMEOUT_SECONDS:-86400}
-vars='${STAGE} ${WORKERS} ${PARALLELISM} ${MULAN_IMAGE} ${MANIFEST} ${TEXTS} ${LABELS} ${VOCAB} ${FILTER_CONFIG} ${SOURCES} ${SHARD_OPTIONS} ${CPUS}'
+vars='${STAGE} ${WORKERS} ${PARALLELISM} ${MULAN_IMAGE} ${MANIFEST} ${TEXTS} ${LABELS} ${VOCAB} ${FILTER_CONFIG} ${SOURCES} ${SHARD_OPTIONS} ${DEDUPE_OPTIONS} ${CPUS}'
 
 kubectl create configmap mulan-scripts --from-file="$here/../slurm/mulan-pipeline.sbatch" \
   --dry-run=client -o yaml | kubectl apply -f -
@@ -42,6 +43,8 @@ run() {  # run TEMPLATE STAGE: apply the Job, wait until it completes (or fails)
 }
 
 for stage in ingest text filter-local filter-global; do run mulan-stage-job.yaml "$stage"; done
+# Duplicate detection: one pod over every part (DEDUPE=0 leaves it out).
+if [ "${DEDUPE:-1}" != 0 ]; then run mulan-finalize-job.yaml dedupe; fi
 # The shards do not depend on the number of shard workers: it may differ from WORKERS.
 export WORKERS=${SHARD_WORKERS:-$WORKERS} PARALLELISM=${SHARD_WORKERS:-$PARALLELISM}
 run mulan-stage-job.yaml shard

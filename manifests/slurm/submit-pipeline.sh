@@ -10,7 +10,8 @@
 #
 # N is fixed for ingest, text and filter (the work directory is split into N parts); the shard
 # arrays may use another count (SHARD_N, default N): the shards do not depend on it.
-# Extra sbatch options for every job (partition, account, …): SBATCH_OPTIONS.
+# Extra sbatch options for every job (partition, account, …): SBATCH_OPTIONS. DEDUPE=0 leaves out
+# the duplicate detection task (mulan-dedupe, one task between the filter and the shards).
 set -euo pipefail
 n=${N:?set N, the number of workers}
 shard_n=${SHARD_N:-$n}
@@ -26,6 +27,11 @@ ingest=$(submit --array=0-$((n - 1)) ingest)
 text=$(submit --array=0-$((n - 1)) --dependency=afterok:"$ingest" text)
 local_phase=$(submit --array=0-$((n - 1)) --dependency=afterok:"$text" filter-local)
 global_phase=$(submit --array=0-$((n - 1)) --dependency=afterok:"$local_phase" filter-global)
-shard=$(submit --array=0-$((shard_n - 1)) --dependency=afterok:"$global_phase" shard)
+before_shard=$global_phase dedupe=none
+if [ "${DEDUPE:-1}" != 0 ]; then
+  dedupe=$(submit --dependency=afterok:"$global_phase" dedupe)
+  before_shard=$dedupe
+fi
+shard=$(submit --array=0-$((shard_n - 1)) --dependency=afterok:"$before_shard" shard)
 finalize=$(submit --cpus-per-task=2 --dependency=afterok:"$shard" finalize)
-echo "submitted: ingest $ingest, text $text, filter $local_phase then $global_phase, shard $shard, finalize $finalize"
+echo "submitted: ingest $ingest, text $text, filter $local_phase then $global_phase, dedupe $dedupe, shard $shard, finalize $finalize"
