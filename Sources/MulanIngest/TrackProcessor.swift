@@ -151,6 +151,21 @@ enum TrackProcessor {
         }
         let rate = Double(settings.sampleRate)
         let totalSamples = expectedSeconds.map { Int($0 * rate) }
+        let plan = totalSamples.flatMap {
+            ClipPlan(policy: settings.clipPolicy, totalSamples: $0, settings: settings, trackID: row.trackID)
+        }
+        // A seeking policy decodes only what it keeps: a track whose container states exactly
+        // a length shorter than --min-clip-seconds has nothing to keep and is not decoded.
+        if settings.clipPolicy.canSeek, probe.durationIsExact, let plan, plan.windows.isEmpty,
+           let totalSamples, totalSamples < settings.minClipSamples, let expectedSeconds {
+            record.durationSeconds = expectedSeconds
+            let what = row.startSeconds != nil || row.endSeconds != nil
+                ? "the segment holds (by the container's exact length)" : "the container states"
+            return failed(TrackFailure(.tooShort, String(format: "%@ %.2f s of audio, shorter than --min-clip-seconds "
+                                                         + "%.1f (not decoded: --clip-policy %@ decodes only the clips "
+                                                         + "it keeps)", what, expectedSeconds, settings.minClipSeconds,
+                                                         "\(settings.clipPolicy)")))
+        }
         var staging: String
         do {
             staging = try item.store.makeStagingFolder()
@@ -210,22 +225,6 @@ enum TrackProcessor {
                                         loudness: loudness, normalization: normalization))
             }
             // 3a. Policies that need only some windows seek to them (AudioDecoder.decodeWindows).
-            let plan = totalSamples.flatMap {
-                ClipPlan(policy: settings.clipPolicy, totalSamples: $0, settings: settings, trackID: row.trackID)
-            }
-            // A seeking policy decodes only what it keeps: a track whose container states exactly
-            // a length shorter than --min-clip-seconds has nothing to keep and is not decoded.
-            if settings.clipPolicy.canSeek, probe.durationIsExact, let plan, plan.windows.isEmpty,
-               let totalSamples, totalSamples < settings.minClipSamples, let expectedSeconds {
-                try? FileManager.default.removeItem(atPath: staging)
-                record.durationSeconds = expectedSeconds
-                let what = row.startSeconds != nil || row.endSeconds != nil
-                    ? "the segment holds (by the container's exact length)" : "the container states"
-                return failed(TrackFailure(.tooShort, String(format: "%@ %.2f s of audio, shorter than --min-clip-seconds "
-                                                             + "%.1f (not decoded: --clip-policy %@ decodes only the clips "
-                                                             + "it keeps)", what, expectedSeconds, settings.minClipSeconds,
-                                                             "\(settings.clipPolicy)")))
-            }
             if settings.clipPolicy.canSeek {
                 let segmentOffset = Int(((row.startSeconds ?? 0) * rate).rounded())
                 do {
