@@ -27,10 +27,12 @@ let package = Package(
                        providers: [.apt(["libavformat-dev", "libavcodec-dev", "libavutil-dev", "libswresample-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
-        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CChromaprint", pkgConfig: "libchromaprint", providers: [.apt(["libchromaprint-dev"])]),
         .systemLibrary(name: "CEBUR128", pkgConfig: "libebur128", providers: [.apt(["libebur128-dev"])]),
         .target(name: "CICUShim", linkerSettings: [.linkedLibrary("icuuc"), .linkedLibrary("icudata")]),
+        // CPU features (CPUID) and mallopt for MulanTensor; OpenBLAS itself is loaded at run time (dlopen, in
+        // libc since glibc 2.34) after its kernel family is chosen: see Sources/MulanTensor/OpenBLASLibrary.swift.
+        .target(name: "COpenBLAS"),
 
         // Swift layers.
         .target(name: "MulanCore", dependencies: ["CCrypto"]),

@@ -6,9 +6,11 @@ internal import COpenBLAS
 /// Matrix products through OpenBLAS (`cblas_sgemm`, row-major), and the thread count every
 /// kernel of this module uses.
 ///
-/// OpenBLAS's own threading is switched off (`openblas_set_num_threads(1)`): mulan parallelizes
-/// above it, over rows or over the batch, so that concurrent calls never contend for OpenBLAS's
-/// thread pool and results do not depend on the thread count.
+/// OpenBLAS is loaded at run time with the core (kernel family) chosen from the CPU's features
+/// (`OpenBLASLibrary`, `core`). Its own threading is off: mulan parallelizes above it, over rows or
+/// over the batch, so that concurrent calls never contend for OpenBLAS's thread pool, and every
+/// split is fixed by the shapes alone, never by the thread count, so results do not depend on
+/// `threads` on any core (`parallelGemm`).
 public enum BLAS {
     /// Atomic: a setting read by every kernel, which tests running side by side change.
     private static let threadCount = Atomic<Int>(1)
@@ -16,9 +18,22 @@ public enum BLAS {
     /// The number of threads kernels use (at least 1). Call before training starts.
     public static var threads: Int {
         get { threadCount.load(ordering: .relaxed) }
-        set {
-            threadCount.store(max(1, newValue), ordering: .relaxed)
-            openblas_set_num_threads(1)
+        set { threadCount.store(max(1, newValue), ordering: .relaxed) }
+    }
+
+    /// Loads OpenBLAS (once) and returns the core it runs. Stages call this at their start, before
+    /// other threads run (`OpenBLASLibrary`); the first product loads it otherwise.
+    @discardableResult
+    public static func load() throws(BLASLoadError) -> BLASCore {
+        try OpenBLASLibrary.shared.get().core
+    }
+
+    /// The loaded library's `cblas_sgemm`; a library that cannot be loaded stops the process with
+    /// the loader's message (stages have reported it as an error through `load()` before).
+    private static var sgemm: OpenBLASLibrary.SGEMM {
+        switch OpenBLASLibrary.shared {
+        case .success(let loaded): return loaded.sgemm
+        case .failure(let error): fatalError("mulan: \(error)")
         }
     }
 
@@ -34,8 +49,9 @@ public enum BLAS {
         if k == 0 {
             for i in 0..<m { for j in 0..<n { c[i * ldc + j] *= beta } }
         } else {
-            cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                        Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+            let no = OpenBLASLibrary.noTrans, yes = OpenBLASLibrary.trans
+            sgemm(OpenBLASLibrary.rowMajor, transA ? yes : no, transB ? yes : no,
+                  Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
         }
         Profiler.add(.gemm, since: start)
     }
@@ -55,15 +71,23 @@ public enum BLAS {
     /// With `splitColumns`, C's columns are split instead of its rows when op(B) is wider than op(A)
     /// is tall: each thread packs its part of one operand and all of the other, so splitting the
     /// side of the larger operand packs less twice (a [rows, 384] input times a [1536, 384] weight,
-    /// say). Either way the split never cuts k: every element is the same dot product.
+    /// say). Either way the split never cuts k.
+    ///
+    /// The blocks depend on the shapes alone (`gemmBlocks`), and each is one `cblas_sgemm` call on
+    /// one thread whatever `threads` is: one thread runs them one after another, two take half each.
+    /// So the result does not depend on the thread count on any OpenBLAS core. (Splitting by the
+    /// thread count does not keep that: an element's sum then depends on where its block starts,
+    /// through edge tiles and small-matrix paths — measured on OpenBLAS 0.3.21's Prescott, Haswell
+    /// and SkylakeX kernels even at block edges aligned to 64.) The price on one thread is packing
+    /// the shared operand once per block: 1–5 % on the trainer's shapes (docs/benchmarks.md).
     public static func parallelGemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
                                     alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
                                     b: UnsafePointer<Float>, ldb: Int,
                                     beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, splitColumns: Bool = false,
                                     prepare: (_ rows: Range<Int>, _ columns: Range<Int>) -> Void) {
         let byColumns = splitColumns && n > m
-        let parts = min(threads, max(1, (byColumns ? n : m) / 16))
-        if parts <= 1 || m * n * k < 1 << 18 {
+        let parts = m * n * k < 1 << 18 ? 1 : gemmBlocks(byColumns ? n : m)
+        if parts <= 1 {
             prepare(0..<m, 0..<n)
             gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
                  b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
@@ -93,6 +117,19 @@ public enum BLAS {
             gemm(transA: transA, transB: transB, m: r1 - r0, n: n, k: k, alpha: alpha, a: aRows, lda: lda,
                  b: b, ldb: ldb, beta: beta, c: c + r0 * ldc, ldc: ldc)
         }
+    }
+}
+
+extension BLAS {
+    /// At most this many blocks per product: up to 8 threads share a product's work.
+    public static let maxGemmBlocks = 8
+
+    /// How many blocks `parallelGemm` cuts a side of `extent` rows or columns into: a power of two
+    /// (so that 2, 4 or 8 threads get equal shares), at most `maxGemmBlocks`, each at least 32 long.
+    public static func gemmBlocks(_ extent: Int) -> Int {
+        var blocks = 1
+        while blocks * 2 <= maxGemmBlocks && extent / (blocks * 2) >= 32 { blocks *= 2 }
+        return blocks
     }
 }
 
