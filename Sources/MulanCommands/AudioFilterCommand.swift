@@ -65,7 +65,7 @@ public struct AudioFilterCommand: AsyncParsableCommand {
             if let prompts { list += try Self.readPrompts(prompts) }
             let rules = try keep.map { try KeepRule.parse($0) }
             try AudioFilterJob.validate(prompts: list, rules: rules)
-            BLAS.threads = threads ?? global.jobs
+            try startBLAS(threads: threads ?? global.jobs, console: console)
             let checkpoint = try ModelOption.checkpoint(model, option: "--model")
             var job = AudioFilterJob(workdir: global.workdir, checkpoint: checkpoint, vocabulary: vocab, prompts: list,
                                      rules: rules, console: console)

@@ -27,8 +27,9 @@ public struct ModelOptions: ParsableArguments {
     }
 
     /// Opens the model: the given checkpoint or run directory, else `fallback` (an index's checkpoint).
-    func open(fallbackCheckpoint: String? = nil, fallbackVocabulary: String? = nil, jobs: Int) throws(MulanError) -> Embedder {
-        BLAS.threads = threads ?? jobs
+    func open(fallbackCheckpoint: String? = nil, fallbackVocabulary: String? = nil, jobs: Int,
+              console: Console) throws(MulanError) -> Embedder {
+        try startBLAS(threads: threads ?? jobs, console: console)
         let path: String
         if checkpoint == nil && runDir == nil, let fallbackCheckpoint {
             path = fallbackCheckpoint
@@ -124,7 +125,7 @@ public struct EmbedRunCommand: AsyncParsableCommand {
             let begin = Date()
             // Read every input list first, so that a usage error costs nothing.
             let texts = try readTexts()
-            let embedder = try model.open(jobs: global.jobs)
+            let embedder = try model.open(jobs: global.jobs, console: console)
             if !texts.isEmpty && embedder.vocabularyPath == nil {
                 throw MulanError(.usage, "embedding text needs the WordPiece vocabulary", hint: "pass --vocab vocab.txt")
             }

@@ -107,7 +107,8 @@ public struct EvalRunCommand: AsyncParsableCommand {
 
             let reused = try index.map { dir throws(MulanError) in try EmbeddingIndex(directory: dir) }
             let embedder = try model.open(fallbackCheckpoint: reused?.info.checkpoint,
-                                          fallbackVocabulary: reused?.info.vocabulary, jobs: global.jobs)
+                                          fallbackVocabulary: reused?.info.vocabulary, jobs: global.jobs,
+                                          console: console)
             if let reused { try SearchRunCommand.checkSameModel(embedder, reused) }
             if embedder.vocabularyPath == nil {
                 throw MulanError(.usage, "tag names and captions are embedded as text, which needs the vocabulary",

@@ -218,8 +218,11 @@ public struct IngestAudioCommand: AsyncParsableCommand {
 
     /// Opens the model of --clip-model (nil without it): loud failures for a missing or
     /// unreadable run, a vocabulary that does not fit, or a sample rate other than --sample-rate.
-    func clipScorer() throws(MulanError) -> ZeroShotClipScorer? {
+    /// The model that ranks best:N's windows, with OpenBLAS started for it; nil without --clip-model.
+    func clipScorer(console: Console) throws(MulanError) -> ZeroShotClipScorer? {
         guard let request = try clipModelRequest() else { return nil }
+        // One model, its calls taken in turn (ZeroShotClipScorer); each call uses every core.
+        try startBLAS(threads: global.jobs, console: console)
         let checkpoint = try ModelOption.checkpoint(request.model, option: "--clip-model")
         guard FileManager.default.isReadableFile(atPath: request.vocab) else {
             throw MulanError(.usage, "--clip-vocab \(request.vocab) cannot be read",
@@ -235,11 +238,7 @@ public struct IngestAudioCommand: AsyncParsableCommand {
             var inputs = manifest.map { IngestInput.manifest(path: $0, format: manifestFormat) }
             if let scan { inputs.append(.scan(directory: scan, globs: glob)) }
             var scorer: any ClipScorer = LoudnessScorer()
-            if let model = try clipScorer() {
-                // One model, its calls taken in turn (ZeroShotClipScorer); each call uses every core.
-                BLAS.threads = global.jobs
-                scorer = model
-            }
+            if let model = try clipScorer(console: console) { scorer = model }
             let job = IngestJob(workdir: global.workdir, inputs: inputs, settings: settings,
                                 jobs: global.jobs, console: console, slice: try workerOptions.slice(), clipScorer: scorer)
             let summary = try await job.run()

@@ -74,7 +74,7 @@ public struct SearchRunCommand: AsyncParsableCommand {
         try await runStage(console: console) {
             let idx = try EmbeddingIndex(directory: index)
             let embedder = try model.open(fallbackCheckpoint: idx.info.checkpoint, fallbackVocabulary: idx.info.vocabulary,
-                                          jobs: global.jobs)
+                                          jobs: global.jobs, console: console)
             try Self.checkSameModel(embedder, idx)
             let vector: [Float]
             var candidates = idx.rows.filter { $0.kind == .audio }.map(\.row)

@@ -12,7 +12,7 @@ public struct TrainCommand: AsyncParsableCommand {
         commandName: "mulan-train",
         abstract: "Train and evaluate a two-tower (audio/text) contrastive model on mulan-shard shards.",
         discussion: "Exit codes: 0 ok; 64 usage; 1 fatal (the message says what and where).",
-        subcommands: [TrainRunCommand.self, LogMelBenchCommand.self],
+        subcommands: [TrainRunCommand.self, BLASCommand.self, LogMelBenchCommand.self],
         defaultSubcommand: TrainRunCommand.self)
 
     public init() {}
@@ -174,7 +174,7 @@ public struct TrainRunCommand: AsyncParsableCommand {
         let console = global.console
         try await runStage(console: console) {
             Tensor.keepFreedMemory()
-            BLAS.threads = threads ?? global.jobs
+            try startBLAS(threads: threads ?? global.jobs, console: console)
             let datasetDir = dataset ?? global.workdir + "/shards/latest"
             let runDirectory = runDir ?? global.workdir + "/runs/default"
             let split = try DatasetSplit(dataset: datasetDir, split: "train")

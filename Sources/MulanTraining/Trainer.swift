@@ -46,6 +46,8 @@ public struct TrainSummary: Codable, Sendable, StageReport {
     public var seconds: Double
     public var examplesPerSecond: Double
     public var threads: Int
+    /// The OpenBLAS core the products ran on, and why (nil if OpenBLAS was never loaded).
+    public var blas: BLASCore?
     /// Share of thread time in GEMM, the log-mel front end (with SpecAugment) and data loading (shard reads, FLAC decoding).
     public var timeShare: [String: Double]
     public var peakRSSBytes: Int
@@ -57,7 +59,7 @@ public struct TrainSummary: Codable, Sendable, StageReport {
 
     enum CodingKeys: String, CodingKey {
         case runDirectory = "run_directory", datasetID = "dataset_id", firstStep = "first_step", steps, lastStep = "last_step", examples, seconds
-        case examplesPerSecond = "examples_per_second", threads, timeShare = "time_share", peakRSSBytes = "peak_rss_bytes"
+        case examplesPerSecond = "examples_per_second", threads, blas, timeShare = "time_share", peakRSSBytes = "peak_rss_bytes"
         case finalLoss = "final_loss", temperature, valid, test, checkpoint
     }
 }
@@ -170,7 +172,7 @@ public final class Trainer {
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        if let data = try? encoder.encode(config) {
+        if let data = try? encoder.encode(RunConfigFile(config: config, blas: try? BLAS.load())) {
             try AtomicFile.write(data + Data("\n".utf8), to: runDirectory + "/config.json")
         }
     }
@@ -262,7 +264,7 @@ public final class Trainer {
         return TrainSummary(
             runDirectory: runDirectory, datasetID: train.manifest.datasetID, firstStep: startStep, steps: config.steps,
             lastStep: max(startStep, end), examples: examples, seconds: seconds, examplesPerSecond: seconds > 0 ? Double(examples) / seconds : 0,
-            threads: BLAS.threads, timeShare: timeShare, peakRSSBytes: PeakMemory.residentBytes(), finalLoss: lastLoss,
+            threads: BLAS.threads, blas: try? BLAS.load(), timeShare: timeShare, peakRSSBytes: PeakMemory.residentBytes(), finalLoss: lastLoss,
             temperature: Double(model.loss.temperature), valid: lastValid, test: testResult,
             checkpoint: lastCheckpoint ?? Checkpoint.list(in: runDirectory).last?.path)
     }
@@ -484,5 +486,21 @@ final class TextCache {
         set {
             if rows.count < capacity || rows[key] != nil { rows[key] = newValue }
         }
+    }
+}
+
+/// `config.json` in a run directory: the run's `TrainingConfig`, and beside its keys `blas`, the
+/// OpenBLAS core this invocation multiplies on (a record for people and benchmarks; `--resume` and
+/// the model tools read the configuration from the checkpoint, not from here).
+struct RunConfigFile: Encodable {
+    var config: TrainingConfig
+    var blas: BLASCore?
+
+    enum CodingKeys: String, CodingKey { case blas }
+
+    func encode(to encoder: any Encoder) throws {
+        try config.encode(to: encoder)
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encodeIfPresent(blas, forKey: .blas)
     }
 }

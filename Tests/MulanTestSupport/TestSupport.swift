@@ -62,7 +62,7 @@ public enum TestProcess {
     /// Runs a program (found on PATH unless absolute) and collects its output.
     @discardableResult
     public static func run(_ program: String, _ arguments: [String], cwd: String? = nil,
-                           environment: [String: String]? = nil) throws -> ProcessResult {
+                           environment: [String: String]? = nil, unsetting: [String] = []) throws -> ProcessResult {
         let process = Process()
         if program.hasPrefix("/") {
             process.executableURL = URL(fileURLWithPath: program)
@@ -72,8 +72,10 @@ public enum TestProcess {
             process.arguments = [program] + arguments
         }
         if let cwd { process.currentDirectoryURL = URL(fileURLWithPath: cwd) }
-        if let environment {
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        if environment != nil || !unsetting.isEmpty {
+            var merged = ProcessInfo.processInfo.environment.merging(environment ?? [:]) { $1 }
+            for name in unsetting { merged[name] = nil }
+            process.environment = merged
         }
         let out = Pipe()
         let err = Pipe()

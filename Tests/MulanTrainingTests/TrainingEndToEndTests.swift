@@ -103,6 +103,12 @@ struct TrainingEndToEndTests {
         let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: run + "/summary.json"))) as? [String: Any]
         #expect(summary?["last_step"] as? Int == 240)
         #expect((summary?["time_share"] as? [String: Double])?["gemm"] != nil)
+        // Both record the OpenBLAS core the products ran on.
+        let core = try BLAS.load().core
+        #expect((summary?["blas"] as? [String: Any])?["core"] as? String == core)
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: run + "/config.json"))) as? [String: Any]
+        #expect((config?["blas"] as? [String: Any])?["core"] as? String == core)
+        #expect(config?["batchSize"] != nil, "config.json keeps the training configuration's keys")
 
         // The checkpoint loads in Python's safetensors with the model's names.
         let checkpoint = run + "/checkpoint-000240.safetensors"
