@@ -21,8 +21,14 @@ public final class WorkdirLock {
                              cause: String(cString: strerror(errno)))
         }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            // The holder writes its note right after taking the lock: a process that lost a race
+            // by microseconds may read the file before the note is there, so it waits a little.
             var holder = [UInt8](repeating: 0, count: 128)
-            let n = read(fd, &holder, 127)
+            var n = pread(fd, &holder, 127, 0)
+            for _ in 0..<50 where n <= 0 {
+                usleep(10_000)
+                n = pread(fd, &holder, 127, 0)
+            }
             close(fd)
             let who = n > 0 ? String(decoding: holder[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : "another process"
             throw MulanError(.locked, "\(what) is in use by \(who)", hint: hint)

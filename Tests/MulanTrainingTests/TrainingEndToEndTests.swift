@@ -156,6 +156,17 @@ struct TrainingEndToEndTests {
         #expect(a.tensors.count == b.tensors.count)
         for (name, t) in a.tensors { #expect(b.tensors[name] == t, "\(name) differs after resuming") }
         #expect(a.metadata["sampler"] == b.metadata["sampler"])
+        // The thread count changes no bit (BLAS.parallelGemm's fixed blocks): the run on 2 threads,
+        // stopped at step 5 and resumed on 1, ends in the same state as the 1-thread run.
+        let mixed = h.dir.file("mixed")
+        let at = try #require(common.firstIndex(of: "--threads"))
+        let oneThread = Array(common[..<at] + common[(at + 2)...])
+        let two = try Self.train(dataset, mixed, oneThread + ["--threads", "2", "--stop-at", "5"])
+        #expect(two.status == 0, "\(two.stderr)")
+        let resumedOnOne = try Self.train(dataset, mixed, oneThread + ["--threads", "1", "--resume"])
+        #expect(resumedOnOne.status == 0, "\(resumedOnOne.stderr)")
+        let m = try SafeTensors.read(mixed + "/checkpoint-000012.safetensors")
+        for (name, t) in a.tensors { #expect(m.tensors[name] == t, "\(name) differs between 1 and 2 threads") }
         // The metrics are the same lines, without duplicates (timing fields aside).
         func comparable(_ run: String) throws -> [String] {
             try Self.metrics(run).map { line in
