@@ -24,6 +24,14 @@ test:
 	@scripts/setup.sh --python
 	$(SWIFT) build --build-tests
 	MULAN_TEST_PYTHON=$(CURDIR)/.venv/bin/python $(SWIFT) test --skip-build
+	@$(MAKE) --no-print-directory test-python
+
+# The PyTorch side (python/, the mulan-torch package): installed into .venv as a user would
+# (`pip install ./python`), then its tests, which run the debug binaries built above.
+.PHONY: test-python
+test-python:
+	.venv/bin/pip install --quiet --disable-pip-version-check --no-deps --force-reinstall ./python
+	MULAN_BIN=$(CURDIR)/.build/debug .venv/bin/python -m pytest python/tests -q
 
 # The same tests, the stages they run included, under AddressSanitizer or ThreadSanitizer, each in
 # its own build folder (docs/reliability.md). Slower: about 3x (ASan) and 6x (TSan) the plain run.

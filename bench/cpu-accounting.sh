@@ -57,3 +57,27 @@ wait_for_quiet() {
         waited=$((waited + 15))
     done
 }
+
+# --- Which CPU and which BLAS kernels a figure came from ------------------------------------------
+# cpu_blas_line [MULAN_TRAIN]: one line for a result file: the CPU's model name (lscpu), whether it
+# has AVX-512 and AVX2, and the OpenBLAS core that MULAN_TRAIN (a mulan-train binary; `mulan-train
+# blas --json`) runs in this environment and why. Without MULAN_TRAIN, the benchmark multiplies
+# nothing with OpenBLAS and the line says so.
+cpu_blas_line() {
+    local model flags avx512 avx2 blas
+    model=$(lscpu | awk -F: '/^Model name/ {sub(/^[ \t]+/, "", $2); print $2; exit}')
+    flags=$(grep -m1 '^flags' /proc/cpuinfo)
+    avx512=no; [[ " $flags " == *" avx512f "* ]] && avx512=yes
+    avx2=no; [[ " $flags " == *" avx2 "* ]] && avx2=yes
+    if [ -n "${1:-}" ]; then
+        blas=$("$1" blas --json 2>/dev/null | python3 -c '
+import json, sys
+b = json.load(sys.stdin)["blas"]
+how = b["choice"] + (", OPENBLAS_CORETYPE=" + b["requested"] if b.get("requested") else "")
+print("OpenBLAS core %s (%s, %s); %s" % (b["core"], b["core_level"], how, b["config"]))' \
+            || echo "OpenBLAS core unknown (mulan-train blas failed)")
+    else
+        blas="no OpenBLAS products in this benchmark"
+    fi
+    echo "CPU: $model (lscpu), AVX-512: $avx512, AVX2: $avx2; $blas"
+}

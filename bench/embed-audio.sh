@@ -24,6 +24,7 @@ scripts/setup.sh --python
 make --no-print-directory demo-pipeline DEMO_DIR="$work/demo" DEMO_TRACKS="$tracks" DEMO_STEPS=2 >"$work/pipeline.log" 2>&1 \
   || { cat "$work/pipeline.log"; exit 1; }
 audio="$work/demo/corpus/audio"
+export CPU_BLAS="$(cpu_blas_line .build/release/mulan-train)"   # printed in the result (bench/cpu-accounting.sh)
 
 wait_for_quiet
 cpu_mark
@@ -51,6 +52,7 @@ cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.start
 config = json.load(open(f"{work}/demo/run/config.json"))
 print(f"# Audio embedding throughput — {stamp}\n")
 print(f"- machine: {os.cpu_count()} cores, {cpu}")
+print(f"- {os.environ['CPU_BLAS']}")
 print(f"- files: the demo corpus at {tracks} tracks (scripts/make-demo-corpus.py; ogg/mp3/opus/flac/wav, 35-90 s)")
 print(f"- model: the demo's architecture (run config: {work}/demo/run/config.json)")
 print(f"- {rounds} runs per thread count, the best kept; command: `mulan-embed --run-dir RUN --audio DIR --out IDX --threads T`")

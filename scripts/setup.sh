@@ -73,4 +73,9 @@ if [ "${1:-}" = "--python" ]; then
     fi
     .venv/bin/pip install --quiet --disable-pip-version-check 'transformers>=4.40'
   fi
+  # The PyTorch side's test runner (python/tests; `make test-python` installs ./python itself).
+  if ! .venv/bin/python -c 'import pytest' >/dev/null 2>&1; then
+    echo "setup: adding pytest to .venv"
+    .venv/bin/pip install --quiet --disable-pip-version-check pytest
+  fi
 fi

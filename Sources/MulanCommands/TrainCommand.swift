@@ -28,7 +28,8 @@ public struct TrainRunCommand: AsyncParsableCommand {
         metrics.jsonl (one JSON object per logged step and per evaluation), checkpoint-NNNNNN.safetensors \
         (weights, optimizer and sampler state; Python's safetensors reads them) and summary.json. \
         Evaluates on valid every --eval-every steps and on test at the end. --resume continues from the \
-        newest checkpoint; with --threads 1 the resumed run equals an uninterrupted one.
+        newest checkpoint; the resumed run equals an uninterrupted one bit for bit, whatever --threads \
+        each part used, on the same OpenBLAS core (mulan-train blas shows which core runs).
         """)
 
     @OptionGroup public var global: GlobalOptions
