@@ -12,7 +12,7 @@ public struct TrainCommand: AsyncParsableCommand {
         commandName: "mulan-train",
         abstract: "Train and evaluate a two-tower (audio/text) contrastive model on mulan-shard shards.",
         discussion: "Exit codes: 0 ok; 64 usage; 1 fatal (the message says what and where).",
-        subcommands: [TrainRunCommand.self, BLASCommand.self, LogMelBenchCommand.self],
+        subcommands: [TrainRunCommand.self, BLASCommand.self, LogMelBenchCommand.self, FrontEndDumpCommand.self],
         defaultSubcommand: TrainRunCommand.self)
 
     public init() {}

@@ -60,6 +60,36 @@ final class AudioFrontEnd {
         Self.window(samples, offset: offset, length: config.windowSamples)
     }
 
+    /// The generator of example `index` of batch `step`: every random choice of one training
+    /// example (its window, its SpecAugment masks) comes from it, in that order.
+    static func exampleRandom(seed: UInt64, step: Int, index: Int) -> RandomSource {
+        RandomSource(seed: seed ^ UInt64(step) &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(index) &* 0xD6E8_FEB8_6659_FD93)
+    }
+
+    /// Example `index` of batch `step` from the clip's decoded samples: the window's offset (one
+    /// draw `next() % (span + 1)`, none when the clip is no longer than a window) and its log-mel
+    /// [melBands × frames], with SpecAugment when the configuration has it. `trainingBatch` calls
+    /// this for every example; `FrontEndDump` calls it to show other implementations what the
+    /// trainer computes.
+    func trainingExample(samples s: [Float], step: Int, index: Int) -> (offset: Int, values: [Float]) {
+        var random = Self.exampleRandom(seed: config.seed, step: step, index: index)
+        let span = max(0, s.count - config.windowSamples)
+        let offset = span == 0 ? 0 : Int(random.next() % UInt64(span + 1))
+        var values = pool.compute(window(s, offset: offset))
+        if let spec = config.specAugment {
+            let start = Profiler.now()
+            SpecAugment(spec).apply(to: &values, melBands: config.logMel.melBands, frames: frames, random: &random)
+            Profiler.add(.logmel, since: start)
+        }
+        return (offset, values)
+    }
+
+    /// The log-mel [melBands × frames] of the window of `samples` at `offset`, without SpecAugment
+    /// (as evaluation computes each window).
+    func logMel(samples s: [Float], offset: Int) -> [Float] {
+        pool.compute(window(s, offset: offset))
+    }
+
     /// [B, melBands, frames] log-mel of one random window per example, with SpecAugment.
     func trainingBatch(_ refs: [ExampleRef], step: Int) throws(MulanError) -> Tensor {
         let m = config.logMel.melBands, t = frames
@@ -70,16 +100,8 @@ final class AudioFrontEnd {
             Parallel.forEach(refs.count) { i in
                 let r = refs[i]
                 do throws(MulanError) {
-                    var random = RandomSource(seed: config.seed ^ UInt64(step) &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(i) &* 0xD6E8_FEB8_6659_FD93)
                     let s = try samples(of: (r.shard, r.flacOffset, r.flacSize, r.key))
-                    let span = max(0, s.count - config.windowSamples)
-                    let offset = span == 0 ? 0 : Int(random.next() % UInt64(span + 1))
-                    var values = pool.compute(window(s, offset: offset))
-                    if let spec = config.specAugment {
-                        let start = Profiler.now()
-                        SpecAugment(spec).apply(to: &values, melBands: m, frames: t, random: &random)
-                        Profiler.add(.logmel, since: start)
-                    }
+                    let values = trainingExample(samples: s, step: step, index: i).values
                     values.withUnsafeBufferPointer { vp in
                         (outBox.pointer + i * m * t).update(from: vp.baseAddress!, count: m * t)
                     }
@@ -105,7 +127,7 @@ final class AudioFrontEnd {
                     let s = try samples(of: (c.shard, c.flacOffset, c.flacSize, c.key))
                     let offsets = Self.clipWindowOffsets(sampleCount: s.count, length: config.windowSamples)
                     for (k, offset) in offsets.enumerated() {
-                        let values = pool.compute(window(s, offset: offset))
+                        let values = logMel(samples: s, offset: offset)
                         values.withUnsafeBufferPointer { vp in
                             (outBox.pointer + (i * 3 + k) * m * t).update(from: vp.baseAddress!, count: m * t)
                         }

@@ -1,0 +1,588 @@
+"""mulan-train's audio front end in NumPy: FLAC decoding, the training window, log-mel and SpecAugment.
+
+Each function computes what the Swift trainer computes (Sources/MulanTraining/AudioFrontEnd.swift,
+Sources/MulanDSP/LogMel.swift), and python/tests/test_audio.py checks it against values that
+``mulan-train frontend-dump`` writes from the trainer's own code:
+
+- ``decode_flac``: the samples libavcodec decodes (``MemoryAudioDecoder``), bit for bit, for the mono
+  16- and 24-bit FLAC clips mulan writes: an integer sample v of a B-bit stream is v / 2^(B-1),
+  exactly, on both sides.
+- ``log_mel``: ``LogMelSpectrogram.compute`` within 1e-5 relative (max |Δ| / max |value|); the
+  two differ only by float rounding (the FFT's, the mel sums', the logarithm's).
+- ``spec_augment``: ``SpecAugment.apply``: the same draws from the same ``RandomSource``, the same
+  masks, the same fill value (the mean summed in double precision, in order); identical output.
+- ``training_example``: ``AudioFrontEnd.trainingExample``: the generator seeded by (seed, step,
+  example index), the window drawn from it, log-mel, SpecAugment from the same generator.
+
+Configurations use mulan's field names in snake case (``sampleRate`` is ``sample_rate``);
+``from_dict`` reads the camel-case objects of a run's ``config.json``, ``to_dict`` writes them.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
+
+import numpy as np
+import soundfile
+
+from .random import MASK, RandomSource
+
+if TYPE_CHECKING:  # torch is imported only by log_mel_torch
+    import torch
+
+__all__ = [
+    "LogMelConfig",
+    "SpecAugmentConfig",
+    "FrontEndConfig",
+    "decode_flac",
+    "log_mel",
+    "spec_augment",
+    "spec_augment_masks",
+    "apply_masks",
+    "example_random",
+    "training_window_offset",
+    "crop_window",
+    "evaluation_window_offsets",
+    "training_example",
+    "log_mel_torch",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Configurations
+# --------------------------------------------------------------------------------------------
+
+
+def _seconds_to_samples(seconds: float, rate: int) -> int:
+    """``LogMelConfig.samples``: seconds · rate rounded half to even (Python's ``round``), 0 if absurd."""
+    x = seconds * float(rate)
+    if not math.isfinite(x) or abs(x) >= 1e15:
+        return 0
+    return int(round(x))
+
+
+def _round_half_away(x: float) -> int:
+    """Swift's ``Double.rounded()`` (to nearest, ties away from zero), exactly."""
+    r = math.floor(abs(x))
+    if abs(x) - r >= 0.5:  # exact: abs(x) - floor(abs(x)) has no rounding error
+        r += 1
+    return int(math.copysign(r, x))
+
+
+def _next_power_of_two(n: int) -> int:
+    """``LogMelConfig.defaultFFTSize``: the smallest power of two ≥ n (1 for n ≤ 1)."""
+    p = 1
+    while p < n and p < (1 << 30):
+        p <<= 1
+    return p
+
+
+def _number(d: Mapping[str, Any], key: str, default: Any) -> Any:
+    """A JSON value that Swift's ``decodeIfPresent … ?? default`` reads: missing or null → default."""
+    value = d.get(key)
+    return default if value is None else value
+
+
+def _integer(value: Any, key: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise ValueError(f"{key} must be an integer, got {value!r}")
+
+
+def _real(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{key} must be a number, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class LogMelConfig:
+    """Sources/MulanDSP/LogMel.swift's ``LogMelConfig``, field for field.
+
+    The defaults are a 25 ms periodic Hann window, a 10 ms hop, an FFT of the next power of two of
+    the window, 128 Slaney mel bands from 0 Hz to Nyquist, and decibels floored at ``amin`` and
+    clamped to ``top_db`` below each spectrogram's maximum (at 16 kHz: window 400, hop 160, FFT 512).
+    ``fft_size`` None resolves to the next power of two at construction, as Swift's initializer does.
+    """
+
+    sample_rate: int
+    window_seconds: float = 0.025
+    hop_seconds: float = 0.010
+    fft_size: Optional[int] = None
+    mel_bands: int = 128
+    f_min: float = 0.0
+    f_max: Optional[float] = None
+    amin: float = 1e-10
+    top_db: Optional[float] = 80.0
+
+    def __post_init__(self) -> None:
+        if self.fft_size is None:
+            object.__setattr__(self, "fft_size", _next_power_of_two(self.window_length))
+
+    @property
+    def window_length(self) -> int:
+        """The window in samples: ``round(window_seconds · sample_rate)``, ties to even."""
+        return _seconds_to_samples(self.window_seconds, self.sample_rate)
+
+    @property
+    def hop_length(self) -> int:
+        """The hop in samples (rounded as ``window_length``)."""
+        return _seconds_to_samples(self.hop_seconds, self.sample_rate)
+
+    @property
+    def n_fft(self) -> int:
+        """The resolved FFT length."""
+        assert self.fft_size is not None
+        return self.fft_size
+
+    @property
+    def resolved_f_max(self) -> float:
+        """The upper edge of the filterbank in Hz (``f_max`` or Nyquist)."""
+        return float(self.f_max) if self.f_max is not None else self.sample_rate / 2
+
+    def frame_count(self, sample_count: int) -> int:
+        """``LogMelSpectrogram.frameCount``: frames of ``sample_count`` samples with centred framing."""
+        n = self.n_fft
+        padded = sample_count + 2 * (n // 2)
+        return 0 if padded < n else 1 + (padded - n) // self.hop_length
+
+    def validate(self) -> None:
+        """Raises ``ValueError`` for the configurations ``LogMelSpectrogram.init`` refuses."""
+        win, hop, n = self.window_length, self.hop_length, self.n_fft
+        where = f"(sampleRate {self.sample_rate} Hz, window {win}, hop {hop}, FFT {n})"
+
+        def invalid(what: str) -> ValueError:
+            return ValueError(f"invalid log-mel configuration: {what} {where}; fix the logMel settings")
+
+        if self.sample_rate <= 0:
+            raise invalid("the sample rate must be positive")
+        if win < 1:
+            raise invalid("the window must be at least one sample")
+        if hop < 1:
+            raise invalid("the hop must be at least one sample")
+        if n < win:
+            raise invalid(f"the FFT length {n} is shorter than the window ({win} samples)")
+        if n > 1 << 22:
+            raise invalid(f"the FFT length {n} is too large")
+        if not 1 <= self.mel_bands <= 10_000:
+            raise invalid("melBands must be between 1 and 10000")
+        f_max = self.resolved_f_max
+        if not (math.isfinite(self.f_min) and math.isfinite(f_max) and 0 <= self.f_min < f_max):
+            raise invalid(f"the mel filterbank needs 0 ≤ fMin < fMax (fMin {self.f_min}, fMax {f_max})")
+        if not (math.isfinite(self.amin) and float(np.float32(self.amin)) >= float(np.finfo(np.float32).tiny)):
+            raise invalid("amin must be a positive normal float (≥ 1.2e-38)")
+        if self.top_db is not None and not (math.isfinite(self.top_db) and self.top_db >= 0):
+            raise invalid("topDB must be non-negative")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "LogMelConfig":
+        """Reads a ``logMel`` object as Swift's ``Codable`` decodes it: ``sampleRate`` is required; a
+        missing (or null) key takes its default, except that an explicit null ``fMax`` or ``topDB``
+        means none (a missing ``topDB`` is 80 dB, a missing ``fMax`` Nyquist)."""
+        if not isinstance(d, Mapping):
+            raise ValueError(f"a logMel configuration must be a JSON object, got {type(d).__name__}")
+        if d.get("sampleRate") is None:
+            raise ValueError("the logMel configuration has no sampleRate")
+        f_max = d.get("fMax")
+        fft = d.get("fftSize")
+        return cls(
+            sample_rate=_integer(d["sampleRate"], "sampleRate"),
+            window_seconds=_real(_number(d, "windowSeconds", 0.025), "windowSeconds"),
+            hop_seconds=_real(_number(d, "hopSeconds", 0.010), "hopSeconds"),
+            fft_size=None if fft is None else _integer(fft, "fftSize"),
+            mel_bands=_integer(_number(d, "melBands", 128), "melBands"),
+            f_min=_real(_number(d, "fMin", 0.0), "fMin"),
+            f_max=None if f_max is None else _real(f_max, "fMax"),
+            amin=_real(_number(d, "amin", 1e-10), "amin"),
+            top_db=(None if d["topDB"] is None else _real(d["topDB"], "topDB")) if "topDB" in d else 80.0,
+        )
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The ``logMel`` object as Swift encodes it (every key; null for no ``fMax`` / ``topDB``)."""
+        return {
+            "sampleRate": self.sample_rate,
+            "windowSeconds": self.window_seconds,
+            "hopSeconds": self.hop_seconds,
+            "fftSize": self.n_fft,
+            "melBands": self.mel_bands,
+            "fMin": self.f_min,
+            "fMax": self.f_max,
+            "amin": self.amin,
+            "topDB": self.top_db,
+        }
+
+
+@dataclass(frozen=True)
+class SpecAugmentConfig:
+    """Sources/MulanDSP/LogMel.swift's ``SpecAugmentConfig``: two frequency masks of up to 15 bands
+    and two time masks of up to 50 frames, each at most ``max_time_fraction`` of the frames."""
+
+    frequency_masks: int = 2
+    max_frequency_width: int = 15
+    time_masks: int = 2
+    max_time_width: int = 50
+    max_time_fraction: float = 1.0
+
+    @classmethod
+    def none(cls) -> "SpecAugmentConfig":
+        """No masks: ``spec_augment`` leaves values unchanged."""
+        return cls(frequency_masks=0, time_masks=0)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "SpecAugmentConfig":
+        """Reads a ``specAugment`` object as Swift decodes it: missing (or null) keys take their defaults."""
+        if not isinstance(d, Mapping):
+            raise ValueError(f"a specAugment configuration must be a JSON object, got {type(d).__name__}")
+        return cls(
+            frequency_masks=_integer(_number(d, "frequencyMasks", 2), "frequencyMasks"),
+            max_frequency_width=_integer(_number(d, "maxFrequencyWidth", 15), "maxFrequencyWidth"),
+            time_masks=_integer(_number(d, "timeMasks", 2), "timeMasks"),
+            max_time_width=_integer(_number(d, "maxTimeWidth", 50), "maxTimeWidth"),
+            max_time_fraction=_real(_number(d, "maxTimeFraction", 1.0), "maxTimeFraction"),
+        )
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "frequencyMasks": self.frequency_masks,
+            "maxFrequencyWidth": self.max_frequency_width,
+            "timeMasks": self.time_masks,
+            "maxTimeWidth": self.max_time_width,
+            "maxTimeFraction": self.max_time_fraction,
+        }
+
+
+@dataclass(frozen=True)
+class FrontEndConfig:
+    """The parts of a mulan-train ``TrainingConfig`` the audio front end uses."""
+
+    log_mel: LogMelConfig
+    spec_augment: Optional[SpecAugmentConfig] = field(default_factory=SpecAugmentConfig)
+    window_seconds: float = 10.0
+    seed: int = 0
+
+    @property
+    def window_samples(self) -> int:
+        """``TrainingConfig.windowSamples``: ``window_seconds · sample_rate`` rounded, ties away from zero."""
+        return _round_half_away(self.window_seconds * float(self.log_mel.sample_rate))
+
+    @property
+    def frames(self) -> int:
+        """Log-mel frames of one window."""
+        return self.log_mel.frame_count(self.window_samples)
+
+    @classmethod
+    def from_training_config(cls, d: Mapping[str, Any]) -> "FrontEndConfig":
+        """Reads a run's ``config.json`` (a ``TrainingConfig``) as Swift decodes it: ``logMel`` is
+        required; a missing or null ``specAugment`` means no SpecAugment; ``windowSeconds`` and
+        ``seed`` default to 10 and 0."""
+        if not isinstance(d, Mapping) or not isinstance(d.get("logMel"), Mapping):
+            raise ValueError("a mulan-train configuration needs a logMel object")
+        spec = d.get("specAugment")
+        seed = _integer(_number(d, "seed", 0), "seed")
+        if not 0 <= seed <= MASK:
+            raise ValueError(f"seed must be a 64-bit unsigned integer, got {seed}")
+        return cls(
+            log_mel=LogMelConfig.from_dict(d["logMel"]),
+            spec_augment=None if spec is None else SpecAugmentConfig.from_dict(spec),
+            window_seconds=_real(_number(d, "windowSeconds", 10.0), "windowSeconds"),
+            seed=seed,
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding
+# --------------------------------------------------------------------------------------------
+
+
+def decode_flac(data: bytes, sample_rate: int, label: str) -> np.ndarray:
+    """The float32 mono samples of a FLAC member, as mulan's ``MemoryAudioDecoder.decode`` gives them.
+
+    Decodes with soundfile (libsndfile / libFLAC) to integers and scales them by 2^-(bits-1) with
+    bits the stream's sample width (libsndfile returns them left-aligned in 32 bits, so that is one
+    multiplication by 2^-31): libavcodec's samples converted by libswresample are the same numbers,
+    bit for bit, for the mono 16- and 24-bit FLAC mulan writes. A stereo stream is downmixed as
+    libswresample does for float output (√½ · L + √½ · R in float32, as ``ffmpeg -ac 1 -f f32le``);
+    more channels raise ``ValueError``.
+
+    Shards hold clips at the dataset's rate, so no resampling is done: a stream at another rate
+    raises ``ValueError`` (mulan-train would resample it with libswresample, which this package does
+    not reproduce). So do undecodable bytes, an empty stream, and a stream shorter than its FLAC
+    header says (cut short); every message names ``label`` (say, the shard and member).
+    """
+    if sample_rate <= 0:
+        raise ValueError(f"cannot decode {label} to {sample_rate} Hz: the sample rate must be positive")
+    if len(data) == 0:
+        raise ValueError(f"cannot decode the audio of {label}: it is empty (0 bytes); rebuild the shard that holds it")
+    try:
+        with soundfile.SoundFile(io.BytesIO(data)) as f:
+            kind, rate, channels, declared = f.format, f.samplerate, f.channels, f.frames
+            ints = f.read(dtype="int32", always_2d=True) if kind == "FLAC" else None
+    except Exception as error:  # soundfile raises LibsndfileError (a RuntimeError) and others
+        raise ValueError(
+            f"cannot decode the audio of {label}: the bytes are damaged or not FLAC "
+            f"({type(error).__name__}: {error}); rebuild or re-download the shard that holds them"
+        ) from error
+    if ints is None:
+        raise ValueError(
+            f"cannot decode the audio of {label}: it is {kind}, not FLAC; "
+            "mulan-shard writes FLAC members: rebuild the shard that holds it"
+        )
+    if rate != sample_rate:
+        raise ValueError(
+            f"the audio of {label} is at {rate} Hz, not the dataset's {sample_rate} Hz; "
+            "mulan-shard stores clips at the dataset's rate: re-shard, or pass the rate the shard was written at"
+        )
+    if ints.shape[0] == 0:
+        raise ValueError(f"cannot decode the audio of {label}: it holds no audio samples")
+    # libsndfile's frame count is STREAMINFO's total; a stream cut at a frame boundary decodes
+    # without error but shorter (MemoryAudioDecoder refuses it the same way).
+    if declared > 0 and ints.shape[0] < declared - 2:
+        raise ValueError(
+            f"cannot decode the audio of {label}: it is truncated: {ints.shape[0]} samples of the "
+            f"{declared} its header states (at {rate} Hz); rebuild the shard that holds it"
+        )
+    if channels > 2:
+        raise ValueError(
+            f"the audio of {label} has {channels} channels; mulan-shard writes mono clips and this decoder "
+            "downmixes only stereo: downmix it to mono first (ffmpeg -ac 1)"
+        )
+    samples = ints.astype(np.float32) * np.float32(2.0**-31)
+    if channels == 1:
+        return np.ascontiguousarray(samples[:, 0])
+    # libswresample's stereo → mono for float output: each channel times float(√½), then summed
+    # (no normalization for float output), as `ffmpeg -ac 1 -f f32le` gives.
+    half = np.float32(math.sqrt(0.5))
+    return half * samples[:, 0] + half * samples[:, 1]
+
+
+# --------------------------------------------------------------------------------------------
+# Log-mel
+# --------------------------------------------------------------------------------------------
+
+# Slaney's mel scale: linear below 1 kHz (200/3 Hz per mel), logarithmic above.
+_MEL_LINEAR_STEP = 200.0 / 3
+_MEL_LOG_START = 1000.0 / _MEL_LINEAR_STEP
+_MEL_LOG_STEP = math.log(6.4) / 27
+
+
+def _hz_to_mel(f: float) -> float:
+    return _MEL_LOG_START + math.log(f / 1000) / _MEL_LOG_STEP if f >= 1000 else f / _MEL_LINEAR_STEP
+
+
+def _mel_to_hz(mel: float) -> float:
+    return 1000 * math.exp(_MEL_LOG_STEP * (mel - _MEL_LOG_START)) if mel >= _MEL_LOG_START else _MEL_LINEAR_STEP * mel
+
+
+def mel_filterbank(cfg: LogMelConfig) -> np.ndarray:
+    """The Slaney-scale, Slaney-normalized mel filterbank, float32 [mel_bands, n_fft // 2 + 1], as
+    ``librosa.filters.mel(htk=False, norm='slaney')`` and mulan's ``melFilters`` compute it: in double
+    precision (the band edges with the C library's log and exp, as Swift calls them), each weight
+    rounded to float32 before and after its normalization."""
+    n, rate, bands = cfg.n_fft, cfg.sample_rate, cfg.mel_bands
+    bins = n // 2 + 1
+    step = 1.0 / (n * (1.0 / rate))  # numpy.fft.rfftfreq
+    mel_low, mel_high = _hz_to_mel(cfg.f_min), _hz_to_mel(cfg.resolved_f_max)
+    points = bands + 2
+    delta = (mel_high - mel_low) / (points - 1)  # numpy.linspace
+    mel_f = np.array([_mel_to_hz(mel_high if i == points - 1 else mel_low + i * delta) for i in range(points)])
+    freqs = np.arange(bins, dtype=np.float64) * step
+    lower = -(mel_f[:-2, None] - freqs[None, :]) / (mel_f[1:-1] - mel_f[:-2])[:, None]
+    upper = (mel_f[2:, None] - freqs[None, :]) / (mel_f[2:] - mel_f[1:-1])[:, None]
+    enorm = 2.0 / (mel_f[2:] - mel_f[:-2])
+    ramp = np.maximum(0.0, np.minimum(lower, upper)).astype(np.float32).astype(np.float64)
+    return (ramp * enorm[:, None]).astype(np.float32)
+
+
+def _periodic_hann(length: int) -> np.ndarray:
+    """``scipy.signal.get_window('hann', length, fftbins=True)`` computed in double, stored as float32."""
+    i = np.arange(length, dtype=np.float64)
+    return (0.5 - 0.5 * np.cos(2 * math.pi * i / length)).astype(np.float32)
+
+
+@lru_cache(maxsize=16)
+def _tables(cfg: LogMelConfig) -> Tuple[np.ndarray, np.ndarray]:
+    cfg.validate()
+    return _periodic_hann(cfg.window_length), mel_filterbank(cfg)
+
+
+def log_mel(samples: np.ndarray, cfg: LogMelConfig) -> np.ndarray:
+    """The log-mel spectrogram of mono ``samples`` at ``cfg.sample_rate``, float32 [mel_bands, frames],
+    in dB: what MulanDSP's ``LogMelSpectrogram.compute`` gives, within 1e-5 relative.
+
+    Frame t is centred on sample t · hop of the input padded with n_fft // 2 zeros on each side; the
+    periodic Hann window of the window length sits zero-padded, centred, in the FFT's n_fft samples;
+    float32 power spectra (|X|², from NumPy's float32 real FFT) go through the Slaney mel
+    filterbank; then ``10 · log10(max(amin, power))``, clamped to ``top_db`` below the maximum. The
+    same as ``librosa.power_to_db(librosa.feature.melspectrogram(..., center=True,
+    pad_mode='constant', power=2.0, htk=False, norm='slaney'), ref=1.0, amin=amin, top_db=top_db)``.
+    """
+    window, filters = _tables(cfg)
+    x = np.asarray(samples, dtype=np.float32)
+    if x.ndim != 1:
+        raise ValueError(f"log_mel needs mono samples (a 1-D array), got shape {x.shape}")
+    n, win, hop = cfg.n_fft, cfg.window_length, cfg.hop_length
+    frames = cfg.frame_count(x.shape[0])
+    if frames == 0:
+        return np.zeros((cfg.mel_bands, 0), dtype=np.float32)
+    lead = (n - win) // 2  # zeros before the window (librosa's pad_center)
+    half = n // 2
+    padded = np.zeros(x.shape[0] + 2 * half, dtype=np.float32)
+    padded[half : half + x.shape[0]] = x
+    # The window's samples of frame t are padded[t·hop + lead : t·hop + lead + win].
+    view = np.lib.stride_tricks.sliding_window_view(padded[lead:], win)[: (frames - 1) * hop + 1 : hop]
+    buffer = np.zeros((frames, n), dtype=np.float32)
+    np.multiply(view, window, out=buffer[:, lead : lead + win])
+    spectrum = np.fft.rfft(buffer, axis=1)
+    power = np.square(spectrum.real)
+    power += np.square(spectrum.imag)
+    mel = filters @ power.T  # [mel_bands, frames], float32
+    np.maximum(mel, np.float32(cfg.amin), out=mel)
+    db = np.log10(mel)
+    db *= np.float32(10)
+    if cfg.top_db is not None:
+        floor = np.float32(db.max()) - np.float32(cfg.top_db)
+        np.maximum(db, floor, out=db)
+    return db
+
+
+# --------------------------------------------------------------------------------------------
+# SpecAugment
+# --------------------------------------------------------------------------------------------
+
+
+def spec_augment_masks(
+    mel_bands: int, frames: int, cfg: SpecAugmentConfig, random: RandomSource
+) -> Tuple[List[Tuple[int, int]], List[Tuple[int, int]]]:
+    """``SpecAugment.masks``: the (first, end) bands of each frequency mask, then the (first, end)
+    frames of each time mask, drawn from ``random`` as Swift draws them (width uniform in 0…widest,
+    then first uniform in 0…extent − width, each ``next(upperBound:)``)."""
+
+    def draw(count: int, width: int, extent: int) -> List[Tuple[int, int]]:
+        if extent <= 0:
+            return []
+        widest = min(max(width, 0), extent)
+        ranges = []
+        for _ in range(max(count, 0)):
+            w = random.below(widest + 1)
+            start = random.below(extent - w + 1)
+            ranges.append((start, start + w))
+        return ranges
+
+    fraction = min(max(cfg.max_time_fraction, 0.0), 1.0) if math.isfinite(cfg.max_time_fraction) else 1.0
+    time_limit = min(cfg.max_time_width, int(math.floor(fraction * float(max(frames, 0)))))
+    frequency = draw(cfg.frequency_masks, cfg.max_frequency_width, mel_bands)
+    time = draw(cfg.time_masks, time_limit, frames)
+    return frequency, time
+
+
+def apply_masks(values: np.ndarray, frequency: List[Tuple[int, int]], time: List[Tuple[int, int]]) -> None:
+    """``SpecAugment.apply(_:to:)``: sets the masked bands and frames of ``values`` [mel_bands, frames]
+    to the mean of all values before masking (summed in double precision in row-major order, as
+    Swift sums them, then rounded to float32)."""
+    if values.size == 0 or (not frequency and not time):
+        return
+    mel_bands, frames = values.shape
+    mean = np.float32(np.cumsum(values, dtype=np.float64)[-1] / values.size)
+    for first, end in frequency:
+        values[max(first, 0) : min(end, mel_bands), :] = mean
+    for first, end in time:
+        values[:, max(first, 0) : min(end, frames)] = mean
+
+
+def spec_augment(values: np.ndarray, cfg: SpecAugmentConfig, random: RandomSource) -> None:
+    """Masks ``values`` (float32 [mel_bands, frames]) in place, drawing from ``random`` exactly as
+    Swift's ``SpecAugment.apply`` does: no draw at all when the configuration has no masks."""
+    if values.ndim != 2:
+        raise ValueError(f"spec_augment needs a [mel_bands, frames] array, got shape {values.shape}")
+    if cfg.frequency_masks <= 0 and cfg.time_masks <= 0:
+        return
+    frequency, time = spec_augment_masks(values.shape[0], values.shape[1], cfg, random)
+    apply_masks(values, frequency, time)
+
+
+# --------------------------------------------------------------------------------------------
+# Windows and training examples
+# --------------------------------------------------------------------------------------------
+
+
+def example_random(seed: int, step: int, index: int) -> RandomSource:
+    """``AudioFrontEnd.exampleRandom``: the generator of example ``index`` of batch ``step``."""
+    return RandomSource(
+        (seed & MASK) ^ ((step * 0x9E3779B97F4A7C15) & MASK) ^ ((index * 0xD6E8FEB86659FD93) & MASK)
+    )
+
+
+def training_window_offset(sample_count: int, window_samples: int, random: RandomSource) -> int:
+    """The training window's first sample: ``next() % (span + 1)`` with span = samples − window, and
+    no draw when the clip is no longer than one window (offset 0)."""
+    span = max(0, sample_count - window_samples)
+    return 0 if span == 0 else random.next() % (span + 1)
+
+
+def crop_window(samples: np.ndarray, offset: int, length: int) -> np.ndarray:
+    """``AudioFrontEnd.window``: ``length`` samples from ``offset``; a clip no longer than one window
+    is zero-padded to it."""
+    if samples.shape[0] <= length:
+        out = np.zeros(length, dtype=np.float32)
+        out[: samples.shape[0]] = samples
+        return out
+    if not 0 <= offset <= samples.shape[0] - length:
+        raise ValueError(f"window offset {offset} is outside 0…{samples.shape[0] - length}")
+    return np.asarray(samples[offset : offset + length], dtype=np.float32)
+
+
+def evaluation_window_offsets(sample_count: int, window_samples: int) -> List[int]:
+    """``AudioFrontEnd.clipWindowOffsets``: the start, middle and end windows, as MuLan scores a clip."""
+    span = max(0, sample_count - window_samples)
+    return [0, span // 2, span]
+
+
+def training_example(samples: np.ndarray, cfg: FrontEndConfig, step: int, index: int) -> Tuple[int, np.ndarray]:
+    """``AudioFrontEnd.trainingExample``: example ``index`` of batch ``step`` from a clip's decoded
+    samples: (window offset, float32 [mel_bands, frames] log-mel with SpecAugment when configured)."""
+    random = example_random(cfg.seed, step, index)
+    w = cfg.window_samples
+    offset = training_window_offset(samples.shape[0], w, random)
+    values = log_mel(crop_window(samples, offset, w), cfg.log_mel)
+    if cfg.spec_augment is not None:
+        spec_augment(values, cfg.spec_augment, random)
+    return offset, values
+
+
+# --------------------------------------------------------------------------------------------
+# Batches in torch
+# --------------------------------------------------------------------------------------------
+
+
+def log_mel_torch(batch: "torch.Tensor", cfg: LogMelConfig) -> "torch.Tensor":
+    """``log_mel`` for a batch of equal-length windows, float32 [B, samples] → [B, mel_bands, frames],
+    on the batch's device (for example a GPU): ``torch.stft`` with the same centred, zero-padded
+    framing and periodic Hann window, the same mel filterbank, and the ``top_db`` floor taken per
+    example (each example's own maximum, as ``log_mel`` does). The NumPy ``log_mel`` is the
+    reference; this one agrees with it to float rounding."""
+    import torch
+
+    window, filters = _tables(cfg)
+    if batch.dim() != 2:
+        raise ValueError(f"log_mel_torch needs a [batch, samples] tensor, got shape {tuple(batch.shape)}")
+    x = batch.to(torch.float32)
+    frames = cfg.frame_count(x.shape[1])
+    if frames == 0:
+        return x.new_zeros((x.shape[0], cfg.mel_bands, 0))
+    n = cfg.n_fft
+    spectrum = torch.stft(x, n_fft=n, hop_length=cfg.hop_length, win_length=cfg.window_length,
+                          window=torch.from_numpy(window).to(x.device), center=True, pad_mode="constant",
+                          return_complex=True)  # [B, bins, frames]; torch pads the window centred
+    power = spectrum.real.square() + spectrum.imag.square()
+    mel = torch.matmul(torch.from_numpy(filters).to(x.device), power)  # [B, mel_bands, frames]
+    db = torch.log10(torch.clamp_min(mel, float(np.float32(cfg.amin)))) * 10
+    if cfg.top_db is not None:
+        floor = db.amax(dim=(1, 2), keepdim=True) - float(np.float32(cfg.top_db))
+        db = torch.maximum(db, floor)
+    return db
