@@ -24,7 +24,7 @@ import io
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 import soundfile
@@ -39,6 +39,7 @@ __all__ = [
     "SpecAugmentConfig",
     "FrontEndConfig",
     "decode_flac",
+    "decode_flac_window",
     "log_mel",
     "spec_augment",
     "spec_augment_masks",
@@ -359,6 +360,54 @@ def decode_flac(data: bytes, sample_rate: int, label: str) -> np.ndarray:
     # (no normalization for float output), as `ffmpeg -ac 1 -f f32le` gives.
     half = np.float32(math.sqrt(0.5))
     return half * samples[:, 0] + half * samples[:, 1]
+
+
+def decode_flac_window(
+    data: bytes, sample_rate: int, label: str, window_samples: int, choose_offset: Callable[[int], int]
+) -> Tuple[int, np.ndarray]:
+    """One window of a FLAC member without decoding the rest: ``choose_offset(sample_count)`` gets
+    the clip's length from the FLAC header (STREAMINFO) and returns the window's first sample
+    (``training_window_offset`` does it as the trainer does); libFLAC seeks there (sample-exact) and
+    decodes ``window_samples`` samples. Returns (offset, the window as ``crop_window`` of
+    ``decode_flac`` gives it: the same samples, bit for bit; zero-padded when the clip is no longer
+    than a window). Mono 16- or 24-bit FLAC at ``sample_rate`` only; other input, damaged frames
+    inside the window, and a stream shorter than its header raise ``ValueError`` naming ``label``
+    (damage outside the window goes unseen: use ``decode_flac`` to check a whole clip)."""
+    if len(data) == 0:
+        raise ValueError(f"cannot decode the audio of {label}: it is empty (0 bytes); rebuild the shard that holds it")
+    try:
+        with soundfile.SoundFile(io.BytesIO(data)) as f:
+            kind, rate, channels, declared = f.format, f.samplerate, f.channels, f.frames
+            if kind != "FLAC" or rate != sample_rate or channels != 1 or declared <= 0:
+                ints = None
+                offset = 0
+            else:
+                offset = choose_offset(declared) if declared > window_samples else 0
+                if not 0 <= offset <= max(0, declared - window_samples):
+                    raise IndexError(f"window offset {offset} is outside 0…{declared - window_samples}")
+                if offset:
+                    f.seek(offset)
+                ints = f.read(min(window_samples, declared), dtype="int32", always_2d=True)
+    except IndexError as error:
+        raise ValueError(f"{label}: {error}") from None
+    except Exception as error:
+        raise ValueError(
+            f"cannot decode the audio of {label}: the bytes are damaged or not FLAC "
+            f"({type(error).__name__}: {error}); rebuild or re-download the shard that holds them"
+        ) from error
+    if ints is None:  # not the simple case: decode it all, with decode_flac's checks and messages
+        samples = decode_flac(data, sample_rate, label)
+        offset = choose_offset(samples.shape[0]) if samples.shape[0] > window_samples else 0
+        return offset, crop_window(samples, offset, window_samples)
+    if ints.shape[0] < min(window_samples, declared):
+        raise ValueError(
+            f"cannot decode the audio of {label}: it is truncated: the window at {offset} ends past the "
+            f"{offset + ints.shape[0]} samples that decode of the {declared} its header states; "
+            "rebuild the shard that holds it"
+        )
+    window = np.zeros(window_samples, dtype=np.float32)
+    np.multiply(ints[:, 0], np.float32(2.0**-31), out=window[: ints.shape[0]], dtype=np.float32)
+    return offset, window
 
 
 # --------------------------------------------------------------------------------------------

@@ -204,6 +204,33 @@ def test_training_example_as_the_trainer_draws_it(case: Case) -> None:
             assert np.all(swift[mask] == swift[mask][0]) and np.all(ours[mask] == ours[mask][0])
 
 
+@ALL
+def test_decode_flac_window_seeks_to_the_trainers_window(case: Case) -> None:
+    """Decoding only the window (seeking in the FLAC) gives the trainer's offset and the same
+    samples as cropping the whole decoded clip; the log-mel of it is the training example's."""
+    w = case.front.window_samples
+    for i, key in enumerate(case.keys):
+        data = case.members[key][1]
+        random = example_random(case.front.seed, case.step, i)
+        from mulan_torch.audio import decode_flac_window, training_window_offset
+
+        offset, window = decode_flac_window(data, case.rate, key, w, lambda n: training_window_offset(n, w, random))
+        assert offset == case.dump["items"][i]["trainOffset"]
+        assert np.array_equal(window, crop_window(case.swift(i, "samples")[0], offset, w))
+        for fixed in case.offsets:
+            _, window = decode_flac_window(data, case.rate, key, w, lambda n: fixed)
+            assert np.array_equal(window, crop_window(case.swift(i, "samples")[0], fixed, w))
+
+
+def test_decode_flac_window_refuses_damage_in_the_window(clip16: bytes) -> None:
+    from mulan_torch.audio import decode_flac_window
+
+    with pytest.raises(ValueError, match="cannot decode the audio of member 3.flac"):
+        decode_flac_window(clip16[: len(clip16) // 2], 16000, "member 3.flac", 16000, lambda n: n - 16000)
+    with pytest.raises(ValueError, match="member 3.flac: window offset 99999999 is outside"):
+        decode_flac_window(clip16, 16000, "member 3.flac", 16000, lambda n: 99999999)
+
+
 def test_offsets_draw_only_when_the_clip_is_longer_than_a_window() -> None:
     from mulan_torch.audio import training_window_offset
 
