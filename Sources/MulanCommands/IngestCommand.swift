@@ -264,7 +264,8 @@ public struct IngestTextCommand: AsyncParsableCommand {
         discussion: """
         Formats: generic (JSONL {"track_id", "source", "text"} or {"track_id", "tags": [...], ...}; \
         schemas/text-generic.schema.json), playlists (JSONL {"playlist_id", "title", "description", \
-        "track_ids"}), musiccaps (musiccaps-public.csv), mtat (annotations_final.csv), audioset (segment CSVs). \
+        "track_ids"}), musiccaps (musiccaps-public.csv), mtat (annotations_final.csv), audioset (segment CSVs), \
+        song-describer (song_describer.csv). \
         Text is stored as given with its source, track, file and line; texts of tracks not yet in the \
         catalog are kept and counted as unmatched. Container tags read by `mulan-ingest audio` are \
         already in the catalog (genre, mood, title… as tags; comment as descriptions). With workers, \
@@ -276,7 +277,7 @@ public struct IngestTextCommand: AsyncParsableCommand {
 
     @OptionGroup(title: "Workers") public var workerOptions: WorkerOptions
 
-    @Option(help: ArgumentHelp("The file format: generic, playlists, musiccaps, mtat or audioset.", valueName: "format"))
+    @Option(help: ArgumentHelp("The file format: generic, playlists, musiccaps, mtat, audioset or song-describer.", valueName: "format"))
     public var format: TextFormat
 
     @Argument(help: ArgumentHelp("Annotation files.", valueName: "file"))
