@@ -47,6 +47,10 @@ public struct TrainRunCommand: AsyncParsableCommand {
                                valueName: "step"))
     public var stopAt: Int?
 
+    @Option(help: ArgumentHelp("Write each step's batch as drawn to this file: one JSON line per step with, per example, its key, shard, source, token ids and window offset (to check other readers of the shards, e.g. mulan_torch.MulanShards, against the trainer). A resumed run appends.",
+                               valueName: "file"))
+    public var dumpBatches: String?
+
     @Option(help: "Training steps in all.") public var steps = 1000
     @Option(help: "Examples per batch.") public var batchSize = 64
     @Option(name: .customLong("lr"), help: "Peak learning rate (AdamW).") public var learningRate: Float = 3e-4
@@ -182,7 +186,7 @@ public struct TrainRunCommand: AsyncParsableCommand {
             let config = try makeConfig(sampleRate: split.manifest.sampleRate)
             let trainer = try Trainer(config: config, dataset: datasetDir, runDirectory: runDirectory, resume: resume,
                                       console: console)
-            let summary = try trainer.run(stopAt: stopAt)
+            let summary = try trainer.run(stopAt: stopAt, dumpBatches: dumpBatches)
             try summary.write(to: runDirectory + "/summary.json")
             print(summary.json())
             return .success
