@@ -200,6 +200,53 @@ def test_two_ranks_split_each_batch(sampler_corpus: Path) -> None:
     assert all(len(t[0]["keys"]) == 4 for t in thirds)
 
 
+def _ddp_rank(rank: int, dataset: str, port: int, out: str) -> None:
+    """One process of a 2-process gloo group: MulanShards takes rank and world size from torch.distributed."""
+    import warnings
+
+    import torch.distributed as dist
+
+    warnings.simplefilter("ignore")
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        ds = MulanShards(dataset, batch_size=BATCH, seed=SEED, shuffle_buffer=BUFFER, window_seconds=4.0,
+                         max_text_length=16, features="samples", steps=10)
+        assert (ds.rank, ds.world_size) == (rank, 2)
+        seen = []
+        for batch in torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2):
+            n = torch.tensor([len(batch["keys"])])
+            dist.all_reduce(n)   # a collective per batch, as DDP's backward does: an unequal count would hang
+            seen.append({"step": batch["step"], "keys": batch["keys"], "total": int(n)})
+        dist.barrier()
+        Path(out).write_text(json.dumps(seen))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_torch_distributed_gloo_ranks(sampler_corpus: Path, tmp_path: Path) -> None:
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    outs = [str(tmp_path / f"rank{r}.json") for r in range(2)]
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_ddp_rank, args=(r, str(sampler_corpus), port, outs[r])) for r in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=240)
+    assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
+    ranks = [json.loads(Path(o).read_text()) for o in outs]
+    whole = batches(shards(sampler_corpus, steps=10))
+    assert [len(r) for r in ranks] == [10, 10]
+    for w, a, b in zip(whole, *ranks):
+        assert a["step"] == b["step"] == w["step"] and a["total"] == b["total"] == BATCH
+        assert a["keys"] + b["keys"] == w["keys"]
+
+
 def same_batches(a: List[Dict[str, Any]], b: List[Dict[str, Any]]) -> None:
     assert [x["step"] for x in a] == [y["step"] for y in b]
     for x, y in zip(a, b):
