@@ -376,6 +376,11 @@ class MulanLoader(DataLoader):
     def __init__(self, dataset: MulanShards, num_workers: int = 0, **kwargs: Any) -> None:
         if not isinstance(dataset, MulanShards):
             raise TypeError("MulanLoader reads a MulanShards dataset")
+        if kwargs.get("persistent_workers"):
+            # Persistent workers keep the dataset copy they started with: a later load_state_dict
+            # would not reach them and the next iteration would silently start from the old state.
+            raise ValueError("MulanLoader does not take persistent_workers=True: a loaded state would not "
+                             "reach the workers; each iteration starts its workers afresh")
         super().__init__(dataset, batch_size=None, num_workers=num_workers, **kwargs)
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:  # type: ignore[override]

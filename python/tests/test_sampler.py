@@ -293,6 +293,8 @@ def test_resume_with_two_workers_is_exact(sampler_corpus: Path) -> None:
     assert ds4.state_dict() == uninterrupted[4]["state"]
     with pytest.raises(ValueError, match="seed"):
         shards(sampler_corpus, seed=SEED + 1).load_state_dict(state)
+    with pytest.raises(ValueError, match="persistent_workers"):
+        MulanLoader(ds4, num_workers=2, persistent_workers=True)
 
 
 def test_shard_lists_and_pipe_urls_read_alike(sampler_corpus: Path) -> None:
