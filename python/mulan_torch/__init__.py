@@ -7,4 +7,22 @@ Its version is the mulan toolkit's (``Sources/MulanCore/Version.swift``).
 
 __version__ = "0.16.0"
 
-__all__ = ["__version__"]
+# The model and checkpoint names are imported on first use (PEP 562), so that ``mulan_torch.random``
+# and other torch-free parts load without importing torch.
+_LAZY = {
+    "CheckpointError": "checkpoint", "LoadedCheckpoint": "checkpoint",
+    "AudioTowerConfig": "model", "ContrastiveLoss": "model", "MulanModel": "model", "TextTowerConfig": "model",
+    "load_pretrained_text": "model", "token_batch": "model", "training_config": "model",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mulan_torch' has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(f".{module}", __name__), name)
+
+
+__all__ = ["__version__", *_LAZY]
