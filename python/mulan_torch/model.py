@@ -613,10 +613,17 @@ class MulanModel(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, path: str, map_location: Union[str, torch.device] = "cpu") -> "MulanModel":
-        """The model of a mulan checkpoint (mulan-train's or one this class wrote): built from its
-        ``config`` metadata, every tensor loaded (names and shapes must match), in eval mode. The
-        optimizer state is not read (see ``load_optimizer_state``).
+        """The model of a mulan checkpoint (mulan-train's or one this class wrote), or of the newest
+        checkpoint of a run directory: built from its ``config`` metadata, every tensor loaded (names
+        and shapes must match), in eval mode. The optimizer state is not read (see
+        ``load_optimizer_state``).
         """
+        if os.path.isdir(path):
+            newest = ckpt.newest(path)
+            if newest is None:
+                raise ckpt.CheckpointError(f"{path} holds no checkpoint-NNNNNN.safetensors; train first or pass a "
+                                           "checkpoint file")
+            path = newest
         loaded = ckpt.read(path, weights_only=True)
         model = cls(loaded.config)
         model.load_mulan_tensors(loaded.tensors, path)
