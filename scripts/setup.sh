@@ -73,6 +73,14 @@ if [ "${1:-}" = "--python" ]; then
     fi
     .venv/bin/pip install --quiet --disable-pip-version-check 'transformers>=4.40'
   fi
+  # The consumers the interop tests read the shards with (python/tests/test_interop.py): wids,
+  # Hugging Face datasets, pyarrow and pandas (Parquet export); laion-clap without its dependencies
+  # (they pin another torch and numpy; only functions of its training/data.py are used).
+  if ! .venv/bin/python -c 'import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None for m in ["wids", "datasets", "pyarrow", "pandas", "laion_clap"]))' >/dev/null 2>&1; then
+    echo "setup: adding wids, datasets, pyarrow, pandas and laion-clap (--no-deps) to .venv"
+    .venv/bin/pip install --quiet --disable-pip-version-check wids 'datasets>=4' pyarrow pandas
+    .venv/bin/pip install --quiet --disable-pip-version-check --no-deps laion-clap
+  fi
   # The PyTorch side's test runner (python/tests; `make test-python` installs ./python itself).
   if ! .venv/bin/python -c 'import pytest' >/dev/null 2>&1; then
     echo "setup: adding pytest to .venv"

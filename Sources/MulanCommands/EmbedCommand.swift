@@ -109,6 +109,12 @@ public struct EmbedRunCommand: AsyncParsableCommand {
     @Option(help: "Audio items decoded and embedded per batch.")
     public var batch = 16
 
+    @Option(help: ArgumentHelp("Also write every audio window's log-mel (the audio tower's input) to this folder: "
+                               + "log-mel.npy (float32 [windows, melBands·frames]) and log-mel.jsonl (item, offset, shape), "
+                               + "for checking another implementation of the model on the same inputs.",
+                               valueName: "dir", visibility: .hidden))
+    public var dumpLogMel: String?
+
     public init() {}
 
     public func validate() throws {
@@ -141,6 +147,14 @@ public struct EmbedRunCommand: AsyncParsableCommand {
                 items += try Embedder.clips(of: s).map { AudioItem.shard(s, $0) }
             }
             let writer = try EmbeddingIndexWriter(directory: out, dim: embedder.dim)
+            var dump: LogMelDump?
+            var windowInputs: Embedder.WindowInputs?
+            if let dumpLogMel {
+                let d = try LogMelDump(directory: dumpLogMel, melBands: embedder.config.logMel.melBands,
+                                       frames: embedder.logMelFrames)
+                dump = d
+                windowInputs = { d.add($0, $1, $2) }
+            }
             var audioRows = 0, audioSeconds = 0.0
             let progress = ProgressMeter(total: items.count + texts.count, unit: "items", console: console) { _, _ in
                 "\(failures.count) failed"
@@ -148,7 +162,7 @@ public struct EmbedRunCommand: AsyncParsableCommand {
             for lo in stride(from: 0, to: items.count, by: batch) {
                 let group = Array(items[lo..<min(items.count, lo + batch)])
                 var embedded: [(row: IndexRow, embedding: [Float])] = []
-                for outcome in embedder.embed(audio: group) {
+                for outcome in embedder.embed(audio: group, inputs: windowInputs) {
                     switch outcome {
                     case .embedded(let row, let e):
                         embedded.append((row, e))
@@ -173,6 +187,7 @@ public struct EmbedRunCommand: AsyncParsableCommand {
                 progress.advance(by: part.count)
             }
             progress.finish()
+            try dump?.finish()
             let info = EmbeddingInfo(
                 checkpoint: embedder.checkpointPath, checkpointSHA256: embedder.checkpointSHA256, step: embedder.step,
                 dim: embedder.dim, sampleRate: embedder.config.logMel.sampleRate, windowSeconds: embedder.config.windowSeconds,
@@ -206,6 +221,81 @@ public struct EmbedRunCommand: AsyncParsableCommand {
             }
         }
         return texts
+    }
+}
+
+/// `mulan-embed --dump-log-mel DIR`: each audio window's tower input, in the order the windows
+/// are embedded: `log-mel.npy` (float32 [windows, melBands·frames], each row a [melBands × frames]
+/// log-mel, row-major) and `log-mel.jsonl` (per row: the item, as index.jsonl names it, the
+/// window's start offset in samples, melBands and frames). Both are written under temporary names
+/// and renamed by `finish`.
+final class LogMelDump {
+    private let npy: NPYWriter
+    private let lines: FileHandle
+    private let linesPath: String
+    private let melBands: Int, frames: Int
+    private var failure: MulanError?
+
+    init(directory: String, melBands: Int, frames: Int) throws(MulanError) {
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw MulanError(.io, "cannot create --dump-log-mel folder \(directory)", cause: "\(error)")
+        }
+        npy = try NPYWriter(path: directory + "/log-mel.npy", dim: melBands * frames)
+        linesPath = directory + "/log-mel.jsonl"
+        guard let h = Paths.createForWriting(linesPath + ".tmp") else {
+            throw MulanError(.io, "cannot create \(linesPath).tmp", hint: "check that the folder is writable")
+        }
+        lines = h
+        self.melBands = melBands
+        self.frames = frames
+    }
+
+    /// One line of log-mel.jsonl: the item (`path`, or `shard` and `key`, as index.jsonl names it).
+    struct Line: Encodable {
+        var path: String?
+        var shard: String?
+        var key: String?
+        var offset: Int
+        var melBands: Int
+        var frames: Int
+        enum CodingKeys: String, CodingKey { case path, shard, key, offset, melBands = "mel_bands", frames }
+    }
+
+    func add(_ item: AudioItem, _ offset: Int, _ logMel: ArraySlice<Float>) {
+        guard failure == nil else { return }
+        var line = Line(offset: offset, melBands: melBands, frames: frames)
+        switch item.source {
+        case .file(let path): line.path = path
+        case .shard(let split, let clip):
+            line.shard = split.shardPaths[clip.shard]
+            line.key = clip.key
+        }
+        do {
+            try npy.append(Array(logMel))
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            try lines.write(contentsOf: try encoder.encode(line) + Data("\n".utf8))
+        } catch let e as MulanError {
+            failure = e
+        } catch {
+            failure = MulanError(.io, "cannot write \(linesPath).tmp", hint: "check free space", cause: "\(error)")
+        }
+    }
+
+    func finish() throws(MulanError) {
+        if let failure { throw failure }
+        try npy.finish()
+        do {
+            try lines.synchronize()
+            try lines.close()
+        } catch {
+            throw MulanError(.io, "cannot finish \(linesPath).tmp", hint: "check free space", cause: "\(error)")
+        }
+        for path in [npy.path, linesPath] where rename(path + ".tmp", path) != 0 {
+            throw MulanError(.io, "cannot rename \(path).tmp to \(path)", cause: String(cString: strerror(errno)))
+        }
     }
 }
 

@@ -58,10 +58,14 @@ public struct IngestAudioCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Output sample rate: 16000, 22050, 24000, 32000, 44100 or 48000.", valueName: "hz"))
     public var sampleRate: Int = 16000
 
-    @Option(help: ArgumentHelp("Clip length in seconds.", valueName: "s"))
-    public var clipSeconds: Double = 30
+    @Option(help: ArgumentHelp("Clip lengths that fit a corpus: \(ClipPreset.summary). --clip-seconds and --min-clip-seconds override it.",
+                               valueName: "name"))
+    public var preset: ClipPreset?
 
-    @Option(help: ArgumentHelp("Keep a final partial clip at least this long (default: --clip-seconds, full clips only).",
+    @Option(help: ArgumentHelp("Clip length in seconds (default 30, or the --preset's).", valueName: "s"))
+    public var clipSeconds: Double?
+
+    @Option(help: ArgumentHelp("Keep a final partial clip at least this long (default: --clip-seconds, full clips only; or the --preset's).",
                                valueName: "s"))
     public var minClipSeconds: Double?
 
@@ -132,8 +136,8 @@ public struct IngestAudioCommand: AsyncParsableCommand {
     var settings: IngestSettings {
         var s = IngestSettings()
         s.sampleRate = sampleRate
-        s.clipSeconds = clipSeconds
-        s.minClipSeconds = minClipSeconds ?? clipSeconds
+        s.clipSeconds = clipSeconds ?? preset?.clipSeconds ?? 30
+        s.minClipSeconds = minClipSeconds ?? (clipSeconds == nil ? preset?.minClipSeconds : nil) ?? s.clipSeconds
         s.maxClipsPerTrack = maxClipsPerTrack
         if let clipPolicy, let policy = try? ClipPolicy(parsing: clipPolicy) { s.clipPolicy = policy }
         s.clipSeed = clipSeed
@@ -244,6 +248,10 @@ public struct IngestAudioCommand: AsyncParsableCommand {
             let summary = try await job.run()
             if let report { try summary.write(to: report) }
             print(summary.text())
+            if let none = summary.noClips(settings: settings) {
+                if none.fatal { throw none.error }
+                console.log(.warning, none.error.description, event: "no-clips")
+            }
             return summary.tracksFailed > 0 ? .completedWithFailures : .success
         }
     }
@@ -256,7 +264,8 @@ public struct IngestTextCommand: AsyncParsableCommand {
         discussion: """
         Formats: generic (JSONL {"track_id", "source", "text"} or {"track_id", "tags": [...], ...}; \
         schemas/text-generic.schema.json), playlists (JSONL {"playlist_id", "title", "description", \
-        "track_ids"}), musiccaps (musiccaps-public.csv), mtat (annotations_final.csv), audioset (segment CSVs). \
+        "track_ids"}), musiccaps (musiccaps-public.csv), mtat (annotations_final.csv), audioset (segment CSVs), \
+        song-describer (song_describer.csv). \
         Text is stored as given with its source, track, file and line; texts of tracks not yet in the \
         catalog are kept and counted as unmatched. Container tags read by `mulan-ingest audio` are \
         already in the catalog (genre, mood, title… as tags; comment as descriptions). With workers, \
@@ -268,7 +277,7 @@ public struct IngestTextCommand: AsyncParsableCommand {
 
     @OptionGroup(title: "Workers") public var workerOptions: WorkerOptions
 
-    @Option(help: ArgumentHelp("The file format: generic, playlists, musiccaps, mtat or audioset.", valueName: "format"))
+    @Option(help: ArgumentHelp("The file format: generic, playlists, musiccaps, mtat, audioset or song-describer.", valueName: "format"))
     public var format: TextFormat
 
     @Argument(help: ArgumentHelp("Annotation files.", valueName: "file"))
@@ -314,3 +323,5 @@ public struct IngestTextCommand: AsyncParsableCommand {
         }
     }
 }
+
+extension ClipPreset: ExpressibleByArgument {}

@@ -47,6 +47,14 @@ public struct TrainRunCommand: AsyncParsableCommand {
                                valueName: "step"))
     public var stopAt: Int?
 
+    @Option(help: ArgumentHelp("Write each step's batch as drawn to this file: one JSON line per step with, per example, its key, shard, source, token ids and window offset (to check other readers of the shards, e.g. mulan_torch.MulanShards, against the trainer). A resumed run appends.",
+                               valueName: "file"))
+    public var dumpBatches: String?
+
+    @Option(help: ArgumentHelp("With --dump-batches: also write each step's audio input (log-mel after SpecAugment) to DIR/step-NNNNNN.npy, float32 [batch, mel bands × frames].",
+                               valueName: "dir"))
+    public var dumpFeatures: String?
+
     @Option(help: "Training steps in all.") public var steps = 1000
     @Option(help: "Examples per batch.") public var batchSize = 64
     @Option(name: .customLong("lr"), help: "Peak learning rate (AdamW).") public var learningRate: Float = 3e-4
@@ -104,6 +112,7 @@ public struct TrainRunCommand: AsyncParsableCommand {
         if !(temperature > 0 && temperature <= 1) { throw ValidationError("--temperature must be in (0, 1]") }
         if loss != "decoupled" && loss != "standard" { throw ValidationError("--loss must be decoupled or standard") }
         if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
+        if dumpFeatures != nil && dumpBatches == nil { throw ValidationError("--dump-features needs --dump-batches") }
         if textWidth % textHeads != 0 { throw ValidationError("--text-width must be a multiple of --text-heads") }
         if parseWidths() == nil { throw ValidationError("--audio-widths must be a comma list of positive integers") }
         for (name, v) in [("--eval-every", evalEvery), ("--checkpoint-every", checkpointEvery), ("--log-every", logEvery),
@@ -182,7 +191,7 @@ public struct TrainRunCommand: AsyncParsableCommand {
             let config = try makeConfig(sampleRate: split.manifest.sampleRate)
             let trainer = try Trainer(config: config, dataset: datasetDir, runDirectory: runDirectory, resume: resume,
                                       console: console)
-            let summary = try trainer.run(stopAt: stopAt)
+            let summary = try trainer.run(stopAt: stopAt, dumpBatches: dumpBatches, dumpFeatures: dumpFeatures)
             try summary.write(to: runDirectory + "/summary.json")
             print(summary.json())
             return .success

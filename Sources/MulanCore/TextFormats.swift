@@ -12,6 +12,9 @@ public enum TextFormat: String, Sendable, CaseIterable, Codable {
     case mtat
     /// AudioSet segment CSV (`# ` comments, `YTID, start_seconds, end_seconds, positive_labels`).
     case audioset
+    /// Song Describer `song_describer.csv` (`caption_id, track_id, caption, is_valid_subset,
+    /// familiarity, artist_id, album_id, path, duration`): several captions per track.
+    case songDescriber = "song-describer"
 }
 
 /// What to do with a record that is not valid UTF-8.
@@ -37,6 +40,8 @@ public final class TextFormatReader {
     private var csv: CSVReader?
     private var header: [String]?
     private var lineNumber = 0
+    /// Song Describer: the line each caption id was first read on.
+    private var captionLines: [String: Int] = [:]
 
     public init(path: String, format: TextFormat, labels: AudioSetLabels? = nil) throws(MulanError) {
         self.path = path
@@ -45,7 +50,7 @@ public final class TextFormatReader {
         switch format {
         case .generic, .playlists:
             lines = try ByteReader(path: path)
-        case .musiccaps:
+        case .musiccaps, .songDescriber:
             csv = try CSVReader(path: path)
         case .mtat:
             csv = try CSVReader(path: path, delimiter: 0x09)
@@ -75,7 +80,7 @@ public final class TextFormatReader {
     public func next() throws(MulanError) -> TextRecordResult? {
         switch format {
         case .generic, .playlists: return try nextJSONL()
-        case .musiccaps, .mtat, .audioset: return try nextCSV()
+        case .musiccaps, .mtat, .audioset, .songDescriber: return try nextCSV()
         }
     }
 
@@ -253,6 +258,7 @@ public final class TextFormatReader {
             switch format {
             case .musiccaps: result = musiccaps(row, line: line, raw: record.raw)
             case .mtat: result = mtat(row, header: header, line: line, raw: record.raw)
+            case .songDescriber: result = songDescriber(row, line: line, raw: record.raw)
             default: result = audioset(row, line: line, raw: record.raw)
             }
             if record.error != nil { for i in result.annotations.indices { result.annotations[i].repaired = true } }
@@ -266,6 +272,7 @@ public final class TextFormatReader {
         switch format {
         case .musiccaps: needed = ["ytid", "aspect_list", "caption"]
         case .mtat: needed = ["clip_id"]
+        case .songDescriber: needed = ["caption_id", "track_id", "caption"]
         default: needed = []
         }
         let missing = needed.filter { !fields.contains($0) }
@@ -332,6 +339,30 @@ public final class TextFormatReader {
         if result.annotations.isEmpty && result.rejects.isEmpty {
             return reject(line, .emptyText, "no caption, aspects or labels", raw: raw, track: track)
         }
+        return result
+    }
+
+    /// Song Describer: one caption per row, several rows per track; a caption id seen before in
+    /// the file is rejected (its first row was loaded).
+    private func songDescriber(_ row: [String: String], line: Int, raw: [UInt8]) -> TextRecordResult {
+        guard let track = trackID(row, defaultColumn: "track_id") else {
+            return reject(line, .invalidRow, "no track id (track_id is empty or --track-id-format names a missing column)",
+                          raw: raw)
+        }
+        if let problem = TrackIDRules.problem(track) {
+            return reject(line, .invalidRow, problem, raw: raw, track: TrackIDRules.shown(track))
+        }
+        let captionID = row["caption_id"] ?? ""
+        if captionID.isEmpty {
+            return reject(line, .invalidRow, "caption_id is empty", raw: raw, track: track)
+        }
+        if let first = captionLines[captionID] {
+            return reject(line, .invalidRow, "caption_id \(captionID) was already read on line \(first); this row is left out",
+                          raw: raw, track: track)
+        }
+        captionLines[captionID] = line
+        var result = TextRecordResult()
+        add([row["caption"] ?? ""], source: .descriptions, field: "caption", track: track, line: line, into: &result)
         return result
     }
 

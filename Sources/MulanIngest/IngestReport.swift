@@ -106,3 +106,30 @@ public struct IngestReport: Codable, Sendable, StageReport {
     }
 
 }
+
+extension IngestReport {
+    /// A run that stored no clip is never a success. nil when it stored some, when every track was
+    /// unchanged since an earlier run (a re-run), or when there were no tracks. Otherwise the
+    /// error to end the run with, or, when tracks failed for other reasons (the run already exits 3,
+    /// every failure recorded), a warning. When every track was too short for a clip, the error
+    /// names the clip length and what to pass instead.
+    public func noClips(settings: IngestSettings) -> (error: MulanError, fatal: Bool)? {
+        guard clipsWritten == 0, tracksSkipped == 0, tracksTotal > 0 else { return nil }
+        let short = failuresByReason[FailureReason.tooShort.rawValue] ?? 0
+        let lengths = "--clip-seconds \(Self.seconds(settings.clipSeconds)) keeping a final clip of at least "
+            + "\(Self.seconds(settings.minClipSeconds)) s (--min-clip-seconds)"
+        if short == tracksTotal {
+            return (MulanError(.data, "no clip stored: all \(tracksTotal) tracks are shorter than a clip with \(lengths)",
+                              hint: "for 10-s segments (MusicCaps, AudioSet) pass --preset musiccaps or --clip-seconds 10; "
+                                + "for MagnaTagATune's 29.1-s excerpts --preset mtat; or --min-clip-seconds S to keep shorter clips"), true)
+        }
+        let reasons = failuresByReason.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
+            .map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+        let error = MulanError(.data, "no clip stored from \(tracksTotal) tracks (\(tracksIngested) ingested without a kept "
+                               + "clip, e.g. silent; failed: \(reasons.isEmpty ? "none" : reasons)) with \(lengths)",
+                               hint: "the tracks table's status, reason and detail say why for each track")
+        return (error, tracksFailed == 0)
+    }
+
+    private static func seconds(_ v: Double) -> String { v == v.rounded() ? String(Int(v)) : String(v) }
+}

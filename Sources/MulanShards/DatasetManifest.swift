@@ -98,14 +98,23 @@ public struct SampleRecord: Codable, Sendable {
     public var lufs: Double?
     public var loudnessRange: Double?
     public var truePeakDB: Double?
+    /// LAION-CLAP's captions and class labels, made from `texts` (`ClapFields`). Always written;
+    /// nil only when reading a sample written before mulan-shard added them.
+    public var text: [String]?
+    public var tag: [String]?
+    /// The key of the track's duplicate group (mulan-dedupe: the group's smallest track id); written
+    /// as null when the track is in no group or no deduplication ran.
+    public var duplicateGroup: String?
 
     enum CodingKeys: String, CodingKey {
         case key, trackID = "track_id", clipIndex = "clip_index", startSeconds = "start_s",
              durationSeconds = "duration_s", sampleRate = "sample_rate", split, texts, provenance
         case lufs, loudnessRange = "loudness_range", truePeakDB = "true_peak_db"
+        case text, tag, duplicateGroup = "duplicate_group"
     }
 
-    /// As synthesized, except that unknown loudness values are written as null, not left out.
+    /// As synthesized, except that unknown loudness values and a missing duplicate group are
+    /// written as null, not left out, and `text` / `tag` are always written.
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(key, forKey: .key)
@@ -120,6 +129,9 @@ public struct SampleRecord: Codable, Sendable {
         try c.encode(lufs, forKey: .lufs)
         try c.encode(loudnessRange, forKey: .loudnessRange)
         try c.encode(truePeakDB, forKey: .truePeakDB)
+        try c.encode(text ?? ClapFields.captions(texts), forKey: .text)
+        try c.encode(tag ?? ClapFields.tags(texts), forKey: .tag)
+        try c.encode(duplicateGroup, forKey: .duplicateGroup)
     }
 
     func jsonBytes() throws -> [UInt8] {

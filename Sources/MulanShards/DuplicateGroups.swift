@@ -89,6 +89,15 @@ struct DuplicateGroups {
         return out
     }
 
+    /// The key of `track`'s duplicate group in a completed mulan-dedupe result (nil: in no group, or
+    /// no completed result), as `DuplicateGroups` reads it for the split.
+    static func groupKey(of track: String, in db: Database) throws(MulanError) -> String? {
+        try db.row("""
+            SELECT g.group_key FROM dup_members m JOIN dup_groups g ON g.id = m.group_id
+            WHERE m.track_id = ? AND EXISTS (SELECT 1 FROM dedupe_state WHERE id = 1 AND completed_at IS NOT NULL)
+            """, [track])?[0].string
+    }
+
     /// The tracks merged into `track` (none unless dedupe ran with the merge policy), in track id order.
     static func mergedInto(_ track: String, in db: Database) throws(MulanError) -> [String] {
         try db.rows("SELECT track_id FROM dup_members WHERE merged_into = ? ORDER BY track_id", [track]).compactMap { $0[0].string }

@@ -6,7 +6,8 @@ extension ShardJob {
     // MARK: Finishing
 
     /// Walks each split's shards as the plan lays them out, checking that each is there (its tar's
-    /// size and first key match its sidecar), then writes `sizes.json`, `dataset.json` and `latest`.
+    /// size and first key match its sidecar), then writes `sizes.json`, the wids indexes, the dataset
+    /// card, `dataset.json` and `latest`.
     func finish(_ plan: Plan, parts: [Part], directory: String) throws -> DatasetManifest {
         let root = workdir + "/shards"
         let latestLink = root + "/latest"
@@ -40,6 +41,7 @@ extension ShardJob {
         }
         var missing: [String] = []
         var allSizes: [String: [String: Int]] = [:]
+        var shardFiles: [String: [(name: String, samples: Int, bytes: Int)]] = [:]
         for (name, entries) in plan.splits {
             let folder = directory + "/" + name
             var result = DatasetManifest.Split()
@@ -66,6 +68,7 @@ extension ShardJob {
                 result.bytes += sidecar.bytes
                 for (s, n) in sidecar.textsBySource { result.textsBySource[s, default: 0] += n }
                 sizes[shardName + ".tar"] = sidecar.samples
+                shardFiles[name, default: []].append((shardName + ".tar", sidecar.samples, sidecar.bytes))
                 position += sidecar.samples
                 index += 1
             }
@@ -86,7 +89,12 @@ extension ShardJob {
             // sizes.json, as LAION-CLAP's loader expects it in each split folder.
             let sizesJSON = "{" + sizes.keys.sorted().map { "\(JSONText.quote($0)): \(sizes[$0]!)" }.joined(separator: ", ") + "}\n"
             try AtomicFile.write(Data(sizesJSON.utf8), to: folder + "/sizes.json")
+            // The split's wids shard index, beside the split folder (urls relative to it).
+            let index = WidsIndex(datasetID: plan.datasetID, split: name, shards: shardFiles[name] ?? [])
+            try AtomicFile.write(try index.jsonBytes(), to: directory + "/" + WidsIndex.fileName(split: name))
         }
+        // The Hugging Face dataset card that names each split's shards.
+        try AtomicFile.write(Data(DatasetCard.markdown(manifest).utf8), to: directory + "/README.md")
         try manifest.write(to: directory + "/dataset.json")
         if output == nil {
             // Point shards/latest at this dataset (a new link, renamed over the old one).

@@ -152,8 +152,9 @@ extension ShardJob {
             console.log(.warning, "\(unmeasured) clips have no loudness measurement and are left out by --min-lufs/--max-true-peak; "
                         + "run mulan-ingest again on the same manifests to measure them", event: "loudness_not_measured")
         }
-        // v3: samples carry lufs, loudness_range and true_peak_db.
-        var settings = "v3;seed=\(seed);split=\(split.fractions.map { "\($0.name)=\($0.share)" });per=\(samplesPerShard)"
+        // v3: samples carry lufs, loudness_range and true_peak_db. v4: and LAION-CLAP's text and tag,
+        // and duplicate_group (a v3 dataset's shards must not be kept as complete by a v4 run).
+        var settings = "v4;seed=\(seed);split=\(split.fractions.map { "\($0.name)=\($0.share)" });per=\(samplesPerShard)"
             + ";max=\(maxShardBytes ?? 0);versions=\(versionList);samples=\(samples);sum="
             + lanes.map { String($0, radix: 16) }.joined(separator: ",")
             + (dedupeSignatures.isEmpty ? "" : ";dedupe=" + dedupeSignatures.joined(separator: ","))

@@ -158,13 +158,16 @@ extension ShardJob {
             bySource[source] = texts
             sampleTexts[source] = texts.count
         }
+        let group = try DuplicateGroups.groupKey(of: track, in: db)
         let record = SampleRecord(
             key: key, trackID: track, clipIndex: clipIndex, startSeconds: row[4].double ?? 0,
             durationSeconds: row[5].double ?? 0, sampleRate: row[6].int ?? 0, split: split, texts: bySource,
             provenance: .init(clipID: StableIDs.clip(track: track, index: clipIndex), trackRowID: StableIDs.track(track),
                               flacSHA256: row[8].string ?? "", filterVersions: versions),
             lufs: Self.jsonLoudness(row[10].double), loudnessRange: Self.jsonLoudness(row[11].double),
-            truePeakDB: Self.jsonLoudness(row[12].double))
+            truePeakDB: Self.jsonLoudness(row[12].double),
+            text: ClapFields.captions(bySource), tag: ClapFields.tags(bySource),
+            duplicateGroup: group)
         let flacFile = part.directory + "/" + flacPath
         var flac: Data?
         let bytes: Int

@@ -4,7 +4,8 @@ import MulanMedia
 
 /// `mulan-shard verify DIR`: re-reads every shard of a dataset, checks hashes against sidecars,
 /// tar structure, member pairing and names, decodes every FLAC, checks every JSON against the
-/// sample schema's rules, and the counts against the sidecars, sizes.json and dataset.json.
+/// sample schema's rules (LAION-CLAP's `text` and `tag` included), and the counts against the
+/// sidecars, sizes.json, the wids indexes and dataset.json; the dataset card is the one dataset.json gives.
 public struct ShardVerifier: Sendable {
     public var directory: String
     public var console: Console
@@ -47,6 +48,7 @@ public struct ShardVerifier: Sendable {
                 result.problems.append("\(split)/sizes.json: missing or not a JSON object of counts")
             }
             var splitSamples = 0
+            var indexed: [(name: String, samples: Int, bytes: Int)] = []
             for shard in expected.shards {
                 result.shards += 1
                 let where_ = "\(split)/\(shard)"
@@ -61,6 +63,7 @@ public struct ShardVerifier: Sendable {
                     result.problems.append("\(where_): the shard file is missing")
                     continue
                 }
+                indexed.append((shard, sidecar.samples, sidecar.bytes))
                 if hashed.digest != sidecar.sha256 || hashed.bytes != sidecar.bytes {
                     result.problems.append("\(where_): SHA-256 or size differs from its sidecar (the file changed or is damaged)")
                 }
@@ -120,6 +123,16 @@ public struct ShardVerifier: Sendable {
             if splitSamples != expected.samples {
                 result.problems.append("\(split): holds \(splitSamples) samples, dataset.json says \(expected.samples)")
             }
+            if let problem = Self.checkWidsIndex(directory: directory, split: split, datasetID: manifest.datasetID,
+                                                 shards: indexed) {
+                result.problems.append(problem)
+            }
+        }
+        let card = FileManager.default.contents(atPath: directory + "/README.md")
+        if card != Data(DatasetCard.markdown(manifest).utf8) {
+            result.problems.append("README.md: " + (card == nil ? "missing" : "differs from the one dataset.json gives")
+                                   + " (the Hugging Face dataset card: run mulan-shard again with the same options and "
+                                   + "--out, it keeps the shards and rewrites it)")
         }
         progress.finish()
         return result
@@ -137,6 +150,30 @@ public struct ShardVerifier: Sendable {
             }
         }
         if !(r.durationSeconds > 0) { return "duration \(r.durationSeconds)" }
+        guard let text = r.text, let tag = r.tag else {
+            return "no LAION-CLAP text/tag fields (written by a mulan-shard before they existed: shard the catalog again)"
+        }
+        if text.isEmpty || text != ClapFields.captions(r.texts) { return "its LAION-CLAP text differs from its kept texts" }
+        if tag != ClapFields.tags(r.texts) { return "its LAION-CLAP tag differs from its kept tags" }
+        return nil
+    }
+
+    /// A split's wids index against the shards' sidecars: nil when it is the one mulan-shard writes.
+    static func checkWidsIndex(directory: String, split: String, datasetID: String,
+                               shards: [(name: String, samples: Int, bytes: Int)]) -> String? {
+        let file = WidsIndex.fileName(split: split)
+        guard let data = FileManager.default.contents(atPath: directory + "/" + file) else {
+            return "\(file): missing (the split's wids shard index: run mulan-shard again with the same options and "
+                + "--out, it keeps the shards and rewrites it)"
+        }
+        guard let index = try? JSONDecoder().decode(WidsIndex.self, from: data) else {
+            return "\(file): not a wids shard index"
+        }
+        let expected = WidsIndex(datasetID: datasetID, split: split, shards: shards)
+        if index.shardlist != expected.shardlist {
+            return "\(file): its shard list differs from the shards' sidecars (names, sample counts or sizes)"
+        }
+        if index.widsVersion != 1 || index.name != expected.name { return "\(file): wrong wids_version or name" }
         return nil
     }
 

@@ -79,7 +79,8 @@ public enum BLAS {
     /// thread count does not keep that: an element's sum then depends on where its block starts,
     /// through edge tiles and small-matrix paths — measured on OpenBLAS 0.3.21's Prescott, Haswell
     /// and SkylakeX kernels even at block edges aligned to 64.) The price on one thread is packing
-    /// the shared operand once per block: 1–5 % on the trainer's shapes (docs/benchmarks.md).
+    /// the shared operand once per block: 3–15 % of a product of 256 rows or more, measured by
+    /// bench/gemm-blocks.sh (docs/benchmarks.md); a training step did not move measurably.
     public static func parallelGemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
                                     alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
                                     b: UnsafePointer<Float>, ldb: Int,

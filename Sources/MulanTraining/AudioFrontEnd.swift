@@ -90,28 +90,47 @@ final class AudioFrontEnd {
         pool.compute(window(s, offset: offset))
     }
 
+    /// A training batch's audio input and the window each example was cut at.
+    struct TrainingBatch {
+        /// [B, melBands, frames] log-mel, with SpecAugment when configured.
+        var features: Tensor
+        /// Per example, the first sample of its window in the decoded clip (0 when the clip is no
+        /// longer than the window).
+        var windowOffsets: [Int]
+    }
+
     /// [B, melBands, frames] log-mel of one random window per example, with SpecAugment.
-    func trainingBatch(_ refs: [ExampleRef], step: Int) throws(MulanError) -> Tensor {
+    ///
+    /// Example `i` of step `step` draws from `RandomSource(seed ^ step·0x9E3779B97F4A7C15 ^
+    /// i·0xD6E8FEB86659FD93)`: first the window offset (`next() % (span + 1)`, no draw when the clip
+    /// fits in one window), then SpecAugment's masks. mulan_torch.MulanShards does the same.
+    func trainingBatch(_ refs: [ExampleRef], step: Int) throws(MulanError) -> TrainingBatch {
         let m = config.logMel.melBands, t = frames
         var out = Tensor(shape: [refs.count, m, t])
+        var offsets = [Int](repeating: 0, count: refs.count)
         let errors = ErrorSlot()
-        out.withUnsafeMutablePointer { op in
-            let outBox = SendablePointer(op)
-            Parallel.forEach(refs.count) { i in
-                let r = refs[i]
-                do throws(MulanError) {
-                    let s = try samples(of: (r.shard, r.flacOffset, r.flacSize, r.key))
-                    let values = trainingExample(samples: s, step: step, index: i).values
-                    values.withUnsafeBufferPointer { vp in
-                        (outBox.pointer + i * m * t).update(from: vp.baseAddress!, count: m * t)
+        offsets.withUnsafeMutableBufferPointer { offsetBuffer in
+            guard let offsetBase = offsetBuffer.baseAddress else { return }   // an empty batch
+            let offsetBox = SendablePointer(offsetBase)
+            out.withUnsafeMutablePointer { op in
+                let outBox = SendablePointer(op)
+                Parallel.forEach(refs.count) { i in
+                    let r = refs[i]
+                    do throws(MulanError) {
+                        let s = try samples(of: (r.shard, r.flacOffset, r.flacSize, r.key))
+                        let example = trainingExample(samples: s, step: step, index: i)
+                        offsetBox.pointer[i] = example.offset
+                        example.values.withUnsafeBufferPointer { vp in
+                            (outBox.pointer + i * m * t).update(from: vp.baseAddress!, count: m * t)
+                        }
+                    } catch {
+                        errors.set(error)
                     }
-                } catch {
-                    errors.set(error)
                 }
             }
         }
         if let e = errors.error { throw e }
-        return out
+        return TrainingBatch(features: out, windowOffsets: offsets)
     }
 
     /// [3·B, melBands, frames]: the start, middle and end windows of each clip, as the paper evaluates.
@@ -143,9 +162,9 @@ final class AudioFrontEnd {
 }
 
 /// A pointer handed to parallel workers that write disjoint ranges.
-struct SendablePointer: @unchecked Sendable {   // workers write disjoint ranges
-    let pointer: UnsafeMutablePointer<Float>
-    init(_ p: UnsafeMutablePointer<Float>) { pointer = p }
+struct SendablePointer<Element>: @unchecked Sendable {   // workers write disjoint ranges
+    let pointer: UnsafeMutablePointer<Element>
+    init(_ p: UnsafeMutablePointer<Element>) { pointer = p }
 }
 
 /// The first error of a parallel loop.

@@ -137,7 +137,10 @@ public enum BLASSelfCheck {
         return [layer.forwardPacked(x, lengths: lengths)]
     }
 
-    static func audioTowerStep() -> [Tensor] {
+    /// A ResNet audio tower's training forward and backward, big enough that every layer splits
+    /// its work (the stem's activations hold 5·8·32·128 values): outputs, input gradient, weights
+    /// and their gradients.
+    public static func audioTowerStep() -> [Tensor] {
         var random = RandomSource(seed: 13)
         let tower = AudioTower(AudioTowerConfig(melBands: 64, widths: [8, 8, 16], blocksPerStage: 2, embeddingDim: 5),
                                random: &random)

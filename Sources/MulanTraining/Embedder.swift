@@ -49,8 +49,15 @@ public final class Embedder {
     public let checkpointSHA256: String
     public let vocabularyPath: String?
     public var dim: Int { config.audio.embeddingDim }
+    /// Frames of one window's log-mel (the audio tower's input is [melBands × logMelFrames]).
+    public var logMelFrames: Int { pool.frames }
     /// Windows per audio-tower forward pass (bounds memory).
     public var windowsPerBatch = 24
+    /// Receives, for each window of an audio item, the item, the window's start offset (samples)
+    /// and its log-mel, the audio tower's input ([melBands × frames], row-major), before the forward
+    /// pass: lets another implementation of the model be checked on the very same inputs
+    /// (`mulan-embed --dump-log-mel`).
+    public typealias WindowInputs = (_ item: AudioItem, _ offset: Int, _ logMel: ArraySlice<Float>) -> Void
 
     let model: MuLanModel
     private let pool: LogMelPool
@@ -143,8 +150,9 @@ public final class Embedder {
     }
 
     /// Decodes and embeds `items` (decoding in parallel on `BLAS.threads` threads); a bad item
-    /// becomes a failure with its reason, the others are embedded.
-    public func embed(audio items: [AudioItem]) -> [AudioOutcome] {
+    /// becomes a failure with its reason, the others are embedded. `inputs`, when given, receives
+    /// every window's audio-tower input as it is formed (see `WindowInputs`).
+    public func embed(audio items: [AudioItem], inputs: WindowInputs? = nil) -> [AudioOutcome] {
         var decoded = [Result<[Float], EmbeddingFailure>?](repeating: nil, count: items.count)
         let slots = ResultSlots(count: items.count)
         Parallel.forEach(items.count) { i in slots.set(i, self.decode(items[i])) }
@@ -157,7 +165,14 @@ public final class Embedder {
                 clips.append(s)
             }
         }
-        let embedded = embed(clips: clips)
+        var clipInputs: ((_ clip: Int, _ offset: Int, _ logMel: ArraySlice<Float>) -> Void)?
+        if let inputs {
+            var itemOfClip = [Int](repeating: 0, count: clips.count)
+            for (i, c) in clipOf { itemOfClip[c] = i }
+            let item = itemOfClip
+            clipInputs = { clip, offset, logMel in inputs(items[item[clip]], offset, logMel) }
+        }
+        let embedded = embed(clips: clips, inputs: clipInputs)
         let rate = Double(config.logMel.sampleRate)
         return items.enumerated().map { i, item in
             switch decoded[i] {
@@ -187,7 +202,9 @@ public final class Embedder {
     /// windows (`windowOffsets`), with the number of windows; nil for audio without a window.
     /// `embed(audio:)` embeds what it decodes with it, and `mulan-ingest --clip-model` the
     /// candidate windows of `best:N`, so both score a clip alike.
-    public func embed(clips: [[Float]]) -> [(embedding: [Float], windows: Int)?] {
+    /// `inputs` receives each window's tower input (with the index of its clip in `clips`).
+    public func embed(clips: [[Float]], inputs: ((_ clip: Int, _ offset: Int, _ logMel: ArraySlice<Float>) -> Void)? = nil)
+        -> [(embedding: [Float], windows: Int)?] {
         // Windows of every clip: (clip, offset), batched across clips.
         var windows: [(item: Int, offset: Int)] = []
         for (i, s) in clips.enumerated() {
@@ -195,7 +212,7 @@ public final class Embedder {
         }
         var sums = [[Float]](repeating: [], count: clips.count)
         var counts = [Int](repeating: 0, count: clips.count)
-        forEachWindowEmbedding(windows, of: clips) { window, e in
+        forEachWindowEmbedding(windows, of: clips, inputs: inputs) { window, e in
             if sums[window.item].isEmpty { sums[window.item] = [Float](repeating: 0, count: dim) }
             for j in 0..<dim { sums[window.item][j] += e[e.startIndex + j] }
             counts[window.item] += 1
@@ -210,8 +227,10 @@ public final class Embedder {
     /// Runs the audio tower on the windows (clip, offset) of `clips`, `windowsPerBatch` at a time
     /// (log-mels on the BLAS threads), and hands each window's raw output (`dim` values, not
     /// normalized) to `body`, in the order of `windows`. A window running past the end of its clip
-    /// is zero-padded, as in training.
+    /// is zero-padded, as in training. `inputs` receives each window's log-mel (the tower's input,
+    /// [melBands × frames] row-major) before the forward pass, in the order of `windows`.
     func forEachWindowEmbedding(_ windows: [(item: Int, offset: Int)], of clips: [[Float]],
+                                inputs: ((_ item: Int, _ offset: Int, _ logMel: ArraySlice<Float>) -> Void)? = nil,
                                 body: ((item: Int, offset: Int), ArraySlice<Float>) -> Void) {
         let m = config.logMel.melBands, t = pool.frames, w = config.windowSamples
         let step = max(1, windowsPerBatch)
@@ -226,6 +245,11 @@ public final class Embedder {
                         guard let base = vp.baseAddress else { return }
                         (box.pointer + k * m * t).update(from: base, count: min(vp.count, m * t))
                     }
+                }
+            }
+            if let inputs {
+                for (k, window) in part.enumerated() {
+                    inputs(window.item, window.offset, batch.storage[(k * m * t)..<((k + 1) * m * t)])
                 }
             }
             let e = model.audio.forward(batch, training: false)

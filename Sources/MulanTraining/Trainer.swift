@@ -180,8 +180,15 @@ public final class Trainer {
     /// Trains up to `config.steps` (or stops after step `stopAt`, with a checkpoint, for schedulers
     /// that slice long jobs: the learning-rate schedule still spans `config.steps`), evaluates on test
     /// when the last step is done, and returns the summary.
-    public func run(stopAt: Int? = nil) throws(MulanError) -> TrainSummary {
+    ///
+    /// With `dumpBatches`, writes each step's batch as the trainer draws it to that file (one JSON
+    /// line per step, `BatchDump`): created afresh by a new run, appended to by a resumed one; with
+    /// `dumpFeatures` too, each step's audio input to `DIR/step-NNNNNN.npy`.
+    public func run(stopAt: Int? = nil, dumpBatches: String? = nil, dumpFeatures: String? = nil) throws(MulanError) -> TrainSummary {
         let end = min(config.steps, stopAt ?? config.steps)
+        let dump = try dumpBatches.map { path throws(MulanError) in
+            try BatchDump(path: path, featuresDirectory: dumpFeatures, append: startStep > 0)
+        }
         Profiler.reset()
         let begin = Date()
         var lastLoss: Double?
@@ -199,7 +206,9 @@ public final class Trainer {
         let validClips = try valid.map { v throws(MulanError) in try evaluationClips(v) }
         for step in startStep..<max(startStep, end) {
             let refs = try sampler.batch(step)
-            let audio = try frontEnd.trainingBatch(refs, step: step)
+            let input = try frontEnd.trainingBatch(refs, step: step)
+            try dump?.write(step: step, refs: refs, input: input)
+            let audio = input.features
             let tokens = TokenBatch(sequences: refs.map(\.tokenIDs), maxLength: config.text.maxLength)
             model.zeroGrads()
             let a = model.audio.forward(audio, training: true)
@@ -428,6 +437,77 @@ public final class Trainer {
         model.embedTexts(sequences, batchSize: config.batchSize, maxLength: config.text.maxLength)
     }
 
+}
+
+/// `mulan-train --dump-batches FILE`: one JSON line per training step with the batch as the trainer
+/// drew it, `{"step": N, "examples": [{"key", "shard", "source", "token_ids", "window_offset"}, …]}`
+/// (examples in batch order; `token_ids` as stored in the shard, before [CLS]/[SEP]; `window_offset`
+/// the first sample of the training window in the decoded clip). With `--dump-features DIR`, also the
+/// step's audio input as the model receives it (log-mel after SpecAugment) in `DIR/step-NNNNNN.npy`,
+/// float32 [B, melBands·frames], and its shape [B, melBands, frames] as `features` in the line. For
+/// checking other readers of the shards (mulan_torch.MulanShards) against the trainer.
+struct BatchDump {
+    let path: String
+    let featuresDirectory: String?
+    private let handle: FileHandle
+
+    /// Creates (or, with `append`, opens for appending) the file, and the features folder.
+    init(path: String, featuresDirectory: String?, append: Bool) throws(MulanError) {
+        self.path = path
+        self.featuresDirectory = featuresDirectory
+        if let dir = featuresDirectory {
+            do {
+                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            } catch {
+                throw MulanError(.io, "cannot create the features folder \(dir)", cause: "\(error)")
+            }
+        }
+        let flags = O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC)
+        let fd = open(path, flags, 0o644)
+        guard fd >= 0 else {
+            throw MulanError(.io, "cannot create the batch dump \(path)", hint: "check that its folder exists and is writable",
+                             cause: String(cString: strerror(errno)))
+        }
+        handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+    }
+
+    struct Line: Encodable {
+        struct Example: Encodable {
+            var key: String
+            var shard: Int
+            var source: String
+            var tokenIDs: [Int32]
+            var windowOffset: Int
+            enum CodingKeys: String, CodingKey { case key, shard, source, tokenIDs = "token_ids", windowOffset = "window_offset" }
+        }
+        var step: Int
+        var examples: [Example]
+        var features: [Int]?
+    }
+
+    func write(step: Int, refs: [ExampleRef], input: AudioFrontEnd.TrainingBatch) throws(MulanError) {
+        var line = Line(step: step, examples: zip(refs, input.windowOffsets).map { r, o in
+            .init(key: r.key, shard: r.shard, source: r.source.rawValue, tokenIDs: r.tokenIDs, windowOffset: o)
+        })
+        if let dir = featuresDirectory {
+            let shape = input.features.shape
+            let rows = shape.first ?? 0, dim = shape.dropFirst().reduce(1, *)
+            var data = NPYWriter.header(rows: rows, dim: dim)
+            data.reserveCapacity(data.count + input.features.storage.count * 4)
+            for v in input.features.storage {
+                withUnsafeBytes(of: v.bitPattern.littleEndian) { data.append(contentsOf: $0) }
+            }
+            try AtomicFile.write(data, to: dir + "/" + String(format: "step-%06d.npy", step))
+            line.features = shape
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        do {
+            try handle.write(contentsOf: try encoder.encode(line) + Data("\n".utf8))
+        } catch {
+            throw MulanError(.io, "cannot write to the batch dump \(path)", cause: "\(error)")
+        }
+    }
 }
 
 /// `metrics.jsonl`: one JSON object per line, appended and flushed as training goes.

@@ -114,6 +114,10 @@ struct DedupeEndToEndTests {
             let splits = Set(members.flatMap { trackSplits[$0] ?? [] })
             #expect(splits.count == 1, "group \(members) straddles \(splits)")
         }
+        // Each sample names its duplicate group (the group's key: its smallest track id); a distinct piece none.
+        var groupOf: [String: String] = [:]
+        for members in groups { for m in members { groupOf[m] = members.min() } }
+        for sample in splitSamples { #expect(sample.duplicateGroup == groupOf[sample.trackID], "\(sample.trackID)") }
         #expect(try h.shard(["verify", h.dir.file("split")]).status == 0)
 
         // Policy merge: one representative per group (the longest: the embedded file), the others

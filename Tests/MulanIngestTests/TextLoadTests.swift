@@ -45,6 +45,36 @@ struct TextLoadTests {
         #expect(try SchemaValidator.validate([String(decoding: compact, as: UTF8.self)], schema: "text-report.schema.json") == [nil])
     }
 
+    /// song_describer.csv as published: the real header, a quoted caption with commas, quotes and a
+    /// line break, several captions per track, a repeated caption id and an empty caption.
+    @Test func songDescriberCaptionsBecomeDescriptions() throws {
+        let h = IngestHarness()
+        try h.dir.write("sd.csv", """
+            caption_id,track_id,caption,is_valid_subset,familiarity,artist_id,album_id,path,duration
+            7,1030,"A calm piano piece, with ""soft"" strings.
+            It ends quietly.",True,1,4521,12345,10/1030.2min.mp3,120.0
+            8,1030,Upbeat rock with distorted guitars,False,0,4521,12345,10/1030.2min.mp3,120.0
+            9,2207,Electronic ambient drone,True,2,77,88,07/2207.2min.mp3,119.9
+            8,2207,A repeated caption id,True,2,77,88,07/2207.2min.mp3,119.9
+            10,2207,,True,2,77,88,07/2207.2min.mp3,119.9
+
+            """)
+        let r = try h.ingest(["text", "--format", "song-describer", "sd.csv", "--report", "r.json"])
+        #expect(r.status == 3, "\(r.stderr)")
+        #expect(try texts(h) == [
+            "1030|descriptions|caption|A calm piano piece, with \"soft\" strings.\nIt ends quietly.|2||0",
+            "1030|descriptions|caption|Upbeat rock with distorted guitars|4||0",
+            "2207|descriptions|caption|Electronic ambient drone|5||0",
+        ])
+        let rejects = try h.catalog().database.rows("SELECT manifest_line, reason, detail FROM rejected_rows ORDER BY manifest_line")
+        #expect(rejects.map { "\($0[0].int!):\($0[1].string!)" } == ["6:invalid-row", "7:empty-text"])
+        #expect(rejects.first?[2].string?.contains("caption_id 8 was already read on line 4") == true, "\(rejects)")
+        // A file that is not Song Describer's is refused at its header.
+        try h.dir.write("other.csv", "ytid,caption\nabc,x\n")
+        let wrong = try h.ingest(["text", "--format", "song-describer", "other.csv"])
+        #expect(wrong.status == 1 && wrong.stderr.contains("no caption_id, track_id column"), "\(wrong.stderr)")
+    }
+
     @Test func audioSetAndMagnaTagATune() throws {
         let h = IngestHarness()
         try h.dir.write("seg.csv", """

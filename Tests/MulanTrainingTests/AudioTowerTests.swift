@@ -92,17 +92,12 @@ struct AudioTowerTests {
         #expect(bad.isEmpty, "\(bad.prefix(5))")
     }
 
+    /// The training step `mulan-train blas --check-threads` compares (BLASSelfCheck), here on the
+    /// test process's own OpenBLAS core.
     static func tinyStep(threads: Int) -> [Tensor] {
         BLAS.threads = threads
         defer { BLAS.threads = 1 }
-        var random = RandomSource(seed: 6)
-        // Big enough that every layer splits its work (the stem activations hold 5·8·32·128 values).
-        let tower = AudioTower(AudioTowerConfig(melBands: 64, widths: [8, 8, 16], blocksPerStage: 2, embeddingDim: 5),
-                               random: &random)
-        let x = Tensor.normal(shape: [5, 64, 256], std: 1, using: &random)
-        let y = tower.forward(x, training: true)
-        let dx = tower.backward(Tensor.normal(shape: y.shape, std: 1, using: &random), inputGradient: true)
-        return [y, dx ?? Tensor(shape: [0])] + tower.parameters.flatMap { [$0.value, $0.grad] }
+        return BLASSelfCheck.audioTowerStep()
     }
 
     @Test func resultsDoNotDependOnThreadCount() {

@@ -1,0 +1,846 @@
+"""The MuLan two-tower model in PyTorch, tensor for tensor the model of ``mulan-train``.
+
+The towers, their parameter names and shapes, and the checkpoint metadata are those of the Swift
+side (Sources/MulanTraining: AudioTower.swift, TextTower.swift, MuLanModel.swift, Checkpoint.swift;
+Sources/MulanTensor: Normalization2d.swift, ContrastiveLoss.swift), so that
+
+- a ``mulan-train`` checkpoint loads here (``MulanModel.from_checkpoint``) and embeds audio and text
+  as ``mulan-embed`` does, and
+- a checkpoint written here (``MulanModel.save_checkpoint``) is used unchanged by ``mulan-embed``,
+  ``mulan-search``, ``mulan-eval`` and ``mulan-filter audio`` (and, with its optimizer state and a
+  sampler state, by ``mulan-train --resume``).
+
+Audio tower (``audio.*``), a compact ResNet named as torchvision's::
+
+    [B, M, T] log-mel → [B, 1, M, T]
+    conv1 3×3 stride 2 pad 1 (no bias) → bn1 → ReLU → max pool 2×2 (floor)
+    layer{s+1}: blocksPerStage BasicBlocks of width widths[s]; the first block of a stage s > 0 has
+                stride 2 and a projection shortcut downsample.0 (1×1 conv) / downsample.1 (BN)
+    global average pool → fc (with bias) → L2 normalization
+
+Batch norm is PyTorch's (ε 1e-5, momentum 0.1, the running variance updated with the unbiased batch
+variance), exactly what mulan's BatchNorm2d does; mulan keeps no ``num_batches_tracked``, so neither
+does this model.
+
+Text tower (``text.*``), BERT with Hugging Face ``BertModel``'s names: word + position + token type 0
+embeddings, LayerNorm, post-LN encoder layers (self-attention with a key padding mask, exact GELU),
+no dropout; then [CLS] or mean pooling over the valid positions, ``projection`` and L2
+normalization. Loss (``loss.log_temperature``): the symmetric contrastive loss with a learnable
+temperature, decoupled (the positive left out of each denominator, MuLan's choice) or standard.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import checkpoint as ckpt
+
+TEXT_SOURCES = ("tags", "descriptions", "playlists", "aset")
+CLIP_SECONDS = 30.0
+"""A clip up to this long is scored as the mean of three windows (start, middle, end), as mulan-embed does."""
+
+
+# MARK: configuration
+
+
+def _round_half_away(x: float) -> int:
+    """Swift's ``Double.rounded()`` (ties away from zero)."""
+    return int(math.floor(x + 0.5)) if x >= 0 else -int(math.floor(-x + 0.5))
+
+
+def _fft_size(window_length: int) -> int:
+    n = 1
+    while n < window_length and n < (1 << 30):
+        n <<= 1
+    return n
+
+
+def training_config(sample_rate: int = 16000, **overrides: Any) -> Dict[str, Any]:
+    """A complete TrainingConfig as mulan-train encodes it (every key, mulan-train's defaults), for
+    ``sample_rate``; ``overrides`` replace top-level keys (e.g. ``audio={...}``, ``text={...}``,
+    ``windowSeconds=4``). ``audio.melBands`` follows ``logMel.melBands`` unless given.
+    """
+    window = round(0.025 * sample_rate)  # LogMelConfig.samples: half to even, as Python's round
+    config: Dict[str, Any] = {
+        "adam": {"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-08, "weightDecay": 0.01},
+        "audio": AudioTowerConfig().to_json(),
+        "batchSize": 64,
+        "checkpointEvery": 500,
+        "clipNorm": 1.0,
+        "decoupledLoss": True,
+        "evalEvery": 500,
+        "evalSamples": 1000,
+        "initialTemperature": 0.1,
+        "keepCheckpoints": 3,
+        "learningRate": 3e-4,
+        "logEvery": 10,
+        "logMel": {"amin": 1e-10, "fMax": None, "fMin": 0.0, "fftSize": _fft_size(window), "hopSeconds": 0.01,
+                   "melBands": 128, "sampleRate": sample_rate, "topDB": 80.0, "windowSeconds": 0.025},
+        "minimumLearningRate": 0.0,
+        "mix": {"weights": ["tags", 2.0, "descriptions", 2.0, "playlists", 1.0, "aset", 1.0]},
+        "seed": 0,
+        "shuffleBuffer": 1000,
+        "specAugment": {"frequencyMasks": 2, "maxFrequencyWidth": 15, "maxTimeFraction": 1.0, "maxTimeWidth": 50,
+                        "timeMasks": 2},
+        "steps": 1000,
+        "text": TextTowerConfig().to_json(),
+        "textCacheEntries": 1_000_000,
+        "textTraining": "full",
+        "warmupSteps": 100,
+        "windowSeconds": 10.0,
+    }
+    for key, value in overrides.items():
+        config[key] = copy.deepcopy(value)
+    if "audio" not in overrides or "melBands" not in overrides["audio"]:
+        config["audio"]["melBands"] = config["logMel"]["melBands"]
+    return config
+
+
+@dataclass(frozen=True)
+class AudioTowerConfig:
+    """``AudioTowerConfig`` (the ``audio`` section of a TrainingConfig); missing keys take mulan's defaults."""
+
+    mel_bands: int = 128
+    widths: Tuple[int, ...] = (32, 64, 128, 256)
+    blocks_per_stage: int = 1
+    embedding_dim: int = 128
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "AudioTowerConfig":
+        c = cls(mel_bands=int(d.get("melBands", cls.mel_bands)),
+                widths=tuple(int(w) for w in d.get("widths", cls.widths)),
+                blocks_per_stage=int(d.get("blocksPerStage", cls.blocks_per_stage)),
+                embedding_dim=int(d.get("embeddingDim", cls.embedding_dim)))
+        if c.mel_bands < 1 or not c.widths or min(c.widths) < 1 or c.blocks_per_stage < 1 or c.embedding_dim < 1:
+            raise ValueError(f"invalid audio tower configuration {dict(d)}")
+        return c
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"blocksPerStage": self.blocks_per_stage, "embeddingDim": self.embedding_dim,
+                "melBands": self.mel_bands, "widths": list(self.widths)}
+
+
+@dataclass(frozen=True)
+class TextTowerConfig:
+    """``TextTowerConfig`` (the ``text`` section); missing keys take mulan's defaults (a small BERT)."""
+
+    vocabulary_size: int = 30522
+    width: int = 256
+    layers: int = 4
+    heads: int = 4
+    feed_forward: int = 1024
+    max_length: int = 64
+    """The longest sequence, [CLS] and [SEP] included; also the rows of the position table."""
+    embedding_dim: int = 128
+    layer_norm_epsilon: float = 1e-12
+    pooling: str = "cls"
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "TextTowerConfig":
+        c = cls(vocabulary_size=int(d.get("vocabularySize", cls.vocabulary_size)),
+                width=int(d.get("width", cls.width)), layers=int(d.get("layers", cls.layers)),
+                heads=int(d.get("heads", cls.heads)), feed_forward=int(d.get("feedForward", cls.feed_forward)),
+                max_length=int(d.get("maxLength", cls.max_length)),
+                embedding_dim=int(d.get("embeddingDim", cls.embedding_dim)),
+                layer_norm_epsilon=float(d.get("layerNormEpsilon", cls.layer_norm_epsilon)),
+                pooling=str(d.get("pooling", cls.pooling)))
+        if c.pooling not in ("cls", "mean"):
+            raise ValueError(f"text pooling must be cls or mean, got {c.pooling!r}")
+        if min(c.vocabulary_size, c.width, c.heads, c.feed_forward, c.embedding_dim) < 1 or c.layers < 0:
+            raise ValueError(f"invalid text tower configuration {dict(d)}")
+        if c.width % c.heads != 0:
+            raise ValueError(f"text width {c.width} is not a multiple of heads {c.heads}")
+        if c.max_length < 2:
+            raise ValueError(f"text maxLength {c.max_length} cannot hold [CLS] and [SEP]")
+        return c
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"embeddingDim": self.embedding_dim, "feedForward": self.feed_forward, "heads": self.heads,
+                "layerNormEpsilon": self.layer_norm_epsilon, "layers": self.layers, "maxLength": self.max_length,
+                "pooling": self.pooling, "vocabularySize": self.vocabulary_size, "width": self.width}
+
+
+# MARK: audio tower
+
+
+class BatchNorm2d(nn.BatchNorm2d):
+    """PyTorch's BatchNorm2d (ε 1e-5, momentum 0.1) without the ``num_batches_tracked`` buffer,
+    which mulan's checkpoints do not hold (it only matters for momentum=None)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(channels, eps=1e-5, momentum=0.1)
+        self.register_buffer("num_batches_tracked", None)
+
+    def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any) -> None:  # type: ignore[override]
+        # Skip _NormBase's insertion of a num_batches_tracked entry for old state dicts.
+        nn.Module._load_from_state_dict(self, state_dict, prefix, *args)
+
+
+class BasicBlock(nn.Module):
+    """torchvision's BasicBlock: relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, stride=1, padding=1, bias=False)
+        self.bn2 = BatchNorm2d(out_channels)
+        self.downsample: Optional[nn.Sequential] = None
+        if stride != 1 or in_channels != out_channels:
+            self.downsample = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+                                            BatchNorm2d(out_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.bn1(self.conv1(x)))
+        h = self.bn2(self.conv2(h))
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return F.relu(h + shortcut)
+
+
+class AudioTower(nn.Module):
+    """The ResNet audio tower (see the module's documentation): [B, melBands, frames] → [B, dim], unit rows."""
+
+    def __init__(self, config: AudioTowerConfig) -> None:
+        super().__init__()
+        self.config = config
+        w0 = config.widths[0]
+        self.conv1 = nn.Conv2d(1, w0, 3, stride=2, padding=1, bias=False)
+        self.bn1 = BatchNorm2d(w0)
+        channels = w0
+        for s, width in enumerate(config.widths):
+            blocks = []
+            for b in range(config.blocks_per_stage):
+                blocks.append(BasicBlock(channels, width, stride=2 if s > 0 and b == 0 else 1))
+                channels = width
+            self.add_module(f"layer{s + 1}", nn.Sequential(*blocks))
+        self.fc = nn.Linear(channels, config.embedding_dim)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):  # mulan: Kaiming normal for ReLU, std √(2 / fan_in)
+                nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+
+    def stages(self) -> List[nn.Sequential]:
+        return [getattr(self, f"layer{s + 1}") for s in range(len(self.config.widths))]
+
+    def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
+        if log_mel.dim() != 3 or log_mel.shape[1] != self.config.mel_bands:
+            raise ValueError(f"the audio tower ({self.config.mel_bands} mel bands) wants [batch, "
+                             f"{self.config.mel_bands}, frames], got {list(log_mel.shape)}")
+        h = self.conv1(log_mel.unsqueeze(1))
+        h = F.max_pool2d(F.relu(self.bn1(h)), 2)
+        for stage in self.stages():
+            h = stage(h)
+        h = self.fc(h.mean(dim=(2, 3)))
+        return F.normalize(h, dim=-1, eps=1e-12)
+
+
+# MARK: text tower
+
+
+class _Embeddings(nn.Module):
+    def __init__(self, c: TextTowerConfig) -> None:
+        super().__init__()
+        self.word_embeddings = nn.Embedding(c.vocabulary_size, c.width)
+        self.position_embeddings = nn.Embedding(c.max_length, c.width)
+        self.token_type_embeddings = nn.Embedding(2, c.width)
+        self.LayerNorm = nn.LayerNorm(c.width, eps=c.layer_norm_epsilon)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        length = ids.shape[1]
+        extra = self.position_embeddings.weight[:length] + self.token_type_embeddings.weight[0]
+        return self.LayerNorm(self.word_embeddings(ids) + extra)
+
+
+class _SelfAttention(nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.query = nn.Linear(width, width)
+        self.key = nn.Linear(width, width)
+        self.value = nn.Linear(width, width)
+
+
+class _DenseNorm(nn.Module):
+    def __init__(self, in_features: int, width: int, eps: float) -> None:
+        super().__init__()
+        self.dense = nn.Linear(in_features, width)
+        self.LayerNorm = nn.LayerNorm(width, eps=eps)
+
+
+class _Attention(nn.Module):
+    def __init__(self, width: int, eps: float) -> None:
+        super().__init__()
+        self.self = _SelfAttention(width)
+        self.output = _DenseNorm(width, width, eps)
+
+
+class _Intermediate(nn.Module):
+    def __init__(self, width: int, feed_forward: int) -> None:
+        super().__init__()
+        self.dense = nn.Linear(width, feed_forward)
+
+
+class EncoderLayer(nn.Module):
+    """BERT's post-LN layer: h = LN₁(x + Attention(x)); y = LN₂(h + W₂·GELU(W₁·h)), no dropout."""
+
+    def __init__(self, c: TextTowerConfig) -> None:
+        super().__init__()
+        self.heads = c.heads
+        self.attention = _Attention(c.width, c.layer_norm_epsilon)
+        self.intermediate = _Intermediate(c.width, c.feed_forward)
+        self.output = _DenseNorm(c.feed_forward, c.width, c.layer_norm_epsilon)
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        """x [B, L, width]; allowed [B, 1, 1, L]: True for the keys a query may attend to."""
+        b, length, width = x.shape
+        d = width // self.heads
+        attn = self.attention.self
+
+        def heads(t: torch.Tensor) -> torch.Tensor:
+            return t.view(b, length, self.heads, d).transpose(1, 2)
+
+        context = F.scaled_dot_product_attention(heads(attn.query(x)), heads(attn.key(x)), heads(attn.value(x)),
+                                                 attn_mask=allowed)
+        context = context.transpose(1, 2).reshape(b, length, width)
+        h = self.attention.output.LayerNorm(self.attention.output.dense(context) + x)
+        f = F.gelu(self.intermediate.dense(h), approximate="none")
+        return self.output.LayerNorm(self.output.dense(f) + h)
+
+
+class _Encoder(nn.Module):
+    def __init__(self, c: TextTowerConfig) -> None:
+        super().__init__()
+        self.layer = nn.ModuleList(EncoderLayer(c) for _ in range(c.layers))
+
+
+class TextTower(nn.Module):
+    """BERT encoder → [CLS] or mean pooling → projection → L2 normalization (``TextTower.swift``)."""
+
+    def __init__(self, config: TextTowerConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embeddings = _Embeddings(config)
+        self.encoder = _Encoder(config)
+        self.projection = nn.Linear(config.width, config.embedding_dim)
+        # BERT's initialization (N(0, 0.02²), biases 0); the projection keeps Linear's default, as in mulan.
+        for name, module in self.named_modules():
+            if name == "projection":
+                continue
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, std=0.02)
+                if isinstance(module, nn.Linear) and module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    def _check(self, ids: torch.Tensor, lengths: torch.Tensor) -> None:
+        if ids.dim() != 2 or lengths.dim() != 1 or lengths.shape[0] != ids.shape[0]:
+            raise ValueError(f"the text tower wants ids [batch, length] and lengths [batch], got "
+                             f"{list(ids.shape)} and {list(lengths.shape)}")
+        length = ids.shape[1]
+        if length > self.config.max_length:
+            raise ValueError(f"text length {length} exceeds the tower's maxLength {self.config.max_length}")
+        if bool((lengths < 1).any()) or bool((lengths > length).any()):
+            raise ValueError(f"every text length must be in 1…{length}, got {lengths.tolist()}")
+        if bool((ids < 0).any()) or bool((ids >= self.config.vocabulary_size).any()):
+            raise ValueError(f"a token id is outside 0..<{self.config.vocabulary_size}")
+
+    def encode(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The last hidden states [B, L, width] (padded positions too, which no valid position sees)."""
+        self._check(ids, lengths)
+        length = ids.shape[1]
+        valid = torch.arange(length, device=ids.device)[None, :] < lengths.to(ids.device)[:, None]
+        allowed = valid[:, None, None, :]
+        h = self.embeddings(ids)
+        for layer in self.encoder.layer:
+            h = layer(h, allowed)
+        return h
+
+    def pooled(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The pooled last hidden states [B, width], before the projection."""
+        h = self.encode(ids, lengths)
+        if self.config.pooling == "cls":
+            return h[:, 0]
+        lengths = lengths.to(h.device)
+        valid = (torch.arange(h.shape[1], device=h.device)[None, :] < lengths[:, None]).to(h.dtype)
+        return (h * valid[:, :, None]).sum(dim=1) / lengths[:, None].to(h.dtype)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """[B, embeddingDim] unit rows."""
+        return F.normalize(self.projection(self.pooled(ids, lengths)), dim=-1, eps=1e-12)
+
+
+def token_batch(sequences: Sequence[Sequence[int]], max_length: int, add_special_tokens: bool = True,
+                pad_to_max_length: bool = False, cls: int = 101, sep: int = 102,
+                pad: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and lengths of a batch of texts, as mulan's ``TokenBatch`` makes them.
+
+    With ``add_special_tokens`` (for the shards' ``token_ids``, which hold the text's WordPiece ids
+    alone), each row is [CLS] + the first ``max_length − 2`` ids + [SEP]; without, each sequence
+    must start with [CLS], and one longer than ``max_length`` keeps its first ``max_length − 1`` ids
+    and gets [SEP] last. Rows are padded with ``pad`` to the longest (or to ``max_length``).
+    Returns (ids [B, L] int64, lengths [B] int64).
+    """
+    if not sequences:
+        raise ValueError("token_batch: no sequences")
+    if max_length < 2:
+        raise ValueError(f"max_length {max_length} cannot hold [CLS] and [SEP]")
+    rows: List[List[int]] = []
+    for s in sequences:
+        s = [int(t) for t in s]
+        if add_special_tokens:
+            rows.append([cls] + s[: max_length - 2] + [sep])
+        else:
+            if not s or s[0] != cls:
+                raise ValueError(f"token_batch: a sequence does not start with [CLS] ({cls})")
+            rows.append(s if len(s) <= max_length else s[: max_length - 1] + [sep])
+    length = max_length if pad_to_max_length else max(len(r) for r in rows)
+    ids = torch.full((len(rows), length), pad, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+    return ids, torch.tensor([len(r) for r in rows], dtype=torch.long)
+
+
+# MARK: loss
+
+
+class ContrastiveLoss(nn.Module):
+    """The symmetric contrastive loss with a learnable temperature τ (``log_temperature`` = log τ).
+
+    Logits S = A·Tᵀ/τ; the loss is the mean over both directions (audio→text rows, text→audio
+    columns) of −Sᵢᵢ + log Σⱼ exp Sᵢⱼ, where the decoupled form (MuLan's, the default) leaves the
+    positive j = i out of the sum: a collapsed model then scores ln(B−1) (ln B in the standard form).
+    """
+
+    def __init__(self, initial_temperature: float = 0.1, decoupled: bool = True) -> None:
+        super().__init__()
+        if not 0 < initial_temperature <= 1:
+            raise ValueError(f"the temperature must be in (0, 1], got {initial_temperature}")
+        self.decoupled = decoupled
+        self.log_temperature = nn.Parameter(torch.tensor([math.log(initial_temperature)], dtype=torch.float32))
+
+    @property
+    def temperature(self) -> float:
+        return float(self.log_temperature.detach().exp())
+
+    def clamp_temperature_(self) -> None:
+        """Keeps τ ≤ 1 (log τ ≤ 0), as mulan-train does after every optimizer step."""
+        with torch.no_grad():
+            self.log_temperature.clamp_(max=0.0)
+
+    def forward(self, audio: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        b = audio.shape[0]
+        if text.shape != audio.shape:
+            raise ValueError(f"audio {list(audio.shape)} and text {list(text.shape)} embeddings differ in shape")
+        if b < (3 if self.decoupled else 2):
+            raise ValueError(f"a contrastive batch needs at least {3 if self.decoupled else 2} pairs, got {b}")
+        logits = (audio @ text.t()) / self.log_temperature.exp()
+        positives = logits.diagonal()
+        if self.decoupled:
+            eye = torch.eye(b, dtype=torch.bool, device=logits.device)
+            logits = logits.masked_fill(eye, float("-inf"))
+        rows = torch.logsumexp(logits, dim=1) - positives
+        columns = torch.logsumexp(logits, dim=0) - positives
+        return (rows.sum() + columns.sum()) / (2 * b)
+
+
+# MARK: pretrained text (Hugging Face BERT folder)
+
+
+def _bert_config(path: str) -> Dict[str, Any]:
+    """Reads and checks a Hugging Face BERT ``config.json`` as mulan's ``BertConfig.read`` does."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = json.load(f)
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not readable JSON: {error}") from error
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path} is not a JSON object")
+    if "model_type" in raw and raw["model_type"] != "bert":
+        raise ValueError(f"{path}: model_type is {raw['model_type']!r}, not bert; only BERT checkpoints "
+                         "(BertModel, e.g. all-MiniLM-L6-v2) load into the text tower")
+    if raw.get("position_embedding_type", "absolute") != "absolute":
+        raise ValueError(f"{path}: position_embedding_type {raw['position_embedding_type']!r} is not supported "
+                         "(only absolute)")
+    if raw.get("hidden_act", "gelu") != "gelu":
+        raise ValueError(f"{path}: hidden_act {raw['hidden_act']!r} is not supported; the text tower's GELU is "
+                         "the exact erf form, hidden_act \"gelu\"")
+    out: Dict[str, Any] = {}
+    for key in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                "max_position_embeddings"):
+        if key not in raw:
+            raise ValueError(f"{path} lacks {key}; a Hugging Face BERT config.json gives it")
+        value = raw[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 1:
+            raise ValueError(f"{path}: {key} is {value!r}, not a positive integer")
+        out[key] = int(value)
+    out["type_vocab_size"] = int(raw.get("type_vocab_size", 2))
+    out["layer_norm_eps"] = float(raw.get("layer_norm_eps", 1e-12))
+    if out["hidden_size"] % out["num_attention_heads"] != 0:
+        raise ValueError(f"{path}: hidden_size {out['hidden_size']} is not a multiple of num_attention_heads "
+                         f"{out['num_attention_heads']}")
+    return out
+
+
+def load_pretrained_text(directory: str, max_length: int, embedding_dim: int = 128,
+                         pooling: str = "mean") -> TextTower:
+    """A text tower whose encoder holds a Hugging Face BERT folder's weights, as mulan's
+    ``PretrainedText.load`` builds it for ``mulan-train --text-init``.
+
+    The folder holds ``config.json``, ``model.safetensors`` (a ``BertModel``, or a model with the
+    encoder under ``bert.``) and ``vocab.txt``. Tensors are matched by name with or without the
+    ``bert.`` prefix; others (pooler, heads, ``position_ids``) are ignored. The position table is cut
+    to ``max_length`` rows; token-type rows 0 and 1 are copied (row 1 stays 0 when the checkpoint has
+    one). ``projection`` is not in BERT checkpoints: it keeps a fresh initialization (PyTorch's own
+    random draws, not mulan's, so a warm-started model here and one in mulan-train differ in it).
+    """
+    from safetensors import safe_open
+
+    files = {name: os.path.join(directory, name) for name in ("config.json", "model.safetensors", "vocab.txt")}
+    for name, path in files.items():
+        if not os.path.isfile(path):
+            raise ValueError(f"pretrained text model {directory} has no readable {name}; a Hugging Face BERT "
+                             "folder holds config.json, model.safetensors and vocab.txt")
+    bert = _bert_config(files["config.json"])
+    if max_length < 2:
+        raise ValueError(f"max_length {max_length} cannot hold [CLS] and [SEP]")
+    if max_length > bert["max_position_embeddings"]:
+        raise ValueError(f"max_length {max_length} exceeds the {bert['max_position_embeddings']} positions of "
+                         f"{files['config.json']}")
+    config = TextTowerConfig(vocabulary_size=bert["vocab_size"], width=bert["hidden_size"],
+                             layers=bert["num_hidden_layers"], heads=bert["num_attention_heads"],
+                             feed_forward=bert["intermediate_size"], max_length=max_length,
+                             embedding_dim=embedding_dim, layer_norm_epsilon=bert["layer_norm_eps"], pooling=pooling)
+    TextTowerConfig.from_json(config.to_json())  # validates
+    tower = TextTower(config)
+    h = config.width
+    wanted = {name: t for name, t in tower.state_dict().items() if not name.startswith("projection.")}
+    weights = files["model.safetensors"]
+    with safe_open(weights, framework="pt", device="cpu") as f:
+        names = set(f.keys())
+        prefix = "bert." if "embeddings.word_embeddings.weight" not in names and \
+            "bert.embeddings.word_embeddings.weight" in names else ""
+        with torch.no_grad():
+            for name, target in wanted.items():
+                source = prefix + name
+                if source not in names:
+                    raise ValueError(f"checkpoint {weights} has no tensor {source}; expected a Hugging Face "
+                                     "BertModel (names with or without the bert. prefix)")
+                t = f.get_tensor(source).float()
+                expected = list(target.shape)
+                if name == "embeddings.position_embeddings.weight":
+                    expected = [bert["max_position_embeddings"], h]
+                elif name == "embeddings.token_type_embeddings.weight":
+                    expected = [bert["type_vocab_size"], h]
+                if list(t.shape) != expected:
+                    raise ValueError(f"checkpoint {weights}: tensor {source} has shape {list(t.shape)}, "
+                                     f"config.json says {expected}")
+                if t.shape == target.shape:
+                    target.copy_(t)
+                else:  # the position table cut to max_length rows, or the token-type table fit to 2 rows
+                    rows = min(target.shape[0], t.shape[0])
+                    target.zero_()
+                    target[:rows].copy_(t[:rows])
+    with open(files["vocab.txt"], encoding="utf-8") as f:
+        tokens = sum(1 for _ in f)
+    if tokens != bert["vocab_size"]:
+        raise ValueError(f"{files['vocab.txt']} has {tokens} tokens but the word embeddings of {weights} have "
+                         f"{bert['vocab_size']} rows; use the vocab.txt that was trained with this checkpoint")
+    return tower
+
+
+# MARK: the model
+
+
+class MulanModel(nn.Module):
+    """The two towers and the loss's temperature: everything a mulan checkpoint holds as weights.
+
+    ``config`` is a TrainingConfig as JSON (the ``config`` metadata of a checkpoint, or
+    ``training_config(...)``); the model keeps it and writes it into its checkpoints. Its ``audio``
+    and ``text`` sections shape the towers (missing keys take mulan's defaults);
+    ``initialTemperature`` and ``decoupledLoss`` the loss. ``text`` replaces the text tower (e.g.
+    ``load_pretrained_text``), whose shape then defines ``config["text"]``.
+
+    ``forward(log_mel, ids, lengths)`` gives the audio and text embeddings of a training batch;
+    ``self.loss(audio, text)`` their contrastive loss.
+    """
+
+    def __init__(self, config: Optional[Mapping[str, Any]] = None, text: Optional[TextTower] = None) -> None:
+        super().__init__()
+        self.config: Dict[str, Any] = copy.deepcopy(dict(config)) if config is not None else training_config()
+        if "logMel" not in self.config or "sampleRate" not in self.config["logMel"]:
+            raise ValueError("the configuration has no logMel.sampleRate (use training_config(sample_rate) "
+                             "or a checkpoint's config)")
+        audio_config = AudioTowerConfig.from_json(self.config.get("audio", {}))
+        if text is not None:
+            self.config["text"] = text.config.to_json()
+        text_config = TextTowerConfig.from_json(self.config.get("text", {}))
+        if audio_config.embedding_dim != text_config.embedding_dim:
+            raise ValueError(f"the towers have different widths ({audio_config.embedding_dim}, "
+                             f"{text_config.embedding_dim})")
+        mel = int(self.config["logMel"].get("melBands", 128))
+        if audio_config.mel_bands != mel:
+            raise ValueError(f"audio.melBands {audio_config.mel_bands} differs from logMel.melBands {mel}")
+        self.audio = AudioTower(audio_config)
+        self.text = text if text is not None else TextTower(text_config)
+        self.loss = ContrastiveLoss(float(self.config.get("initialTemperature", 0.1)),
+                                    bool(self.config.get("decoupledLoss", True)))
+        self.step = 0
+        """The checkpoint step the weights come from (0 for a fresh model)."""
+        self.checkpoint_path: Optional[str] = None
+
+    # Construction
+
+    @classmethod
+    def warm_started(cls, config: Mapping[str, Any], directory: str, pooling: str = "mean") -> "MulanModel":
+        """A fresh model whose text encoder starts from a Hugging Face BERT folder, as
+        ``mulan-train --text-init DIR`` starts one (mean pooling by default, as its ``--text-pooling``).
+        ``config["text"]`` gives ``maxLength`` and ``embeddingDim``; the rest of the text shape comes
+        from the folder's config.json, and ``textInit`` records the folder.
+        """
+        text_section = TextTowerConfig.from_json(config.get("text", {}))
+        tower = load_pretrained_text(directory, max_length=text_section.max_length,
+                                     embedding_dim=text_section.embedding_dim, pooling=pooling)
+        merged = copy.deepcopy(dict(config))
+        merged["textInit"] = directory
+        return cls(merged, text=tower)
+
+    @classmethod
+    def from_checkpoint(cls, path: str, map_location: Union[str, torch.device] = "cpu") -> "MulanModel":
+        """The model of a mulan checkpoint (mulan-train's or one this class wrote), or of the newest
+        checkpoint of a run directory: built from its ``config`` metadata, every tensor loaded (names
+        and shapes must match), in eval mode. The optimizer state is not read (see
+        ``load_optimizer_state``).
+        """
+        if os.path.isdir(path):
+            newest = ckpt.newest(path)
+            if newest is None:
+                raise ckpt.CheckpointError(f"{path} holds no checkpoint-NNNNNN.safetensors; train first or pass a "
+                                           "checkpoint file")
+            path = newest
+        loaded = ckpt.read(path, weights_only=True)
+        model = cls(loaded.config)
+        model.load_mulan_tensors(loaded.tensors, path)
+        model.step = loaded.step
+        model.checkpoint_path = path
+        return model.to(map_location).eval()
+
+    # Checkpoints
+
+    def mulan_state_dict(self) -> Dict[str, torch.Tensor]:
+        """The tensors of a mulan checkpoint, by name: parameters and batch-norm running statistics."""
+        return {name: t for name, t in self.state_dict().items()}
+
+    def load_mulan_tensors(self, tensors: Mapping[str, torch.Tensor], path: str = "<tensors>") -> None:
+        """Copies every model tensor in from ``tensors`` (a checkpoint's); each must be present with
+        its shape. Extra ``optimizer.*`` entries are ignored; any other extra name is an error (a
+        checkpoint of another architecture)."""
+        own = self.state_dict()
+        for name, target in own.items():
+            t = tensors.get(name)
+            if t is None or tuple(t.shape) != tuple(target.shape):
+                found = "missing" if t is None else f"shape {list(t.shape)}"
+                raise ckpt.CheckpointError(f"checkpoint {path} lacks {name} with shape {list(target.shape)} "
+                                           f"({found}); it was written for another model configuration")
+        extra = sorted(n for n in tensors if n not in own and not n.startswith(ckpt.OPTIMIZER_PREFIX))
+        if extra:
+            raise ckpt.CheckpointError(f"checkpoint {path} holds tensors this model does not have: "
+                                       f"{', '.join(extra[:5])}{' …' if len(extra) > 5 else ''}")
+        with torch.no_grad():
+            for name, target in own.items():
+                target.copy_(tensors[name].to(target.device, target.dtype))
+
+    def save_checkpoint(self, path: str, step: int, optimizer: Optional[torch.optim.Optimizer] = None,
+                        sampler: Optional[Mapping[str, Any]] = None, optimizer_step: Optional[int] = None) -> None:
+        """Writes a checkpoint in mulan's format (``PATH.tmp``, then renamed): the model's tensors,
+        and with ``optimizer`` (a ``torch.optim.AdamW`` over this model's parameters) its moments
+        as ``optimizer.m.NAME`` / ``optimizer.v.NAME`` for every parameter mulan-train would
+        optimize (zeros for one without state yet) and its step count as ``optimizer_step``.
+        ``sampler`` (mulan's SamplerState JSON) is written when given: mulan-train needs it, and
+        the optimizer state, to ``--resume``; the inference tools need neither.
+        """
+        tensors = dict(self.mulan_state_dict())
+        if optimizer is not None:
+            moments, counted = self.optimizer_tensors(optimizer)
+            tensors.update(moments)
+            if optimizer_step is None:
+                optimizer_step = counted
+        self.step = step
+        ckpt.write(path, tensors, step=step, config=self.config, optimizer_step=optimizer_step, sampler=sampler)
+
+    # Optimization
+
+    def text_trains(self, name: str, text_training: Optional[str] = None) -> bool:
+        """Whether text-tower parameter ``name`` (relative to the tower) trains under ``full``,
+        ``frozen`` (projection only) or ``top:K`` (projection and the top K layers), as mulan's
+        ``TextTraining.trains``; default: the config's ``textTraining``."""
+        mode = text_training or str(self.config.get("textTraining", "full"))
+        if mode == "full":
+            return True
+        if name.startswith("projection."):
+            return True
+        if mode == "frozen":
+            return False
+        if not mode.startswith("top:") or not mode[4:].isdigit() or int(mode[4:]) < 1:
+            raise ValueError(f"text training must be full, frozen or top:K (K ≥ 1), got {mode!r}")
+        if not name.startswith("encoder.layer."):
+            return False
+        index = int(name[len("encoder.layer."):].split(".", 1)[0])
+        return index >= self.text.config.layers - int(mode[4:])
+
+    def optimized_parameters(self, text_training: Optional[str] = None) -> List[Tuple[str, nn.Parameter]]:
+        """The parameters mulan-train's AdamW updates, by name: every parameter except the text
+        tower's that ``text_training`` keeps frozen (batch-norm running statistics are buffers)."""
+        return [(name, p) for name, p in self.named_parameters()
+                if not name.startswith("text.") or self.text_trains(name[len("text."):], text_training)]
+
+    def decays(self, name: str) -> bool:
+        """Whether AdamW's weight decay applies to parameter ``name``: the weights of convolutions,
+        linear layers and embeddings; not biases, norms or the temperature (mulan's convention)."""
+        module_name, _, leaf = name.rpartition(".")
+        module = self.get_submodule(module_name) if module_name else self
+        return leaf == "weight" and isinstance(module, (nn.Conv2d, nn.Linear, nn.Embedding))
+
+    def parameter_groups(self, weight_decay: Optional[float] = None,
+                         text_training: Optional[str] = None) -> List[Dict[str, Any]]:
+        """AdamW parameter groups as mulan-train forms them: decayed weights, then the rest (decay 0).
+        Sets ``requires_grad`` False on text parameters that do not train."""
+        decay = float(self.config.get("adam", {}).get("weightDecay", 0.01)) if weight_decay is None else weight_decay
+        chosen = {name for name, _ in self.optimized_parameters(text_training)}
+        for name, p in self.named_parameters():
+            p.requires_grad_(name in chosen)
+        params = [(n, p) for n, p in self.named_parameters() if n in chosen]
+        return [{"params": [p for n, p in params if self.decays(n)], "weight_decay": decay},
+                {"params": [p for n, p in params if not self.decays(n)], "weight_decay": 0.0}]
+
+    def optimizer_tensors(self, optimizer: torch.optim.Optimizer) -> Tuple[Dict[str, torch.Tensor], int]:
+        """AdamW's state in mulan's layout: ``optimizer.m.NAME`` (first moment) and ``optimizer.v.NAME``
+        (second moment) for every parameter of ``optimized_parameters()`` (zeros where the optimizer
+        holds no state), and the optimizer's step count."""
+        out: Dict[str, torch.Tensor] = {}
+        step = 0
+        for name, p in self.optimized_parameters():
+            state = optimizer.state.get(p, {})
+            m, v = state.get("exp_avg"), state.get("exp_avg_sq")
+            out["optimizer.m." + name] = m.detach() if m is not None else torch.zeros_like(p)
+            out["optimizer.v." + name] = v.detach() if v is not None else torch.zeros_like(p)
+            if "step" in state:
+                step = max(step, int(float(state["step"])))
+        return out, step
+
+    def load_optimizer_state(self, optimizer: torch.optim.Optimizer, loaded: ckpt.LoadedCheckpoint) -> None:
+        """Puts a checkpoint's AdamW moments and step count into ``optimizer`` (a ``torch.optim.AdamW``
+        over this model's parameters), so that training continues where mulan-train (or
+        ``save_checkpoint``) stopped. Every parameter in ``optimizer`` needs its moments."""
+        names = {id(p): n for n, p in self.named_parameters()}
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                name = names.get(id(p))
+                if name is None:
+                    raise ValueError("the optimizer holds a parameter that is not this model's")
+                m, v = loaded.tensors.get("optimizer.m." + name), loaded.tensors.get("optimizer.v." + name)
+                if m is None or v is None or tuple(m.shape) != tuple(p.shape) or tuple(v.shape) != tuple(p.shape):
+                    raise ckpt.CheckpointError(f"checkpoint {loaded.path} lacks the optimizer state of {name}")
+                on_device = bool(group.get("capturable") or group.get("fused"))
+                optimizer.state[p] = {
+                    "step": torch.tensor(float(loaded.optimizer_step), dtype=torch.float32,
+                                         device=p.device if on_device else "cpu"),
+                    "exp_avg": m.to(p.device, p.dtype).clone(),
+                    "exp_avg_sq": v.to(p.device, p.dtype).clone(),
+                }
+
+    # Embedding
+
+    def forward(self, log_mel: torch.Tensor, ids: torch.Tensor,
+                lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Audio embeddings of ``log_mel`` [B, melBands, frames] and text embeddings of ``ids``
+        [B, L] / ``lengths`` [B] (see ``token_batch``): two [B, dim] tensors of unit rows."""
+        return self.audio(log_mel), self.text(ids, lengths)
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.config["logMel"]["sampleRate"])
+
+    @property
+    def window_samples(self) -> int:
+        """Samples in one window: round(windowSeconds · sampleRate), as mulan rounds it."""
+        return _round_half_away(float(self.config.get("windowSeconds", 10.0)) * self.sample_rate)
+
+    def _inference(self, fn: Callable[[], torch.Tensor]) -> torch.Tensor:
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                return fn()
+        finally:
+            self.train(was_training)
+
+    def embed_audio(self, log_mel: torch.Tensor) -> torch.Tensor:
+        """Unit-norm embeddings [B, dim] of log-mel windows [B, melBands, frames] (mulan's log-mel),
+        in inference mode (batch norm on its running statistics, no gradients), as mulan-embed
+        runs the audio tower."""
+        device = next(self.parameters()).device
+        return self._inference(lambda: self.audio(torch.as_tensor(log_mel, dtype=torch.float32, device=device)))
+
+    def embed_text(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Unit-norm embeddings [B, dim] of a token batch (``token_batch``), in inference mode."""
+        device = next(self.parameters()).device
+        return self._inference(lambda: self.text(ids.to(device), lengths.to(device)))
+
+    def embed_token_ids(self, sequences: Sequence[Sequence[int]], batch_size: int = 64) -> torch.Tensor:
+        """Unit-norm embeddings [n, dim] of WordPiece id sequences without [CLS]/[SEP] (as the shards
+        store them and mulan-embed tokenizes its texts): each wrapped in [CLS] … [SEP] and cut to
+        the text tower's ``maxLength``, as mulan-embed does."""
+        out = []
+        for lo in range(0, len(sequences), batch_size):
+            ids, lengths = token_batch(sequences[lo: lo + batch_size], self.text.config.max_length)
+            out.append(self.embed_text(ids, lengths))
+        return torch.cat(out) if out else torch.zeros(0, self.text.config.embedding_dim)
+
+    def window_offsets(self, sample_count: int) -> List[int]:
+        """Start offsets of the windows mulan-embed averages for audio of ``sample_count`` samples:
+        up to 30 s (or one window), the start, middle and end windows (duplicates dropped); longer,
+        every non-overlapping window from the start (a shorter tail is left out)."""
+        w = self.window_samples
+        limit = _round_half_away(CLIP_SECONDS * self.sample_rate)
+        if sample_count <= max(limit, w):
+            span = max(0, sample_count - w)
+            offsets: List[int] = []
+            for o in (0, span // 2, span):
+                if o not in offsets:
+                    offsets.append(o)
+            return offsets
+        return list(range(0, sample_count - w + 1, w))
+
+    def window(self, samples: np.ndarray, offset: int) -> np.ndarray:
+        """``window_samples`` samples from ``offset``; audio no longer than a window is zero-padded."""
+        w = self.window_samples
+        samples = np.asarray(samples, dtype=np.float32)
+        if samples.shape[0] <= w:
+            return np.concatenate([samples, np.zeros(w - samples.shape[0], dtype=np.float32)])
+        return samples[offset: offset + w]
+
+    def embed_clip(self, samples: np.ndarray, log_mel: Callable[[np.ndarray], np.ndarray]) -> torch.Tensor:
+        """The embedding [dim] of mono audio at the model's sample rate, as mulan-embed scores a clip
+        or track: the renormalized mean of its windows' embeddings (``window_offsets``).
+        ``log_mel`` maps a window's samples to its [melBands, frames] log-mel (mulan's front end,
+        e.g. ``mulan_torch.audio``)."""
+        windows = [log_mel(self.window(samples, o)) for o in self.window_offsets(int(np.asarray(samples).shape[0]))]
+        e = self.embed_audio(torch.as_tensor(np.stack(windows), dtype=torch.float32))
+        return F.normalize(e.sum(dim=0), dim=0, eps=1e-12)
+
+
+def parameter_names_and_shapes(tensors: Mapping[str, torch.Tensor]) -> Dict[str, Tuple[int, ...]]:
+    """{name: shape} of the model tensors (``optimizer.*`` left out), for comparing checkpoints."""
+    return {n: tuple(t.shape) for n, t in tensors.items() if not n.startswith(ckpt.OPTIMIZER_PREFIX)}
+
+
+__all__ = ["AudioTower", "AudioTowerConfig", "BasicBlock", "BatchNorm2d", "ContrastiveLoss", "EncoderLayer",
+           "MulanModel", "TextTower", "TextTowerConfig", "load_pretrained_text", "parameter_names_and_shapes",
+           "token_batch", "training_config"]
