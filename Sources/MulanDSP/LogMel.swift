@@ -106,15 +106,10 @@ public struct LogMelConfig: Sendable, Equatable, Codable {
 /// Slaney-normalized mel filterbank (`librosa.filters.mel`) stored sparsely, one range of FFT bins
 /// per band; then `10 · log10(max(amin, power))`, clamped to `topDB` below the maximum.
 ///
-/// The FFT is libavutil's `av_tx` in double precision: a real-input transform
-/// (`AV_TX_DOUBLE_RDFT`) when the FFT length is a multiple of 4, and otherwise a complex one
-/// (`AV_TX_DOUBLE_FFT`) fed a zero imaginary part, because FFmpeg 5.1's RDFT gives wrong results
-/// for lengths of the form 4k + 2 (and cannot do odd ones). Frames are windowed in float and
-/// |X|² is rounded to float. The float transforms (`AV_TX_FLOAT_*`) were off by up to 4e-5 of
-/// the largest |dB| in frames spanning ~80 dB (a tone over a low noise floor): bins far below a
-/// frame's peak carry the transform's rounding error relative to the peak. In double, the result
-/// is the exact log-mel to float rounding, which is what `mulan_torch.audio.log_mel` (the
-/// PyTorch side) computes too: python/tests/test_audio.py compares them.
+/// The FFT is libavutil's `av_tx`: a real-input transform (`AV_TX_FLOAT_RDFT`) when the FFT
+/// length is a multiple of 4, and otherwise a complex one (`AV_TX_FLOAT_FFT`) fed a zero imaginary
+/// part, because FFmpeg 5.1's RDFT gives wrong results for lengths of the form 4k + 2 (and cannot
+/// do odd ones).
 ///
 /// Not thread-safe: an instance keeps its FFT context and scratch buffers and reuses them on every
 /// call. Use one instance per thread (instances are cheap: a few tables of the FFT length).
@@ -128,10 +123,10 @@ public final class LogMelSpectrogram {
     private var tx: OpaquePointer?
     private let transform: av_tx_fn
     private let complexInput: Bool
-    /// FFT input (fftSize doubles, or 2·fftSize for the complex transform) and output, from
-    /// av_malloc (aligned as av_tx requires).
-    private let input: UnsafeMutablePointer<Double>
-    private let output: UnsafeMutablePointer<Double>
+    /// FFT input (fftSize floats, or 2·fftSize for the complex transform) and output, from av_malloc
+    /// (aligned as av_tx requires).
+    private let input: UnsafeMutablePointer<Float>
+    private let output: UnsafeMutablePointer<Float>
     private let window: UnsafeMutablePointer<Float>
     /// Power spectra of `block` consecutive frames, [bins × block], and their mel values,
     /// [melBands × block]: frames go through the filterbank together, and out band by band so that
@@ -171,8 +166,8 @@ public final class LogMelSpectrogram {
         let complexInput = n % 4 != 0
         var context: OpaquePointer?
         var function: av_tx_fn?
-        var scale: Double = 1   // av_tx dereferences the scale of an RDFT: never pass NULL
-        let ret = av_tx_init(&context, &function, complexInput ? AV_TX_DOUBLE_FFT : AV_TX_DOUBLE_RDFT, 0,
+        var scale: Float = 1   // av_tx dereferences the scale of an RDFT: never pass NULL
+        let ret = av_tx_init(&context, &function, complexInput ? AV_TX_FLOAT_FFT : AV_TX_FLOAT_RDFT, 0,
                              Int32(n), &scale, 0)
         guard ret >= 0, let context, let function else {
             av_tx_uninit(&context)
@@ -194,12 +189,12 @@ public final class LogMelSpectrogram {
         let floats = complexInput ? 2 * n : n + 2
         // av_malloc aligns as the CPU's widest vectors need; the pointers cannot be nil for these
         // sizes unless memory is exhausted, which Swift treats as fatal everywhere else too.
-        guard let inRaw = av_mallocz(floats * MemoryLayout<Double>.size),
-              let outRaw = av_mallocz(floats * MemoryLayout<Double>.size) else {
+        guard let inRaw = av_mallocz(floats * MemoryLayout<Float>.size),
+              let outRaw = av_mallocz(floats * MemoryLayout<Float>.size) else {
             preconditionFailure("out of memory allocating FFT buffers")
         }
-        input = inRaw.bindMemory(to: Double.self, capacity: floats)
-        output = outRaw.bindMemory(to: Double.self, capacity: floats)
+        input = inRaw.bindMemory(to: Float.self, capacity: floats)
+        output = outRaw.bindMemory(to: Float.self, capacity: floats)
 
         // Periodic Hann window (scipy.signal.get_window('hann', win, fftbins=True)).
         window = buffer(Float.self, win)
@@ -298,7 +293,7 @@ public final class LogMelSpectrogram {
             input.update(repeating: 0, count: 2 * n)
             for i in 0..<win {
                 let s = first + i
-                if s >= 0 && s < count { input[2 * (lead + i)] = Double(window[i] * x[s]) }
+                if s >= 0 && s < count { input[2 * (lead + i)] = window[i] * x[s] }
             }
         } else {
             input.update(repeating: 0, count: lead)
@@ -306,25 +301,25 @@ public final class LogMelSpectrogram {
             let dst = input + lead
             if first >= 0 && first + win <= count {
                 let src = x + first
-                for i in 0..<win { dst[i] = Double(window[i] * src[i]) }
+                for i in 0..<win { dst[i] = window[i] * src[i] }
             } else {
                 for i in 0..<win {
                     let s = first + i
-                    dst[i] = s >= 0 && s < count ? Double(window[i] * x[s]) : 0
+                    dst[i] = s >= 0 && s < count ? window[i] * x[s] : 0
                 }
             }
         }
-        transform(tx, output, input, complexInput ? 2 * MemoryLayout<Double>.size : MemoryLayout<Double>.size)
+        transform(tx, output, input, complexInput ? 2 * MemoryLayout<Float>.size : MemoryLayout<Float>.size)
         // Bins 0 … n/2 as (re, im) pairs. FFmpeg 5.1's RDFT leaves the imaginary part of the
         // Nyquist bin unwritten; it is zero for real input, so only its real part is used.
         let block = Self.block
         let p = powerBlock + column
         for k in 0..<(bins - 1) {
             let re = output[2 * k], im = output[2 * k + 1]
-            p[k * block] = Float(re * re + im * im)
+            p[k * block] = re * re + im * im
         }
         let re = output[2 * (bins - 1)], im = complexInput ? output[2 * (bins - 1) + 1] : 0
-        p[(bins - 1) * block] = Float(re * re + im * im)
+        p[(bins - 1) * block] = re * re + im * im
     }
 
     /// Mel values of the frames in `powerBlock` into `melBlock` ([melBands × block]): the inner

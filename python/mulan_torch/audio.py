@@ -7,8 +7,9 @@ Sources/MulanDSP/LogMel.swift), and python/tests/test_audio.py checks it against
 - ``decode_flac``: the samples libavcodec decodes (``MemoryAudioDecoder``), bit for bit, for the mono
   16- and 24-bit FLAC clips mulan writes: an integer sample v of a B-bit stream is v / 2^(B-1),
   exactly, on both sides.
-- ``log_mel``: ``LogMelSpectrogram.compute`` within 1e-5 relative (max |Δ| / max |value|); the
-  two differ only by float rounding (the FFT's, the mel sums', the logarithm's).
+- ``log_mel``: ``LogMelSpectrogram.compute`` within 1e-4 relative (max |Δ| / max |value|; up to 4e-5
+  measured on tone clips): the two differ only by float rounding, mostly MulanDSP's float32 FFT in
+  bins far below a frame's peak (this side takes the FFT in double precision).
 - ``spec_augment``: ``SpecAugment.apply``: the same draws from the same ``RandomSource``, the same
   masks, the same fill value (the mean summed in double precision, in order); identical output.
 - ``training_example``: ``AudioFrontEnd.trainingExample``: the generator seeded by (seed, step,
@@ -462,7 +463,7 @@ def _tables(cfg: LogMelConfig) -> Tuple[np.ndarray, np.ndarray]:
 
 def log_mel(samples: np.ndarray, cfg: LogMelConfig) -> np.ndarray:
     """The log-mel spectrogram of mono ``samples`` at ``cfg.sample_rate``, float32 [mel_bands, frames],
-    in dB: what MulanDSP's ``LogMelSpectrogram.compute`` gives, within 1e-5 relative.
+    in dB: what MulanDSP's ``LogMelSpectrogram.compute`` gives, within 1e-4 relative.
 
     Frame t is centred on sample t · hop of the input padded with n_fft // 2 zeros on each side; the
     periodic Hann window of the window length sits zero-padded, centred, in the FFT's n_fft samples
@@ -488,7 +489,7 @@ def log_mel(samples: np.ndarray, cfg: LogMelConfig) -> np.ndarray:
     view = np.lib.stride_tricks.sliding_window_view(padded[lead:], win)[: (frames - 1) * hop + 1 : hop]
     buffer = np.zeros((frames, n), dtype=np.float32)
     np.multiply(view, window, out=buffer[:, lead : lead + win])
-    spectrum = np.fft.rfft(buffer.astype(np.float64), axis=1)  # double precision, as MulanDSP
+    spectrum = np.fft.rfft(buffer.astype(np.float64), axis=1)  # double precision (MulanDSP: float32)
     power = np.square(spectrum.real)
     power += np.square(spectrum.imag)
     mel = filters @ power.astype(np.float32).T  # [mel_bands, frames], float32
