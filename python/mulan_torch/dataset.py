@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from . import audio
 from .random import RandomSource
 from .sampler import MULAN_MIX, Example, Sampler, SourceMix, example_random, window_offset, wrap_tokens
 from .shards import AudioDecodeError, ErrorLog, MulanDataError, ShardSet
@@ -70,35 +71,6 @@ def _mix_from_config(value: Any) -> Dict[str, float]:
     if isinstance(weights, dict):
         return {str(k): float(v) for k, v in weights.items()}
     raise ValueError(f"config mix: cannot read {value!r}")
-
-
-def _decode_fallback(data: bytes, sample_rate: int, label: str) -> np.ndarray:
-    """FLAC → float32 mono through soundfile, used only where ``mulan_torch.audio`` is not installed.
-
-    mulan's shards hold mono FLAC at the dataset's rate, which libsndfile decodes losslessly, scaled
-    as libavcodec is (integer / 2^(bits−1)); ``mulan_torch.audio.decode_flac`` is the reference that
-    is tested against mulan's own decoder and is used whenever present.
-    """
-    import io
-
-    import soundfile
-
-    try:
-        samples, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    except Exception as e:  # soundfile raises its own LibsndfileError / RuntimeError
-        why = getattr(e, "error_string", None) or str(e)   # (str(e) names the BytesIO object)
-        raise ValueError(f"{label}: cannot decode FLAC: {why}") from e
-    if rate != sample_rate:
-        raise ValueError(f"{label}: the clip is {rate} Hz, the dataset {sample_rate} Hz")
-    return np.ascontiguousarray(samples.mean(axis=1, dtype=np.float32) if samples.shape[1] > 1 else samples[:, 0])
-
-
-def _audio_module() -> Any:
-    try:
-        from . import audio  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return audio
 
 
 class MulanShards(IterableDataset):
@@ -282,12 +254,8 @@ class _FrontEnd:
     def __init__(self, ds: MulanShards, errors: ErrorLog) -> None:
         self.ds = ds
         self.errors = errors
-        self.audio = _audio_module()
-        if ds.features == "logmel" and self.audio is None:
-            raise ImportError("features='logmel' needs mulan_torch.audio (the log-mel front end); "
-                              "use features='samples' for the raw windows")
-        self.decode: Callable[[bytes, int, str], np.ndarray] = \
-            self.audio.decode_flac if self.audio is not None else _decode_fallback
+        self.audio = audio
+        self.decode: Callable[[bytes, int, str], np.ndarray] = audio.decode_flac
         self.sample_rate = ds._sample_rate
         self.log_mel_cfg: Any = None
         self.spec_cfg: Any = None
