@@ -31,6 +31,7 @@ import numpy as np
 import soundfile
 
 from .random import MASK, RandomSource
+from . import sampler as _sampler
 
 if TYPE_CHECKING:  # torch is imported only by log_mel_torch
     import torch
@@ -562,18 +563,10 @@ def spec_augment(values: np.ndarray, cfg: SpecAugmentConfig, random: RandomSourc
 # --------------------------------------------------------------------------------------------
 
 
-def example_random(seed: int, step: int, index: int) -> RandomSource:
-    """``AudioFrontEnd.exampleRandom``: the generator of example ``index`` of batch ``step``."""
-    return RandomSource(
-        (seed & MASK) ^ ((step * 0x9E3779B97F4A7C15) & MASK) ^ ((index * 0xD6E8FEB86659FD93) & MASK)
-    )
-
-
-def training_window_offset(sample_count: int, window_samples: int, random: RandomSource) -> int:
-    """The training window's first sample: ``next() % (span + 1)`` with span = samples − window, and
-    no draw when the clip is no longer than one window (offset 0)."""
-    span = max(0, sample_count - window_samples)
-    return 0 if span == 0 else random.next() % (span + 1)
+# The example's generator and its window offset are the sampler's (mulan_torch.sampler), which draws
+# the same windows for MulanShards; re-exported here as this module's names.
+example_random = _sampler.example_random
+training_window_offset = _sampler.window_offset
 
 
 def crop_window(samples: np.ndarray, offset: int, length: int) -> np.ndarray:
