@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Issue 16's loader benchmark: samples/s of mulan_torch.MulanShards (decode + mulan-train's window +
+# log-mel + SpecAugment) against a plain webdataset + soundfile + librosa mel pipeline on the same
+# shards (the training benchmark's dataset: 30-s 16-kHz clips), at 0, 1 and 2 DataLoader workers,
+# side by side, alternating. Both log-mels: 128 Slaney bands, n_fft 512, hop 160, window 400.
+# Usage: bash bench/loader-vs-webdataset.sh   Environment: WORKERS ("0 1 2"), BATCHES (4, of 64
+#   samples, after one untimed batch), ROUNDS (2), COPIES (12), QUIET_WAIT.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source bench/cpu-accounting.sh
+workers=(${WORKERS:-0 1 2})
+batches=${BATCHES:-4}
+rounds=${ROUNDS:-2}
+copies=${COPIES:-12}
+work=${TMPDIR:-/tmp}/mulan-bench-train   # shares the dataset with train-vs-pytorch.sh
+mkdir -p "$work" bench/results
+scripts/setup.sh --python
+py=.venv/bin/python
+.venv/bin/pip install --quiet --disable-pip-version-check --no-deps --force-reinstall ./python
+for product in mulan-ingest mulan-filter mulan-shard mulan-train; do
+  swift build -c release --product "$product" --scratch-path .build-bench >/dev/null
+done
+bin=.build-bench/release
+source bench/train-dataset.sh
+export CPU_BLAS="$(cpu_blas_line)"
+: > "$work/loader.jsonl"
+wait_for_quiet
+cpu_mark
+for r in $(seq "$rounds"); do
+  for w in "${workers[@]}"; do
+    for kind in mulan reference; do
+      OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1 \
+        $py bench/loader_bench.py "$kind" "$dataset" "$w" "$batches" 2>/dev/null >> "$work/loader.jsonl"
+    done
+  done
+done
+cpu_report "timed section" > "$work/cpu-loader.txt"
+accounting=$(cat "$work/cpu-loader.txt")
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+out=bench/results/loader-vs-webdataset-$stamp.md
+grep -q WARNING "$work/cpu-loader.txt" && out=bench/results/loader-vs-webdataset-$stamp-DISTURBED.md
+$py - "$work/loader.jsonl" "$stamp" "$accounting" "$(cat "$work/dataset.txt")" "$batches" > "$out" <<'PY'
+import json, os, statistics, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+stamp, accounting, data, batches = sys.argv[2:6]
+print(f"# Loader: MulanShards vs webdataset + soundfile + librosa — {stamp}\n")
+print(f"- machine: {os.cpu_count()} cores; {os.environ['CPU_BLAS']}")
+print(f"- data: {data}")
+print(f"- {batches} timed batches of 64 after one untimed batch, per process; OMP/MKL/OPENBLAS threads 1; best of the rounds")
+print(f"- {accounting}\n")
+print("| DataLoader workers | MulanShards samples/s | webdataset + soundfile + librosa samples/s | ratio |")
+print("|---:|---:|---:|---:|")
+for w in sorted({l["workers"] for l in lines}):
+    m = max(l["samples_per_second"] for l in lines if l["loader"] == "mulan" and l["workers"] == w)
+    r = max(l["samples_per_second"] for l in lines if l["loader"] == "reference" and l["workers"] == w)
+    print(f"| {w} | {m:.1f} | {r:.1f} | {m / r:.2f}× |")
+PY
+cat "$out"
