@@ -35,7 +35,7 @@ import json
 import math
 import os
 import warnings
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -255,7 +255,6 @@ class _FrontEnd:
         self.ds = ds
         self.errors = errors
         self.audio = audio
-        self.decode: Callable[[bytes, int, str], np.ndarray] = audio.decode_flac
         self.sample_rate = ds._sample_rate
         self.log_mel_cfg: Any = None
         self.spec_cfg: Any = None
@@ -279,19 +278,17 @@ class _FrontEnd:
             self._configure(self.sample_rate or int(ex.clip.record.get("sample_rate", 0)))
         url = self.ds.shards.urls[ex.shard]
         data = self.ds.shards.read_flac(ex.clip)
+        random: RandomSource = example_random(self.ds.seed, step, index)
+        w = self.window
+        # Only the window is decoded (the clip's length comes from its FLAC header): the same offset
+        # draw and the same samples as decoding the whole clip and cropping, as mulan-train does.
         try:
-            samples = self.decode(data, self.sample_rate, f"{url} member {ex.clip.flac_member}")
+            offset, window = self.audio.decode_flac_window(
+                data, self.sample_rate, f"{url} member {ex.clip.flac_member}", w,
+                lambda count: window_offset(count, w, random))
         except ValueError as e:
             raise AudioDecodeError(f"shard {url}, member {ex.clip.flac_member}: {e}", shard=url,
                                    member=ex.clip.flac_member, hint=self.ds.shards.verify_hint) from e
-        random: RandomSource = example_random(self.ds.seed, step, index)
-        w = self.window
-        offset = window_offset(len(samples), w, random)
-        if len(samples) <= w:
-            window = np.zeros(w, dtype=np.float32)
-            window[: len(samples)] = samples
-        else:
-            window = np.ascontiguousarray(samples[offset: offset + w], dtype=np.float32)
         if self.ds.features == "samples":
             return window, offset
         values = self.audio.log_mel(window, self.log_mel_cfg)
