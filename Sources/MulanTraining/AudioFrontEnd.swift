@@ -75,7 +75,7 @@ final class AudioFrontEnd {
         var random = Self.exampleRandom(seed: config.seed, step: step, index: index)
         let span = max(0, s.count - config.windowSamples)
         let offset = span == 0 ? 0 : Int(random.next() % UInt64(span + 1))
-        var values = pool.compute(window(s, offset: offset))
+        var values = logMel(samples: s, offset: offset)
         if let spec = config.specAugment {
             let start = Profiler.now()
             SpecAugment(spec).apply(to: &values, melBands: config.logMel.melBands, frames: frames, random: &random)

@@ -113,6 +113,17 @@ public final class NPYWriter {
         try write(Self.header(rows: 0, dim: dim))
     }
 
+    /// A whole float32 [rows, dim] array as one .npy file, written under a temporary name and renamed.
+    static func write(_ path: String, rows: Int, dim: Int, _ values: [Float]) throws(MulanError) {
+        precondition(values.count == rows * dim, "NPYWriter.write: \(values.count) values for [\(rows), \(dim)]")
+        let writer = try NPYWriter(path: path, dim: dim)
+        try writer.append(values)
+        try writer.finish()
+        if rename(path + ".tmp", path) != 0 {
+            throw MulanError(.io, "cannot rename \(path).tmp to \(path)", cause: String(cString: strerror(errno)))
+        }
+    }
+
     /// The NPY v1.0 header for a little-endian float32, C-order [rows, dim] array.
     static func header(rows: Int, dim: Int) -> Data {
         let dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (\(rows), \(dim)), }"

@@ -88,9 +88,9 @@ public enum FrontEndDump {
                                  + "(\(samples.count) samples, a window of \(w))")
             }
             var files = ["samples": "\(i).samples.npy", "logmel": "\(i).logmel.npy", "train": "\(i).train.npy"]
-            try writeNPY(out + "/\(i).samples.npy", rows: 1, dim: samples.count, samples)
+            try NPYWriter.write(out + "/\(i).samples.npy", rows: 1, dim: samples.count, samples)
             let values = frontEnd.logMel(samples: samples, offset: offset)
-            try writeNPY(out + "/\(i).logmel.npy", rows: m, dim: t, values)
+            try NPYWriter.write(out + "/\(i).logmel.npy", rows: m, dim: t, values)
 
             var frequencyMasks: [[Int]]?, timeMasks: [[Int]]?
             if let spec = config.specAugment {
@@ -101,10 +101,10 @@ public enum FrontEndDump {
                 var augmented = values
                 SpecAugment(spec).apply(to: &augmented, melBands: m, frames: t, random: &random)
                 files["specaugment"] = "\(i).specaugment.npy"
-                try writeNPY(out + "/\(i).specaugment.npy", rows: m, dim: t, augmented)
+                try NPYWriter.write(out + "/\(i).specaugment.npy", rows: m, dim: t, augmented)
             }
             let example = frontEnd.trainingExample(samples: samples, step: step, index: i)
-            try writeNPY(out + "/\(i).train.npy", rows: m, dim: t, example.values)
+            try NPYWriter.write(out + "/\(i).train.npy", rows: m, dim: t, example.values)
             items.append(Item(key: clip.key, shard: (split.shardPaths[clip.shard] as NSString).lastPathComponent,
                               flacOffset: clip.flacOffset, flacSize: clip.flacSize, sampleCount: samples.count,
                               offset: offset, frequencyMasks: frequencyMasks, timeMasks: timeMasks,
@@ -139,16 +139,5 @@ public enum FrontEndDump {
                              hint: "take keys from the split's shards (the part of a member name before its first dot)")
         }
         return keys.compactMap { found[$0] }
-    }
-
-    /// A float32 [rows, dim] .npy file, written under a temporary name and renamed.
-    static func writeNPY(_ path: String, rows: Int, dim: Int, _ values: [Float]) throws(MulanError) {
-        precondition(values.count == rows * dim, "writeNPY: \(values.count) values for [\(rows), \(dim)]")
-        let writer = try NPYWriter(path: path, dim: dim)
-        try writer.append(values)
-        try writer.finish()
-        if rename(path + ".tmp", path) != 0 {
-            throw MulanError(.io, "cannot rename \(path).tmp to \(path)", cause: String(cString: strerror(errno)))
-        }
     }
 }

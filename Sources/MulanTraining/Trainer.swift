@@ -492,12 +492,8 @@ struct BatchDump {
         if let dir = featuresDirectory {
             let shape = input.features.shape
             let rows = shape.first ?? 0, dim = shape.dropFirst().reduce(1, *)
-            var data = NPYWriter.header(rows: rows, dim: dim)
-            data.reserveCapacity(data.count + input.features.storage.count * 4)
-            for v in input.features.storage {
-                withUnsafeBytes(of: v.bitPattern.littleEndian) { data.append(contentsOf: $0) }
-            }
-            try AtomicFile.write(data, to: dir + "/" + String(format: "step-%06d.npy", step))
+            try NPYWriter.write(dir + "/" + String(format: "step-%06d.npy", step), rows: rows, dim: dim,
+                                input.features.storage)
             line.features = shape
         }
         let encoder = JSONEncoder()
