@@ -82,8 +82,8 @@ if [ "${1:-}" = "--python" ]; then
     .venv/bin/pip install --quiet --disable-pip-version-check --no-deps laion-clap
   fi
   # The PyTorch side's test runner (python/tests; `make test-python` installs ./python itself).
-  if ! .venv/bin/python -c 'import pytest' >/dev/null 2>&1; then
-    echo "setup: adding pytest to .venv"
-    .venv/bin/pip install --quiet --disable-pip-version-check pytest
+  if ! .venv/bin/python -c 'import pytest, yaml' >/dev/null 2>&1; then
+    echo "setup: adding pytest and pyyaml to .venv"
+    .venv/bin/pip install --quiet --disable-pip-version-check pytest pyyaml
   fi
 fi

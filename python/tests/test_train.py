@@ -247,3 +247,86 @@ def test_bf16_autocast_on_cpu(timbre_dataset: Dict[str, str], tmp_path: Path) ->
     assert summary["precision"] == "bf16" and math.isfinite(summary["final_loss"]), summary
     model = MulanModel.from_checkpoint(str(run_dir))
     assert all(t.dtype == torch.float32 for t in model.state_dict().values())
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_slurm_recipe_runs_torchrun_and_resumes(timbre_dataset: Dict[str, str], tmp_path: Path) -> None:
+    """manifests/slurm/mulan-torch-train.sbatch as one node of a job runs it: srun and scontrol are
+    stand-ins (srun runs its command once, as on a 1-node allocation); the script's own torchrun
+    line, rendezvous and --resume are what runs. A second submission with more steps continues."""
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    (shims / "srun").write_text('#!/bin/bash\nwhile [[ "$1" == -* ]]; do shift; done\nexec "$@"\n')
+    (shims / "scontrol").write_text('#!/bin/bash\n[ "$1 $2" = "show hostnames" ] && echo localhost\n')
+    for f in shims.iterdir():
+        f.chmod(0o755)
+    run_dir = tmp_path / "run"
+    env = dict(train_env(), PATH=f"{shims}:{os.environ['PATH']}", SLURM_JOB_NODELIST="localhost",
+               SLURM_JOB_NUM_NODES="1", SLURM_JOB_ID="4242", NPROC_PER_NODE="2", PYTHON=sys.executable,
+               MASTER_PORT=str(free_port()), DATASET=timbre_dataset["dataset"], RUN_DIR=str(run_dir))
+    options = " ".join([*OPTIONS, "--checkpoint-every", "2", "--eval-every", "100", "--workers", "0"])
+    script = str(ROOT / "manifests" / "slurm" / "mulan-torch-train.sbatch")
+    for steps, first in ((4, 0), (6, 4)):
+        env["TRAIN_OPTIONS"] = f"{options} --steps {steps}"
+        r = subprocess.run(["bash", script], env=env, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-4000:]
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert (summary["world_size"], summary["first_step"], summary["last_step"]) == (2, first, steps), summary
+    assert ckpt.read(str(run_dir / ckpt.file_name(6))).step == 6
+
+
+def test_kubeflow_pytorchjob_recipe(timbre_dataset: Dict[str, str], tmp_path: Path) -> None:
+    """manifests/k8s/mulan-torch-pytorchjob.yaml is a PyTorchJob whose pods run one command; that
+    command runs here with the environment the training operator gives a 1-node job's master."""
+    import yaml
+
+    job = yaml.safe_load((ROOT / "manifests" / "k8s" / "mulan-torch-pytorchjob.yaml").read_text())
+    assert (job["apiVersion"], job["kind"]) == ("kubeflow.org/v1", "PyTorchJob")
+    specs = job["spec"]["pytorchReplicaSpecs"]
+    assert specs["Master"]["replicas"] == 1 and specs["Worker"]["template"] == specs["Master"]["template"]
+    container = specs["Master"]["template"]["spec"]["containers"][0]
+    assert container["name"] == "pytorch"  # the name the operator injects its environment into
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == int(env["NPROC_PER_NODE"])
+    run_dir = tmp_path / "run"
+    env.update(DATASET=timbre_dataset["dataset"], RUN_DIR=str(run_dir), NPROC_PER_NODE="2",
+               TRAIN_OPTIONS=" ".join([*OPTIONS, "--steps", "3", "--eval-every", "100", "--workers", "0"]))
+    operator = {"PET_NNODES": "1", "PET_NODE_RANK": "0", "PET_MASTER_ADDR": "127.0.0.1",
+                "PET_MASTER_PORT": str(free_port())}
+    path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"  # python3 is the test venv's
+    r = subprocess.run(container["command"], env={**train_env(), **env, **operator, "PATH": path},
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-4000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["last_step"] == 3, summary
+
+
+def test_warm_started_frozen_text_tower(timbre_dataset: Dict[str, str], bert_folder: str, tmp_path: Path) -> None:
+    """--text-init with --text-train frozen: the encoder keeps the Hugging Face weights, the projection trains."""
+    from mulan_torch.model import load_pretrained_text
+
+    run_dir = tmp_path / "run"
+    options = [o for o in OPTIONS if o != "--quiet"]
+    launch(single(["--dataset", timbre_dataset["dataset"], "--run-dir", str(run_dir), *options, "--steps", "2",
+                   "--text-init", bert_folder, "--text-train", "frozen", "--eval-every", "100", "--workers", "0",
+                   "--quiet"]))
+    model = MulanModel.from_checkpoint(str(run_dir))
+    assert model.config["textInit"] == bert_folder and model.config["textTraining"] == "frozen"
+    assert model.config["text"]["pooling"] == "mean"
+    reference = load_pretrained_text(bert_folder, max_length=16, embedding_dim=128)
+    for name, t in reference.state_dict().items():
+        if name.startswith("projection."):
+            assert not torch.equal(model.text.state_dict()[name], t), name   # random start, then trained
+        else:
+            assert torch.equal(model.text.state_dict()[name], t), name
+    assert ckpt.read(str(run_dir / ckpt.file_name(2))).optimizer_step == 2
