@@ -63,6 +63,10 @@ class UsageError(Exception):
     """A bad option or a run directory that does not fit the request (exit 64)."""
 
 
+class RunDirectoryBusy(Exception):
+    """Another trainer holds the run directory (exit 1, as mulan-train)."""
+
+
 # MARK: pieces of mulan-train's arithmetic
 
 
@@ -208,7 +212,7 @@ class RunLock:
             fcntl.flock(self.file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             self.file.close()
-            raise UsageError(f"the run directory {run_dir} is in use by another trainer: wait for it to "
+            raise RunDirectoryBusy(f"the run directory {run_dir} is in use by another trainer: wait for it to "
                              "finish, or choose another --run-dir") from None
 
     def close(self) -> None:
@@ -702,7 +706,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UsageError as e:
         _log(f"error: {e}")
         return EXIT_USAGE
-    except (MulanDataError, ckpt.CheckpointError, OSError) as e:
+    except (MulanDataError, ckpt.CheckpointError, RunDirectoryBusy, OSError) as e:
         _log(f"error: {e}")
         return EXIT_FAILURE
     finally:
