@@ -122,10 +122,7 @@ public final class TextFormatReader {
 
     private func reject(_ line: Int, _ reason: FailureReason, _ detail: String, raw: some Collection<UInt8>,
                         track: String? = nil) -> TextRecordResult {
-        var r = TextRecordResult()
-        r.rejects.append(RejectedRow(origin: location(line, track), reason: reason, detail: detail,
-                                     raw: String(decoding: raw.prefix(4096), as: UTF8.self)))
-        return r
+        .rejected(location(line, track), reason, detail, raw: raw)
     }
 
     /// The next record's result, or nil at the end of the file.
@@ -274,15 +271,7 @@ public final class TextFormatReader {
 
     private func add(_ texts: [String], source: TextSource, field: String, track: String, line: Int,
                      into result: inout TextRecordResult) {
-        for text in texts {
-            if text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
-                result.rejects.append(RejectedRow(origin: location(line, track), reason: .emptyText,
-                                                  detail: "an empty \(field) text", raw: text))
-            } else {
-                result.annotations.append(TextAnnotation(trackID: track, source: source, field: field, text: text,
-                                                         origin: location(line, track)))
-            }
-        }
+        result.add(texts, source: source, field: field, at: location(line, track))
     }
 
     // MARK: CSV formats
