@@ -96,6 +96,29 @@ struct CorpusTextFormatTests {
         #expect(wrong.status == 1 && wrong.stderr.contains("no TRACK_ID and TAGS columns"), "\(wrong.stderr)")
     }
 
+    /// Invalid UTF-8 in the new formats: kept with U+FFFD and flagged by default, rejected with its
+    /// line under `--invalid-utf8 reject`, as in the other readers.
+    @Test func invalidUTF8InJamendoAndMPD() throws {
+        let h = IngestHarness()
+        var tsv = Data((Self.jamendoHeader + "\r\ntrack_0000001\ta\tb\t01/1.mp3\t30.0\tgenre---caf").utf8)
+        tsv += Data([0xE9]) + Data("\r\ntrack_0000002\ta\tb\t02/2.mp3\t30.0\tgenre---jazz\r\n".utf8)
+        try tsv.write(to: URL(fileURLWithPath: h.dir.file("utf8.tsv")))
+        var slice = Data(#"{"info": {}, "playlists": [{"name": "caf"#.utf8) + Data([0xE9])
+        slice += Data(#"", "pid": 9, "tracks": [{"track_uri": "spotify:track:2222222222222222222222"}]}]}"#.utf8)
+        try slice.write(to: URL(fileURLWithPath: h.dir.file("mpd.slice.9-9.json")))
+        try h.dir.write("map.csv", Self.trackMap)
+        #expect(try h.ingest(["text", "--format", "jamendo", "utf8.tsv"]).status == 0)
+        #expect(try h.ingest(["text", "--format", "mpd", "mpd.slice.9-9.json", "--track-map", "map.csv"]).status == 0)
+        #expect(try texts(h, "utf8.tsv") == ["track_0000001|tags|genre|caf\u{FFFD}|2||1", "track_0000002|tags|genre|jazz|3||0"])
+        #expect(try texts(h, "mpd.slice.9-9.json") == ["fma-2|playlists|name|caf\u{FFFD}|1|mpd:9|1"])
+        #expect(try h.ingest(["text", "--format", "jamendo", "utf8.tsv", "--invalid-utf8", "reject"]).status == 3)
+        #expect(try h.ingest(["text", "--format", "mpd", "mpd.slice.9-9.json", "--track-map", "map.csv",
+                              "--invalid-utf8", "reject"]).status == 3)
+        #expect(try rejects(h, "utf8.tsv") == ["2:invalid-utf8"])
+        #expect(try rejects(h, "mpd.slice.9-9.json") == ["1:invalid-utf8"])
+        #expect(try texts(h, "utf8.tsv") == ["track_0000002|tags|genre|jazz|3||0"])
+    }
+
     // MARK: FMA
 
     /// fma_metadata/tracks.csv's columns, by group, in the published order.
