@@ -265,7 +265,10 @@ public struct IngestTextCommand: AsyncParsableCommand {
         Formats: generic (JSONL {"track_id", "source", "text"} or {"track_id", "tags": [...], ...}; \
         schemas/text-generic.schema.json), playlists (JSONL {"playlist_id", "title", "description", \
         "track_ids"}), musiccaps (musiccaps-public.csv), mtat (annotations_final.csv), audioset (segment CSVs), \
-        song-describer (song_describer.csv). \
+        song-describer (song_describer.csv), jamendo (MTG-Jamendo autotagging and split TSVs; tags with their \
+        category as field), fma (tracks.csv with --genres genres.csv; genre_top, genres_all names, track tags, \
+        titles), mpd (Million Playlist Dataset slices with --track-map; playlist names and descriptions), \
+        lp-musiccaps (JSON Lines or CSV exports; captions as descriptions). docs/text.md says what each reads. \
         Text is stored as given with its source, track, file and line; texts of tracks not yet in the \
         catalog are kept and counted as unmatched. Container tags read by `mulan-ingest audio` are \
         already in the catalog (genre, mood, title… as tags; comment as descriptions). With workers, \
@@ -277,7 +280,8 @@ public struct IngestTextCommand: AsyncParsableCommand {
 
     @OptionGroup(title: "Workers") public var workerOptions: WorkerOptions
 
-    @Option(help: ArgumentHelp("The file format: generic, playlists, musiccaps, mtat, audioset or song-describer.", valueName: "format"))
+    @Option(help: ArgumentHelp("The file format: generic, playlists, musiccaps, mtat, audioset, song-describer, jamendo, fma, "
+                               + "mpd or lp-musiccaps.", valueName: "format"))
     public var format: TextFormat
 
     @Argument(help: ArgumentHelp("Annotation files.", valueName: "file"))
@@ -285,6 +289,16 @@ public struct IngestTextCommand: AsyncParsableCommand {
 
     @Option(help: ArgumentHelp("AudioSet label names: ontology.json or class_labels_indices.csv.", valueName: "file"))
     public var labels: String?
+
+    @Option(help: ArgumentHelp("fma: FMA's genres.csv, which names the genre ids of tracks.csv.", valueName: "file"))
+    public var genres: String?
+
+    @Option(help: ArgumentHelp("mpd: a CSV track_uri,track_id mapping Spotify track URIs to your track ids.",
+                               valueName: "file"))
+    public var trackMap: String?
+
+    @Flag(help: "lp-musiccaps: also load caption_attribute_prediction (its authors advise against using it).")
+    public var attributePrediction = false
 
     @Option(help: ArgumentHelp("Track id built from CSV columns, e.g. '{ytid}' or '{YTID}_{start_seconds}'.",
                                valueName: "template"))
@@ -307,6 +321,15 @@ public struct IngestTextCommand: AsyncParsableCommand {
         if (format == .musiccaps || format == .audioset) && labels == nil {
             throw ValidationError("--format \(format.rawValue) needs --labels ontology.json (or class_labels_indices.csv)")
         }
+        if format == .fma && genres == nil { throw ValidationError("--format fma needs --genres genres.csv (from fma_metadata)") }
+        if format == .mpd && trackMap == nil {
+            throw ValidationError("--format mpd needs --track-map FILE.csv (track_uri,track_id: the tracks you have audio for)")
+        }
+        if genres != nil && format != .fma { throw ValidationError("--genres is for --format fma only") }
+        if trackMap != nil && format != .mpd { throw ValidationError("--track-map is for --format mpd only") }
+        if attributePrediction && format != .lpMusicCaps {
+            throw ValidationError("--attribute-prediction is for --format lp-musiccaps only")
+        }
         if maxLineBytes < 1 { throw ValidationError("--max-line-bytes must be at least 1") }
     }
 
@@ -315,7 +338,8 @@ public struct IngestTextCommand: AsyncParsableCommand {
         try await runStage(console: console) {
             let job = TextLoadJob(workdir: global.workdir, files: files, format: format, labelsPath: labels,
                                   trackIDTemplate: trackIDFormat, invalidUTF8: invalidUTF8,
-                                  maxLineBytes: maxLineBytes, console: console, slice: try workerOptions.slice())
+                                  maxLineBytes: maxLineBytes, console: console, slice: try workerOptions.slice(),
+                                  genresPath: genres, trackMapPath: trackMap, attributePrediction: attributePrediction)
             let summary = try job.run()
             if let report { try summary.write(to: report) }
             print(summary.text())

@@ -21,6 +21,10 @@ public enum FailureReason: String, Sendable, CaseIterable, Codable {
     // Text records.
     case emptyText = "empty-text"
     case unknownLabel = "unknown-label"
+    /// A tag whose category the format does not know (MTG-Jamendo: genre, instrument, mood/theme).
+    case unknownCategory = "unknown-category"
+    /// Track URIs with no entry in the track map (MPD `--track-map`).
+    case unmappedTrack = "unmapped-track"
     case invalidUTF8 = "invalid-utf8"
     case lineTooLong = "line-too-long"
 }

@@ -15,6 +15,15 @@ public enum TextFormat: String, Sendable, CaseIterable, Codable {
     /// Song Describer `song_describer.csv` (`caption_id, track_id, caption, is_valid_subset,
     /// familiarity, artist_id, album_id, path, duration`): several captions per track.
     case songDescriber = "song-describer"
+    /// MTG-Jamendo autotagging TSVs (`TRACK_ID ARTIST_ID ALBUM_ID PATH DURATION TAGS`, one field per
+    /// `category---tag`): JamendoTagsReader.
+    case jamendo
+    /// FMA `tracks.csv` (two header rows, list literals) with `genres.csv`: FMATracksReader.
+    case fma
+    /// Spotify Million Playlist Dataset slices with a track URI map: MPDSliceReader.
+    case mpd
+    /// LP-MusicCaps exports, JSON Lines or CSV: LPMusicCapsReader.
+    case lpMusicCaps = "lp-musiccaps"
 }
 
 /// What to do with a record that is not valid UTF-8.
@@ -26,7 +35,8 @@ public enum InvalidUTF8Policy: String, Sendable, CaseIterable, Codable {
 }
 
 /// Streams an annotation file record by record, turning each into texts and rejects.
-/// Memory stays bounded by one record.
+/// Memory stays bounded by one record. The formats of turn 1 are read here; jamendo, fma, mpd and
+/// lp-musiccaps by their own readers (JamendoTagsReader, …), made at the first record.
 public final class TextFormatReader {
     public let path: String
     public let format: TextFormat
@@ -35,6 +45,9 @@ public final class TextFormatReader {
     public var trackIDTemplate: String?
     public var maxLineBytes = 1 << 20
     let labels: AudioSetLabels?
+    let references: TextReferences
+    /// The reader of a format that has its own (jamendo, fma, mpd, lp-musiccaps).
+    private var formatReader: (any TextRecordReader)?
 
     private var lines: ByteReader?
     private var csv: CSVReader?
@@ -43,12 +56,22 @@ public final class TextFormatReader {
     /// Song Describer: the line each caption id was first read on.
     private var captionLines: [String: Int] = [:]
 
-    public init(path: String, format: TextFormat, labels: AudioSetLabels? = nil) throws(MulanError) {
+    public convenience init(path: String, format: TextFormat, labels: AudioSetLabels? = nil) throws(MulanError) {
+        try self.init(path: path, format: format, references: TextReferences(labels: labels))
+    }
+
+    public init(path: String, format: TextFormat, references: TextReferences) throws(MulanError) {
         self.path = path
         self.format = format
-        self.labels = labels
+        self.labels = references.labels
+        self.references = references
         switch format {
         case .generic, .playlists:
+            if MPDSliceReader.looksLikeSlice(path: path) {
+                throw MulanError(.manifest, "this file looks like a Spotify Million Playlist Dataset slice (one JSON object "
+                                 + "with info and playlists), not JSON Lines", location: SourceLocation(file: path, line: 1),
+                                 hint: "use --format mpd --track-map FILE.csv (track_uri,track_id)")
+            }
             lines = try ByteReader(path: path)
         case .musiccaps, .songDescriber:
             csv = try CSVReader(path: path)
@@ -57,10 +80,39 @@ public final class TextFormatReader {
         case .audioset:
             csv = try CSVReader(path: path, skipInitialSpace: true, comment: 0x23)
             header = ["YTID", "start_seconds", "end_seconds", "positive_labels"]
+        case .jamendo, .fma, .mpd, .lpMusicCaps:
+            break
         }
         if (format == .musiccaps || format == .audioset), labels == nil {
             throw MulanError(.usage, "the \(format.rawValue) format maps AudioSet label ids to names",
                              hint: "pass --labels ontology.json (or class_labels_indices.csv)")
+        }
+        if format == .fma, references.genres == nil {
+            throw MulanError(.usage, "the fma format maps genre ids to names", hint: "pass --genres genres.csv")
+        }
+        if format == .mpd, references.trackMap == nil {
+            throw MulanError(.usage, "the mpd format maps Spotify track URIs to track ids",
+                             hint: "pass --track-map FILE.csv (track_uri,track_id)")
+        }
+    }
+
+    /// The reader of a format that has its own, with this reader's settings.
+    private func makeFormatReader() throws(MulanError) -> any TextRecordReader {
+        var settings = TextReadSettings()
+        settings.invalidUTF8 = invalidUTF8
+        settings.trackIDTemplate = trackIDTemplate
+        settings.maxLineBytes = maxLineBytes
+        switch format {
+        case .jamendo:
+            return try JamendoTagsReader(path: path, settings: settings)
+        case .fma:
+            guard let genres = references.genres else { throw MulanError(.usage, "--genres is missing") }
+            return try FMATracksReader(path: path, settings: settings, genres: genres)
+        case .mpd:
+            guard let trackMap = references.trackMap else { throw MulanError(.usage, "--track-map is missing") }
+            return try MPDSliceReader(path: path, settings: settings, trackMap: trackMap)
+        default:
+            return try LPMusicCapsReader(path: path, settings: settings, attributePrediction: references.attributePrediction)
         }
     }
 
@@ -70,10 +122,7 @@ public final class TextFormatReader {
 
     private func reject(_ line: Int, _ reason: FailureReason, _ detail: String, raw: some Collection<UInt8>,
                         track: String? = nil) -> TextRecordResult {
-        var r = TextRecordResult()
-        r.rejects.append(RejectedRow(origin: location(line, track), reason: reason, detail: detail,
-                                     raw: String(decoding: raw.prefix(4096), as: UTF8.self)))
-        return r
+        .rejected(location(line, track), reason, detail, raw: raw)
     }
 
     /// The next record's result, or nil at the end of the file.
@@ -81,6 +130,9 @@ public final class TextFormatReader {
         switch format {
         case .generic, .playlists: return try nextJSONL()
         case .musiccaps, .mtat, .audioset, .songDescriber: return try nextCSV()
+        case .jamendo, .fma, .mpd, .lpMusicCaps:
+            if formatReader == nil { formatReader = try makeFormatReader() }
+            return try formatReader!.next()
         }
     }
 
@@ -219,15 +271,7 @@ public final class TextFormatReader {
 
     private func add(_ texts: [String], source: TextSource, field: String, track: String, line: Int,
                      into result: inout TextRecordResult) {
-        for text in texts {
-            if text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
-                result.rejects.append(RejectedRow(origin: location(line, track), reason: .emptyText,
-                                                  detail: "an empty \(field) text", raw: text))
-            } else {
-                result.annotations.append(TextAnnotation(trackID: track, source: source, field: field, text: text,
-                                                         origin: location(line, track)))
-            }
-        }
+        result.add(texts, source: source, field: field, at: location(line, track))
     }
 
     // MARK: CSV formats
@@ -284,18 +328,7 @@ public final class TextFormatReader {
 
     /// The track id of a CSV row: the template with `{column}` replaced, or the format's default column.
     private func trackID(_ row: [String: String], defaultColumn: String) -> String? {
-        guard let template = trackIDTemplate else { return row[defaultColumn].flatMap { $0.isEmpty ? nil : $0 } }
-        var out = ""
-        var rest = Substring(template)
-        while let open = rest.firstIndex(of: "{") {
-            out += rest[..<open]
-            guard let close = rest[open...].firstIndex(of: "}") else { return nil }
-            guard let value = row[String(rest[rest.index(after: open)..<close])] else { return nil }
-            out += value
-            rest = rest[rest.index(after: close)...]
-        }
-        out += rest
-        return out.isEmpty ? nil : out
+        TrackIDTemplate.trackID(row, template: trackIDTemplate, defaultColumns: [defaultColumn])
     }
 
     private func mapLabels(_ list: String, track: String, line: Int, field: String,
@@ -452,5 +485,23 @@ public enum PythonListLiteral {
         }
         skipSpace()
         return scalars.isEmpty ? items : nil
+    }
+
+    /// Parses a Python list literal of integers, as FMA writes genre ids: `[21, 811]`, `[]`.
+    /// Returns nil when it is not one.
+    public static func parseIntegers(_ text: String) -> [Int]? {
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard trimmed.hasPrefix("["), trimmed.hasSuffix("]"), trimmed.count >= 2 else { return nil }
+        let inner = trimmed.dropFirst().dropLast().trimmingCharacters(in: .whitespacesAndNewlines)
+        if inner.isEmpty { return [] }
+        var parts = inner.split(separator: ",", omittingEmptySubsequences: false)
+            .map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+        if parts.count > 1, parts.last == "" { parts.removeLast() }  // a trailing comma
+        var items: [Int] = []
+        for part in parts {
+            guard let value = Int(part) else { return nil }
+            items.append(value)
+        }
+        return items
     }
 }

@@ -55,9 +55,16 @@ public struct TextLoadJob: Sendable {
     public var console: Console
     /// The share of the tracks this process loads text for (see WorkerSlice); single: all.
     public var slice: WorkerSlice
+    /// fma: FMA's genres.csv (`--genres`).
+    public var genresPath: String?
+    /// mpd: the track URI → track id CSV (`--track-map`).
+    public var trackMapPath: String?
+    /// lp-musiccaps: also load caption_attribute_prediction.
+    public var attributePrediction = false
 
     public init(workdir: String, files: [String], format: TextFormat, labelsPath: String?, trackIDTemplate: String?,
-                invalidUTF8: InvalidUTF8Policy, maxLineBytes: Int, console: Console, slice: WorkerSlice = .single) {
+                invalidUTF8: InvalidUTF8Policy, maxLineBytes: Int, console: Console, slice: WorkerSlice = .single,
+                genresPath: String? = nil, trackMapPath: String? = nil, attributePrediction: Bool = false) {
         self.workdir = Paths.absolute(workdir)
         self.files = files.map(Paths.absolute)
         self.format = format
@@ -67,6 +74,9 @@ public struct TextLoadJob: Sendable {
         self.maxLineBytes = maxLineBytes
         self.console = console
         self.slice = slice
+        self.genresPath = genresPath.map(Paths.absolute)
+        self.trackMapPath = trackMapPath.map(Paths.absolute)
+        self.attributePrediction = attributePrediction
     }
 
     /// Where this process writes: the work directory, or its part `parts/I-of-N` for a worker.
@@ -74,12 +84,17 @@ public struct TextLoadJob: Sendable {
         slice.isSingle ? workdir : WorkLayout.partDirectory(root: workdir, slice: slice)
     }
 
-    /// The options that shape what is read from a file; a change re-reads it.
+    /// The options that shape what is read from a file; a change re-reads it. (The keys of the
+    /// later formats' options are appended only when given, so earlier keys stay as they were.)
     var optionsKey: String {
-        var labelsHash = "-"
-        if let labelsPath, let digest = try? SHA256Digest.hex(ofFile: labelsPath).digest { labelsHash = digest }
-        return "v1;format=\(format.rawValue);labels=\(labelsHash);id=\(trackIDTemplate ?? "-");utf8=\(invalidUTF8.rawValue)"
+        func hash(_ path: String?) -> String {
+            path.flatMap { try? SHA256Digest.hex(ofFile: $0).digest } ?? "-"
+        }
+        return "v1;format=\(format.rawValue);labels=\(hash(labelsPath));id=\(trackIDTemplate ?? "-");utf8=\(invalidUTF8.rawValue)"
             + ";max=\(maxLineBytes)"
+            + (genresPath.map { ";genres=\(hash($0))" } ?? "")
+            + (trackMapPath.map { ";track-map=\(hash($0))" } ?? "")
+            + (attributePrediction ? ";attribute-prediction" : "")
     }
 
     public func run() throws -> TextLoadReport {
@@ -96,7 +111,11 @@ public struct TextLoadJob: Sendable {
         }
         let catalog = try Catalog(path: directory + "/catalog.sqlite")
         let slice = self.slice
-        let labels = try labelsPath.map { path throws(MulanError) in try AudioSetLabels.load(path: path) }
+        let references = TextReferences(
+            labels: try labelsPath.map { path throws(MulanError) in try AudioSetLabels.load(path: path) },
+            genres: try genresPath.map { path throws(MulanError) in try FMAGenres.load(path: path) },
+            trackMap: try trackMapPath.map { path throws(MulanError) in try TrackURIMap.load(path: path) },
+            attributePrediction: attributePrediction)
         let options = optionsKey
         let runID = try catalog.beginRun(stage: "ingest-text", settings: options)
         var report = TextLoadReport()
@@ -114,7 +133,7 @@ public struct TextLoadJob: Sendable {
                 console.log(.info, "\(file): unchanged since it was loaded, skipped")
                 continue
             }
-            let reader = try TextFormatReader(path: file, format: format, labels: labels)
+            let reader = try TextFormatReader(path: file, format: format, references: references)
             reader.invalidUTF8 = invalidUTF8
             reader.trackIDTemplate = trackIDTemplate
             reader.maxLineBytes = maxLineBytes

@@ -1,0 +1,110 @@
+import Foundation
+
+/// The options of `mulan-ingest text` that every format's reader applies.
+public struct TextReadSettings: Sendable {
+    /// What to do with a record that is not valid UTF-8.
+    public var invalidUTF8: InvalidUTF8Policy = .replace
+    /// Builds a track id from a record's columns: `{ytid}`, `{clip_id}`, `{YTID}_{start_seconds}`, …
+    public var trackIDTemplate: String?
+    /// The longest JSON Lines line accepted, in bytes.
+    public var maxLineBytes = 1 << 20
+
+    public init() {}
+}
+
+/// What a format reads besides the annotation file: label and genre maps, a track map, opt-ins.
+public struct TextReferences: Sendable {
+    /// AudioSet label names (`--labels`): musiccaps, audioset, generic's aset.
+    public var labels: AudioSetLabels?
+    /// FMA's `genres.csv` (`--genres`): fma.
+    public var genres: FMAGenres?
+    /// Track URI → track id (`--track-map`): mpd.
+    public var trackMap: TrackURIMap?
+    /// lp-musiccaps: also load `caption_attribute_prediction` (its authors advise against it).
+    public var attributePrediction = false
+
+    public init(labels: AudioSetLabels? = nil, genres: FMAGenres? = nil, trackMap: TrackURIMap? = nil,
+                attributePrediction: Bool = false) {
+        self.labels = labels
+        self.genres = genres
+        self.trackMap = trackMap
+        self.attributePrediction = attributePrediction
+    }
+}
+
+/// One annotation format's reader: the next record's texts and rejects, or nil at the end.
+protocol TextRecordReader: AnyObject {
+    func next() throws(MulanError) -> TextRecordResult?
+}
+
+extension TextRecordResult {
+    /// A record rejected whole.
+    static func rejected(_ origin: SourceLocation, _ reason: FailureReason, _ detail: String,
+                         raw: some Collection<UInt8>) -> TextRecordResult {
+        var r = TextRecordResult()
+        r.reject(origin, reason, detail, raw: String(decoding: raw.prefix(4096), as: UTF8.self))
+        return r
+    }
+
+    /// Records one bad part of a record (the rest of it is kept).
+    mutating func reject(_ origin: SourceLocation, _ reason: FailureReason, _ detail: String, raw: String) {
+        rejects.append(RejectedRow(origin: origin, reason: reason, detail: detail,
+                                   raw: String(decoding: Array(raw.utf8.prefix(4096)), as: UTF8.self)))
+    }
+
+    /// Adds each text for `origin`'s track; an empty one is rejected (`empty-text`) and the others kept.
+    mutating func add(_ texts: [String], source: TextSource, field: String, group: String? = nil,
+                      at origin: SourceLocation) {
+        for text in texts {
+            if text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+                reject(origin, .emptyText, "an empty \(field) text", raw: text)
+            } else {
+                annotations.append(TextAnnotation(trackID: origin.trackID ?? "", source: source, field: field,
+                                                  text: text, group: group, origin: origin))
+            }
+        }
+    }
+
+    /// Flags every text as repaired (its record had invalid UTF-8 replaced by U+FFFD).
+    mutating func markRepaired() {
+        for i in annotations.indices { annotations[i].repaired = true }
+    }
+}
+
+extension CSVRecord {
+    /// Why this record cannot be read under `policy`, or nil when it can (with invalid UTF-8
+    /// under `replace`, its fields hold U+FFFD and its texts are to be flagged repaired).
+    func problem(under policy: InvalidUTF8Policy) -> (reason: FailureReason, detail: String)? {
+        guard let error else { return nil }
+        if error.contains("UTF-8") {
+            return policy == .replace ? nil : (.invalidUTF8, error)
+        }
+        return (.invalidRow, error)
+    }
+
+    /// Whether the record is a blank line.
+    var isBlank: Bool { fields.count == 1 && fields[0].isEmpty }
+}
+
+/// Track ids built from a record's columns with `--track-id-format`.
+enum TrackIDTemplate {
+    /// The template with each `{column}` replaced by the row's value, or, without a template, the
+    /// row's `defaultColumns` (the first non-empty one); nil when the id cannot be built.
+    static func trackID(_ row: [String: String], template: String?, defaultColumns: [String]) -> String? {
+        guard let template else {
+            for column in defaultColumns { if let value = row[column], !value.isEmpty { return value } }
+            return nil
+        }
+        var out = ""
+        var rest = Substring(template)
+        while let open = rest.firstIndex(of: "{") {
+            out += rest[..<open]
+            guard let close = rest[open...].firstIndex(of: "}") else { return nil }
+            guard let value = row[String(rest[rest.index(after: open)..<close])] else { return nil }
+            out += value
+            rest = rest[rest.index(after: close)...]
+        }
+        out += rest
+        return out.isEmpty ? nil : out
+    }
+}
