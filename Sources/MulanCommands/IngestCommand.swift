@@ -19,7 +19,7 @@ public struct IngestCommand: AsyncParsableCommand {
         Exit codes: 0 all inputs used; 3 the run completed but some inputs failed (each is recorded \
         in the catalog with its reason and listed in the summary); 64 usage error; 1 fatal error.
         """,
-        subcommands: [IngestAudioCommand.self, IngestTextCommand.self],
+        subcommands: [IngestAudioCommand.self, IngestTextCommand.self, IngestManifestCommand.self],
         defaultSubcommand: IngestAudioCommand.self)
 
     public init() {}
