@@ -49,6 +49,9 @@ public struct IngestManifestCommand: AsyncParsableCommand {
                                valueName: "template"))
     public var audioName: [String] = []
 
+    @Flag(name: .customLong("jamendo-ids"), help: "song-describer: write MTG-Jamendo's track ids (track_0001030 for 1030), to hold its tracks out of a Jamendo training set.")
+    public var jamendoIDs = false
+
     @Option(help: ArgumentHelp("Write the JSON coverage report to this file.", valueName: "file"))
     public var report: String?
 
@@ -62,6 +65,7 @@ public struct IngestManifestCommand: AsyncParsableCommand {
         if segmentsInFile && format != .musiccaps && format != .audioset {
             throw ValidationError("--segments-in-file is for musiccaps and audioset")
         }
+        if jamendoIDs && format != .songDescriber { throw ValidationError("--jamendo-ids is for song-describer") }
         if let s = subset, !(format == .mtat && s == "top50") {
             throw ValidationError("--subset \(s) is not known for \(format.rawValue) (--subset top50 is for --format mtat)")
         }
@@ -73,6 +77,7 @@ public struct IngestManifestCommand: AsyncParsableCommand {
             var builder = CorpusManifestBuilder(format: format, audioRoot: audioRoot)
             builder.segmentsInFile = segmentsInFile
             builder.subset = subset
+            builder.jamendoIDs = jamendoIDs
             if !audioName.isEmpty { builder.audioNames = audioName }
             let outPath = Paths.absolute(out)
             let problemsPath = problems.map(Paths.absolute) ?? (outPath.hasSuffix(".csv") ? String(outPath.dropLast(4)) : outPath) + ".problems.csv"

@@ -57,6 +57,10 @@ public struct ShardPlanOptions: ParsableArguments {
                                + "measurement; dataset.json counts them by reason.", valueName: "dbtp"))
     public var maxTruePeak: Double?
 
+    @Option(help: ArgumentHelp("Benchmark test tracks to keep out of train, with their duplicate groups (repeatable): a manifest with a track_id column (rows whose split is test, or every row without a split column), or one id per line.",
+                               valueName: "file"))
+    public var holdOut: [String] = []
+
     public init() {}
 
     public func validate() throws {
@@ -82,6 +86,7 @@ public struct ShardPlanOptions: ParsableArguments {
                            samplesPerShard: samplesPerShard, maxShardBytes: maxShardBytes, filterVersions: versions,
                            console: global.console, catalogs: from, slice: slice,
                            loudness: LoudnessFilter(minLUFS: minLUFS, maxTruePeakDB: maxTruePeak))
+        if !holdOut.isEmpty { job.holdOut = try HoldOut(files: holdOut) }
         switch audioFilterVersion {
         case nil: job.audioFilter = .latest
         case "none"?: job.audioFilter = .none
@@ -106,6 +111,10 @@ public struct ShardPlanOptions: ParsableArguments {
             print("  loudness normalization (mulan-ingest): " + n.settings.map {
                 "\($0.samples) samples at \($0.targetLUFS) LUFS, true peak ≤ \($0.maxTruePeakDB) dBTP"
             }.joined(separator: "; ") + (n.samplesNotNormalized > 0 ? "; \(n.samplesNotNormalized) not normalized" : ""))
+        }
+        if let h = manifest.heldOut {
+            print("  benchmark test tracks kept out of train (--hold-out): \(h.tracksKeptOutOfTrain) tracks, "
+                  + "\(h.clipsKeptOutOfTrain) clips (of \(h.tracksListed) listed)")
         }
         if let version = manifest.audioFilterVersion {
             let dropped = manifest.clipsDroppedByAudioFilter ?? [:]

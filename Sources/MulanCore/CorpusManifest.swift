@@ -99,6 +99,9 @@ public struct CorpusManifestBuilder {
     public var audioNames = ["{ytid}", "Y{ytid}", "{ytid}_{start}", "{ytid}_{start}-{end}", "{ytid}_{start}_{end}"]
     /// `top50` (mtat only): the clips that have one of the file's 50 most frequent tags.
     public var subset: String?
+    /// song-describer: write MTG-Jamendo's ids (`track_0001030` for 1030): its audio is Jamendo's, so
+    /// that a Jamendo training set can hold it out (`mulan-shard --hold-out`).
+    public var jamendoIDs = false
 
     public init(format: CorpusFormat, audioRoot: String) {
         self.format = format
@@ -258,7 +261,9 @@ public struct CorpusManifestBuilder {
                 guard let id = row["track_id"], !id.isEmpty, let path = row["path"], !path.isEmpty else {
                     return .problem(.invalidRow, "track_id or path is empty", at)
                 }
-                return .track(Track(id: id, paths: [path], split: "test", origin: at))
+                let track = jamendoIDs ? Int(id).map { String(format: "track_%07d", $0) } : id
+                guard let track else { return .problem(.invalidRow, "track_id \(id) is not a number (--jamendo-ids)", at) }
+                return .track(Track(id: track, paths: [path], split: "test", origin: at))
             }
         }
     }

@@ -35,6 +35,8 @@ public struct DatasetManifest: Codable, Sendable, StageReport {
     public var audioFilterVersion: String?
     /// Clips that would be in the dataset but that version dropped, by reason (its failing rule).
     public var clipsDroppedByAudioFilter: [String: Int]?
+    /// With `--hold-out`: the benchmark test tracks kept out of train.
+    public var heldOut: HeldOutSummary?
     public var incremental = "A catalog that changed gives a new dataset id and a new folder; published folders are never rewritten."
 
     enum CodingKeys: String, CodingKey {
@@ -45,6 +47,22 @@ public struct DatasetManifest: Codable, Sendable, StageReport {
         case clipsWithoutText = "clips_without_text", incremental
         case loudnessFilter = "loudness_filter", loudnessNormalization = "loudness_normalization"
         case audioFilterVersion = "audio_filter_version", clipsDroppedByAudioFilter = "clips_dropped_by_audio_filter"
+        case heldOut = "held_out"
+    }
+
+    /// `held_out`: the hold-out lists, how many track ids they name, and the train tracks and clips
+    /// kept out because they are listed or in a listed track's duplicate group.
+    public struct HeldOutSummary: Codable, Sendable {
+        public var files: [String]
+        public var tracksListed: Int
+        public var tracksKeptOutOfTrain: Int
+        public var clipsKeptOutOfTrain: Int
+        /// Those tracks, sorted (the first 1000).
+        public var tracks: [String]
+        enum CodingKeys: String, CodingKey {
+            case files, tracksListed = "tracks_listed", tracksKeptOutOfTrain = "tracks_kept_out_of_train"
+            case clipsKeptOutOfTrain = "clips_kept_out_of_train", tracks
+        }
     }
 }
 

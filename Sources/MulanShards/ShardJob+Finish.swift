@@ -35,6 +35,10 @@ extension ShardJob {
                 settings: normalized,
                 samplesNotNormalized: plan.normalization.filter { $0.key.target == nil }.values.reduce(0, +))
         }
+        if let h = holdOut {
+            manifest.heldOut = .init(files: h.files, tracksListed: h.trackIDs.count, tracksKeptOutOfTrain: plan.heldOutTracks.count,
+                                     clipsKeptOutOfTrain: plan.heldOutClips, tracks: Array(plan.heldOutTracks.sorted().prefix(1000)))
+        }
         if let v = plan.audioFilterVersion {
             manifest.audioFilterVersion = v
             manifest.clipsDroppedByAudioFilter = plan.droppedByAudioFilter

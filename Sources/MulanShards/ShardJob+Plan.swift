@@ -24,6 +24,9 @@ extension ShardJob {
         /// The audio filter version whose dropped clips are left out, and how many per reason.
         var audioFilterVersion: String?
         var droppedByAudioFilter: [String: Int] = [:]
+        /// Train clips kept out as benchmark test tracks (or their duplicates), and their tracks.
+        var heldOutClips = 0
+        var heldOutTracks: Set<String> = []
         var datasetID = ""
         /// Splits in name order, each with its samples in shard order.
         var splits: [(name: String, entries: [Entry])] = []
@@ -89,6 +92,8 @@ extension ShardJob {
         for (p, part) in parts.enumerated() {
             let db = part.db
             let groups = try DuplicateGroups(db, console: console)
+            // Duplicate groups holding a held-out track: all their members are held out too.
+            let heldGroups = Set(holdOut.map { h in groups.members.compactMap { h.trackIDs.contains($0.key) ? $0.value.groupKey : nil } } ?? [])
             if plan.vocabularySHA256 == nil {
                 plan.vocabularySHA256 = try db.row(
                     "SELECT vocab_sha256 FROM filter_versions WHERE version IN (\(placeholders)) LIMIT 1", versionList)?[0].string
@@ -125,6 +130,12 @@ extension ShardJob {
                 // A duplicate group's members all go to one split: the group key's (see DuplicateGroups).
                 let name = member.map { split.split(trackID: $0.groupKey, manifestSplit: $0.groupSplit) }
                     ?? split.split(trackID: track, manifestSplit: row[3].string)
+                if name == "train", let h = holdOut,
+                   h.trackIDs.contains(track) || member.map({ heldGroups.contains($0.groupKey) }) == true {
+                    plan.heldOutClips += 1
+                    plan.heldOutTracks.insert(track)
+                    return
+                }
                 perSplit[name, default: []].append(Entry(rank: ShardKeys.rank(key: key, seed: seed),
                                                          ref: UInt64(p) << 48 | UInt64(id)))
                 // The loudness values are part of the sample's JSON, so they are part of its identity.
@@ -145,6 +156,11 @@ extension ShardJob {
             console.log(.info, "\(mergedClips) clips of tracks merged into their duplicate group's representative "
                         + "(mulan-dedupe --policy merge) are left out; their kept texts go with the representative",
                         event: "merged_duplicates")
+        }
+        if plan.heldOutClips > 0 {
+            console.log(.warning, "\(plan.heldOutTracks.count) tracks (\(plan.heldOutClips) clips) of the train split are "
+                        + "benchmark test tracks of --hold-out or their duplicates: kept out of train (dataset.json held_out)",
+                        event: "held_out")
         }
         if plan.sampleRate == 0 { plan.sampleRate = 16000 }
         if plan.clipSeconds == 0 { plan.clipSeconds = 30 }

@@ -34,6 +34,8 @@ public struct ShardJob: Sendable {
     public var loudness: LoudnessFilter
     /// Which `mulan-filter audio` version's dropped clips to leave out (default: the latest).
     public var audioFilter: AudioFilterChoice = .latest
+    /// Benchmark test tracks kept out of the train split (`--hold-out`), with their duplicate groups.
+    public var holdOut: HoldOut?
 
     public init(workdir: String, output: String?, split: SplitSpec, seed: UInt64, samplesPerShard: Int,
                 maxShardBytes: Int?, filterVersions: [String: String], console: Console,
