@@ -8,11 +8,11 @@ extension CorpusFormat: ExpressibleByArgument {}
 public struct IngestManifestCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "manifest",
-        abstract: "Write the audio manifest of a corpus (MTAT, MusicCaps, AudioSet, MTG-Jamendo, Song Describer) from its own files.",
+        abstract: "Write the audio manifest of a corpus (MTAT, MusicCaps, AudioSet, MTG-Jamendo, Song Describer, FMA) from its own files.",
         discussion: """
         Reads the corpus's metadata (mtat: annotations_final.csv; musiccaps: musiccaps-public.csv; audioset: \
         the segment CSVs; jamendo: the split TSVs splits/split-N/{train,validation,test}.tsv or \
-        raw_30s_cleantags.tsv; song-describer: song_describer.csv) and writes the CSV manifest that \
+        raw_30s_cleantags.tsv; song-describer: song_describer.csv; fma: fma_metadata/tracks.csv) and writes the CSV manifest that \
         `mulan-ingest --manifest` reads: the track ids `mulan-ingest text --format …` gives the same \
         corpus, the file below --audio-root, the segment (with --segments-in-file) and the corpus's \
         official split. Tracks whose audio is not there (YouTube ids never downloaded) are listed in \
@@ -24,7 +24,7 @@ public struct IngestManifestCommand: AsyncParsableCommand {
 
     @OptionGroup public var global: GlobalOptions
 
-    @Option(help: ArgumentHelp("The corpus: mtat, musiccaps, audioset, jamendo or song-describer.", valueName: "corpus"))
+    @Option(help: ArgumentHelp("The corpus: mtat, musiccaps, audioset, jamendo, song-describer or fma.", valueName: "corpus"))
     public var format: CorpusFormat
 
     @Argument(help: ArgumentHelp("The corpus's metadata files.", valueName: "file"))
@@ -39,7 +39,7 @@ public struct IngestManifestCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Missing tracks and rejected rows, with reasons (default: OUT with .problems.csv).", valueName: "file"))
     public var problems: String?
 
-    @Option(help: ArgumentHelp("mtat: top50 keeps the clips with one of the 50 most frequent tags.", valueName: "name"))
+    @Option(help: ArgumentHelp("mtat: top50 keeps the clips with one of the 50 most frequent tags; fma: small, medium or large keeps that subset.", valueName: "name"))
     public var subset: String?
 
     @Flag(help: "musiccaps/audioset: the files are whole videos; write each segment's start_s/end_s.")
@@ -66,8 +66,8 @@ public struct IngestManifestCommand: AsyncParsableCommand {
             throw ValidationError("--segments-in-file is for musiccaps and audioset")
         }
         if jamendoIDs && format != .songDescriber { throw ValidationError("--jamendo-ids is for song-describer") }
-        if let s = subset, !(format == .mtat && s == "top50") {
-            throw ValidationError("--subset \(s) is not known for \(format.rawValue) (--subset top50 is for --format mtat)")
+        if let s = subset, !CorpusManifestBuilder.subsets(format).contains(s) {
+            throw ValidationError("--subset \(s) is not known for \(format.rawValue) (top50 for mtat; small, medium or large for fma)")
         }
     }
 

@@ -14,6 +14,8 @@ public enum CorpusFormat: String, Sendable, CaseIterable {
     case jamendo
     /// Song Describer `song_describer.csv`: `caption_id, track_id, caption, …, path, duration`.
     case songDescriber = "song-describer"
+    /// FMA `tracks.csv` (two header rows, group then field; the index-name line): `set/split`, `set/subset`.
+    case fma
 }
 
 /// Why a corpus row is not in the manifest (the problems file's `reason`).
@@ -83,6 +85,9 @@ public struct CorpusManifestReport: Codable, Sendable, StageReport {
 /// - jamendo: track `TRACK_ID`, file `PATH` (or its `.low.mp3` twin); split from the file name
 ///   (`train.tsv`, `validation.tsv` → valid, `test.tsv`); other files give no split.
 /// - song-describer: track `track_id` (one row per track, captions merged), file `path`; split `test`.
+/// - fma: track the index (`track_id`), file `NNN/NNNNNN.mp3` (the id zero-padded to 6 digits, its first
+///   3 as the folder, as in fma_large); split `set/split` (training → train, validation → valid, test);
+///   `--subset small|medium|large` keeps the tracks of that subset (FMA's subsets are nested).
 ///
 /// For musiccaps and audioset the file is found by name anywhere below the audio root: the first of
 /// the `audioNames` templates (`{ytid}`, `{start}`, `{end}`) that names an audio file, whatever its
@@ -97,7 +102,8 @@ public struct CorpusManifestBuilder {
     public var audioRoot: String
     public var segmentsInFile = false
     public var audioNames = ["{ytid}", "Y{ytid}", "{ytid}_{start}", "{ytid}_{start}-{end}", "{ytid}_{start}_{end}"]
-    /// `top50` (mtat only): the clips that have one of the file's 50 most frequent tags.
+    /// `top50` (mtat): the clips that have one of the file's 50 most frequent tags; `small`, `medium`,
+    /// `large` (fma): the tracks of that subset.
     public var subset: String?
     /// song-describer: write MTG-Jamendo's ids (`track_0001030` for 1030): its audio is Jamendo's, so
     /// that a Jamendo training set can hold it out (`mulan-shard --hold-out`).
@@ -123,18 +129,20 @@ public struct CorpusManifestBuilder {
     enum RowOutcome {
         case track(Track)
         case problem(CorpusProblem, String, SourceLocation)
-        case skip
+        /// Outside the chosen subset (counted as excluded).
+        case excluded
     }
 
     public func run(files: [String], manifest: String, problems: String) throws(MulanError) -> CorpusManifestReport {
-        if subset != nil && !(format == .mtat && subset == "top50") {
-            throw MulanError(.usage, "--subset \(subset!) is not known for \(format.rawValue)", hint: "--subset top50 is for --format mtat")
+        if let s = subset, !Self.subsets(format).contains(s) {
+            throw MulanError(.usage, "--subset \(s) is not known for \(format.rawValue)",
+                             hint: "--subset top50 is for --format mtat; small, medium or large for --format fma")
         }
         let index = try AudioIndex(root: audioRoot)
         var report = CorpusManifestReport(format: format.rawValue, files: files, audioRoot: audioRoot, manifest: manifest,
                                           problemsFile: problems)
         let kept: Set<String>?
-        if subset == "top50" {
+        if format == .mtat, subset == "top50" {
             let (tags, clips) = try mtatTop50(files: files)
             report.subsetTags = tags
             kept = clips
@@ -153,8 +161,8 @@ public struct CorpusManifestBuilder {
             try forEachRow(file) { (outcome: RowOutcome) throws(MulanError) in
                 report.rows += 1
                 switch outcome {
-                case .skip:
-                    report.rows -= 1
+                case .excluded:
+                    report.excluded += 1
                 case .problem(let reason, let detail, let at):
                     report.rejected += 1
                     try problem(reason, detail, at)
@@ -256,6 +264,8 @@ public struct CorpusManifestBuilder {
                 let low = path.hasSuffix(".mp3") ? String(path.dropLast(4)) + ".low.mp3" : path
                 return .track(Track(id: id, paths: [path, low], split: split, origin: at))
             }
+        case .fma:
+            try readFMA(file, body)
         case .songDescriber:
             try readTable(file, delimiter: 0x2C, needed: ["track_id", "path"], body) { row, at in
                 guard let id = row["track_id"], !id.isEmpty, let path = row["path"], !path.isEmpty else {
@@ -306,6 +316,61 @@ public struct CorpusManifestBuilder {
                 outcome = .track(t)
             }
             try body(outcome)
+        }
+    }
+
+    /// The `--subset` values a corpus knows.
+    public static func subsets(_ format: CorpusFormat) -> [String] {
+        switch format {
+        case .mtat: ["top50"]
+        case .fma: ["small", "medium", "large"]
+        default: []
+        }
+    }
+
+    /// FMA's tracks.csv: two header rows (group, field), an optional index-name line, then one row per track.
+    private func readFMA(_ file: String, _ body: (RowOutcome) throws(MulanError) -> Void) throws(MulanError) {
+        let csv = try CSVReader(path: file)
+        var groups: [String]?, columns: [String]?, sawIndexLine = false
+        let order = ["small", "medium", "large"]
+        let largest = subset.flatMap { order.firstIndex(of: $0) }
+        while let record = try csv.next() {
+            if record.isBlank { continue }
+            guard let g = groups else { groups = record.fields; continue }
+            guard let names = columns else {
+                var n = ["track_id"]
+                for (group, field) in zip(g, record.fields).dropFirst() { n.append(group + "/" + field) }
+                guard g.count == record.fields.count, n.contains("set/split") else {
+                    throw MulanError(.manifest, "the header of this fma file is not tracks.csv's two rows (group, then field) with set/split",
+                                     location: SourceLocation(file: file, line: record.line),
+                                     hint: "pass fma_metadata/tracks.csv as published; is --format right for this file?")
+                }
+                columns = n
+                continue
+            }
+            if !sawIndexLine {
+                sawIndexLine = true
+                if record.fields.first == "track_id" && record.fields.dropFirst().allSatisfy(\.isEmpty) { continue }
+            }
+            let at = SourceLocation(file: file, line: record.line, trackID: record.fields.first)
+            guard record.error == nil, record.fields.count == names.count else {
+                try body(.problem(.invalidRow, record.error ?? "expected \(names.count) fields, found \(record.fields.count)", at))
+                continue
+            }
+            let row = Dictionary(zip(names, record.fields), uniquingKeysWith: { a, _ in a })
+            guard let id = row["track_id"], let number = Int(id), number >= 0 else {
+                try body(.problem(.invalidRow, "the track id (first column) is not a number", at))
+                continue
+            }
+            if let largest {
+                guard let s = row["set/subset"].flatMap({ order.firstIndex(of: $0) }), s <= largest else {
+                    try body(.excluded)
+                    continue
+                }
+            }
+            let split = ["training": "train", "validation": "valid", "test": "test"][row["set/split"] ?? ""] ?? ""
+            let name = String(format: "%06d", number)
+            try body(.track(Track(id: id, paths: ["\(name.prefix(3))/\(name).mp3"], split: split, origin: at)))
         }
     }
 

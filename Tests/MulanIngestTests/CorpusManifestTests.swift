@@ -171,6 +171,34 @@ struct CorpusManifestTests {
         #expect(try Self.problems(h).isEmpty)
     }
 
+    @Test func fmaTracksCSVSplitsSubsetsAndPaths() throws {
+        let h = IngestHarness()
+        // tracks.csv as published: the group row, the field row, the index-name line; quoted lists.
+        try h.dir.write("tracks.csv", """
+            ,album,set,set,track,track,track,track
+            ,title,split,subset,genre_top,genres_all,tags,title
+            track_id,,,,,,,
+            2,AWOL,training,small,Hip-Hop,[21],[],Food
+            5,AWOL,validation,medium,Hip-Hop,[21],[],This World
+            140,"Constant, Hitmaker",test,small,Folk,[17],"['folk', 'acoustic']",Queen Of The Wires
+            141,Side B,test,large,Folk,[17],[],Ohio
+            x,Bad,training,small,Rock,[12],[],Broken
+
+            """)
+        try Self.touch(h, ["000/000002.mp3", "000/000005.mp3", "000/000141.mp3"])
+        let r = try Self.run(h, ["--format", "fma", "tracks.csv", "--audio-root", "audio", "--out", "m.csv", "--subset", "medium",
+                                 "--report", "r.json"])
+        #expect(r.status == 3, "\(r.stderr)")
+        #expect(try Self.rows(h) == [["2", "000/000002.mp3", "", "", "train"], ["5", "000/000005.mp3", "", "", "valid"]])
+        #expect(try Self.problems(h).map { [$0[0], $0[1], $0[2]] } == [["140", "test", "audio-missing"], ["x", "", "invalid-row"]])
+        let report = try h.report(h.dir.file("r.json"))
+        #expect(report["rows"] as? Int == 5 && report["excluded"] as? Int == 1 && report["tracks"] as? Int == 3)
+        // The whole set (no subset): track 141 (large) is in, in test.
+        let all = try Self.run(h, ["--format", "fma", "tracks.csv", "--audio-root", "audio", "--out", "all.csv"])
+        #expect(all.status == 3)
+        #expect(try Self.rows(h, "all.csv").contains(["141", "000/000141.mp3", "", "", "test"]))
+    }
+
     @Test func noAudioAtAllIsAnErrorAndLeavesNoFile() throws {
         let h = IngestHarness()
         try h.dir.write("musiccaps-public.csv", "ytid,start_s,end_s,is_audioset_eval\nabc,0,10,False\n")
