@@ -100,9 +100,11 @@ public struct PreviousTrack: Sendable, Hashable {
     public var detail: String?
     /// Whether a fingerprint row exists (tracks ingested before fingerprints get one on a re-run).
     public var hasFingerprint = true
-    /// Kept clips without a loudness measurement (ingested before schema version 5): a re-run
-    /// measures their stored files.
+    /// Kept clips without a loudness measurement (ingested before schema version 5, or with
+    /// `--loudness off`): a re-run that measures loudness measures their stored files.
     public var clipsWithoutLoudness: [StoredClip] = []
+    /// Kept clips measured without their true peak (`--loudness integrated`): a `full` re-run adds it.
+    public var clipsWithoutTruePeak: [StoredClip] = []
 }
 
 /// A kept clip's place on its track and its file in the store.
@@ -168,19 +170,26 @@ public final class Catalog {
             """
             SELECT t.content_hash, t.settings_key, t.status, t.reason, t.detail, f.track_rowid IS NOT NULL, t.id,
                    EXISTS (SELECT 1 FROM clips c WHERE c.track_rowid = t.id AND c.status = 'kept'
-                           AND c.loudness_status IS NULL)
+                           AND (c.loudness_status IS NULL OR (c.loudness_status != 'failed' AND c.true_peak_db IS NULL)))
             FROM tracks t LEFT JOIN fingerprints f ON f.track_rowid = t.id WHERE t.track_id = ?
             """, [trackID])
         else { return nil }
         var previous = PreviousTrack(contentHash: r[0].string, settingsKey: r[1].string ?? "", status: r[2].string ?? "",
                                      reason: r[3].string, detail: r[4].string, hasFingerprint: r[5].int != 0)
         if let rowid = r[6].int, r[7].int != 0 {
-            previous.clipsWithoutLoudness = try database.rows("""
-                SELECT clip_index, flac_path FROM clips
-                WHERE track_rowid = ? AND status = 'kept' AND loudness_status IS NULL ORDER BY clip_index
-                """, [rowid]).compactMap { row in
-                guard let index = row[0].int, let path = row[1].string else { return nil }
-                return StoredClip(index: index, flacPath: path)
+            // A kept clip is never digital silence, so a measured one has a true peak unless it was
+            // measured without (`--loudness integrated`).
+            for row in try database.rows("""
+                SELECT clip_index, flac_path, loudness_status IS NULL FROM clips
+                WHERE track_rowid = ? AND status = 'kept'
+                AND (loudness_status IS NULL OR (loudness_status != 'failed' AND true_peak_db IS NULL)) ORDER BY clip_index
+                """, [rowid]) {
+                guard let index = row[0].int, let path = row[1].string else { continue }
+                if row[2].int != 0 {
+                    previous.clipsWithoutLoudness.append(StoredClip(index: index, flacPath: path))
+                } else {
+                    previous.clipsWithoutTruePeak.append(StoredClip(index: index, flacPath: path))
+                }
             }
         }
         return previous

@@ -128,6 +128,15 @@ public struct IngestAudioCommand: AsyncParsableCommand {
                                + "this (dBTP, default -1); such clips end up quieter than the target.", valueName: "dbtp"))
     public var loudnessMaxTruePeak: Double?
 
+    @Option(help: ArgumentHelp("Loudness measured on each stored clip: full (integrated, range and true peak), integrated "
+                               + "(no true peak, faster) or off. A later run asking for more measures only what is missing.",
+                               valueName: "what"))
+    public var loudness: LoudnessMeasurement = .full
+
+    @Option(help: ArgumentHelp("Chromaprint fingerprints for mulan-dedupe: on or off. A later run with on adds the missing ones.",
+                               valueName: "on|off"))
+    public var fingerprint: Switch = .on
+
     @Option(help: ArgumentHelp("Write the JSON summary to this file.", valueName: "file"))
     public var report: String?
 
@@ -146,6 +155,8 @@ public struct IngestAudioCommand: AsyncParsableCommand {
         s.flacBits = flacBits
         s.loudnessTargetLUFS = loudnessTarget
         if let loudnessMaxTruePeak { s.loudnessMaxTruePeakDB = loudnessMaxTruePeak }
+        s.loudness = loudness
+        s.fingerprint = fingerprint == .on
         return s
     }
 
@@ -349,3 +360,7 @@ public struct IngestTextCommand: AsyncParsableCommand {
 }
 
 extension ClipPreset: ExpressibleByArgument {}
+extension LoudnessMeasurement: ExpressibleByArgument {}
+
+/// An on/off option value.
+public enum Switch: String, ExpressibleByArgument, Sendable { case on, off }

@@ -29,6 +29,13 @@ public struct IngestSettings: Sendable, Hashable, Codable {
     /// `--loudness-max-true-peak`: the gain of `loudnessTargetLUFS` is limited so that the clip's
     /// true peak stays at or below this (dBTP). −1 dBTP is EBU R128's ceiling for distribution.
     public var loudnessMaxTruePeakDB: Double = -1
+    /// `--loudness`: which EBU R128 values ingest measures on each stored clip. Measurements do not
+    /// change the clips, so they are not part of `key`: a later run that asks for more measures
+    /// what is missing from the stored clips (LoudnessBackfill) without re-ingesting.
+    public var loudness: LoudnessMeasurement = .full
+    /// `--fingerprint`: whether ingest computes each track's Chromaprint fingerprint (mulan-dedupe's
+    /// input); off, a later run with it on back-fills the missing ones.
+    public var fingerprint = true
 
     public init() {}
 
@@ -70,6 +77,10 @@ public struct IngestSettings: Sendable, Hashable, Codable {
             throw MulanError(.usage, "--max-silence-share must be in (0, 1]")
         }
         if flacBits != 16 && flacBits != 24 { throw MulanError(.usage, "--flac-bits must be 16 or 24") }
+        if loudnessTargetLUFS != nil && loudness != .full {
+            throw MulanError(.usage, "--loudness-target needs the full loudness measurement (its gain is limited by the true peak), "
+                             + "but --loudness is \(loudness.rawValue)", hint: "leave out --loudness (full is the default)")
+        }
         if let target = loudnessTargetLUFS, !(target > -70 && target <= 0) {
             throw MulanError(.usage, "--loudness-target must be in (-70, 0] LUFS, got \(target)",
                              hint: "EBU R128 broadcast is -23, streaming services use -14 to -16")
@@ -105,4 +116,15 @@ public struct IngestSettings: Sendable, Hashable, Codable {
             + "max=all;silence=\(silenceThresholdDB)/\(maxSilenceShare);flac=\(flacBits);seg=\(segment)\(policy)"
             + (loudnessTargetLUFS.map { ";loud=\($0)/\(loudnessMaxTruePeakDB)" } ?? "")
     }
+}
+
+/// What ingest measures of each stored clip's loudness (`mulan-ingest --loudness`).
+public enum LoudnessMeasurement: String, Sendable, Hashable, Codable, CaseIterable {
+    /// Nothing (the catalog's loudness columns stay empty; a later `integrated` or `full` run fills them).
+    case off
+    /// Integrated loudness and loudness range, without the true peak (its 4× oversampling is most of
+    /// the measurement's time); `true_peak_db` stays empty.
+    case integrated
+    /// Integrated loudness, loudness range and true peak (the default).
+    case full
 }

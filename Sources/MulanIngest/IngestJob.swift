@@ -73,6 +73,8 @@ public struct IngestJob: Sendable {
         var report = IngestReport(workdir: directory, jobs: jobs, sampleRate: settings.sampleRate,
                                   clipSeconds: settings.clipSeconds)
         report.clipPolicy = settings.clipPolicy.description
+        report.loudnessMeasured = settings.loudness.rawValue
+        report.fingerprints = settings.fingerprint
         if settings.clipPolicy.isBest { report.clipRanking = clipScorer.name }
         if !slice.isSingle { report.worker = slice }
         let total = try countRows()

@@ -33,6 +33,9 @@ public struct IngestReport: Codable, Sendable, StageReport {
     public var clipSeconds: Double
     /// `--clip-policy` (ClipPolicy's canonical text).
     public var clipPolicy = "all"
+    /// What this run measured on each clip (`--loudness`) and whether it fingerprinted (`--fingerprint`).
+    public var loudnessMeasured = "full"
+    public var fingerprints = true
     /// Tracks whose windows were decoded by seeking (center, random, evenly:N).
     /// What ranked `best:N`'s candidates (`loudness`, or the zero-shot model's rule); nil for
     /// other policies.
@@ -60,6 +63,7 @@ public struct IngestReport: Codable, Sendable, StageReport {
         case peakRSSBytes = "peak_rss_bytes"
         case loudnessByStatus = "loudness_by_status", clipsLoudnessBackfilled = "clips_loudness_backfilled"
         case clipsNormalized = "clips_normalized", clipsGainLimited = "clips_gain_limited"
+        case loudnessMeasured = "loudness_measured", fingerprints
         case clipPolicy = "clip_policy", clipRanking = "clip_ranking", tracksSeeked = "tracks_seeked", seekFallbacks = "seek_fallbacks"
         case seekFallbacksByReason = "seek_fallbacks_by_reason"
     }

@@ -20,9 +20,15 @@ enum LoudnessStep {
     static let ceilingMargin = 0.01
 
     /// Measures `samples` (and normalizes them in place when the settings ask for it).
+    /// With `--loudness off` nothing is measured (nil); `integrated` leaves the true peak out.
     static func apply(_ samples: inout [Float], settings: IngestSettings)
-        -> (loudness: ClipLoudness, normalization: LoudnessNormalization?) {
+        -> (loudness: ClipLoudness?, normalization: LoudnessNormalization?) {
         let rate = settings.sampleRate
+        switch settings.loudness {
+        case .off: return (nil, nil)
+        case .integrated: return (LoudnessMeter.measure(samples, sampleRate: rate, truePeak: false), nil)
+        case .full: break
+        }
         let before = LoudnessMeter.measure(samples, sampleRate: rate)
         guard let target = settings.loudnessTargetLUFS else { return (before, nil) }
         // Below the gate or unmeasurable: there is no loudness to move to the target.

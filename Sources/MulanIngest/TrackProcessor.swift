@@ -98,10 +98,11 @@ enum TrackProcessor {
             }
         }
         if let previous = item.previous, previous.contentHash == record.contentHash, previous.settingsKey == key {
-            if previous.status == TrackRecord.Status.ingested.rawValue && !previous.clipsWithoutLoudness.isEmpty {
+            if previous.status == TrackRecord.Status.ingested.rawValue
+                && !LoudnessBackfill.clipsToMeasure(previous, settings: settings).isEmpty {
                 return LoudnessBackfill.outcome(row, previous, settings: settings, store: item.store)
             }
-            if previous.status == TrackRecord.Status.ingested.rawValue && !previous.hasFingerprint {
+            if previous.status == TrackRecord.Status.ingested.rawValue && !previous.hasFingerprint && settings.fingerprint {
                 let fingerprint = fingerprintOnly(row, settings: settings)
                 return .fingerprinted(row, previous, fingerprint, decodedSeconds: fingerprint.durationSeconds)
             }
@@ -232,7 +233,7 @@ enum TrackProcessor {
                     if let plan, !plan.windows.isEmpty {
                         let windowStats = try decoder.decodeWindows(plan.windows, offset: segmentOffset) { window, samples in
                             let clipStats = samples.withUnsafeBufferPointer { buffer in
-                                fingerprinter.feed(buffer, gain: Float(decoder.downmixGain))
+                                if settings.fingerprint { fingerprinter.feed(buffer, gain: Float(decoder.downmixGain)) }
                                 return ClipStats(measuring: buffer)
                             }
                             try handle(ClipAudio(index: window.index, startSample: window.start, samples: samples, stats: clipStats))
@@ -280,7 +281,7 @@ enum TrackProcessor {
                 if settings.clipPolicy.canSeek, let windows {
                     let cutter = WindowCutter(windows: windows)
                     stats = try decoder.decode(startSeconds: row.startSeconds, endSeconds: row.endSeconds) { chunk in
-                        fingerprinter.feed(chunk, gain: Float(decoder.downmixGain))
+                        if settings.fingerprint { fingerprinter.feed(chunk, gain: Float(decoder.downmixGain)) }
                         try cutter.append(chunk, emit: handle)
                         // No windows: the track is shorter than a clip; decode it all to say how long.
                         return windows.isEmpty || !cutter.isDone
@@ -299,7 +300,7 @@ enum TrackProcessor {
                         if best != nil { best!.offer(clip) } else { try handle(clip) }
                     }
                     stats = try decoder.decode(startSeconds: row.startSeconds, endSeconds: row.endSeconds) { chunk in
-                        fingerprinter.feed(chunk, gain: Float(decoder.downmixGain))
+                        if settings.fingerprint { fingerprinter.feed(chunk, gain: Float(decoder.downmixGain)) }
                         try cutter.append(chunk, emit: take)
                         return true
                     }
@@ -322,7 +323,7 @@ enum TrackProcessor {
         }
 
         decodedSeconds = Double(stats.outputSamples) / rate
-        record.fingerprint = fingerprinter.finish()
+        record.fingerprint = settings.fingerprint ? fingerprinter.finish() : nil
         record.durationSeconds = decodedSeconds
         if case .seeked(_, let decoded) = seek, let totalSamples {
             // Only the windows were decoded: the track's length is the container's.

@@ -13,14 +13,17 @@ import MulanCore
 /// gives a `failed` result that names it.
 public final class LoudnessMeter {
     public let sampleRate: Int
+    /// Whether the true peak is measured (libebur128's TRUE_PEAK mode, 4× oversampling below 96 kHz).
+    public let truePeak: Bool
     // The one owner of the C state: freed in deinit.
     private var state: UnsafeMutablePointer<ebur128_state>?
     private var failure: String?
     private var frames = 0
 
-    public init(sampleRate: Int) {
+    public init(sampleRate: Int, truePeak: Bool = true) {
         self.sampleRate = sampleRate
-        let mode = Int32(EBUR128_MODE_I.rawValue | EBUR128_MODE_LRA.rawValue | EBUR128_MODE_TRUE_PEAK.rawValue)
+        self.truePeak = truePeak
+        let mode = Int32(EBUR128_MODE_I.rawValue | EBUR128_MODE_LRA.rawValue | (truePeak ? EBUR128_MODE_TRUE_PEAK.rawValue : 0))
         guard sampleRate > 0, let state = ebur128_init(1, UInt(sampleRate), mode) else {
             failure = "ebur128_init(1 channel, \(sampleRate) Hz) failed (out of memory, or an unsupported rate)"
             return
@@ -60,7 +63,7 @@ public final class LoudnessMeter {
         let ok = Int32(EBUR128_SUCCESS.rawValue)
         if ebur128_loudness_global(state, &integrated) != ok { return .failed("ebur128_loudness_global failed") }
         if ebur128_loudness_range(state, &range) != ok { return .failed("ebur128_loudness_range failed") }
-        if ebur128_true_peak(state, 0, &peak) != ok { return .failed("ebur128_true_peak failed") }
+        if truePeak, ebur128_true_peak(state, 0, &peak) != ok { return .failed("ebur128_true_peak failed") }
         // libebur128 gives −HUGE_VAL when every block is below the absolute gate.
         let lufs: Double? = integrated.isFinite ? integrated : nil
         return ClipLoudness(status: lufs == nil ? .belowGate : .measured, integratedLUFS: lufs,
@@ -68,22 +71,22 @@ public final class LoudnessMeter {
                             truePeakDB: peak > 0 && peak.isFinite ? 20 * log10(peak) : nil)
     }
 
-    /// Measures a whole clip.
-    public static func measure(_ samples: UnsafeBufferPointer<Float>, sampleRate: Int) -> ClipLoudness {
-        let meter = LoudnessMeter(sampleRate: sampleRate)
+    /// Measures a whole clip (without the true peak when `truePeak` is false: `truePeakDB` is nil).
+    public static func measure(_ samples: UnsafeBufferPointer<Float>, sampleRate: Int, truePeak: Bool = true) -> ClipLoudness {
+        let meter = LoudnessMeter(sampleRate: sampleRate, truePeak: truePeak)
         meter.feed(samples)
         return meter.result()
     }
 
     /// Measures a whole clip.
-    public static func measure(_ samples: [Float], sampleRate: Int) -> ClipLoudness {
-        samples.withUnsafeBufferPointer { measure($0, sampleRate: sampleRate) }
+    public static func measure(_ samples: [Float], sampleRate: Int, truePeak: Bool = true) -> ClipLoudness {
+        samples.withUnsafeBufferPointer { measure($0, sampleRate: sampleRate, truePeak: truePeak) }
     }
 
     /// Measures an audio file (a stored FLAC clip) decoded to mono float at `sampleRate`, as
     /// ingest decodes. A file that cannot be decoded gives a `failed` result saying why.
-    public static func measure(file path: String, sampleRate: Int) -> ClipLoudness {
-        let meter = LoudnessMeter(sampleRate: sampleRate)
+    public static func measure(file path: String, sampleRate: Int, truePeak: Bool = true) -> ClipLoudness {
+        let meter = LoudnessMeter(sampleRate: sampleRate, truePeak: truePeak)
         do {
             let decoder = try AudioDecoder(path: path, outputSampleRate: sampleRate)
             _ = try decoder.decode { chunk in

@@ -33,7 +33,11 @@ public struct LoudnessFilter: Sendable, Hashable {
         guard isActive else { return nil }
         guard let status, status != ClipLoudness.Status.failed.rawValue else { return .notMeasured }
         if let min = minLUFS, (lufs ?? -.infinity) < min { return .quieterThanMinimum }
-        if let max = maxTruePeakDB, let peak = truePeakDB, peak > max { return .truePeakAboveMaximum }
+        if let max = maxTruePeakDB {
+            // A kept clip measured in full has a true peak: none means `mulan-ingest --loudness integrated`.
+            guard let peak = truePeakDB else { return .notMeasured }
+            if peak > max { return .truePeakAboveMaximum }
+        }
         return nil
     }
 
