@@ -310,7 +310,8 @@ public struct EvalRunCommand: AsyncParsableCommand {
             }
 
             let report = EvalReport(checkpoint: embedder.checkpointPath, step: embedder.step,
-                                    groundTruth: csv.map(Paths.absolute) ?? shards.map { Paths.absolute($0) + " split " + split },
+                                    groundTruth: csv.map(Paths.absolute) ?? shards.map { Paths.absolute($0) + " split " + split }
+                                        ?? preset.map { "--benchmark \($0.benchmark.rawValue): " + $0.files.map(Paths.absolute).joined(separator: ", ") },
                                     index: index.map(Paths.absolute), itemsEmbedded: toEmbed.count - failures.count,
                                     itemsReused: itemsReused, failures: failures, prompt: prompt,
                                     benchmark: preset.map(BenchmarkReport.init), tagging: tagging, retrieval: retrieval)

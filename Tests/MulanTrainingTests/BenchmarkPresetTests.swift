@@ -362,6 +362,7 @@ struct BenchmarkPresetEndToEndTests {
             let r = EmbedSearchEvalTests.json(try Data(contentsOf: URL(fileURLWithPath: report)))
             let b = r["benchmark"] as? [String: Any] ?? [:]
             #expect(b["name"] as? String == c.benchmark.rawValue && b["missing_audio"] as? Int == 0, "\(b)")
+            #expect((r["ground_truth"] as? String)?.hasPrefix("--benchmark \(c.benchmark.rawValue): /") == true, "\(r["ground_truth"] ?? "")")
             if c.benchmark.isRetrieval {
                 #expect(first.contains("text→music: R@1 ") && first.contains("median rank"), "\(first)")
                 let q = r["retrieval"] as? [String: Any] ?? [:]
