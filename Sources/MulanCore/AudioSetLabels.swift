@@ -11,10 +11,19 @@ public struct AudioSetLabels: Sendable {
     }
 
     public private(set) var labels: [String: Label] = [:]
+    /// The ids in the order of the file (first occurrence).
+    public private(set) var order: [String] = []
 
     public init(labels: [Label]) {
-        for l in labels { self.labels[l.id] = l }
+        for l in labels where self.labels[l.id] == nil {
+            self.labels[l.id] = l
+            order.append(l.id)
+        }
     }
+
+    /// Whether the labels carry the ontology's hierarchy (child_ids), as ontology.json does and
+    /// class_labels_indices.csv does not.
+    public var hasHierarchy: Bool { labels.values.contains { !$0.children.isEmpty } }
 
     public func name(of id: String) -> String? { labels[id]?.name }
 
@@ -88,5 +97,21 @@ public struct AudioSetLabels: Sendable {
             frontier = next
         }
         return result
+    }
+
+    /// Gen-25: the direct children of "Music genre" (pop, hip hop, rock, …; 25 in the ontology), in
+    /// the ontology's order. Empty when the ontology lacks "Music genre".
+    public func musicGenres() -> [String] {
+        (labels[AudioSetConventions.musicGenre]?.children ?? []).filter { labels[$0] != nil }
+    }
+
+    /// Mu-141: the labels of the "Music" subtree that are AudioSet classes (`classes`, from
+    /// class_labels_indices.csv: 150 of the ontology's 189 music nodes), without the "Music role"
+    /// subtree (background music, jingle, wedding music, …: uses of music rather than its sound).
+    /// With the published files this leaves 141: Music, Song, the 80 instrument classes, the 52
+    /// genre classes and the 7 mood classes. In the order of `classes`.
+    public func musicLabels(classes: AudioSetLabels) -> [String] {
+        let music = subtree(AudioSetConventions.music).subtracting(subtree(AudioSetConventions.musicRole))
+        return classes.order.filter(music.contains)
     }
 }

@@ -101,7 +101,7 @@ public struct CorpusManifestBuilder {
     public var format: CorpusFormat
     public var audioRoot: String
     public var segmentsInFile = false
-    public var audioNames = ["{ytid}", "Y{ytid}", "{ytid}_{start}", "{ytid}_{start}-{end}", "{ytid}_{start}_{end}"]
+    public var audioNames = AudioSetConventions.audioNames
     /// `top50` (mtat): the clips that have one of the file's 50 most frequent tags; `small`, `medium`,
     /// `large` (fma): the tracks of that subset.
     public var subset: String?
@@ -224,7 +224,7 @@ public struct CorpusManifestBuilder {
                 guard let id = row["clip_id"], !id.isEmpty, let path = row["mp3_path"], !path.isEmpty else {
                     return .problem(.invalidRow, "clip_id or mp3_path is empty", at)
                 }
-                guard let split = Self.mtatSplit(path) else {
+                guard let split = MTATConventions.split(mp3Path: path) else {
                     return .problem(.invalidRow, "mp3_path \(path) does not start with a folder 0–f", at)
                 }
                 return .track(Track(id: id, paths: [path], split: split, origin: at))
@@ -235,34 +235,30 @@ public struct CorpusManifestBuilder {
                 guard let start = Double(row["start_s"] ?? ""), let end = Double(row["end_s"] ?? ""), 0 <= start, start < end else {
                     return .problem(.invalidRow, "start_s/end_s are not seconds with start < end", at)
                 }
-                let eval = ["true", "1"].contains((row["is_audioset_eval"] ?? "").lowercased())
+                let eval = MusicCapsConventions.isAudioSetEval(row["is_audioset_eval"] ?? "")
                 return .track(Track(id: id, names: names(ytid: id, start: start, end: end), start: start, end: end,
                                     split: eval ? "test" : "train", origin: at))
             }
         case .audioset:
-            let split = name.contains("eval") ? "test" : "train"
+            let split = AudioSetConventions.split(fileName: name)
             let csv = try CSVReader(path: file, skipInitialSpace: true, comment: 0x23)
             while let record = try csv.next() {
                 let at = SourceLocation(file: file, line: record.line, trackID: record.fields.first)
-                if record.fields.count == 1 && record.fields[0].isEmpty { continue }
-                if record.fields.first == "YTID" { continue }   // a header line without '#'
-                guard record.error == nil, record.fields.count >= 3, !record.fields[0].isEmpty,
-                      let start = Double(record.fields[1]), let end = Double(record.fields[2]), 0 <= start, start < end else {
-                    try body(.problem(.invalidRow, record.error ?? "expected YTID, start_seconds, end_seconds, labels", at))
-                    continue
+                switch AudioSetConventions.segment(record) {
+                case nil: continue
+                case .failure(let problem)?: try body(.problem(.invalidRow, problem.detail, at))
+                case .success(let s)?:
+                    try body(.track(Track(id: s.ytid, names: names(ytid: s.ytid, start: s.start, end: s.end), start: s.start,
+                                          end: s.end, split: split, origin: at)))
                 }
-                let id = record.fields[0]
-                try body(.track(Track(id: id, names: names(ytid: id, start: start, end: end), start: start, end: end,
-                                      split: split, origin: at)))
             }
         case .jamendo:
-            let split = ["train.tsv": "train", "validation.tsv": "valid", "test.tsv": "test"][name] ?? ""
+            let split = JamendoConventions.split(fileName: name) ?? ""
             try readTable(file, delimiter: 0x09, needed: ["TRACK_ID", "PATH"], ragged: true, body) { row, at in
                 guard let id = row["TRACK_ID"], !id.isEmpty, let path = row["PATH"], !path.isEmpty else {
                     return .problem(.invalidRow, "TRACK_ID or PATH is empty", at)
                 }
-                let low = path.hasSuffix(".mp3") ? String(path.dropLast(4)) + ".low.mp3" : path
-                return .track(Track(id: id, paths: [path, low], split: split, origin: at))
+                return .track(Track(id: id, paths: JamendoConventions.audioPaths(path), split: split, origin: at))
             }
         case .fma:
             try readFMA(file, body)
@@ -374,17 +370,6 @@ public struct CorpusManifestBuilder {
         }
     }
 
-    /// MTAT's usual split by the first folder of `mp3_path`: 0–b train, c valid, d–f test.
-    static func mtatSplit(_ path: String) -> String? {
-        guard let folder = path.split(separator: "/").first, folder.count == 1, let c = folder.first?.lowercased().first else { return nil }
-        switch c {
-        case "0"..."9", "a", "b": return "train"
-        case "c": return "valid"
-        case "d", "e", "f": return "test"
-        default: return nil
-        }
-    }
-
     /// The 50 most frequent tags of MTAT annotation files (ties by name) and the clips that have one.
     func mtatTop50(files: [String]) throws(MulanError) -> ([String], Set<String>) {
         var counts: [String: Int] = [:]
@@ -403,22 +388,17 @@ public struct CorpusManifestBuilder {
                 tagsOf[id] = tags
             }
         }
-        let top = counts.keys.sorted { counts[$0]! != counts[$1]! ? counts[$0]! > counts[$1]! : $0 < $1 }.prefix(50)
+        let top = MTATConventions.mostFrequent(counts, 50)
         let chosen = Set(top)
         return (Array(top), Set(tagsOf.compactMap { id, tags in tags.contains(where: chosen.contains) ? id : nil }))
     }
 
     private func names(ytid: String, start: Double, end: Double) -> [String] {
-        audioNames.map {
-            $0.replacingOccurrences(of: "{ytid}", with: ytid).replacingOccurrences(of: "{start}", with: Self.number(start))
-                .replacingOccurrences(of: "{end}", with: Self.number(end))
-        }
+        AudioSetConventions.audioNames(ytid: ytid, start: start, end: end, templates: audioNames)
     }
 
     /// Seconds as written in a manifest: `30` for a whole number, else the shortest decimal.
-    static func number(_ x: Double) -> String {
-        x == x.rounded() && abs(x) < 1e15 ? String(Int(x)) : String(x)
-    }
+    static func number(_ x: Double) -> String { AudioSetConventions.seconds(x) }
 
     static func csvLine(_ fields: [String]) -> String {
         fields.map { f in
@@ -430,11 +410,11 @@ public struct CorpusManifestBuilder {
 
 /// The audio files below a folder, found once: by relative path, and by file name without its
 /// extension (for corpora whose files are named after a YouTube id).
-struct AudioIndex {
+public struct AudioIndex: Sendable {
     private var paths: Set<String> = []
     private var byStem: [String: String] = [:]
 
-    init(root: String) throws(MulanError) {
+    public init(root: String) throws(MulanError) {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: root, isDirectory: &isDir), isDir.boolValue else {
             throw MulanError(.usage, "--audio-root \(root) is not a folder", hint: "pass the folder the corpus's audio was downloaded to")
@@ -448,7 +428,9 @@ struct AudioIndex {
         }
     }
 
-    func find(paths candidates: [String], names: [String]) -> String? {
+    /// The first of `candidates` (paths relative to the root) that exists, else the first file whose
+    /// name without extension is one of `names`; relative to the root.
+    public func find(paths candidates: [String], names: [String]) -> String? {
         if let p = candidates.first(where: paths.contains) { return p }
         for n in names { if let p = byStem[n] { return p } }
         return nil

@@ -9,7 +9,7 @@
 /// without `---` is rejected (`invalid-row`); the row's other tags are kept. Track ids are TRACK_ID
 /// as given (`track_0000214`).
 final class JamendoTagsReader: TextRecordReader {
-    static let categories: Set<String> = ["genre", "instrument", "mood/theme"]
+    static var categories: Set<String> { JamendoConventions.categories }
 
     let path: String
     let settings: TextReadSettings
@@ -67,19 +67,18 @@ final class JamendoTagsReader: TextRecordReader {
         }
         var result = TextRecordResult()
         for tag in tags {
-            guard let separator = tag.range(of: "---") else {
+            guard let (category, name) = JamendoConventions.tag(tag) else {
                 result.reject(origin, .invalidRow, "tag \"\(tag)\" is not category---name (e.g. genre---rock); it is left out",
                               raw: tag)
                 continue
             }
-            let category = String(tag[..<separator.lowerBound])
             guard Self.categories.contains(category) else {
                 result.reject(origin, .unknownCategory, "tag \"\(tag)\": category \"\(category)\" is not genre, instrument "
                               + "or mood/theme; the tag is left out (fix the file, or load such tags as generic JSONL)",
                               raw: tag)
                 continue
             }
-            result.add([String(tag[separator.upperBound...])], source: .tags, field: category, at: origin)
+            result.add([name], source: .tags, field: category, at: origin)
         }
         if record.error != nil { result.markRepaired() }
         return result

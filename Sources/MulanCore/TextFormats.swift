@@ -333,7 +333,7 @@ public final class TextFormatReader {
 
     private func mapLabels(_ list: String, track: String, line: Int, field: String,
                            into result: inout TextRecordResult) {
-        for id in list.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !id.isEmpty {
+        for id in AudioSetConventions.labelIDs(list) {
             if let name = labels?.name(of: id) {
                 result.annotations.append(TextAnnotation(trackID: track, source: .aset, field: field, text: name,
                                                          origin: location(line, track)))

@@ -83,7 +83,7 @@ extension CSVRecord {
     }
 
     /// Whether the record is a blank line.
-    var isBlank: Bool { fields.count == 1 && fields[0].isEmpty }
+    public var isBlank: Bool { fields.count == 1 && fields[0].isEmpty }
 }
 
 /// Track ids built from a record's columns with `--track-id-format`.

@@ -11,15 +11,38 @@ public struct TagGroundTruth: Sendable {
         public var tags: Set<String>
         /// Where the item was declared (CSV file and line), for messages.
         public var origin: SourceLocation?
+        /// The item's id in the corpus's own files (MTAT clip_id, Jamendo TRACK_ID, YouTube id).
+        public var name: String?
+        /// The corpus's official split of the item, where its files tell (MTAT's folders).
+        public var split: String?
+
+        public init(id: String, audio: AudioItem?, tags: Set<String>, origin: SourceLocation?, name: String? = nil,
+                    split: String? = nil) {
+            self.id = id
+            self.audio = audio
+            self.tags = tags
+            self.origin = origin
+            self.name = name
+            self.split = split
+        }
     }
 
     public var items: [Item]
     /// Tag names in a stable order (CSV column order, or sorted shard tag texts).
     public var tags: [String]
+    /// The words a tag stands for in a prompt, where they differ from the tag (`genre---rock` →
+    /// `rock`, `/m/064t9` → `Pop music`).
+    public var words: [String: String] = [:]
 
-    public init(items: [Item], tags: [String]) {
+    public init(items: [Item], tags: [String], words: [String: String] = [:]) {
         self.items = items
         self.tags = tags
+        self.words = words
+    }
+
+    /// The text embedded for `tag`: `prompt` with `{tag}` replaced by the tag's words.
+    public func prompt(_ tag: String, _ prompt: String) -> String {
+        prompt.replacingOccurrences(of: "{tag}", with: words[tag] ?? tag)
     }
 
     /// A MagnaTagATune-style `annotations_final.csv`: tab-separated (commas are accepted too), a
@@ -35,6 +58,7 @@ public struct TagGroundTruth: Sendable {
         var items: [Item] = []
         var tagColumns: [(index: Int, name: String)] = []
         var pathColumn = 0
+        var clipColumn: Int?
         let root = Paths.absolute(audioRoot)
         while let record = try reader.next() {
             let location = SourceLocation(file: path, line: record.line)
@@ -54,6 +78,7 @@ public struct TagGroundTruth: Sendable {
                                      hint: "pass a MagnaTagATune-style annotations CSV: clip_id, tag columns of 0/1, mp3_path (tab-separated)")
                 }
                 pathColumn = p
+                clipColumn = names.firstIndex(of: "clip_id")
                 tagColumns = names.enumerated().filter { $0.element != "clip_id" && $0.element != "mp3_path" && !$0.element.isEmpty }
                     .map { ($0.offset, $0.element) }
                 guard !tagColumns.isEmpty else {
@@ -81,7 +106,8 @@ public struct TagGroundTruth: Sendable {
                 }
             }
             let full = relative.hasPrefix("/") ? relative : root + "/" + relative
-            items.append(Item(id: full, audio: .file(full), tags: tags, origin: location))
+            items.append(Item(id: full, audio: .file(full), tags: tags, origin: location,
+                              name: clipColumn.map { record.fields[$0] }, split: MTATConventions.split(mp3Path: relative)))
         }
         guard !items.isEmpty else {
             throw MulanError(.usage, "\(path) has no rows", hint: "pass an annotations CSV with at least one clip")
@@ -112,7 +138,7 @@ public struct TagGroundTruth: Sendable {
             throw MulanError(.usage, "tag \"\(n)\" is not in the ground truth", location: SourceLocation(file: file, line: i + 1),
                              hint: "use the tag names of the CSV header or of the shards")
         }
-        return TagGroundTruth(items: items, tags: names)
+        return TagGroundTruth(items: items, tags: names, words: words)
     }
 }
 
@@ -120,10 +146,12 @@ public struct TagGroundTruth: Sendable {
 public struct TaggingReport: Codable, Sendable {
     public struct PerTag: Codable, Sendable {
         public var tag: String
+        /// The text embedded for the tag (the prompt with the tag's words), where it differs from the tag.
+        public var prompt: String?
         public var positives: Int
         public var rocAUC: Double?
         public var averagePrecision: Double?
-        enum CodingKeys: String, CodingKey { case tag, positives, rocAUC = "roc_auc", averagePrecision = "average_precision" }
+        enum CodingKeys: String, CodingKey { case tag, prompt, positives, rocAUC = "roc_auc", averagePrecision = "average_precision" }
     }
 
     public var items: Int
@@ -143,10 +171,14 @@ public struct TaggingReport: Codable, Sendable {
 
 /// Retrieval figures of caption/audio pairs.
 public struct CaptionRetrievalReport: Codable, Sendable {
+    /// Captions (queries of text→audio).
     public var pairs: Int
+    /// Distinct audio tracks (queries of audio→text) when tracks have several captions
+    /// (`ZeroShotEvaluation.trackRetrieval`); nil when every pair is its own item.
+    public var tracks: Int?
     public var textToAudio: EvaluationResult.Retrieval
     public var audioToText: EvaluationResult.Retrieval
-    enum CodingKeys: String, CodingKey { case pairs, textToAudio = "text_to_audio", audioToText = "audio_to_text" }
+    enum CodingKeys: String, CodingKey { case pairs, tracks, textToAudio = "text_to_audio", audioToText = "audio_to_text" }
 }
 
 public enum ZeroShotEvaluation {
@@ -200,9 +232,44 @@ public enum ZeroShotEvaluation {
                   recallAt10: RetrievalMetrics.recall(at: 10, ranks: ranks), medianRank: RetrievalMetrics.median(ranks))
         }
         return CaptionRetrievalReport(
-            pairs: n,
+            pairs: n, tracks: nil,
             textToAudio: figures(RetrievalMetrics.diagonalRanks(similarity, n: n, transpose: true, groups: groups)),
             audioToText: figures(RetrievalMetrics.diagonalRanks(similarity, n: n, groups: groups)))
+    }
+}
+
+extension ZeroShotEvaluation {
+    /// Text→audio and audio→text retrieval when a track may have several captions: `captionTrack[c]`
+    /// is the track (row of `audio`, `tracks` rows) of caption c (row of `text`).
+    ///
+    /// - text→audio: every caption is a query over the distinct tracks, its own track the one
+    ///   relevant item (a track with three captions counts three times);
+    /// - audio→text: every track is a query over all captions, any of its own captions relevant:
+    ///   its rank is that of its best-ranked caption, among the other tracks' captions.
+    ///
+    /// Ties with an irrelevant item count against the query, as in `RetrievalMetrics.diagonalRanks`.
+    public static func trackRetrieval(captionTrack: [Int], text: [Float], audio: [Float], tracks: Int,
+                                      dim: Int) -> CaptionRetrievalReport {
+        let n = captionTrack.count
+        var similarity = [Float](repeating: 0, count: n * tracks)   // caption × track
+        for c in 0..<n {
+            let q = Array(text[(c * dim)..<((c + 1) * dim)])
+            for t in 0..<tracks { similarity[c * tracks + t] = SimilaritySearch.dot(q, audio[(t * dim)..<((t + 1) * dim)]) }
+        }
+        let textRanks = (0..<n).map { c in
+            let positive = similarity[c * tracks + captionTrack[c]]
+            return 1 + (0..<tracks).filter { $0 != captionTrack[c] && similarity[c * tracks + $0] >= positive }.count
+        }
+        let audioRanks = (0..<tracks).compactMap { t -> Int? in
+            let own = (0..<n).filter { captionTrack[$0] == t }
+            guard let best = own.map({ similarity[$0 * tracks + t] }).max() else { return nil }
+            return 1 + (0..<n).filter { captionTrack[$0] != t && similarity[$0 * tracks + t] >= best }.count
+        }
+        func figures(_ ranks: [Int]) -> EvaluationResult.Retrieval {
+            .init(recallAt1: RetrievalMetrics.recall(at: 1, ranks: ranks), recallAt5: RetrievalMetrics.recall(at: 5, ranks: ranks),
+                  recallAt10: RetrievalMetrics.recall(at: 10, ranks: ranks), medianRank: RetrievalMetrics.median(ranks))
+        }
+        return CaptionRetrievalReport(pairs: n, tracks: tracks, textToAudio: figures(textRanks), audioToText: figures(audioRanks))
     }
 }
 
@@ -214,6 +281,18 @@ public struct CaptionSet: Sendable {
         public var key: String?
         public var caption: String
         public var line: Int
+
+        public init(path: String?, key: String?, caption: String, line: Int) {
+            self.path = path
+            self.key = key
+            self.caption = caption
+            self.line = line
+        }
+    }
+
+    public init(file: String, pairs: [Pair]) {
+        self.file = file
+        self.pairs = pairs
     }
 
     public var file: String
