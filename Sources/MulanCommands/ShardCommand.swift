@@ -57,7 +57,7 @@ public struct ShardPlanOptions: ParsableArguments {
                                + "measurement; dataset.json counts them by reason.", valueName: "dbtp"))
     public var maxTruePeak: Double?
 
-    @Option(help: ArgumentHelp("Benchmark test tracks to keep out of train, with their duplicate groups (repeatable): a manifest with a track_id column (rows whose split is test, or every row without a split column), or one id per line.",
+    @Option(help: ArgumentHelp("Benchmark test tracks to keep out of train, with their duplicate groups (repeatable): FORMAT:FILE, a corpus's own file read with its official split (mtat, musiccaps, audioset, jamendo, song-describer, fma; e.g. song-describer:song_describer.csv), or a manifest with a track_id column (rows whose split is test, or every row without a split column), or one id per line.",
                                valueName: "file"))
     public var holdOut: [String] = []
 

@@ -214,6 +214,23 @@ public struct CorpusManifestBuilder {
         return report
     }
 
+    /// The track ids of the corpus files' test split, without looking for audio (a benchmark's test
+    /// tracks, for `mulan-shard --hold-out FORMAT:FILE`). Song Describer's are given both as its own
+    /// ids and as MTG-Jamendo's (its audio is Jamendo's split-0 test set).
+    public func testTracks(files: [String]) throws(MulanError) -> Set<String> {
+        var ids = Set<String>()
+        var builder = self
+        builder.jamendoIDs = false
+        for file in files {
+            try builder.forEachRow(file) { (outcome: RowOutcome) throws(MulanError) in
+                guard case .track(let t) = outcome, t.split == "test" else { return }
+                ids.insert(t.id)
+                if format == .songDescriber, let n = Int(t.id) { ids.insert(String(format: "track_%07d", n)) }
+            }
+        }
+        return ids
+    }
+
     // MARK: reading the corpus files
 
     private func forEachRow(_ file: String, _ body: (RowOutcome) throws(MulanError) -> Void) throws(MulanError) {

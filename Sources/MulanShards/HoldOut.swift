@@ -7,15 +7,32 @@ import MulanCore
 ///
 /// A file is a manifest with a `track_id` column (CSV or TSV with a header, e.g. what `mulan-ingest
 /// manifest` writes for the benchmark) whose rows count when they have no `split` column or their
-/// split is `test`; or a plain list, one track id per line (no header, no comma or tab).
+/// split is `test`; or a plain list, one track id per line (no header, no comma or tab); or
+/// `FORMAT:FILE`, a corpus's own file read with its official split (`mtat:annotations_final.csv`,
+/// `musiccaps:musiccaps-public.csv`, `audioset:eval_segments.csv`, `jamendo:autotagging-test.tsv`,
+/// `song-describer:song_describer.csv`, `fma:tracks.csv`): its test tracks, whether or not their
+/// audio is at hand (Song Describer's in MTG-Jamendo's ids too).
 public struct HoldOut: Sendable {
     public var files: [String]
     public var trackIDs: Set<String>
 
     public init(files: [String]) throws(MulanError) {
-        self.files = files.map(Paths.absolute)
+        self.files = []
         trackIDs = []
-        for file in self.files { try read(file) }
+        for file in files {
+            if let colon = file.firstIndex(of: ":"), let format = CorpusFormat(rawValue: String(file[..<colon])) {
+                let path = Paths.absolute(String(file[file.index(after: colon)...]))
+                guard FileManager.default.fileExists(atPath: path) else {
+                    throw MulanError(.usage, "cannot read the hold-out list \(path)", hint: "check --hold-out \(file)")
+                }
+                self.files.append(format.rawValue + ":" + path)
+                trackIDs.formUnion(try CorpusManifestBuilder(format: format, audioRoot: "/").testTracks(files: [path]))
+            } else {
+                let path = Paths.absolute(file)
+                self.files.append(path)
+                try read(path)
+            }
+        }
     }
 
     private mutating func read(_ file: String) throws(MulanError) {

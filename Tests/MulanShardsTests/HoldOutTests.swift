@@ -68,6 +68,13 @@ struct HoldOutTests {
             (try? TestProcess.run("tar", ["-tf", h.dir.file("held/train/" + tar)]).stdoutText.split(separator: "\n").map(String.init)) ?? []
         }
         #expect(keys.count == 4 && !keys.contains { $0.contains("1030") || $0.contains("1031") || $0.contains("9999") }, "\(keys)")
+        // The benchmark's own file, read with its split (no audio needed): the same tracks kept out.
+        let direct = try h.shard(["--split", "train=1.0", "--samples-per-shard", "2", "--out", h.dir.file("direct"),
+                                  "--hold-out", "song-describer:song_describer.csv"])
+        #expect(direct.status == 0, "\(direct.stderr)")
+        let viaCSV = try h.report(h.dir.file("direct/dataset.json"))["held_out"] as? [String: Any] ?? [:]
+        #expect(viaCSV["tracks"] as? [String] == ["track_0001030", "track_0001031", "track_0009999"])
+        #expect(viaCSV["tracks_listed"] as? Int == 4)   // 1030, 1031 and their Jamendo ids
         // A hold-out list without a track_id column is refused, saying what to pass.
         try h.dir.write("bad.csv", "id,split\n1030,test\n")
         let bad = try h.shard(["--split", "train=1.0", "--out", h.dir.file("bad"), "--hold-out", h.dir.file("bad.csv")])
