@@ -81,3 +81,24 @@ print("OpenBLAS core %s (%s, %s); %s" % (b["core"], b["core_level"], how, b["con
     fi
     echo "CPU: $model (lscpu), AVX-512: $avx512, AVX2: $avx2; $blas"
 }
+# measure_into FILE NAME LABEL COMMAND…: waits for a quiet machine, runs COMMAND under the CPU
+# accounting and, while other processes were busy meanwhile, runs it again (RETRIES more times at
+# most, default 2; the files of the last attempt stay); appends "NAME <accounting line>" to FILE.
+# Runs in this shell: `times` must see COMMAND's children.
+measure_into() {
+  local file=$1 name=$2 label=$3 attempt=1 line
+  shift 3
+  line=$(mktemp)
+  while :; do
+    wait_for_quiet
+    cpu_mark
+    "$@"
+    cpu_report "$label" > "$line"
+    cat "$line"
+    if ! grep -q WARNING "$line" || ((attempt > ${RETRIES:-2})); then break; fi
+    attempt=$((attempt + 1))
+    echo "repeating: $label was disturbed" >&2
+  done
+  echo "$name $(cat "$line")$( ((attempt > 1)) && echo " (attempt $attempt)")" >> "$file"
+  rm -f "$line"
+}

@@ -33,21 +33,7 @@ common=(--steps "$total" --log-every 1 --quiet --eval-every 100000 --checkpoint-
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 out=bench/results/torch-trainer-vs-mulan-train-$stamp.md
 : > "$work/cpu-torch-trainer.txt"
-measure() {  # NAME LABEL COMMAND…: as bench/train-vs-pytorch.sh (quiet machine, CPU accounting, retries)
-  local name=$1 label=$2 attempt=1
-  shift 2
-  while :; do
-    wait_for_quiet
-    cpu_mark
-    "$@"
-    cpu_report "$label" > "$work/cpu-line.txt"
-    cat "$work/cpu-line.txt"
-    if ! grep -q WARNING "$work/cpu-line.txt" || ((attempt > ${RETRIES:-2})); then break; fi
-    attempt=$((attempt + 1))
-    echo "repeating: $label was disturbed" >&2
-  done
-  echo "$name $(cat "$work/cpu-line.txt")$( ((attempt > 1)) && echo " (attempt $attempt)")" >> "$work/cpu-torch-trainer.txt"
-}
+measure() { measure_into "$work/cpu-torch-trainer.txt" "$@"; }   # bench/cpu-accounting.sh
 run_mulan() {  # THREADS
   rm -rf "$work/tt-mulan-$1"
   /usr/bin/time -v -o "$work/tt-time-mulan-$1.txt" "$bin/mulan-train" --dataset "$dataset" \

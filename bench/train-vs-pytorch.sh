@@ -52,21 +52,7 @@ total=$((warmup + steps))
 # measure NAME LABEL COMMAND…: waits for a quiet machine, runs COMMAND under the CPU accounting and,
 # while other processes were busy meanwhile, runs it again (RETRIES more times at most; the files
 # of the last attempt stay). Runs in this shell: `times` must see COMMAND's children.
-measure() {
-  local name=$1 label=$2 attempt=1
-  shift 2
-  while :; do
-    wait_for_quiet
-    cpu_mark
-    "$@"
-    cpu_report "$label" > "$work/cpu-line.txt"
-    cat "$work/cpu-line.txt"
-    if ! grep -q WARNING "$work/cpu-line.txt" || ((attempt > ${RETRIES:-2})); then break; fi
-    attempt=$((attempt + 1))
-    echo "repeating: $label was disturbed" >&2
-  done
-  echo "$name $(cat "$work/cpu-line.txt")$( ((attempt > 1)) && echo " (attempt $attempt)")" >> "$work/cpu.txt"
-}
+measure() { measure_into "$work/cpu.txt" "$@"; }   # bench/cpu-accounting.sh
 # mulan-train: the defaults except the step count, the thread count and a metrics line per step.
 run_mulan() {
   rm -rf "$work/run-mulan-$1"

@@ -129,3 +129,33 @@ extension String {
         return String(String.UnicodeScalarView(scalars))
     }
 }
+
+extension CSVReader {
+    /// Reads a small headed CSV that must be right as a whole (a lookup table such as FMA's
+    /// genres.csv or a track map): each data row as {column: value} to `body`, with its line. The
+    /// header must hold `required`; a row that cannot be read, or has another field count, stops the
+    /// load: `fail(line, what)` makes the error, so the message can name the file's purpose and say
+    /// what to pass. Blank lines are skipped; an empty file fails at line 1.
+    public static func loadTable(path: String, required: [String],
+                                 fail: (Int, String) -> MulanError,
+                                 _ body: ([String: String], Int) throws(MulanError) -> Void) throws(MulanError) {
+        let csv = try CSVReader(path: path)
+        var header: [String]?
+        while let record = try csv.next() {
+            if record.fields.count == 1 && record.fields[0].isEmpty { continue }
+            guard let h = header else {
+                guard required.allSatisfy(record.fields.contains) else {
+                    throw fail(record.line, "the header has no \(required.joined(separator: " and ")) columns")
+                }
+                header = record.fields
+                continue
+            }
+            if let error = record.error { throw fail(record.line, error) }
+            guard record.fields.count == h.count else {
+                throw fail(record.line, "expected \(h.count) fields, found \(record.fields.count)")
+            }
+            try body(Dictionary(zip(h, record.fields), uniquingKeysWith: { first, _ in first }), record.line)
+        }
+        if header == nil { throw fail(1, "the file is empty") }
+    }
+}

@@ -131,38 +131,22 @@ public struct FMAGenres: Sendable {
     }
 
     public static func load(path: String) throws(MulanError) -> FMAGenres {
-        let csv = try CSVReader(path: path)
         var genres = FMAGenres(path: path, titles: [:])
-        var header: [String]?
         func fail(_ line: Int, _ what: String) -> MulanError {
             MulanError(.usage, "cannot read the FMA genres file: \(what)", location: SourceLocation(file: path, line: line),
                        hint: "pass fma_metadata/genres.csv (genre_id,#tracks,parent,title,top_level)")
         }
-        while let record = try csv.next() {
-            if record.isBlank { continue }
-            guard let h = header else {
-                guard record.fields.contains("genre_id"), record.fields.contains("title") else {
-                    throw fail(record.line, "the header has no genre_id and title columns")
-                }
-                header = record.fields
-                continue
-            }
-            if let error = record.error { throw fail(record.line, error) }
-            guard record.fields.count == h.count else {
-                throw fail(record.line, "expected \(h.count) fields, found \(record.fields.count)")
-            }
-            let row = Dictionary(zip(h, record.fields), uniquingKeysWith: { first, _ in first })
+        try CSVReader.loadTable(path: path, required: ["genre_id", "title"], fail: fail) { (row, line) throws(MulanError) in
             guard let id = row["genre_id"].flatMap({ Int($0) }) else {
-                throw fail(record.line, "genre_id \"\(row["genre_id"] ?? "")\" is not an integer")
+                throw fail(line, "genre_id \"\(row["genre_id"] ?? "")\" is not an integer")
             }
             let title = row["title"] ?? ""
-            if title.isEmpty { throw fail(record.line, "genre \(id) has no title") }
+            if title.isEmpty { throw fail(line, "genre \(id) has no title") }
             if let other = genres.titles[id], other != title {
-                throw fail(record.line, "genre \(id) is listed twice (\"\(other)\" and \"\(title)\")")
+                throw fail(line, "genre \(id) is listed twice (\"\(other)\" and \"\(title)\")")
             }
             genres.titles[id] = title
         }
-        if header == nil { throw fail(1, "the file is empty") }
         return genres
     }
 }

@@ -280,36 +280,20 @@ public struct TrackURIMap: Sendable {
     }
 
     public static func load(path: String) throws(MulanError) -> TrackURIMap {
-        let csv = try CSVReader(path: path)
         var map = TrackURIMap(path: path, trackIDs: [:])
-        var header: [String]?
         func fail(_ line: Int, _ what: String) -> MulanError {
             MulanError(.usage, "cannot read the track map: \(what)", location: SourceLocation(file: path, line: line),
                        hint: "pass a CSV with the header track_uri,track_id and one row per track you have audio for")
         }
-        while let record = try csv.next() {
-            if record.isBlank { continue }
-            guard let h = header else {
-                guard record.fields.contains("track_uri"), record.fields.contains("track_id") else {
-                    throw fail(record.line, "the header has no track_uri and track_id columns")
-                }
-                header = record.fields
-                continue
-            }
-            if let error = record.error { throw fail(record.line, error) }
-            guard record.fields.count == h.count else {
-                throw fail(record.line, "expected \(h.count) fields, found \(record.fields.count)")
-            }
-            let row = Dictionary(zip(h, record.fields), uniquingKeysWith: { first, _ in first })
+        try CSVReader.loadTable(path: path, required: ["track_uri", "track_id"], fail: fail) { (row, line) throws(MulanError) in
             let uri = row["track_uri"] ?? "", id = row["track_id"] ?? ""
-            if uri.isEmpty { throw fail(record.line, "track_uri is empty") }
-            if let problem = TrackIDRules.problem(id) { throw fail(record.line, problem) }
+            if uri.isEmpty { throw fail(line, "track_uri is empty") }
+            if let problem = TrackIDRules.problem(id) { throw fail(line, problem) }
             if let other = map.trackIDs[uri], other != id {
-                throw fail(record.line, "\(uri) is mapped twice (to \(other) and \(id))")
+                throw fail(line, "\(uri) is mapped twice (to \(other) and \(id))")
             }
             map.trackIDs[uri] = id
         }
-        if header == nil { throw fail(1, "the file is empty") }
         return map
     }
 }
