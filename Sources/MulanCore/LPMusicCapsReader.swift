@@ -86,7 +86,7 @@ final class LPMusicCapsReader: TextRecordReader {
             var captions: [String: [String]?] = [:]
             for (key, value) in dict {
                 if let s = value as? String { row[key] = s } else if let n = value as? NSNumber { row[key] = "\(n)" }
-                if columns.contains(key) { captions.updateValue(value is NSNull ? [] : Self.strings(value), forKey: key) }
+                if columns.contains(key) { captions.updateValue(value is NSNull ? [] : JSONText.strings(value), forKey: key) }
             }
             var result = record(row: row, captions: captions, line: lineNumber, raw: bytes)
             if repaired { result.markRepaired() }
@@ -122,16 +122,6 @@ final class LPMusicCapsReader: TextRecordReader {
             var result = self.record(row: row, captions: captions, line: record.line, raw: record.raw)
             if record.error != nil { result.markRepaired() }
             return result
-        }
-        return nil
-    }
-
-    /// Strings of a JSON value that is a string or an array of strings; nil for anything else.
-    private static func strings(_ value: Any) -> [String]? {
-        if let s = value as? String { return [s] }
-        if let a = value as? [Any] {
-            let s = a.compactMap { $0 as? String }
-            return s.count == a.count ? s : nil
         }
         return nil
     }

@@ -175,16 +175,6 @@ public final class TextFormatReader {
         return nil
     }
 
-    /// Strings of a JSON value that is a string or an array of strings; nil for anything else.
-    private static func strings(_ value: Any) -> [String]? {
-        if let s = value as? String { return [s] }
-        if let a = value as? [Any] {
-            let s = a.compactMap { $0 as? String }
-            return s.count == a.count ? s : nil
-        }
-        return nil
-    }
-
     private func generic(_ dict: [String: Any], line: Int, raw: [UInt8]) -> TextRecordResult {
         guard let track = dict["track_id"] as? String, !track.trimmingCharacters(in: .whitespaces).isEmpty else {
             return reject(line, .invalidRow, "track_id is missing, empty or not a string", raw: raw)
@@ -199,7 +189,7 @@ public final class TextFormatReader {
                 return reject(line, .invalidRow, "source must be one of tags, descriptions, playlists, aset",
                               raw: raw, track: track)
             }
-            guard let value = dict["text"], let texts = Self.strings(value) else {
+            guard let value = dict["text"], let texts = JSONText.strings(value) else {
                 return reject(line, .invalidRow, "text must be a string or a list of strings", raw: raw, track: track)
             }
             any = true
@@ -210,7 +200,7 @@ public final class TextFormatReader {
                                             ("playlists", .playlists), ("playlist", .playlists), ("aset", .aset)]
         for (key, source) in keys {
             guard let value = dict[key] else { continue }
-            guard let texts = Self.strings(value) else {
+            guard let texts = JSONText.strings(value) else {
                 result.rejects.append(RejectedRow(origin: location(line, track), reason: .invalidRow,
                                                   detail: "\(key) must be a string or a list of strings",
                                                   raw: String(decoding: raw.prefix(4096), as: UTF8.self)))

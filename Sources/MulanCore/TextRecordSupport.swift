@@ -108,3 +108,16 @@ enum TrackIDTemplate {
         return out.isEmpty ? nil : out
     }
 }
+
+/// Text values of parsed JSON.
+enum JSONText {
+    /// Strings of a JSON value that is a string or an array of strings; nil for anything else.
+    static func strings(_ value: Any) -> [String]? {
+        if let s = value as? String { return [s] }
+        if let a = value as? [Any] {
+            let s = a.compactMap { $0 as? String }
+            return s.count == a.count ? s : nil
+        }
+        return nil
+    }
+}
