@@ -109,9 +109,8 @@ enum TrackIDTemplate {
     }
 }
 
-/// Text values of parsed JSON.
-enum JSONText {
-    /// Strings of a JSON value that is a string or an array of strings; nil for anything else.
+extension JSONText {
+    /// Strings of a parsed JSON value that is a string or an array of strings; nil for anything else.
     static func strings(_ value: Any) -> [String]? {
         if let s = value as? String { return [s] }
         if let a = value as? [Any] {
