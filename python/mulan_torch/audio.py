@@ -523,34 +523,43 @@ def _log_mel_numpy(samples: np.ndarray, cfg: LogMelConfig) -> np.ndarray:
 _F32 = np.float32
 
 
-def _decibels(x: np.ndarray) -> np.ndarray:
+def _decibels(x: np.ndarray, out: Optional[np.ndarray] = None, scratch: Optional[List[np.ndarray]] = None) -> np.ndarray:
     """``LogMelSpectrogram.decibels`` for positive normal float32 values, operation for operation in
     float32 (NumPy's float32 arithmetic rounds each operation as Swift's does; nothing is fused):
-    x = m · 2^e with m in [√½, √2), ln m = 2 atanh(s), s = (m − 1) / (m + 1), to s⁹."""
-    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
-    offset = bits - np.uint32(0x3F3504F3)  # wraps modulo 2^32, as Swift's &-
-    e = (offset.view(np.int32) >> 23).astype(np.float32)
-    offset &= np.uint32(0x007FFFFF)
-    offset += np.uint32(0x3F3504F3)
-    m = offset.view(np.float32)
-    s = (m - _F32(1)) / (m + _F32(1))
-    s2 = s * s
-    series = s2 * (_F32(1) / _F32(9))
-    series += _F32(1) / _F32(7)
-    series *= s2
-    series += _F32(1) / _F32(5)
-    series *= s2
-    series += _F32(1) / _F32(3)
-    series *= s2
-    series += _F32(1)
-    s *= _F32(2)
-    s *= series  # lnM = 2 · s · series, left to right
-    low = e * _F32(1.428606765330187e-6)
-    low += s
-    e *= _F32(0.693145751953125)
-    e += low
-    e *= _F32(4.342944819032518)  # 10 / ln 10
-    return e
+    x = m · 2^e with m in [√½, √2), ln m = 2 atanh(s), s = (m − 1) / (m + 1), to s⁹. ``out`` (float32,
+    x's shape) receives the values; ``scratch``: three more float32 arrays of x's shape to work in,
+    so that nothing is allocated."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if out is None:
+        out = np.empty_like(x)
+    a, b, c = scratch if scratch is not None else (np.empty_like(x), np.empty_like(x), np.empty_like(x))
+    u = a.view(np.uint32)
+    np.subtract(x.view(np.uint32), np.uint32(0x3F3504F3), out=u)  # wraps modulo 2^32, as Swift's &-
+    np.right_shift(u.view(np.int32), 23, out=b.view(np.int32))
+    np.copyto(out, b.view(np.int32), casting="unsafe")  # e, exactly (|e| < 2^24)
+    np.bitwise_and(u, np.uint32(0x007FFFFF), out=u)
+    np.add(u, np.uint32(0x3F3504F3), out=u)
+    m = a  # its float32 bits now: m in [√½, √2)
+    np.add(m, _F32(1), out=b)
+    np.subtract(m, _F32(1), out=c)
+    np.divide(c, b, out=c)  # s
+    np.multiply(c, c, out=b)  # s2
+    np.multiply(b, _F32(1) / _F32(9), out=a)  # series, from the innermost term
+    a += _F32(1) / _F32(7)
+    a *= b
+    a += _F32(1) / _F32(5)
+    a *= b
+    a += _F32(1) / _F32(3)
+    a *= b
+    a += _F32(1)
+    c *= _F32(2)
+    c *= a  # lnM = 2 · s · series, left to right
+    np.multiply(out, _F32(1.428606765330187e-6), out=b)
+    b += c
+    out *= _F32(0.693145751953125)
+    out += b  # ln = e · C1 + (e · C2 + lnM)
+    out *= _F32(4.342944819032518)  # 10 / ln 10
+    return out
 
 
 class _AvUtil:
@@ -696,20 +705,62 @@ class _SparseFilters:
             self.weights[i, : counts[b]] = runs[b][1]
         self.active = [int(np.sum(counts > j)) for j in range(widest)]
 
-    def apply(self, power: np.ndarray) -> np.ndarray:
-        """mel [bands, frames] from power [bins, frames]: for each band, 0, then += weight[j] ·
-        power[start + j] for j in order, each product and sum rounded to float32 (MulanDSP's loop)."""
-        mel = np.zeros((self.weights.shape[0], power.shape[1]), dtype=np.float32)
-        term = np.empty_like(mel)
+    def apply(self, power: np.ndarray, mel: np.ndarray, term: np.ndarray) -> None:
+        """mel [bands, frames] (in the sorted band order) from power [bins, frames]: for each band, 0, then += weight[j] · power[start + j] for j in order, each
+        product and sum rounded to float32 (MulanDSP's loop). ``term``: scratch like ``mel``."""
+        mel[...] = 0
         for j, k in enumerate(self.active):
-            np.multiply(power[self.starts[:k] + j], self.weights[:k, j : j + 1], out=term[:k])
-            mel[:k] += term[:k]
-        return mel[self.inverse]
+            t = term[:k]
+            np.take(power, self.starts[:k] + j, axis=0, out=t)
+            t *= self.weights[:k, j : j + 1]
+            mel[:k] += t
 
 
 @lru_cache(maxsize=16)
 def _sparse_filters(cfg: LogMelConfig) -> _SparseFilters:
     return _SparseFilters(_tables(cfg)[1])
+
+
+class _Workspace:
+    """One thread's buffers for the exact log-mel of one configuration, reused from call to call (as
+    MulanDSP's instance reuses its own): fresh arrays of a few MB each cost more in page faults than
+    the arithmetic on them. Grown to the largest frame count seen."""
+
+    def __init__(self, cfg: LogMelConfig) -> None:
+        self.cfg = cfg
+        self.fft = _transform(cfg.n_fft)
+        self.capacity = 0
+
+    def reserve(self, frames: int) -> None:
+        if frames <= self.capacity:
+            return
+        cfg, fft = self.cfg, self.fft
+        bins, bands = cfg.n_fft // 2 + 1, cfg.mel_bands
+        self.capacity = frames
+        self.frames_in = _aligned(frames, fft.in_row)  # zeros outside the window stay zero
+        self.frames_out = _aligned(frames, fft.out_row)
+        self.power = np.empty((frames, bins), dtype=np.float32)
+        self.squares = np.empty((frames, bins), dtype=np.float32)
+        self.flat = [np.empty(bins * frames, dtype=np.float32)] + \
+            [np.empty(bands * frames, dtype=np.float32) for _ in range(5)]
+
+    def views(self, frames: int) -> List[np.ndarray]:
+        """Contiguous [bins, frames] and five [bands, frames] arrays over the flat buffers."""
+        bins, bands = self.cfg.n_fft // 2 + 1, self.cfg.mel_bands
+        return [self.flat[0][: bins * frames].reshape(bins, frames)] + \
+            [f[: bands * frames].reshape(bands, frames) for f in self.flat[1:]]
+
+
+def _workspace(cfg: LogMelConfig) -> _Workspace:
+    spaces = getattr(_THREAD, "workspaces", None)
+    if spaces is None:
+        spaces = _THREAD.workspaces = {}
+    ws = spaces.get(cfg)
+    if ws is None:
+        if len(spaces) >= 4:  # a few configurations per thread at most
+            spaces.pop(next(iter(spaces)))
+        ws = spaces[cfg] = _Workspace(cfg)
+    return ws
 
 
 def _log_mel_exact(samples: np.ndarray, cfg: LogMelConfig) -> np.ndarray:
@@ -723,23 +774,36 @@ def _log_mel_exact(samples: np.ndarray, cfg: LogMelConfig) -> np.ndarray:
     frames = cfg.frame_count(x.shape[0])
     if frames == 0:
         return np.zeros((cfg.mel_bands, 0), dtype=np.float32)
-    n = cfg.n_fft
-    bins = n // 2 + 1
-    fft = _transform(n)
-    frames_in = _aligned(frames, fft.in_row)
-    _frames(x, cfg, window, frames, frames_in, 2 if fft.complex_input else 1)
-    frames_out = _aligned(frames, fft.out_row)
+    n, win = cfg.n_fft, cfg.window_length
+    bins, lead = n // 2 + 1, (n - win) // 2
+    ws = _workspace(cfg)
+    ws.reserve(frames)
+    fft = ws.fft
+    frames_in, frames_out = ws.frames_in[:frames], ws.frames_out[:frames]
+    step = 2 if fft.complex_input else 1
+    # Zeros around the window (and the imaginary parts), as MulanDSP writes them before each frame.
+    frames_in[:, : step * lead] = 0
+    frames_in[:, step * (lead + win) : step * n] = 0
+    if fft.complex_input:
+        frames_in[:, 2 * lead + 1 : 2 * (lead + win) : 2] = 0
+    _frames(x, cfg, window, frames, frames_in, step)
     fft.run(frames_in, frames_out)
     # Bins 0 … n/2 as (re, im) pairs; the RDFT's Nyquist bin is real (FFmpeg 5.1 leaves its
     # imaginary part unwritten), so its power is re·re + 0.
-    power = frames_out[:, 0 : 2 * bins : 2] * frames_out[:, 0 : 2 * bins : 2]
-    squares = frames_out[:, 1 : 2 * bins : 2] * frames_out[:, 1 : 2 * bins : 2]
+    re, im = frames_out[:, 0 : 2 * bins : 2], frames_out[:, 1 : 2 * bins : 2]
+    power, squares = ws.power[:frames], ws.squares[:frames]
+    np.multiply(re, re, out=power)
+    np.multiply(im, im, out=squares)
     if not fft.complex_input:
         squares[:, bins - 1] = 0
     power += squares
-    mel = filters.apply(np.ascontiguousarray(power.T))
-    np.maximum(mel, np.float32(cfg.amin), out=mel)
-    return _floor_top_db(_decibels(mel), cfg)
+    by_bin, mel, term, floored, a, b = ws.views(frames)
+    by_bin[...] = power.T
+    filters.apply(by_bin, mel, term)
+    np.take(mel, filters.inverse, axis=0, out=floored)
+    np.maximum(floored, np.float32(cfg.amin), out=floored)
+    db = np.empty((cfg.mel_bands, frames), dtype=np.float32)
+    return _floor_top_db(_decibels(floored, db, [a, b, term]), cfg)
 
 
 def exact_log_mel_available() -> bool:
