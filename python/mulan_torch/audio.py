@@ -586,6 +586,14 @@ class _AvUtil:
         except (OSError, AttributeError) as error:  # too old for av_tx (FFmpeg < 4.3), or unloadable
             self.error = f"{name} cannot be used for the FFT: {error}"
             return
+        # Probe the float RDFT MulanDSP uses (av_tx has it from FFmpeg 5.1 on; older ones refuse it).
+        context, function, scale = ctypes.c_void_p(), ctypes.c_void_p(), ctypes.c_float(1.0)
+        ret = lib.av_tx_init(ctypes.byref(context), ctypes.byref(function), _Transform.AV_TX_FLOAT_RDFT, 0, 512,
+                             ctypes.byref(scale), 0)
+        lib.av_tx_uninit(ctypes.byref(context))
+        if ret < 0:
+            self.error = f"{name} has no float real FFT in av_tx (av_tx_init returned {ret}; FFmpeg ≥ 5.1 has it)"
+            return
         self.lib = lib
         self.name = name
         # void (*av_tx_fn)(AVTXContext *s, void *out, void *in, ptrdiff_t stride)
