@@ -108,7 +108,7 @@ def test_logmel_batches_equal_mulan_train_input(sampler_corpus: Path, trained: D
         assert got.shape == expected.shape
         for i in range(b):
             scale = float(np.abs(expected[i]).max())
-            assert float(np.abs(got[i] - expected[i]).max()) <= 1e-4 * scale, (line["step"], i)
+            assert float(np.abs(got[i] - expected[i]).max()) <= 1e-5 * scale, (line["step"], i)  # the 1e-5: log_mel's exact path (the default) gives 0
 
 
 def test_state_equals_mulan_train_checkpoint_sampler(sampler_corpus: Path, trained: Dict[str, Any]) -> None:
