@@ -44,12 +44,19 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("dataset", type=Path, help="the dataset folder mulan-shard wrote (holds dataset.json)")
     export.add_argument("--out", type=Path, default=None, help="where to write (default: DATASET/samples.parquet)")
     export.add_argument("--quiet", action="store_true", help="print nothing on success")
+    commands.add_parser("train", add_help=False, help="train under torchrun or alone: python -m mulan_torch.train "
+                                                      "(mulan-torch train --help lists its options)")
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Runs a subcommand; returns the exit code."""
-    args = _parser().parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == ["train"]:
+        from .train import main as train
+
+        return train(arguments[1:])
+    args = _parser().parse_args(arguments)
     from .shardfiles import ShardError, UsageError
 
     try:

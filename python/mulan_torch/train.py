@@ -258,7 +258,9 @@ class Progress:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from .__main__ import _Parser  # argparse with the toolkit's usage exit code (64)
+
+    p = _Parser(
         prog="python -m mulan_torch.train",
         description="Train mulan's two-tower model in PyTorch on mulan-shard shards (one process, or "
                     "DistributedDataParallel under torchrun), writing a run directory mulan's tools read.",

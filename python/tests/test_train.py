@@ -234,6 +234,10 @@ def test_usage_errors_exit_64(timbre_dataset: Dict[str, str], ddp_run: Path, tmp
     assert "--mix" in r.stderr and "moods" in r.stderr, r.stderr
     r = launch(single(base + ["--run-dir", str(tmp_path / "b"), "--precision", "fp16", "--device", "cpu"]), ok=(64,))
     assert "fp16 needs a CUDA device" in r.stderr, r.stderr
+    r = launch(single(base + ["--run-dir", str(tmp_path / "d"), "--loss", "bogus"]), ok=(64,))  # argparse's own errors
+    assert "invalid choice" in r.stderr, r.stderr
+    r = launch([sys.executable, "-m", "mulan_torch", "train", "--version"])  # the mulan-torch CLI's train
+    assert "mulan-torch" in r.stdout, r.stdout
     r = launch(single(["--dataset", str(tmp_path), "--run-dir", str(tmp_path / "c")]), ok=(1,))
     assert "dataset.json" in r.stderr, r.stderr
 
