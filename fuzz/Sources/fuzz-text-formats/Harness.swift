@@ -1,6 +1,7 @@
-// Fuzzes the readers of `mulan-ingest text`: TextFormatReader over generic JSONL, playlists,
-// MusicCaps, MagnaTagATune and AudioSet files (both invalid-UTF-8 policies, with and without a
-// track id template), the MusicCaps aspect_list parser, and the AudioSet label files
+// Fuzzes the readers of `mulan-ingest text`: TextFormatReader over every format (generic JSONL,
+// playlists, MusicCaps, MagnaTagATune, AudioSet, Song Describer, MTG-Jamendo, FMA with a fixed
+// genres.csv, MPD slices with a fixed track map, LP-MusicCaps; both invalid-UTF-8 policies, with and
+// without a track id template), the MusicCaps aspect_list parser, and the AudioSet label files
 // (class_labels_indices.csv and ontology.json).
 import FuzzSupport
 import MulanCore
@@ -18,16 +19,30 @@ let labels: AudioSetLabels = {
     return try! AudioSetLabels.ontology(path: path)
 }()
 
+/// FMA's genres.csv and an MPD track map, small and fixed (their loaders refuse bad files as a whole).
+let references: TextReferences = {
+    func fixed(_ text: String, _ name: String) -> String {
+        Array(text.utf8).withUnsafeBufferPointer { FuzzScratch.write($0, name: name) }
+    }
+    let genres = try! FMAGenres.load(path: fixed("genre_id,#tracks,parent,title,top_level\n12,3,0,Rock,12\n21,2,0,Hip-Hop,21\n",
+                                                 "fixed-genres.csv"))
+    let map = try! TrackURIMap.load(path: fixed("track_uri,track_id\nspotify:track:0UaMYEvWZi0ZqiDOoHU3YI,t1\n"
+                                                + "spotify:track:6I9VzXrHxO9rA9A5euc8Ak,t2\n", "fixed-map.csv"))
+    return TextReferences(labels: labels, genres: genres, trackMap: map)
+}()
+
 let templates: [String?] = [nil, "{ytid}", "{YTID}_{start_seconds}", "{clip_id}-{mp3_path}", "{", "x{missing}y", "{}", "a}{"]
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let input = FuzzInput(data, size)
-    // Selector: bits 0–2 the format (0 generic, 1 playlists, 2 musiccaps, 3 mtat, 4 audioset; 5 an
-    // AudioSet class_labels_indices.csv and a Python list literal; 6 an ontology.json; 7 generic),
-    // bit 3 --invalid-utf8 reject, bits 4–6 a track id template (none for "0"…"7"), bit 7 a 64-byte line cap.
+    // Selector: bits 0–3 the mode (TextFormat.allCases in order; then an AudioSet
+    // class_labels_indices.csv and a Python list literal; then an ontology.json; the values above
+    // that read generic JSONL with a 64-byte line cap), bit 4 --invalid-utf8 reject, bits 5–7 a track
+    // id template (none for most of the ASCII digits and letters a seed file starts with).
     let formats = TextFormat.allCases
-    let mode = Int(input.selector & 7) == 7 ? 0 : Int(input.selector & 7)
+    let nibble = Int(input.selector & 0x0F)
+    let mode = nibble < formats.count + 2 ? nibble : 0
 
     if mode == formats.count {
         // AudioSet label files, and the Python list literal parser on the same bytes.
@@ -49,10 +64,10 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
 
     let format = formats[mode]
     let path = FuzzScratch.write(input.rest, name: "texts.\(format.rawValue)")
-    guard let reader = try? TextFormatReader(path: path, format: format, labels: labels) else { return 0 }
-    reader.invalidUTF8 = input.selector & 0x08 != 0 ? .reject : .replace
-    reader.trackIDTemplate = templates[(Int((input.selector >> 4) & 7) + 5) % templates.count]
-    if input.selector & 0x80 != 0 { reader.maxLineBytes = 64 }
+    guard let reader = try? TextFormatReader(path: path, format: format, references: references) else { return 0 }
+    reader.invalidUTF8 = input.selector & 0x10 != 0 ? .reject : .replace
+    reader.trackIDTemplate = templates[(Int(input.selector >> 5) + 7) % templates.count]
+    if nibble >= formats.count + 2 { reader.maxLineBytes = 64 }
     var records = 0
     while true {
         let result: TextRecordResult?
