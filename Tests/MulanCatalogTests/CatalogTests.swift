@@ -58,7 +58,8 @@ struct CatalogTests {
         let run = try c.beginRun(stage: "ingest", settings: "{}")
         var bad = record("t1", clips: ["aa"])
         bad.clips.append(bad.clips[0])  // duplicate clip index violates UNIQUE
-        #expect(throws: (any Error).self) { try c.replace(bad, runID: run) }
+        let error = #expect(throws: MulanError.self) { try c.replace(bad, runID: run) }
+        #expect(error?.code == .catalog && error?.description.contains("UNIQUE") == true, "\(String(describing: error))")
         #expect(try c.count("SELECT COUNT(*) FROM tracks") == 0)
         #expect(try c.count("SELECT COUNT(*) FROM raw_texts") == 0)
     }
@@ -105,7 +106,8 @@ struct CatalogTests {
         let row = try #require(try c.database.row("SELECT lufs, loudness_range, true_peak_db, loudness_status FROM clips WHERE clip_index = 0"))
         #expect(row[0].double == -23.5 && row[1].double == 4 && row[2].double == -3 && row[3].string == "measured")
         // A status outside the documented ones is refused.
-        #expect(throws: (any Error).self) { try c.database.run("UPDATE clips SET loudness_status = 'loud'") }
+        let error = #expect(throws: MulanError.self) { try c.database.run("UPDATE clips SET loudness_status = 'loud'") }
+        #expect(error?.code == .catalog && error?.description.contains("CHECK") == true, "\(String(describing: error))")
     }
 
     @Test func rejectsAreReplacedPerManifestLine() throws {

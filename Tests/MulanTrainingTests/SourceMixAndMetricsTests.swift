@@ -1,4 +1,5 @@
 import Foundation
+import struct MulanCore.MulanError
 import MulanTraining
 import Testing
 
@@ -9,7 +10,8 @@ struct SourceMixAndMetricsTests {
         #expect(mix == SourceMix.muLan)
         #expect(mix.description == "tags=2,descriptions=2,playlists=1,aset=1")
         for bad in ["tags", "lyrics=1", "tags=-1", "tags=x", "tags=0", "tags=1,tags=2"] {
-            #expect(throws: (any Error).self, "\(bad)") { try SourceMix(parsing: bad) }
+            let error = #expect(throws: MulanError.self, "\(bad)") { try SourceMix(parsing: bad) }
+            #expect(error?.code == .usage, "\(bad)")
         }
     }
 
