@@ -1,5 +1,5 @@
-/// The four weak text sources of MuLan.
-public enum TextSource: String, Sendable, CaseIterable, Codable {
+/// The four weak text sources of MuLan, ordered as MuLan lists them (tags first).
+public enum TextSource: String, Sendable, CaseIterable, Codable, Comparable {
     /// Short-form text: tags, genres, aspects, titles.
     case tags
     /// Long-form text: descriptions, captions, comments.
@@ -8,6 +8,10 @@ public enum TextSource: String, Sendable, CaseIterable, Codable {
     case playlists
     /// AudioSet label names.
     case aset
+
+    public static func < (a: TextSource, b: TextSource) -> Bool {
+        allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
+    }
 }
 
 /// One piece of weak text for one track, as read from an annotation file.

@@ -1,14 +1,5 @@
 import MulanCore
 
-/// The four weak text sources of MuLan.
-public enum TextSource: String, CaseIterable, Codable, Sendable, Comparable {
-    case tags, descriptions, playlists, aset
-
-    public static func < (a: TextSource, b: TextSource) -> Bool {
-        allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
-    }
-}
-
 /// How a batch divides among the sources: `tags=2,descriptions=2,playlists=1,aset=1` (MuLan's
 /// 2:2:1:1) by default. Weights are relative; a source with weight 0 is never drawn.
 ///

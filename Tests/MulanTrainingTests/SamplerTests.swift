@@ -1,5 +1,6 @@
 import Foundation
 import MulanTestSupport
+import MulanCore
 @testable import MulanTraining
 import Testing
 

@@ -1,5 +1,5 @@
 import Foundation
-import struct MulanCore.MulanError
+import MulanCore
 import MulanTraining
 import Testing
 
