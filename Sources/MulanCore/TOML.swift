@@ -61,10 +61,14 @@ public enum JSONText {
     }
 }
 
-/// A TOML 1.0 parser for configuration files: tables, arrays of tables, bare, quoted and dotted
-/// keys, basic and literal strings (single- and multi-line), integers (decimal, hex, octal,
-/// binary, underscores), floats (including inf and nan), booleans, arrays and inline tables.
-/// Dates and times are refused with a clear error. Errors name the line.
+/// A TOML parser for configuration files: tables, arrays of tables (with sub-tables per element),
+/// bare, quoted and dotted keys, basic and literal strings (single- and multi-line), integers
+/// (decimal, hex, octal, binary, underscores), floats (including inf and nan), booleans, arrays and
+/// inline tables; a table is defined once (by a header, or implicitly by dotted keys), and inline
+/// tables and arrays are complete as written (no header or dotted key extends them). Dates and times
+/// are refused with a clear error. Errors name the line. What this covers is tested against
+/// Python's `tomllib` document by document (Tests/MulanCoreTests/TOMLTests.swift); it is not a
+/// full TOML 1.0 implementation (no dates, times or offsets).
 public struct TOMLParser {
     private var s: [Unicode.Scalar]
     private var i = 0
@@ -130,7 +134,17 @@ public struct TOMLParser {
     private mutating func document() throws(MulanError) -> [String: TOMLValue] {
         var root: [String: TOMLValue] = [:]
         var current: [String] = []
+        // Tables defined by a header or by dotted keys, and keys given a value (inline tables and
+        // arrays included), as paths joined by NUL; a new element of an array of tables starts
+        // afresh below its path.
         var defined: Set<String> = []
+        var values: Set<String> = []
+        func joined(_ path: some Collection<String>) -> String { path.joined(separator: "\u{0}") }
+        func valuePrefix(_ path: [String], includingFull: Bool) -> [String]? {
+            let end = includingFull ? path.count : path.count - 1
+            guard end >= 1 else { return nil }
+            return (1...end).lazy.map { Array(path[..<$0]) }.first { values.contains(joined($0)) }
+        }
         while true {
             skipBlank()
             guard let c = peek else { break }
@@ -144,9 +158,15 @@ public struct TOMLParser {
                     throw error("a table header must end with \(isArray ? "]]" : "]")")
                 }
                 try endOfLine()
-                let name = path.joined(separator: "\u{0}")
+                let name = joined(path)
+                if let owner = valuePrefix(path, includingFull: true) {
+                    throw error("[\(isArray ? "[" : "")\(path.joined(separator: "."))\(isArray ? "]" : "")] would extend "
+                                + "\(owner.joined(separator: ".")), which is given as a value (an inline table or array is complete as written)")
+                }
                 if isArray {
                     try appendTable(&root, path)
+                    defined = defined.filter { !$0.hasPrefix(name + "\u{0}") }
+                    values = values.filter { !$0.hasPrefix(name + "\u{0}") }
                 } else {
                     if defined.contains(name) { throw error("table [\(path.joined(separator: "."))] is defined twice") }
                     defined.insert(name)
@@ -161,7 +181,19 @@ public struct TOMLParser {
             skipSpaces()
             let v = try value()
             try endOfLine()
+            let full = current + path
+            if let owner = valuePrefix(full, includingFull: false) {
+                throw error("key \(full.joined(separator: ".")) would extend \(owner.joined(separator: ".")), which is given as a value "
+                            + "(an inline table or array is complete as written)")
+            }
+            // Dotted keys define their tables: a later [header] may not define them again.
+            for j in stride(from: current.count + 1, to: full.count, by: 1) {
+                if defined.contains(joined(full[..<j])) == false, values.contains(joined(full[..<j])) == false {
+                    defined.insert(joined(full[..<j]))
+                }
+            }
             try insert(&root, current, path, v)
+            values.insert(joined(full))
         }
         return root
     }

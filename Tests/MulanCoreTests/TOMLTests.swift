@@ -63,7 +63,19 @@ struct TOMLTests {
         [playlists]
         min_tracks = 2
         """,
+        // Arrays of tables whose elements have sub-tables (each element its own).
+        "[[f]]\nn = 1\n[f.p]\nx = 1\n[[f]]\nn = 2\n[f.p]\nx = 2\n",
+        "[[f]]\n[f.p]\n[[f.p.q]]\ny = 1\n[[f]]\n[f.p]\n[[f.p.q]]\ny = 2\n",
+        // Sub-tables of a table defined by dotted keys.
+        "[fruit]\napple.color = \"red\"\n[fruit.apple.texture]\nsmooth = true\n",
         // Errors: both must refuse.
+        "a = {x = 1}\n[a]\ny = 2\n",
+        "a = {x = 1}\n[a.b]\ny = 2\n",
+        "a = {x = 1}\na.y = 2\n",
+        "a = [1, 2]\n[[a]]\n",
+        "a = [{x = 1}]\n[[a]]\nx = 2\n",
+        "a.b = 1\n[a]\nc = 2\n",
+        "[[f]]\n[f.p]\n[f.p]\n",
         "a = 1\na = 2\n",
         "[t]\n[t]\n",
         "a = \"unterminated\n",
