@@ -30,31 +30,26 @@ enum RunReader {
         while let (bytes, _) = try reader.nextLine(maxLength: 1 << 20) {
             if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
             run.lines += 1
-            guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
-                  let step = number(object["step"]) else {
+            guard let line = MetricsLine.parse(bytes) else {
                 run.unreadableLines += 1
                 continue
             }
-            run.lastStep = max(run.lastStep ?? Int(step), Int(step))
-            if let split = object["split"] as? String {
-                if let v = number(object["loss"]) { run.evalLoss[split, default: .init()].append(x: step, y: v) }
-                if let v = number(object["t2a_recall_at_10"]) { run.textToAudioR10[split, default: .init()].append(x: step, y: v) }
-                if let v = number(object["a2t_recall_at_10"]) { run.audioToTextR10[split, default: .init()].append(x: step, y: v) }
-                if let v = number(object["tagging_roc_auc"]) { run.taggingAUC[split, default: .init()].append(x: step, y: v) }
+            let step = Double(line.step)
+            run.lastStep = max(run.lastStep ?? line.step, line.step)
+            if let split = line.split {
+                if let v = finite(line.loss) { run.evalLoss[split, default: .init()].append(x: step, y: v) }
+                if let v = finite(line.t2aRecallAt10) { run.textToAudioR10[split, default: .init()].append(x: step, y: v) }
+                if let v = finite(line.a2tRecallAt10) { run.audioToTextR10[split, default: .init()].append(x: step, y: v) }
+                if let v = finite(line.taggingROCAUC) { run.taggingAUC[split, default: .init()].append(x: step, y: v) }
             } else {
-                if let v = number(object["loss"]) { run.trainLoss.append(x: step, y: v) }
-                if let v = number(object["temperature"]) { run.temperature.append(x: step, y: v) }
+                if let v = finite(line.loss) { run.trainLoss.append(x: step, y: v) }
+                if let v = finite(line.temperature) { run.temperature.append(x: step, y: v) }
             }
         }
         return run
     }
 
-    /// A JSON number as a finite Double.
-    static func number(_ value: Any?) -> Double? {
-        guard let n = value as? NSNumber else { return nil }
-        let v = n.doubleValue
-        return v.isFinite ? v : nil
-    }
+    static func finite(_ value: Double?) -> Double? { value.flatMap { $0.isFinite ? $0 : nil } }
 }
 
 /// The parts of a `mulan-eval --json` report the page shows.

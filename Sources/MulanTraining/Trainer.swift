@@ -238,11 +238,9 @@ public final class Trainer {
             if done % config.logEvery == 0 || done == config.steps {
                 var counts: [String: Int] = [:]
                 for r in refs { counts[r.source.rawValue, default: 0] += 1 }
-                try metrics.append([
-                    "step": done, "loss": Double(loss), "temperature": Double(model.loss.temperature),
-                    "batch_size": refs.count, "examples_per_second": rate, "learning_rate": Double(lr),
-                    "gradient_norm": Double(norm), "sources": counts,
-                ])
+                try metrics.append(.training(step: done, loss: Double(loss), temperature: Double(model.loss.temperature),
+                                             batchSize: refs.count, examplesPerSecond: rate, learningRate: Double(lr),
+                                             gradientNorm: Double(norm), sources: counts))
                 windowStart = now
                 windowExamples = 0
             }
@@ -317,22 +315,9 @@ public final class Trainer {
         return path
     }
 
-    private func evaluationLine(_ r: EvaluationResult, step: Int) -> [String: Any] {
-        var line: [String: Any] = [
-            "step": step, "split": r.split, "loss": r.loss ?? NSNull(), "temperature": Double(model.loss.temperature),
-            "batch_size": config.batchSize, "clips": r.clips,
-            "t2a_recall_at_1": r.textToAudio.recallAt1, "t2a_recall_at_5": r.textToAudio.recallAt5,
-            "t2a_recall_at_10": r.textToAudio.recallAt10, "t2a_median_rank": r.textToAudio.medianRank,
-            "a2t_recall_at_1": r.audioToText.recallAt1, "a2t_recall_at_5": r.audioToText.recallAt5,
-            "a2t_recall_at_10": r.audioToText.recallAt10, "a2t_median_rank": r.audioToText.medianRank,
-            "examples_per_second": evaluationRate,
-        ]
-        if let t = r.tagging {
-            line["tagging_roc_auc"] = t.rocAUC
-            line["tagging_map"] = t.meanAveragePrecision
-            line["tagging_tags"] = t.tags
-        }
-        return line
+    private func evaluationLine(_ r: EvaluationResult, step: Int) -> MetricsLine {
+        .evaluation(r, step: step, temperature: Double(model.loss.temperature), batchSize: config.batchSize,
+                    examplesPerSecond: evaluationRate)
     }
 
     private var evaluationRate = 0.0
@@ -528,22 +513,18 @@ struct MetricsLog {
         let empty = stat(path, &st) == 0 && st.st_size == 0
         let text = empty ? "" : (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
         let kept = text.split(separator: "\n").filter { line in
-            guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                  let s = obj["step"] as? Int else { return false }
-            return s < step || (s == step && obj["split"] as? String != "test")
+            guard let m = MetricsLine.parse(line.utf8) else { return false }
+            return m.step < step || (m.step == step && m.split != "test")
         }
         try AtomicFile.write(Data(kept.map { $0 + "\n" }.joined().utf8), to: path)
     }
 
-    func append(_ object: [String: Any]) throws(MulanError) {
-        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]),
-              let handle = FileHandle(forWritingAtPath: path) else {
-            throw MulanError(.io, "cannot append to \(path)")
-        }
+    func append(_ line: MetricsLine) throws(MulanError) {
+        guard let handle = FileHandle(forWritingAtPath: path) else { throw MulanError(.io, "cannot append to \(path)") }
         defer { try? handle.close() }
         do {
             try handle.seekToEnd()
-            try handle.write(contentsOf: data + Data("\n".utf8))
+            try handle.write(contentsOf: line.json() + Data("\n".utf8))
         } catch {
             throw MulanError(.io, "cannot append to \(path)", cause: "\(error)")
         }
