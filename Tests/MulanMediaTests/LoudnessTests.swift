@@ -78,6 +78,11 @@ struct LoudnessTests {
                 "LRA \(ours.loudnessRange ?? .nan) vs \(reference)")
         #expect(abs((ours.truePeakDB ?? .nan) - (reference.truePeak ?? .nan)) <= signal.truePeakTolerance,
                 "true peak \(ours.truePeakDB ?? .nan) vs \(reference)")
+        // The true peak (TruePeakMeter) against libebur128's own on the same samples.
+        let libebur128 = 20 * log10(try #require(TruePeakTests.libebur128(samples, rate: signal.rate)))
+        print("true peak \(signal.name): ours \(ours.truePeakDB ?? .nan), libebur128 \(libebur128), "
+              + "ffmpeg \(reference.truePeak ?? .nan) dBTP")
+        #expect(abs((ours.truePeakDB ?? .nan) - libebur128) <= TruePeakTests.tolerance)
         // Fed in uneven chunks, the meter gives the same values as in one piece.
         let meter = LoudnessMeter(sampleRate: signal.rate)
         samples.withUnsafeBufferPointer { all in
