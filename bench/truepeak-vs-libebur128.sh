@@ -74,7 +74,7 @@ run() { # BINARY NAME ROUND: prints "wall_seconds clips"
   rm -rf "$w"; sync
   local t0 t1
   t0=$(date +%s.%N)
-  "$1" --scan "$work/in" --glob '*.ogg' --workdir "$w" --jobs 1 --quiet --report "$work/$2.json" >/dev/null || [ $? -eq 3 ]
+  "$1" --scan "$work/in" --glob '*.ogg' --workdir "$w" --jobs 1 --quiet --report "$work/$2.json" >/dev/null 2>&1 || [ $? -eq 3 ]
   t1=$(date +%s.%N)
   python3 -c "import json,sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.3f}', json.load(open(sys.argv[3]))['clips_written'])" \
     "$t0" "$t1" "$work/$2.json"
