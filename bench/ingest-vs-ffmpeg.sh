@@ -296,7 +296,8 @@ for c in $CODECS; do
     cpu_mark
     hyperfine "${hf_args[@]}"
     audio=$(xargs -0 -n 1 ffprobe -v error -show_entries format=duration -of csv=p=0 < "$TMP/$c.nul" | awk '{s += $1} END {printf "%.3f", s}')
-    printf '%s\t%s\t%s\t%s\n' "$c" "$TMP/codec-$c.json" "$audio" "load average before $load; $(cpu_report "$c")" >> "$TMP/codec-runs.txt"
+    cpu_report "$c" > "$TMP/cpu-$c.txt"   # not in $( ): `times` must run in this shell
+    printf '%s\t%s\t%s\t%s\n' "$c" "$TMP/codec-$c.json" "$audio" "load average before $load; $(cat "$TMP/cpu-$c.txt")" >> "$TMP/codec-runs.txt"
 done
 {
     echo "# mulan-ingest vs ffmpeg CLI, per codec — $STAMP"

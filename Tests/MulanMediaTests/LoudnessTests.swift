@@ -4,8 +4,8 @@ import MulanMedia
 import MulanTestSupport
 import Testing
 
-/// libebur128 through `LoudnessMeter` against the ffmpeg CLI's own `ebur128` filter on the same
-/// samples. Tolerances (docs/ingest.md#loudness): integrated loudness 0.02 LU, loudness range
+/// `LoudnessMeter` (libebur128 for I and LRA, `TruePeakMeter` for the true peak) against the ffmpeg
+/// CLI's own `ebur128` filter on the same samples, and its true peak against libebur128's. Tolerances (docs/ingest.md#loudness): integrated loudness 0.02 LU, loudness range
 /// 0.1 LU, true peak 0.3 dB (the Summary prints it to 0.1 dB; ffmpeg measures it at 192 kHz,
 /// libebur128 at 4× the rate). Measured here: at most 0.007 LU, 0.01 LU and 0.09 dB apart, except
 /// the true peak of full-band white noise (below).
