@@ -86,7 +86,7 @@ let package = Package(
         // Tests.
         .target(name: "MulanTestSupport", dependencies: ["MulanCore", "MulanCatalog"], path: "Tests/MulanTestSupport"),
         .testTarget(name: "MulanCoreTests", dependencies: ["MulanCore", "MulanTestSupport"]),
-        .testTarget(name: "MulanMediaTests", dependencies: ["MulanMedia", "MulanTestSupport"]),
+        .testTarget(name: "MulanMediaTests", dependencies: ["MulanMedia", "CEBUR128", "MulanTestSupport"]),
         .testTarget(name: "MulanCatalogTests", dependencies: ["MulanCatalog", "MulanTestSupport"]),
         .testTarget(name: "MulanTextTests", dependencies: ["MulanText", "MulanCore", "MulanTestSupport"]),
         .testTarget(name: "MulanFilteringTests", dependencies: ["MulanFiltering", "MulanText", "MulanCatalog", "MulanTestSupport"]),

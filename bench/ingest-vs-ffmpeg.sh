@@ -21,11 +21,21 @@
 # for (getrusage RUSAGE_CHILDREN keeps a maximum, not a sum), i.e. the largest single ffmpeg
 # process; each ffmpeg is also wrapped in its own /usr/bin/time as a cross-check.
 #
+# Every codec users bring (issue 18; section 8, after the above, or alone with ONLY_CODECS=1): the
+# same tracks transcoded with the ffmpeg CLI to Opus (48 kHz), MP3 (44.1 kHz), AAC (48 kHz, .m4a) and
+# FLAC (48 kHz, 16-bit), Vorbis being the originals (44.1 kHz), all stereo; per codec one hyperfine call
+# times mulan-ingest with everything on at 1 and 2 jobs, with --loudness integrated and with
+# --fingerprint off at 1 job, and 16-bit ffmpeg at 1 and 2 processes; one table for all codecs.
+#
 # Usage: bash bench/ingest-vs-ffmpeg.sh
 # Environment: RUNS (timed runs per command, default 5), WARMUP (default 1),
 #              BENCH_TMP (scratch folder, default /tmp/mulan-bench-ingest-vs-ffmpeg),
 #              RESULTS_DIR (default bench/results), QUIET_WAIT (seconds to wait for other
-#              processes to leave the machine idle before measuring, default 600).
+#              processes to leave the machine idle before measuring, default 600);
+#              CODECS (default "opus vorbis mp3 aac flac"; empty: no codec section), CODEC_TRACKS
+#              (how many of the sorted tracks, default 41), CODEC_INPUTS (where the transcodes are
+#              kept between runs, default /tmp/mulan-bench-codec-inputs), ONLY_CODECS=1 (skip
+#              sections 5-7, the Vorbis comparison with peak RSS).
 # Results: printed at the end and written to bench/results/ingest-vs-ffmpeg-<UTC time>.md,
 #          with hyperfine's JSON export beside it.
 set -euo pipefail
@@ -72,7 +82,7 @@ echo "total audio (ffprobe): $audio_seconds s"
 cat > "$TMP/ffmpeg-segment-one.sh" <<'EOF'
 #!/bin/sh
 out=$1; fmt=$2; in=$3
-name=$(basename "$in" .ogg)
+name=$(basename "$in"); name=${name%.*}
 if [ "$fmt" = "-" ]; then set --; else set -- -sample_fmt "$fmt"; fi
 exec ffmpeg -nostdin -loglevel error -i "$in" -ac 1 -ar 16000 "$@" \
     -f segment -segment_time 30 "$out/$name-%03d.flac"
@@ -104,6 +114,7 @@ add_ffmpeg ffmpeg-p2 2 -
 add_ffmpeg ffmpeg16-p1 1 s16
 add_ffmpeg ffmpeg16-p2 2 s16
 
+if [[ -z ${ONLY_CODECS:-} ]]; then
 # --- 5. A checked run of each configuration, under /usr/bin/time -v for the peak RSS ------------
 # This also shows that every configuration succeeds before it is timed.
 log "one run of each configuration under /usr/bin/time -v (peak RSS, output check)"
@@ -225,3 +236,92 @@ EOF
 } | tee "$RESULT_MD"
 echo
 echo "written: $RESULT_MD and $RESULT_JSON"
+fi
+
+# --- 8. Every codec users bring (issue 18) ---------------------------------------------------------
+CODECS=${CODECS-opus vorbis mp3 aac flac}
+[[ -n $CODECS ]] || exit 0
+CIN=${CODEC_INPUTS:-/tmp/mulan-bench-codec-inputs}
+CODEC_MD=$RESULTS_DIR/ingest-codecs-$STAMP.md
+log "codec inputs in $CIN (transcoded once, kept)"
+find "$MUSIC" -maxdepth 1 -type f -name '*.ogg' | sort | head -n "${CODEC_TRACKS:-41}" > "$TMP/codec-sources.txt"
+ext_of() { case $1 in opus) echo opus ;; vorbis) echo ogg ;; mp3) echo mp3 ;; aac) echo m4a ;; flac) echo flac ;; esac; }
+for c in $CODECS; do
+    mkdir -p "$CIN/$c"
+    while read -r f; do
+        t=$(basename "$f" .ogg); o=$CIN/$c/$t.$(ext_of "$c")
+        [[ -s $o ]] && continue
+        case $c in
+            vorbis) ln -s "$f" "$o" ;;
+            opus) ffmpeg -nostdin -loglevel error -i "$f" -ar 48000 -c:a libopus -b:a 128k "$o" ;;
+            mp3) ffmpeg -nostdin -loglevel error -i "$f" -c:a libmp3lame -b:a 192k "$o" ;;
+            aac) ffmpeg -nostdin -loglevel error -i "$f" -ar 48000 -c:a aac -b:a 192k "$o" ;;
+            flac) ffmpeg -nostdin -loglevel error -i "$f" -ar 48000 -sample_fmt s16 -c:a flac "$o" ;;
+            *) echo "unknown codec $c" >&2; exit 1 ;;
+        esac
+    done < "$TMP/codec-sources.txt"
+done
+: > "$TMP/codec-runs.txt"
+for c in $CODECS; do
+    e=$(ext_of "$c")
+    # Only this run's tracks (CIN may hold more from an earlier, larger run).
+    while read -r f; do printf '%s\0' "$CIN/$c/$(basename "$f" .ogg).$e"; done < "$TMP/codec-sources.txt" > "$TMP/$c.nul"
+    rm -rf "$TMP/in-$c" && mkdir -p "$TMP/in-$c"
+    xargs -0 -I{} ln -s {} "$TMP/in-$c/" < "$TMP/$c.nul"
+    names=() cmds=() preps=()
+    add_codec_mulan() { # NAME JOBS EXTRA-OPTIONS
+        local w=$TMP/out/$c-$1
+        names+=("$1")
+        cmds+=("$BIN --scan $TMP/in-$c --glob '*.$e' --workdir $w --jobs $2 $3 --quiet > /dev/null || [ \$? -eq 3 ]")
+        preps+=("rm -rf $w && sync")
+    }
+    add_codec_ffmpeg() { # NAME PARALLELISM
+        local o=$TMP/out/$c-$1
+        names+=("$1")
+        cmds+=("xargs -0 -n 1 -P $2 -a $TMP/$c.nul sh $TMP/ffmpeg-segment-one.sh $o s16")
+        preps+=("rm -rf $o && mkdir -p $o && sync")
+    }
+    add_codec_mulan mulan-j1 1 ""
+    add_codec_mulan mulan-j2 2 ""
+    add_codec_mulan mulan-j1-integrated 1 "--loudness integrated"
+    add_codec_mulan mulan-j1-nofingerprint 1 "--fingerprint off"
+    add_codec_ffmpeg ffmpeg16-p1 1
+    add_codec_ffmpeg ffmpeg16-p2 2
+    hf_args=(--runs "$RUNS" --warmup "$WARMUP" --style basic --export-json "$TMP/codec-$c.json")
+    for i in "${!names[@]}"; do hf_args+=(--prepare "${preps[$i]}"); done
+    for i in "${!names[@]}"; do hf_args+=(--command-name "${names[$i]}" "${cmds[$i]}"); done
+    log "codec $c: hyperfine, $RUNS runs of each command after $WARMUP warm-up run(s)"
+    wait_for_quiet
+    load=$(cut -d' ' -f1-3 /proc/loadavg)
+    cpu_mark
+    hyperfine "${hf_args[@]}"
+    audio=$(xargs -0 -n 1 ffprobe -v error -show_entries format=duration -of csv=p=0 < "$TMP/$c.nul" | awk '{s += $1} END {printf "%.3f", s}')
+    cpu_report "$c" > "$TMP/cpu-$c.txt"   # not in $( ): `times` must run in this shell
+    printf '%s\t%s\t%s\t%s\n' "$c" "$TMP/codec-$c.json" "$audio" "load average before $load; $(cat "$TMP/cpu-$c.txt")" >> "$TMP/codec-runs.txt"
+done
+{
+    echo "# mulan-ingest vs ffmpeg CLI, per codec — $STAMP"
+    echo
+    echo "- machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'); $(ffmpeg -version | head -1 | cut -d' ' -f1-3)"
+    echo "- mulan commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$( [[ -n $(git -C "$ROOT" status --porcelain 2>/dev/null) ]] && echo ' (work tree has uncommitted changes)')"
+    echo "- inputs: the first ${CODEC_TRACKS:-41} sorted tracks of $MUSIC, transcoded (Opus 48 kHz libopus 128k, MP3 44.1 kHz LAME 192k, AAC 48 kHz ffmpeg aac 192k, FLAC 48 kHz 16-bit; Vorbis: the originals, 44.1 kHz), stereo; $RUNS timed runs per command after $WARMUP warm-up"
+    echo
+    python3 - "$TMP/codec-runs.txt" <<'EOF'
+import json, sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
+print("| codec | audio s | mulan j1, all on | j1 --loudness integrated | j1 --fingerprint off | mulan j2 | ffmpeg16 p1 | ffmpeg16 p2 | mulan/ffmpeg j1 | j2 | mulan 1→2 jobs |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for codec, path, audio, _ in rows:
+    r = {x["command"]: x["mean"] for x in json.load(open(path))["results"]}
+    print(f"| {codec} | {float(audio):.0f} | {r['mulan-j1']:.2f} s | {r['mulan-j1-integrated']:.2f} s | "
+          f"{r['mulan-j1-nofingerprint']:.2f} s | {r['mulan-j2']:.2f} s | {r['ffmpeg16-p1']:.2f} s | {r['ffmpeg16-p2']:.2f} s | "
+          f"{r['mulan-j1'] / r['ffmpeg16-p1']:.3f} | {r['mulan-j2'] / r['ffmpeg16-p2']:.3f} | {r['mulan-j1'] / r['mulan-j2']:.2f}× |")
+print()
+print("Mean wall times (hyperfine). Targets (issue 18): mulan/ffmpeg ≤ 0.8 with everything on; 1→2 jobs ≥ 1.85×.")
+print()
+print("Load during each codec's timing:")
+for codec, _, _, load in rows:
+    print(f"- {codec}: {load}")
+EOF
+} | tee "$CODEC_MD"
+echo "written: $CODEC_MD"

@@ -3,6 +3,7 @@ import Foundation
 import MulanAudioFilter
 import MulanCore
 import MulanIngest
+import MulanMedia
 import MulanTensor
 import MulanTraining
 
@@ -19,7 +20,7 @@ public struct IngestCommand: AsyncParsableCommand {
         Exit codes: 0 all inputs used; 3 the run completed but some inputs failed (each is recorded \
         in the catalog with its reason and listed in the summary); 64 usage error; 1 fatal error.
         """,
-        subcommands: [IngestAudioCommand.self, IngestTextCommand.self, IngestManifestCommand.self],
+        subcommands: [IngestAudioCommand.self, IngestTextCommand.self, IngestManifestCommand.self, TruePeakBenchCommand.self],
         defaultSubcommand: IngestAudioCommand.self)
 
     public init() {}
@@ -364,3 +365,25 @@ extension LoudnessMeasurement: ExpressibleByArgument {}
 
 /// An on/off option value.
 public enum Switch: String, ExpressibleByArgument, Sendable { case on, off }
+
+/// `mulan-ingest truepeak-bench`: times the true peak, ours against libebur128's, on synthetic 30-s
+/// clips (for bench/truepeak-vs-libebur128.sh); prints `TruePeakBenchmark.Result` as JSON.
+public struct TruePeakBenchCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "truepeak-bench", abstract: "Time the true peak against libebur128's (benchmarks).",
+        shouldDisplay: false)
+
+    @Option(help: "Clips.") public var clips = 8
+    @Option(help: "Seconds per clip.") public var seconds = 30.0
+    @Option(help: "Sample rate.") public var sampleRate = 16000
+    @Option(help: "Passes over the clips per timing.") public var repeats = 3
+
+    public init() {}
+
+    public func run() throws {
+        let result = TruePeakBenchmark.run(clips: clips, seconds: seconds, sampleRate: sampleRate, repeats: repeats)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        print(String(decoding: try encoder.encode(result), as: UTF8.self))
+    }
+}

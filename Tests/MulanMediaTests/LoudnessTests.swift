@@ -4,8 +4,8 @@ import MulanMedia
 import MulanTestSupport
 import Testing
 
-/// libebur128 through `LoudnessMeter` against the ffmpeg CLI's own `ebur128` filter on the same
-/// samples. Tolerances (docs/ingest.md#loudness): integrated loudness 0.02 LU, loudness range
+/// `LoudnessMeter` (libebur128 for I and LRA, `TruePeakMeter` for the true peak) against the ffmpeg
+/// CLI's own `ebur128` filter on the same samples, and its true peak against libebur128's. Tolerances (docs/ingest.md#loudness): integrated loudness 0.02 LU, loudness range
 /// 0.1 LU, true peak 0.3 dB (the Summary prints it to 0.1 dB; ffmpeg measures it at 192 kHz,
 /// libebur128 at 4× the rate). Measured here: at most 0.007 LU, 0.01 LU and 0.09 dB apart, except
 /// the true peak of full-band white noise (below).
@@ -78,6 +78,11 @@ struct LoudnessTests {
                 "LRA \(ours.loudnessRange ?? .nan) vs \(reference)")
         #expect(abs((ours.truePeakDB ?? .nan) - (reference.truePeak ?? .nan)) <= signal.truePeakTolerance,
                 "true peak \(ours.truePeakDB ?? .nan) vs \(reference)")
+        // The true peak (TruePeakMeter) against libebur128's own on the same samples.
+        let libebur128 = 20 * log10(try #require(TruePeakTests.libebur128(samples, rate: signal.rate)))
+        print("true peak \(signal.name): ours \(ours.truePeakDB ?? .nan), libebur128 \(libebur128), "
+              + "ffmpeg \(reference.truePeak ?? .nan) dBTP")
+        #expect(abs((ours.truePeakDB ?? .nan) - libebur128) <= TruePeakTests.tolerance)
         // Fed in uneven chunks, the meter gives the same values as in one piece.
         let meter = LoudnessMeter(sampleRate: signal.rate)
         samples.withUnsafeBufferPointer { all in
