@@ -589,7 +589,10 @@ def render(t, out_dir, scratch):
          "-O", "float", "-o", "synth.dynamic-sample-loading=1"] + [a for e in effects for a in ("-o", e)]
         + ["-F", wav, SOUNDFONTS[t.soundfont][0], mid], "fluidsynth")
     samples = round(t.duration * RENDER_RATE)
-    shape = f"{t.eq},apad=whole_len={samples},atrim=end_sample={samples},afade=t=out:st={t.duration - 0.6:.3f}:d=0.6"
+    # The EQ runs at the render rate: aresample pins it there (FFmpeg would otherwise negotiate the
+    # output rate back through the EQ filters, and apad/atrim would count samples at that rate).
+    shape = (f"aresample={RENDER_RATE},{t.eq},apad=whole_len={samples},atrim=end_sample={samples},"
+             f"afade=t=out:st={t.duration - 0.6:.3f}:d=0.6")
     measure = ",astats=measure_perchannel=none:measure_overall=Peak_level+RMS_level"
     stats = run(FFMPEG + ["-loglevel", "info", "-i", wav, "-af", shape + measure, "-f", "null", "-"],
                 "ffmpeg astats").stderr.decode(errors="replace")
