@@ -6,17 +6,18 @@ Every track is composed here as a Standard MIDI File (instrument family, tempo, 
 loudness and key drawn per track), rendered with FluidSynth and one of several General MIDI
 soundfonts (chosen per track, balanced within each family; --soundfonts), with the production
 variation of a real collection (velocity curve, reverb and chorus, EQ, level), and encoded with the
-ffmpeg CLI in a rotation of codecs, sample rates and channel counts. The weak text (tags, descriptions, playlists, AudioSet label ids) is written from the same
-attributes the way people write it: synonyms, misspellings, drop-out, a little label noise and plenty
-of junk. A few broken inputs (silence, a too-short file, a truncated download, a missing file) show
+ffmpeg CLI in a rotation of codecs, sample rates and channel counts. The weak text (tags,
+descriptions, playlists, AudioSet label ids) is written from the same attributes the way people write
+it: synonyms, misspellings, drop-out, a little label noise and plenty of junk. A few broken inputs (silence, a too-short file, a truncated download, a missing file) show
 ingest's failure recording. docs/demo-corpus.md describes the files.
 
 Usage: scripts/make-demo-corpus.py --out DIR [--tracks N] [--seed S] [--soundfonts A,B]
                                    [--eval-split test|all] [--jobs J]
 
 Standard library only. The output depends only on --tracks, --seed, --soundfonts and --eval-split
-(and on the installed FluidSynth, soundfonts and FFmpeg): --jobs changes the speed, never a byte. A re-run with the same
-arguments does nothing; other arguments regenerate the folder (built in DIR.tmp, then renamed).
+(and on the installed FluidSynth, soundfonts and FFmpeg): --jobs changes the speed, never a byte. A
+re-run with the same arguments does nothing; other arguments, or another version of this script,
+regenerate the folder (built in DIR.tmp, then renamed).
 """
 import argparse
 import concurrent.futures
