@@ -57,6 +57,12 @@ demo: release
 DEMO_TRACKS ?= 200
 DEMO_SEED ?= 7
 DEMO_STEPS ?= 600
+DEMO_SOUNDFONTS ?= fluidr3,musescore
+# The held-out evaluation corpus: a soundfont training never sees, another seed, every track evaluated.
+HELDOUT_SOUNDFONTS ?= csound
+HELDOUT_SEED ?= 8
+HELDOUT_TRACKS ?= 64
+HELDOUT_LABEL ?= held-out soundfont ($(HELDOUT_SOUNDFONTS), seed $(HELDOUT_SEED))
 BIN := .build/release
 CORPUS := $(DEMO_DIR)/corpus
 WORK := $(DEMO_DIR)/work
@@ -74,14 +80,16 @@ DEMO_TRAIN_FLAGS ?= --steps $(DEMO_STEPS) --batch-size 32 --lr 2e-3 --warmup-ste
 	--text-init $(TEXT_MODEL) --text-train frozen --text-pooling mean --seed $(DEMO_SEED)
 
 .PHONY: demo-pipeline
-demo-pipeline: $(DEMO_DIR)/summary.json $(DEMO_DIR)/report.html $(DEMO_DIR)/audio-filter.txt
-	@python3 scripts/demo-summary.py $(DEMO_DIR)/eval.json $(DEMO_DIR)/summary.json "make demo"
+demo-pipeline: $(DEMO_DIR)/summary.json $(DEMO_DIR)/summary-heldout.json $(DEMO_DIR)/report.html $(DEMO_DIR)/audio-filter.txt
+	@python3 scripts/demo-summary.py $(DEMO_DIR)/eval.json $(DEMO_DIR)/summary.json "make demo" \
+	    --heldout $(DEMO_DIR)/eval-heldout.json $(DEMO_DIR)/summary-heldout.json "$(HELDOUT_LABEL)"
 	@echo; echo "Zero-shot audio filter with the trained model (mulan-filter audio, docs/audio-filter.md):"
 	@cat $(DEMO_DIR)/audio-filter.txt
 	@echo; echo "Report: $(DEMO_DIR)/report.html   Run: $(DEMO_DIR)/run   Reports: $(REPORTS)"
 
 $(CORPUS)/.complete: scripts/make-demo-corpus.py
-	python3 scripts/make-demo-corpus.py --out $(CORPUS) --tracks $(DEMO_TRACKS) --seed $(DEMO_SEED) --jobs $(JOBS)
+	python3 scripts/make-demo-corpus.py --out $(CORPUS) --tracks $(DEMO_TRACKS) --seed $(DEMO_SEED) \
+	    --soundfonts $(DEMO_SOUNDFONTS) --jobs $(JOBS)
 
 # The generator writes these with the rest of the corpus. (Named, not a pattern: make would take
 # files made by a pattern rule for intermediates and delete them at the end.)
@@ -128,6 +136,50 @@ $(DEMO_DIR)/eval.json: $(DEMO_DIR)/run/summary.json $(BIN)/mulan-eval
 	@mv $@.tmp $@
 
 $(DEMO_DIR)/summary.json: $(DEMO_DIR)/eval.json scripts/demo-summary.py
+	@python3 scripts/demo-summary.py $< $@ > /dev/null
+
+# The held-out soundfont: its own corpus and work directory, through the same stages (ingest, text,
+# filters, shards), then the trained model evaluated zero-shot on all its tracks.
+HELDOUT := $(DEMO_DIR)/heldout
+HCORPUS := $(HELDOUT)/corpus
+HWORK := $(HELDOUT)/work
+HSTAMPS := $(HELDOUT)/stamps
+HREPORTS := $(HELDOUT)/reports
+
+$(HCORPUS)/.complete: scripts/make-demo-corpus.py
+	python3 scripts/make-demo-corpus.py --out $(HCORPUS) --tracks $(HELDOUT_TRACKS) --seed $(HELDOUT_SEED) \
+	    --soundfonts $(HELDOUT_SOUNDFONTS) --eval-split all --jobs $(JOBS)
+
+HCORPUS_TEXTS := $(foreach s,$(SOURCES),$(HCORPUS)/text/$(s).jsonl)
+$(HCORPUS_TEXTS): $(HCORPUS)/.complete ;
+
+$(HSTAMPS)/ingest-audio: $(HCORPUS)/.complete $(BIN)/mulan-ingest
+	@mkdir -p $(HSTAMPS) $(HREPORTS)
+	$(SERIAL) $(BIN)/mulan-ingest audio --manifest $(HCORPUS)/manifest.csv --workdir $(HWORK) --sample-rate 16000 \
+	    --jobs $(JOBS) --report $(HREPORTS)/ingest-audio.json || { $(ALLOW3); }
+	@touch $@
+
+$(HSTAMPS)/text-%: $(HCORPUS)/text/%.jsonl $(HSTAMPS)/ingest-audio $(ONTOLOGY)
+	$(SERIAL) $(BIN)/mulan-ingest text --format $(if $(filter playlists,$*),playlists,generic) --labels $(ONTOLOGY) \
+	    --workdir $(HWORK) --quiet $< || { $(ALLOW3); }
+	@touch $@
+
+$(HSTAMPS)/filter-%: $(HSTAMPS)/text-% manifests/filters.toml $(TEXT_MODEL)/vocab.txt $(BIN)/mulan-filter
+	$(SERIAL) $(BIN)/mulan-filter --source $* --vocab $(TEXT_MODEL)/vocab.txt --config manifests/filters.toml \
+	    --labels $(ONTOLOGY) --workdir $(HWORK) --quiet --report $(HREPORTS)/filter-$*.json
+	@touch $@
+
+$(HSTAMPS)/shard: $(addprefix $(HSTAMPS)/filter-,$(SOURCES)) $(addprefix $(HSTAMPS)/text-,$(SOURCES)) $(BIN)/mulan-shard
+	$(SERIAL) $(BIN)/mulan-shard --workdir $(HWORK) --quiet --samples-per-shard 64 --audio-filter-version none
+	$(BIN)/mulan-shard verify $(HWORK)/shards/latest --quiet
+	@touch $@
+
+$(DEMO_DIR)/eval-heldout.json: $(DEMO_DIR)/run/summary.json $(HSTAMPS)/shard $(BIN)/mulan-eval
+	$(BIN)/mulan-eval --run-dir $(DEMO_DIR)/run --vocab $(TEXT_MODEL)/vocab.txt --csv $(HCORPUS)/eval/test-tags.csv \
+	    --audio-root $(HCORPUS) --captions $(HCORPUS)/eval/test-captions.jsonl --threads $(JOBS) --json $@.tmp --quiet > /dev/null
+	@mv $@.tmp $@
+
+$(DEMO_DIR)/summary-heldout.json: $(DEMO_DIR)/eval-heldout.json scripts/demo-summary.py
 	@python3 scripts/demo-summary.py $< $@ > /dev/null
 
 # The trained model turned into a data filter: every clip scored against one prompt per instrument

@@ -3,18 +3,21 @@
 about it, and the ground truth kept apart from both.
 
 Every track is composed here as a Standard MIDI File (instrument family, tempo, mode, drums,
-loudness and key drawn per track), rendered with FluidSynth and the FluidR3 General MIDI
-soundfont, and encoded with the ffmpeg CLI in a rotation of codecs, sample rates and channel
-counts. The weak text (tags, descriptions, playlists, AudioSet label ids) is written from the same
-attributes the way people write it: synonyms, misspellings, drop-out, a little label noise and plenty
-of junk. A few broken inputs (silence, a too-short file, a truncated download, a missing file) show
+loudness and key drawn per track), rendered with FluidSynth and one of several General MIDI
+soundfonts (chosen per track, balanced within each family; --soundfonts), with the production
+variation of a real collection (velocity curve, reverb and chorus, EQ, level), and encoded with the
+ffmpeg CLI in a rotation of codecs, sample rates and channel counts. The weak text (tags,
+descriptions, playlists, AudioSet label ids) is written from the same attributes the way people write
+it: synonyms, misspellings, drop-out, a little label noise and plenty of junk. A few broken inputs (silence, a too-short file, a truncated download, a missing file) show
 ingest's failure recording. docs/demo-corpus.md describes the files.
 
-Usage: scripts/make-demo-corpus.py --out DIR [--tracks N] [--seed S] [--jobs J]
+Usage: scripts/make-demo-corpus.py --out DIR [--tracks N] [--seed S] [--soundfonts A,B]
+                                   [--eval-split test|all] [--jobs J]
 
-Standard library only. The output depends only on --tracks and --seed (and on the installed
-FluidSynth, soundfont and FFmpeg): --jobs changes the speed, never a byte. A re-run with the same
-arguments does nothing; other arguments regenerate the folder (built in DIR.tmp, then renamed).
+Standard library only. The output depends only on --tracks, --seed, --soundfonts and --eval-split
+(and on the installed FluidSynth, soundfonts and FFmpeg): --jobs changes the speed, never a byte. A
+re-run with the same arguments does nothing; other arguments, or another version of this script,
+regenerate the folder (built in DIR.tmp, then renamed).
 """
 import argparse
 import concurrent.futures
@@ -30,8 +33,15 @@ import subprocess
 import sys
 import time
 
-VERSION = 1
-SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
+VERSION = 2
+# The General MIDI soundfonts a track can be rendered with: name -> (file, Debian package). The demo
+# trains on fluidr3 and musescore; csound is kept unseen, for the held-out evaluation corpus.
+SOUNDFONTS = {
+    "fluidr3": ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "fluid-soundfont-gm"),
+    "musescore": ("/usr/share/sounds/sf3/MuseScore_General_Full.sf3", "musescore-general-soundfont"),
+    "csound": ("/usr/share/sounds/sf2/sf_GMbank.sf2", "csound-soundfont"),
+}
+DEFAULT_SOUNDFONTS = ["fluidr3", "musescore"]
 RENDER_RATE = 44100
 # Loudness: velocities and FluidSynth's gain (20·log10(4) = 12 dB apart) shape the sound; the level
 # correction after rendering then puts each track at its class's RMS level (±1.5 dB), whatever its
@@ -175,6 +185,41 @@ def draw_plan(n, seed):
     return tracks, broken
 
 
+def draw_sound(tracks, broken, seed, soundfonts):
+    """Per track: the soundfont (balanced within each family, so a soundfont says nothing about the
+    family) and how this track was produced — velocity curve, reverb and chorus, EQ — the variation
+    a real collection has. From its own random stream, so the attributes drawn by draw_plan do not
+    depend on the soundfonts chosen."""
+    rng = random.Random(f"demo-corpus/{seed}/sound")
+    for family in FAMILIES:
+        members = [t for t in tracks if t.family == family]
+        for t, sf in zip(members, balanced(rng, soundfonts, len(members))):
+            t.soundfont = sf
+    for t in broken:
+        t.soundfont = rng.choice(soundfonts)
+    for t in tracks + broken:
+        # Velocity curve: velocity' = 127·(velocity/127)^curve (< 1 brighter and louder, > 1 softer).
+        t.velocity_curve = round(rng.uniform(0.65, 1.5), 2)
+        # Reverb and chorus sends (MIDI CC 91 and 93, every channel) and the effects' settings.
+        t.reverb_send = 0 if rng.random() < 0.15 else rng.randint(15, 110)
+        t.chorus_send = 0 if rng.random() < 0.4 else rng.randint(10, 90)
+        t.reverb = {"room-size": round(rng.uniform(0.1, 0.95), 2), "damp": round(rng.uniform(0.0, 0.8), 2),
+                    "width": round(rng.uniform(0.3, 1.0), 2), "level": round(rng.uniform(0.3, 1.0), 2)}
+        t.chorus = {"nr": rng.randint(2, 5), "level": round(rng.uniform(0.5, 3.0), 2),
+                    "speed": round(rng.uniform(0.2, 1.2), 2), "depth": round(rng.uniform(2.0, 14.0), 1)}
+        # EQ, as a mastering chain or a cheap playback chain would leave it: low and high shelves, one
+        # peaking band, and on some tracks a high-pass or a low-pass (any family).
+        eq = [f"bass=g={rng.uniform(-6, 6):.1f}:f={rng.randint(80, 250)}",
+              f"treble=g={rng.uniform(-6, 6):.1f}:f={rng.randint(2500, 7000)}",
+              f"equalizer=f={round(300 * 10 ** rng.uniform(0, 1))}:t=o:w={rng.uniform(0.7, 2.0):.1f}:g={rng.uniform(-5, 5):.1f}"]
+        cut = rng.random()
+        if cut < 0.2:
+            eq.append(f"highpass=f={rng.randint(40, 120)}")
+        elif cut < 0.4:
+            eq.append(f"lowpass=f={rng.randint(5000, 12000)}")
+        t.eq = ",".join(eq)
+
+
 # ---------------------------------------------------------------------------------------------
 # Composing: a Standard MIDI File per track
 
@@ -283,6 +328,9 @@ def compose(t):
         m.control(0, ch, 10, 64 if ch == 0 else rng.randint(52, 76))
     if t.drums:
         m.control(0, 9, 7, 100)
+    for ch in (0, 1, 9) if t.drums else (0, 1):
+        m.control(0, ch, 91, t.reverb_send)
+        m.control(0, ch, 93, t.chorus_send)
 
     bar_s = 240.0 / t.bpm
     bars = max(4, int((t.duration - 1.5) / bar_s))
@@ -303,11 +351,13 @@ def compose(t):
     if t.family == "bass":
         bass_line(m, rng, h, t, chords, base_vel, humanize, vel)
     else:
-        center = rng.randint(50, 62)
+        center = rng.randint(45, 66)
         accompany(m, rng, h, t, chords, center, base_vel - (8 if loud else 4), humanize, vel)
         melody(m, rng, h, t, chords, intro, base_vel + (6 if loud else 4), humanize, vel)
     if t.drums:
         drum_part(m, rng, t, bars, intro, loud, humanize)
+    # The track's velocity curve, on every note.
+    m.notes = [(s, e, ch, p, max(1, min(127, round(127 * (v / 127) ** t.velocity_curve)))) for s, e, ch, p, v in m.notes]
     return m.encode()
 
 
@@ -372,7 +422,7 @@ def accompany(m, rng, h, t, chords, center, base, humanize, vel):
 
 
 def melody(m, rng, h, t, chords, intro, base, humanize, vel):
-    low = rng.randint(60, 70)
+    low = rng.randint(55, 74)
     high = low + rng.randint(12, 16)
     octave_tonic = h.tonic_near(low)
     degrees = [d for d in range(-7, 22) if low <= h.pitch(d, octave_tonic) <= high]
@@ -422,7 +472,7 @@ def melody(m, rng, h, t, chords, intro, base, humanize, vel):
 
 
 def bass_line(m, rng, h, t, chords, base, humanize, vel):
-    low = rng.randint(28, 35)
+    low = rng.randint(28, 40)
     octave_tonic = h.tonic_near(low + 11)
     if octave_tonic - 12 >= low:
         octave_tonic -= 12
@@ -535,11 +585,15 @@ def render(t, out_dir, scratch):
     (track_id, rms_db, peak_db) of the encoded level."""
     mid = os.path.join(out_dir, "midi", t.track_id + ".mid")
     wav = os.path.join(scratch, t.track_id + ".wav")
+    effects = [f"synth.reverb.{k}={v}" for k, v in t.reverb.items()] + [f"synth.chorus.{k}={v}" for k, v in t.chorus.items()]
     run(["fluidsynth", "-ni", "-q", "-g", str(FLUIDSYNTH_GAIN[t.loudness]), "-r", str(RENDER_RATE),
-         "-O", "float", "-o", "synth.dynamic-sample-loading=1",
-         "-F", wav, SOUNDFONT, mid], "fluidsynth")
+         "-O", "float", "-o", "synth.dynamic-sample-loading=1"] + [a for e in effects for a in ("-o", e)]
+        + ["-F", wav, SOUNDFONTS[t.soundfont][0], mid], "fluidsynth")
     samples = round(t.duration * RENDER_RATE)
-    shape = f"apad=whole_len={samples},atrim=end_sample={samples},afade=t=out:st={t.duration - 0.6:.3f}:d=0.6"
+    # The EQ runs at the render rate: aresample pins it there (FFmpeg would otherwise negotiate the
+    # output rate back through the EQ filters, and apad/atrim would count samples at that rate).
+    shape = (f"aresample={RENDER_RATE},{t.eq},apad=whole_len={samples},atrim=end_sample={samples},"
+             f"afade=t=out:st={t.duration - 0.6:.3f}:d=0.6")
     measure = ",astats=measure_perchannel=none:measure_overall=Peak_level+RMS_level"
     stats = run(FFMPEG + ["-loglevel", "info", "-i", wav, "-af", shape + measure, "-f", "null", "-"],
                 "ffmpeg astats").stderr.decode(errors="replace")
@@ -877,7 +931,8 @@ def stamp(args):
     arguments, is regenerated."""
     with open(os.path.abspath(__file__), "rb") as f:
         script = hashlib.sha256(f.read()).hexdigest()[:12]
-    return f"mulan demo corpus v{VERSION} seed={args.seed} tracks={args.tracks} script={script}\n"
+    return (f"mulan demo corpus v{VERSION} seed={args.seed} tracks={args.tracks} soundfonts={','.join(args.soundfonts)} "
+            f"eval={args.eval_split} script={script}\n")
 
 
 class Progress:
@@ -908,6 +963,7 @@ def build(out, args):
     for d in ("audio", "midi", "eval", ".render"):
         os.makedirs(os.path.join(tmp, d))
     tracks, broken = draw_plan(args.tracks, args.seed)
+    draw_sound(tracks, broken, args.seed, args.soundfonts)
     meta_rng = random.Random(f"demo-corpus/{args.seed}/metadata")
     for t in tracks + broken:
         # Container tags on some files: a title and an artist, never the attributes.
@@ -959,14 +1015,16 @@ def build(out, args):
     write_csv(os.path.join(tmp, "ground-truth.csv"),
               ["track_id", "path", "split", "family", "program", "tempo_bpm", "tempo", "mode", "key", "drums",
                "loudness", "duration_s", "codec", "sample_rate", "channels", "rms_dbfs", "peak_dbfs", "style",
-               "progression"],
+               "progression", "soundfont", "velocity_curve", "reverb_send", "chorus_send", "eq"],
               [[t.track_id, t.path, t.split, t.family, t.program, t.bpm, t.tempo, t.mode, t.key_name,
                 "yes" if t.drums else "no", t.loudness, f"{t.duration:.1f}", t.codec, t.sample_rate, t.channels,
                 levels[t.track_id][0], levels[t.track_id][1], t.style,
-                t.progression] for t in by_id])
+                t.progression, t.soundfont, t.velocity_curve, t.reverb_send, t.chorus_send, t.eq] for t in by_id])
     write_csv(os.path.join(tmp, "broken.csv"), ["track_id", "path", "expected_reason"],
               [[b.track_id, b.path, b.broken] for b in sorted(broken, key=lambda t: t.track_id)])
-    test = [t for t in by_id if t.split == "test"]
+    # The evaluation files cover the test split, or with --eval-split all every good track (a held-out
+    # corpus that is only evaluated on).
+    test = [t for t in by_id if args.eval_split == "all" or t.split == "test"]
 
     def truth(t, tag):
         return {"slow": t.tempo == "slow", "fast": t.tempo == "fast", "major": t.mode == "major",
@@ -984,9 +1042,11 @@ def build(out, args):
     os.rename(tmp, out)
     splits = {s: sum(t.split == s for t in tracks) for s in ("train", "valid", "test")}
     codecs = {c: sum(t.codec == c for t in tracks) for c in CODECS}
+    fonts = {f: sum(t.soundfont == f for t in tracks) for f in args.soundfonts}
     hours = sum(t.duration for t in tracks) / 3600
     print(f"demo corpus: {len(tracks)} tracks ({hours:.2f} h; train {splits['train']}, valid {splits['valid']}, "
           f"test {splits['test']}; " + ", ".join(f"{c} {n}" for c, n in codecs.items())
+          + "; " + ", ".join(f"{f} {n}" for f, n in fonts.items())
           + f") + {len(broken)} broken inputs in {out}, {time.monotonic() - started:.0f} s with {args.jobs} jobs", flush=True)
 
 
@@ -996,6 +1056,12 @@ def main():
     parser.add_argument("--out", required=True, help="the corpus folder to write")
     parser.add_argument("--tracks", type=int, default=200, help="number of (good) tracks (default 200)")
     parser.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    parser.add_argument("--soundfonts", default=",".join(DEFAULT_SOUNDFONTS),
+                        help="comma-separated General MIDI soundfonts to render with, one chosen per track from the seed: "
+                        + ", ".join(SOUNDFONTS) + f" (default {','.join(DEFAULT_SOUNDFONTS)}; csound is the held-out one)")
+    parser.add_argument("--eval-split", choices=["test", "all"], default="test",
+                        help="tracks in eval/test-tags.csv and eval/test-captions.jsonl: the test split (default) or all "
+                        "good tracks (a held-out evaluation corpus)")
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -1006,6 +1072,10 @@ def main():
         parser.error("--tracks must be at least 8 (one per instrument family)")
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
+    args.soundfonts = [f.strip() for f in args.soundfonts.split(",") if f.strip()]
+    unknown = [f for f in args.soundfonts if f not in SOUNDFONTS]
+    if not args.soundfonts or unknown or len(set(args.soundfonts)) != len(args.soundfonts):
+        parser.error(f"--soundfonts takes distinct names among {', '.join(SOUNDFONTS)}")
     out = os.path.abspath(args.out.rstrip("/") or "/")
     complete = os.path.join(out, ".complete")
     if os.path.isfile(complete):
@@ -1020,12 +1090,14 @@ def main():
     for tool in ("fluidsynth", "ffmpeg"):
         if shutil.which(tool) is None:
             print(f"make-demo-corpus: {tool} is not on PATH; run scripts/setup.sh (Debian packages fluidsynth, "
-                  "fluid-soundfont-gm, ffmpeg)", file=sys.stderr)
+                  "fluid-soundfont-gm, musescore-general-soundfont, csound-soundfont, ffmpeg)", file=sys.stderr)
             return 1
-    if not os.path.isfile(SOUNDFONT):
-        print(f"make-demo-corpus: {SOUNDFONT} is missing; install the Debian package fluid-soundfont-gm",
-              file=sys.stderr)
-        return 1
+    for name in args.soundfonts:
+        path, package = SOUNDFONTS[name]
+        if not os.path.isfile(path):
+            print(f"make-demo-corpus: soundfont {name} ({path}) is missing; install the Debian package {package} "
+                  "(scripts/setup.sh does)", file=sys.stderr)
+            return 1
     try:
         build(out, args)
     except (RuntimeError, OSError) as e:

@@ -13,6 +13,8 @@ packages=(
   libopenblas-dev                                                 # the trainer's matrix products
   ffmpeg                                                          # the CLI: test reference and demo corpus
   fluidsynth fluid-soundfont-gm                                   # renders the demo corpus's MIDI with real instruments
+  musescore-general-soundfont                                     # the demo corpus's second training soundfont
+  csound-soundfont                                                # its held-out soundfont (GM bank), never trained on
   libchromaprint-dev                                              # audio fingerprints for mulan-dedupe
   libchromaprint-tools                                            # fpcalc: the dedupe tests' and benchmark's reference
   libebur128-dev                                                  # EBU R128 loudness of every clip (integrated, range, true peak)

@@ -41,8 +41,8 @@ struct DemoCorpusTests {
             let r = try TestProcess.run("python3", [TestPaths.packageRoot + "/scripts/make-demo-corpus.py", "--out", out,
                                                     "--tracks", "\(tracks)", "--seed", "11", "--jobs", "\(jobs)"])
             if r.status != 0 {
-                throw TestFailure("make-demo-corpus.py failed (\(r.status)); it needs fluidsynth, fluid-soundfont-gm "
-                                  + "and ffmpeg (scripts/setup.sh installs them): \(r.stderr)")
+                throw TestFailure("make-demo-corpus.py failed (\(r.status)); it needs fluidsynth, fluid-soundfont-gm, "
+                                  + "musescore-general-soundfont and ffmpeg (scripts/setup.sh installs them): \(r.stderr)")
             }
             return r
         }
@@ -101,7 +101,7 @@ struct DemoCorpusTests {
 
         // The same arguments again: nothing is rewritten.
         let stamp = try String(contentsOfFile: c.first + "/.complete", encoding: .utf8)
-        #expect(stamp.contains("seed=11") && stamp.contains("tracks=16"))
+        #expect(stamp.contains("seed=11") && stamp.contains("tracks=16") && stamp.contains("soundfonts=fluidr3,musescore"))
         let before = try FileManager.default.attributesOfItem(atPath: c.first + "/manifest.csv")[.modificationDate] as? Date
         let again = try Corpora.run(out: c.first, jobs: 2)
         #expect(again.stdoutText.contains("up to date"))
@@ -123,6 +123,17 @@ struct DemoCorpusTests {
         #expect(Set(rows.compactMap { $0["codec"] }).count >= 4)
         // Every family is in the test split.
         #expect(Set(rows.filter { $0["split"] == "test" }.compactMap { $0["family"] }) == Self.families)
+        // The two training soundfonts (the default), balanced within each family: at two tracks per
+        // family, one of each, so a soundfont says nothing about the family.
+        for family in Self.families {
+            let fonts = rows.filter { $0["family"] == family }.compactMap { $0["soundfont"] }
+            #expect(fonts.sorted() == ["fluidr3", "musescore"], "\(family): \(fonts)")
+        }
+        // Each track's production variation is recorded, and varies.
+        #expect(Set(rows.compactMap { $0["velocity_curve"] }).count > 8)
+        #expect(rows.allSatisfy { (0.65...1.5).contains(Double($0["velocity_curve"] ?? "") ?? 0) })
+        #expect(rows.allSatisfy { (0...127).contains(Int($0["reverb_send"] ?? "") ?? -1) && (0...127).contains(Int($0["chorus_send"] ?? "") ?? -1) })
+        #expect(Set(rows.compactMap { $0["eq"] }).count == Corpora.tracks && rows.allSatisfy { $0["eq"]?.hasPrefix("bass=g=") == true })
         for row in rows {
             let id = row["track_id"] ?? "?"
             let bpm = Int(row["tempo_bpm"] ?? "") ?? 0
@@ -169,6 +180,43 @@ struct DemoCorpusTests {
         let captions = try Self.jsonLines(c.first + "/eval/test-captions.jsonl")
         #expect(captions.compactMap { $0["path"] as? String } == test.compactMap { $0["path"] })
         #expect(captions.allSatisfy { ($0["caption"] as? String)?.isEmpty == false })
+    }
+
+    /// The held-out evaluation corpus: another soundfont (csound's GM bank, never trained on), every
+    /// good track in the evaluation files, recorded in the ground truth; two runs give the same bytes.
+    @Test func heldOutSoundfontCorpusIsDeterministicAndEvaluatesEveryTrack() throws {
+        let dir = TempDir("mulan-demo-heldout")
+        func make(_ name: String, jobs: Int) throws -> ProcessResult {
+            let r = try TestProcess.run("python3", [TestPaths.packageRoot + "/scripts/make-demo-corpus.py", "--out", dir.file(name),
+                                                    "--tracks", "8", "--seed", "8", "--soundfonts", "csound",
+                                                    "--eval-split", "all", "--jobs", "\(jobs)"])
+            if r.status != 0 {
+                throw TestFailure("make-demo-corpus.py failed (\(r.status)); it needs csound-soundfont (scripts/setup.sh): \(r.stderr)")
+            }
+            return r
+        }
+        let first = try make("a", jobs: 2)
+        _ = try make("b", jobs: 1)
+        #expect(first.stdoutText.contains("csound 8"), "\(first.stdoutText)")
+        let files = IngestHarness.files(below: dir.file("a"))
+        #expect(files == IngestHarness.files(below: dir.file("b")))
+        for name in files.sorted() {
+            #expect(try SHA256Digest.hex(ofFile: dir.file("a") + "/" + name).digest
+                    == SHA256Digest.hex(ofFile: dir.file("b") + "/" + name).digest, "\(name) differs between two runs")
+        }
+        let stamp = try String(contentsOfFile: dir.file("a") + "/.complete", encoding: .utf8)
+        #expect(stamp.contains("soundfonts=csound") && stamp.contains("eval=all"), "\(stamp)")
+        let rows = try Self.table(dir.file("a") + "/ground-truth.csv").rows
+        #expect(rows.count == 8 && rows.allSatisfy { $0["soundfont"] == "csound" })
+        #expect(Set(rows.compactMap { $0["family"] }) == Self.families)
+        let tags = try Self.table(dir.file("a") + "/eval/test-tags.csv", delimiter: 0x09)
+        #expect(tags.rows.map { $0["clip_id"] ?? "" } == rows.map { $0["track_id"] ?? "" })
+        #expect(try Self.jsonLines(dir.file("a") + "/eval/test-captions.jsonl").count == 8)
+
+        // An unknown soundfont is a usage error.
+        let bad = try TestProcess.run("python3", [TestPaths.packageRoot + "/scripts/make-demo-corpus.py", "--out", dir.file("c"),
+                                                  "--tracks", "8", "--soundfonts", "fluidr3,nope"])
+        #expect(bad.status == 2 && bad.stderr.contains("--soundfonts"), "\(bad.stderr)")
     }
 
     @Test func pipelineInputsCarryNoGroundTruth() throws {
