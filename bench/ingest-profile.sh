@@ -30,22 +30,13 @@ if [[ -z ${BIN:-} ]]; then
     BIN=$ROOT/.build-bench/release/mulan-ingest
 fi
 rm -rf "$WORK" && mkdir -p "$WORK" "$ROOT/bench/results"
-ext_of() { case $1 in opus) echo opus ;; vorbis) echo ogg ;; mp3) echo mp3 ;; aac) echo m4a ;; flac) echo flac ;; esac; }
+source "$ROOT/bench/codec-inputs.sh"   # ext_of, codec_input
 codecs="opus vorbis mp3 aac flac"
 find "$MUSIC" -maxdepth 1 -type f -name '*.ogg' | sort | head -n "$TRACKS" > "$WORK/sources.txt"
 for c in $codecs; do
     mkdir -p "$CIN/$c" "$WORK/in-$c"
     while read -r f; do
-        t=$(basename "$f" .ogg); o=$CIN/$c/$t.$(ext_of "$c")
-        if [[ ! -s $o ]]; then
-            case $c in
-                vorbis) ln -s "$f" "$o" ;;
-                opus) ffmpeg -nostdin -loglevel error -i "$f" -ar 48000 -c:a libopus -b:a 128k "$o" ;;
-                mp3) ffmpeg -nostdin -loglevel error -i "$f" -c:a libmp3lame -b:a 192k "$o" ;;
-                aac) ffmpeg -nostdin -loglevel error -i "$f" -ar 48000 -c:a aac -b:a 192k "$o" ;;
-                flac) ffmpeg -nostdin -loglevel error -i "$f" -ar 48000 -sample_fmt s16 -c:a flac "$o" ;;
-            esac
-        fi
+        o=$(codec_input "$c" "$f")
         ln -s "$o" "$WORK/in-$c/"
     done < "$WORK/sources.txt"
     log "perf record: $c"

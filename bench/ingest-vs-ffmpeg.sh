@@ -245,21 +245,9 @@ CIN=${CODEC_INPUTS:-/tmp/mulan-bench-codec-inputs}
 CODEC_MD=$RESULTS_DIR/ingest-codecs-$STAMP.md
 log "codec inputs in $CIN (transcoded once, kept)"
 find "$MUSIC" -maxdepth 1 -type f -name '*.ogg' | sort | head -n "${CODEC_TRACKS:-41}" > "$TMP/codec-sources.txt"
-ext_of() { case $1 in opus) echo opus ;; vorbis) echo ogg ;; mp3) echo mp3 ;; aac) echo m4a ;; flac) echo flac ;; esac; }
+source "$ROOT/bench/codec-inputs.sh"   # ext_of, codec_input
 for c in $CODECS; do
-    mkdir -p "$CIN/$c"
-    while read -r f; do
-        t=$(basename "$f" .ogg); o=$CIN/$c/$t.$(ext_of "$c")
-        [[ -s $o ]] && continue
-        case $c in
-            vorbis) ln -s "$f" "$o" ;;
-            opus) ffmpeg -nostdin -loglevel error -i "$f" -ar 48000 -c:a libopus -b:a 128k "$o" ;;
-            mp3) ffmpeg -nostdin -loglevel error -i "$f" -c:a libmp3lame -b:a 192k "$o" ;;
-            aac) ffmpeg -nostdin -loglevel error -i "$f" -ar 48000 -c:a aac -b:a 192k "$o" ;;
-            flac) ffmpeg -nostdin -loglevel error -i "$f" -ar 48000 -sample_fmt s16 -c:a flac "$o" ;;
-            *) echo "unknown codec $c" >&2; exit 1 ;;
-        esac
-    done < "$TMP/codec-sources.txt"
+    while read -r f; do codec_input "$c" "$f" > /dev/null || exit 1; done < "$TMP/codec-sources.txt"
 done
 : > "$TMP/codec-runs.txt"
 for c in $CODECS; do
