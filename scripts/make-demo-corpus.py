@@ -185,7 +185,7 @@ def draw_plan(n, seed):
     return tracks, broken
 
 
-def draw_sound(tracks, broken, seed, soundfonts):
+def draw_sound(tracks, broken, seed, soundfonts, production="varied"):
     """Per track: the soundfont (balanced within each family, so a soundfont says nothing about the
     family) and how this track was produced — velocity curve, reverb and chorus, EQ — the variation
     a real collection has. From its own random stream, so the attributes drawn by draw_plan do not
@@ -197,6 +197,12 @@ def draw_sound(tracks, broken, seed, soundfonts):
             t.soundfont = sf
     for t in broken:
         t.soundfont = rng.choice(soundfonts)
+    if production == "plain":
+        # No production variation: the notes as composed, FluidSynth's default effects, no EQ, and the
+        # registers of version 1 (what tests that need an easy corpus use).
+        for t in tracks + broken:
+            t.velocity_curve, t.reverb_send, t.chorus_send, t.reverb, t.chorus, t.eq = 1.0, None, None, {}, {}, None
+        return
     for t in tracks + broken:
         # Velocity curve: velocity' = 127·(velocity/127)^curve (< 1 brighter and louder, > 1 softer).
         t.velocity_curve = round(rng.uniform(0.65, 1.5), 2)
@@ -328,9 +334,10 @@ def compose(t):
         m.control(0, ch, 10, 64 if ch == 0 else rng.randint(52, 76))
     if t.drums:
         m.control(0, 9, 7, 100)
-    for ch in (0, 1, 9) if t.drums else (0, 1):
-        m.control(0, ch, 91, t.reverb_send)
-        m.control(0, ch, 93, t.chorus_send)
+    if t.reverb_send is not None:
+        for ch in (0, 1, 9) if t.drums else (0, 1):
+            m.control(0, ch, 91, t.reverb_send)
+            m.control(0, ch, 93, t.chorus_send)
 
     bar_s = 240.0 / t.bpm
     bars = max(4, int((t.duration - 1.5) / bar_s))
@@ -351,13 +358,14 @@ def compose(t):
     if t.family == "bass":
         bass_line(m, rng, h, t, chords, base_vel, humanize, vel)
     else:
-        center = rng.randint(45, 66)
+        center = rng.randint(45, 66) if t.eq is not None else rng.randint(50, 62)
         accompany(m, rng, h, t, chords, center, base_vel - (8 if loud else 4), humanize, vel)
         melody(m, rng, h, t, chords, intro, base_vel + (6 if loud else 4), humanize, vel)
     if t.drums:
         drum_part(m, rng, t, bars, intro, loud, humanize)
     # The track's velocity curve, on every note.
-    m.notes = [(s, e, ch, p, max(1, min(127, round(127 * (v / 127) ** t.velocity_curve)))) for s, e, ch, p, v in m.notes]
+    if t.velocity_curve != 1.0:
+        m.notes = [(s, e, ch, p, max(1, min(127, round(127 * (v / 127) ** t.velocity_curve)))) for s, e, ch, p, v in m.notes]
     return m.encode()
 
 
@@ -422,7 +430,7 @@ def accompany(m, rng, h, t, chords, center, base, humanize, vel):
 
 
 def melody(m, rng, h, t, chords, intro, base, humanize, vel):
-    low = rng.randint(55, 74)
+    low = rng.randint(55, 74) if t.eq is not None else rng.randint(60, 70)
     high = low + rng.randint(12, 16)
     octave_tonic = h.tonic_near(low)
     degrees = [d for d in range(-7, 22) if low <= h.pitch(d, octave_tonic) <= high]
@@ -472,7 +480,7 @@ def melody(m, rng, h, t, chords, intro, base, humanize, vel):
 
 
 def bass_line(m, rng, h, t, chords, base, humanize, vel):
-    low = rng.randint(28, 40)
+    low = rng.randint(28, 40) if t.eq is not None else rng.randint(28, 35)
     octave_tonic = h.tonic_near(low + 11)
     if octave_tonic - 12 >= low:
         octave_tonic -= 12
@@ -592,8 +600,8 @@ def render(t, out_dir, scratch):
     samples = round(t.duration * RENDER_RATE)
     # The EQ runs at the render rate: aresample pins it there (FFmpeg would otherwise negotiate the
     # output rate back through the EQ filters, and apad/atrim would count samples at that rate).
-    shape = (f"aresample={RENDER_RATE},{t.eq},apad=whole_len={samples},atrim=end_sample={samples},"
-             f"afade=t=out:st={t.duration - 0.6:.3f}:d=0.6")
+    shape = (f"aresample={RENDER_RATE},{t.eq}," if t.eq is not None else "") \
+        + f"apad=whole_len={samples},atrim=end_sample={samples},afade=t=out:st={t.duration - 0.6:.3f}:d=0.6"
     measure = ",astats=measure_perchannel=none:measure_overall=Peak_level+RMS_level"
     stats = run(FFMPEG + ["-loglevel", "info", "-i", wav, "-af", shape + measure, "-f", "null", "-"],
                 "ffmpeg astats").stderr.decode(errors="replace")
@@ -932,7 +940,7 @@ def stamp(args):
     with open(os.path.abspath(__file__), "rb") as f:
         script = hashlib.sha256(f.read()).hexdigest()[:12]
     return (f"mulan demo corpus v{VERSION} seed={args.seed} tracks={args.tracks} soundfonts={','.join(args.soundfonts)} "
-            f"eval={args.eval_split} script={script}\n")
+            f"eval={args.eval_split} production={args.production} script={script}\n")
 
 
 class Progress:
@@ -963,7 +971,7 @@ def build(out, args):
     for d in ("audio", "midi", "eval", ".render"):
         os.makedirs(os.path.join(tmp, d))
     tracks, broken = draw_plan(args.tracks, args.seed)
-    draw_sound(tracks, broken, args.seed, args.soundfonts)
+    draw_sound(tracks, broken, args.seed, args.soundfonts, args.production)
     meta_rng = random.Random(f"demo-corpus/{args.seed}/metadata")
     for t in tracks + broken:
         # Container tags on some files: a title and an artist, never the attributes.
@@ -1059,6 +1067,9 @@ def main():
     parser.add_argument("--soundfonts", default=",".join(DEFAULT_SOUNDFONTS),
                         help="comma-separated General MIDI soundfonts to render with, one chosen per track from the seed: "
                         + ", ".join(SOUNDFONTS) + f" (default {','.join(DEFAULT_SOUNDFONTS)}; csound is the held-out one)")
+    parser.add_argument("--production", choices=["varied", "plain"], default="varied",
+                        help="varied (default): each track its own velocity curve, reverb, chorus, EQ and wider "
+                        "registers; plain: none of these (version 1's sound, for tests that need an easy corpus)")
     parser.add_argument("--eval-split", choices=["test", "all"], default="test",
                         help="tracks in eval/test-tags.csv and eval/test-captions.jsonl: the test split (default) or all "
                         "good tracks (a held-out evaluation corpus)")

@@ -61,25 +61,10 @@ final class LPMusicCapsReader: TextRecordReader {
                 return .rejected(here, .lineTooLong, "the line is longer than \(settings.maxLineBytes) bytes; split the record "
                                  + "or raise --max-line-bytes", raw: bytes)
             }
-            var data = Data(bytes)
-            var repaired = false
-            if String(validating: bytes, as: UTF8.self) == nil {
-                if settings.invalidUTF8 == .reject {
-                    return .rejected(here, .invalidUTF8, "the line is not valid UTF-8 (rejected by --invalid-utf8 reject)",
-                                     raw: bytes)
-                }
-                data = Data(String(decoding: bytes, as: UTF8.self).utf8)
-                repaired = true
-            }
-            let object: Any
-            do {
-                object = try JSONSerialization.jsonObject(with: data, options: [])
-            } catch {
-                return .rejected(here, .invalidRow, "not valid JSON: \(JSONParseError.explanation(error) ?? error.localizedDescription)",
-                                 raw: bytes)
-            }
-            guard let dict = object as? [String: Any] else {
-                return .rejected(here, .invalidRow, "expected a JSON object", raw: bytes)
+            let dict: [String: Any], repaired: Bool
+            switch JSONLineObject.parse(bytes, invalidUTF8: settings.invalidUTF8) {
+            case .rejected(let reason, let detail): return .rejected(here, reason, detail, raw: bytes)
+            case .object(let d, let r): (dict, repaired) = (d, r)
             }
             // Scalars as text for the track id; captions as strings or lists of strings.
             var row: [String: String] = [:]

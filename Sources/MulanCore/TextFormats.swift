@@ -147,25 +147,10 @@ public final class TextFormatReader {
                 return reject(line, .lineTooLong, "the line is longer than \(maxLineBytes) bytes; split the record "
                               + "or raise --max-line-bytes", raw: bytes)
             }
-            var repaired = false
-            var data = Data(bytes)
-            if String(validating: bytes, as: UTF8.self) == nil {
-                if invalidUTF8 == .reject {
-                    return reject(line, .invalidUTF8, "the line is not valid UTF-8 (rejected by --invalid-utf8 reject)",
-                                  raw: bytes)
-                }
-                data = Data(String(decoding: bytes, as: UTF8.self).utf8)
-                repaired = true
-            }
-            let object: Any
-            do {
-                object = try JSONSerialization.jsonObject(with: data, options: [])
-            } catch {
-                return reject(line, .invalidRow, "not valid JSON: \(JSONParseError.explanation(error) ?? error.localizedDescription)",
-                              raw: bytes)
-            }
-            guard let dict = object as? [String: Any] else {
-                return reject(line, .invalidRow, "expected a JSON object", raw: bytes)
+            let dict: [String: Any], repaired: Bool
+            switch JSONLineObject.parse(bytes, invalidUTF8: invalidUTF8) {
+            case .rejected(let reason, let detail): return reject(line, reason, detail, raw: bytes)
+            case .object(let d, let r): (dict, repaired) = (d, r)
             }
             var result = format == .generic ? generic(dict, line: line, raw: bytes)
                                             : playlist(dict, line: line, raw: bytes)

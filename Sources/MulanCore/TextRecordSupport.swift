@@ -120,3 +120,28 @@ extension JSONText {
         return nil
     }
 }
+
+/// One line of a JSON Lines text file, parsed under the `--invalid-utf8` policy: a JSON object
+/// (with whether invalid UTF-8 was replaced by U+FFFD), or why the line is rejected.
+enum JSONLineObject {
+    case object([String: Any], repaired: Bool)
+    case rejected(FailureReason, String)
+
+    static func parse(_ bytes: [UInt8], invalidUTF8: InvalidUTF8Policy) -> JSONLineObject {
+        var data = Data(bytes)
+        var repaired = false
+        if String(validating: bytes, as: UTF8.self) == nil {
+            if invalidUTF8 == .reject { return .rejected(.invalidUTF8, "the line is not valid UTF-8 (rejected by --invalid-utf8 reject)") }
+            data = Data(String(decoding: bytes, as: UTF8.self).utf8)
+            repaired = true
+        }
+        let object: Any
+        do {
+            object = try JSONSerialization.jsonObject(with: data, options: [])
+        } catch {
+            return .rejected(.invalidRow, "not valid JSON: \(JSONParseError.explanation(error) ?? error.localizedDescription)")
+        }
+        guard let dict = object as? [String: Any] else { return .rejected(.invalidRow, "expected a JSON object") }
+        return .object(dict, repaired: repaired)
+    }
+}

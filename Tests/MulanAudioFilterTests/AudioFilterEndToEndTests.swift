@@ -35,7 +35,7 @@ struct FilterCorpus: Sendable {
         let corpus = h.dir.file("corpus")
         // One soundfont (FluidR3, as before the demo corpus had several): these tests are about the filter.
         let made = try TestProcess.run("python3", [TestPaths.packageRoot + "/scripts/make-demo-corpus.py", "--out", corpus,
-                                                   "--tracks", "\(tracks)", "--seed", "\(seed)", "--soundfonts", "fluidr3",
+                                                   "--tracks", "\(tracks)", "--seed", "\(seed)", "--soundfonts", "fluidr3", "--production", "plain",
                                                    "--jobs", "2"])
         guard made.status == 0 else {
             throw TestFailure("make-demo-corpus.py failed (\(made.status)); it needs fluidsynth, fluid-soundfont-gm and ffmpeg: "
