@@ -74,15 +74,11 @@ final class FMATracksReader: TextRecordReader {
             return .rejected(here, .invalidRow, "expected \(columns.count) fields, found \(record.fields.count)", raw: record.raw)
         }
         let row = Dictionary(zip(columns, record.fields), uniquingKeysWith: { first, _ in first })
-        guard let track = TrackIDTemplate.trackID(row, template: settings.trackIDTemplate, defaultColumns: ["track_id"]) else {
-            return .rejected(here, .invalidRow, "no track id (the first column is empty or --track-id-format names a missing column)",
-                             raw: record.raw)
+        let track: String, origin: SourceLocation
+        switch settings.trackID(row, defaultColumns: ["track_id"], missing: "the first column is empty", origin: here, raw: record.raw) {
+        case .failure(let rejected): return rejected.result
+        case .success(let found): (track, origin) = found
         }
-        if let problem = TrackIDRules.problem(track) {
-            return .rejected(SourceLocation(file: path, line: record.line, trackID: TrackIDRules.shown(track)),
-                             .invalidRow, problem, raw: record.raw)
-        }
-        let origin = SourceLocation(file: path, line: record.line, trackID: track)
         var result = TextRecordResult()
         if let top = row["track/genre_top"], !top.isEmpty {
             result.add([top], source: .tags, field: "genre_top", at: origin)

@@ -51,15 +51,11 @@ final class JamendoTagsReader: TextRecordReader {
                              + "then the tags, found \(record.fields.count) fields; is the file tab-separated?", raw: record.raw)
         }
         let row = Dictionary(zip(fixed, record.fields), uniquingKeysWith: { first, _ in first })
-        guard let track = TrackIDTemplate.trackID(row, template: settings.trackIDTemplate, defaultColumns: ["TRACK_ID"]) else {
-            return .rejected(here, .invalidRow, "no track id (TRACK_ID is empty or --track-id-format names a missing column)",
-                             raw: record.raw)
+        let track: String, origin: SourceLocation
+        switch settings.trackID(row, defaultColumns: ["TRACK_ID"], missing: "TRACK_ID is empty", origin: here, raw: record.raw) {
+        case .failure(let rejected): return rejected.result
+        case .success(let found): (track, origin) = found
         }
-        if let problem = TrackIDRules.problem(track) {
-            return .rejected(SourceLocation(file: path, line: record.line, trackID: TrackIDRules.shown(track)),
-                             .invalidRow, problem, raw: record.raw)
-        }
-        let origin = SourceLocation(file: path, line: record.line, trackID: track)
         let tags = record.fields[fixed.count...].filter { !$0.isEmpty }
         if tags.isEmpty {
             return .rejected(origin, .emptyText, "track \(track) has no tags (no field after \(fixed.last ?? "the fixed fields"))",

@@ -115,15 +115,12 @@ final class LPMusicCapsReader: TextRecordReader {
     private func record(row: [String: String], captions: [String: [String]?], line: Int,
                         raw: [UInt8]) -> TextRecordResult {
         let here = SourceLocation(file: path, line: line)
-        guard let track = TrackIDTemplate.trackID(row, template: settings.trackIDTemplate, defaultColumns: Self.idColumns) else {
-            return .rejected(here, .invalidRow, "no track id: track_id (or, in the MusicCaps subset, ytid) is missing or "
-                             + "empty, or --track-id-format names a missing column", raw: raw)
+        let origin: SourceLocation
+        switch settings.trackID(row, defaultColumns: Self.idColumns,
+                                missing: "track_id, or in the MusicCaps subset ytid, is missing or empty", origin: here, raw: raw) {
+        case .failure(let rejected): return rejected.result
+        case .success(let found): origin = found.1
         }
-        if let problem = TrackIDRules.problem(track) {
-            return .rejected(SourceLocation(file: path, line: line, trackID: TrackIDRules.shown(track)), .invalidRow, problem,
-                             raw: raw)
-        }
-        let origin = SourceLocation(file: path, line: line, trackID: track)
         var result = TextRecordResult()
         for column in columns {
             guard let value = captions[column] else { continue }

@@ -145,3 +145,28 @@ enum JSONLineObject {
         return .object(dict, repaired: repaired)
     }
 }
+
+extension TextReadSettings {
+    /// A record's track id (from `--track-id-format`, else the first of `defaultColumns` with a value),
+    /// checked against `TrackIDRules`; or the rejection to return for the record: `missing` says what
+    /// was empty. `origin` is where the record is (file and line); the id is added on success.
+    func trackID(_ row: [String: String], defaultColumns: [String], missing: String, origin: SourceLocation,
+                 raw: some Collection<UInt8>) -> Result<(String, SourceLocation), RejectedTextRecord> {
+        guard let track = TrackIDTemplate.trackID(row, template: trackIDTemplate, defaultColumns: defaultColumns) else {
+            return .failure(RejectedTextRecord(result: .rejected(origin, .invalidRow,
+                "no track id (\(missing) or --track-id-format names a missing column)", raw: raw)))
+        }
+        var here = origin
+        if let problem = TrackIDRules.problem(track) {
+            here.trackID = TrackIDRules.shown(track)
+            return .failure(RejectedTextRecord(result: .rejected(here, .invalidRow, problem, raw: raw)))
+        }
+        here.trackID = track
+        return .success((track, here))
+    }
+}
+
+/// A record rejected while reading its track id (the `TextRecordResult` to hand back).
+struct RejectedTextRecord: Error {
+    var result: TextRecordResult
+}
