@@ -50,7 +50,7 @@ from . import __version__
 from . import checkpoint as ckpt
 from .dataset import MulanLoader, MulanShards
 from .evaluation import EvaluationClips, evaluate, evaluation_line
-from .model import BatchNorm2d, MulanModel, training_config
+from .model import BatchNorm2d, MulanModel, _fft_size, training_config
 from .shards import SOURCES
 from .shards import MulanDataError, ShardSet
 
@@ -387,10 +387,7 @@ def _validate(o: argparse.Namespace) -> None:
 def make_config(o: argparse.Namespace, sample_rate: int) -> Dict[str, Any]:
     """The TrainingConfig (mulan-train's JSON) of these options, as ``mulan-train run`` makes it."""
     c = training_config(sample_rate)
-    window = int(round(o.mel_window * sample_rate))   # LogMelConfig.samples
-    n = 1
-    while n < window:
-        n <<= 1
+    n = _fft_size(round(o.mel_window * sample_rate))   # LogMelConfig.samples, then its default FFT size
     c["logMel"].update({"windowSeconds": o.mel_window, "hopSeconds": o.mel_hop, "melBands": o.mel_bands, "fftSize": n})
     c["audio"].update({"melBands": o.mel_bands, "widths": [int(w) for w in o.audio_widths.split(",")],
                        "blocksPerStage": o.audio_blocks, "embeddingDim": o.embedding_dim})
