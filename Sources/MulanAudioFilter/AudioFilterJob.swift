@@ -93,7 +93,7 @@ public struct AudioFilterJob {
         let scorer = try ZeroShotScorer(embedder: embedder, prompts: prompts)
         let vocabularySHA256: String
         do { vocabularySHA256 = try SHA256Digest.hex(ofFile: vocabulary).digest } catch {
-            throw MulanError(.io, "cannot read the vocabulary \(vocabulary)", cause: "\(error)")
+            throw MulanError(.io, "cannot read the vocabulary \(vocabulary)", cause: error)
         }
         // Prompt order changes no score: the score set hashes them sorted by name.
         let promptKey = prompts.sorted { $0.name < $1.name }.map { "\($0.name)=\($0.text)" }.joined(separator: "\n")

@@ -118,7 +118,7 @@ public final class ZeroShotClipScorer: ClipScorer {
                              hint: "ingest with --sample-rate \(rate), or pass a model trained at \(ingestSampleRate) Hz")
         }
         do { vocabularySHA256 = try SHA256Digest.hex(ofFile: vocabulary).digest } catch {
-            throw MulanError(.usage, "cannot read the vocabulary \(vocabulary)", hint: "check --clip-vocab", cause: "\(error)")
+            throw MulanError(.usage, "cannot read the vocabulary \(vocabulary)", hint: "check --clip-vocab", cause: error)
         }
         self.rule = rule
         self.prompts = prompts

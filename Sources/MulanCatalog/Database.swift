@@ -65,7 +65,7 @@ public final class Database {
             let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(rc))
             sqlite3_close_v2(db)
             throw MulanError(.catalog, "cannot open the catalog \(path)",
-                             hint: "check that the work directory is writable", cause: message)
+                             hint: "check that the work directory is writable", cause: LibraryError("SQLite", code: rc, message))
         }
         handle = db
         sqlite3_busy_timeout(db, 30_000)
@@ -97,7 +97,7 @@ public final class Database {
 
     func error(_ what: String, _ rc: Int32) -> MulanError {
         MulanError(.catalog, "\(what) failed on \(path)", hint: Self.hint(rc),
-                   cause: String(cString: sqlite3_errmsg(handle)) + " (code \(rc))")
+                   cause: LibraryError("SQLite", code: rc, String(cString: sqlite3_errmsg(handle)) + " (code \(rc))"))
     }
 
     /// What to do about the errors a full or failing disk gives (the primary code of `rc`).
@@ -118,7 +118,7 @@ public final class Database {
         if rc != SQLITE_OK {
             let text = message.map { String(cString: $0) } ?? String(cString: sqlite3_errstr(rc))
             sqlite3_free(message)
-            throw MulanError(.catalog, "SQL failed on \(path): \(sql.prefix(80))", hint: Self.hint(rc), cause: text)
+            throw MulanError(.catalog, "SQL failed on \(path): \(sql.prefix(80))", hint: Self.hint(rc), cause: LibraryError("SQLite", code: rc, text))
         }
     }
 

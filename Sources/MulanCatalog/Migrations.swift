@@ -281,7 +281,7 @@ enum Migrations {
                 }
             } catch {
                 throw MulanError(.catalog, "migration \(migration.version) (\(migration.name)) failed on \(db.path)",
-                                 cause: "\(error)")
+                                 cause: error)
             }
         }
     }

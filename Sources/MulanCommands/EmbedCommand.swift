@@ -240,7 +240,7 @@ final class LogMelDump {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
-            throw MulanError(.io, "cannot create --dump-log-mel folder \(directory)", cause: "\(error)")
+            throw MulanError(.io, "cannot create --dump-log-mel folder \(directory)", cause: error)
         }
         npy = try NPYWriter(path: directory + "/log-mel.npy", dim: melBands * frames)
         linesPath = directory + "/log-mel.jsonl"
@@ -280,7 +280,7 @@ final class LogMelDump {
         } catch let e as MulanError {
             failure = e
         } catch {
-            failure = MulanError(.io, "cannot write \(linesPath).tmp", hint: "check free space", cause: "\(error)")
+            failure = MulanError(.io, "cannot write \(linesPath).tmp", hint: "check free space", cause: error)
         }
     }
 
@@ -291,10 +291,10 @@ final class LogMelDump {
             try lines.synchronize()
             try lines.close()
         } catch {
-            throw MulanError(.io, "cannot finish \(linesPath).tmp", hint: "check free space", cause: "\(error)")
+            throw MulanError(.io, "cannot finish \(linesPath).tmp", hint: "check free space", cause: error)
         }
         for path in [npy.path, linesPath] where rename(path + ".tmp", path) != 0 {
-            throw MulanError(.io, "cannot rename \(path).tmp to \(path)", cause: String(cString: strerror(errno)))
+            throw MulanError(.io, "cannot rename \(path).tmp to \(path)", cause: SystemCallError.current())
         }
     }
 }

@@ -66,7 +66,7 @@ public struct FrontEndDumpCommand: AsyncParsableCommand {
             return try JSONDecoder().decode(TrainingConfig.self, from: data)
         } catch {
             throw MulanError(.usage, "\(config) is not a mulan-train configuration",
-                             hint: "it needs at least a logMel object with sampleRate", cause: "\(error)")
+                             hint: "it needs at least a logMel object with sampleRate", cause: error)
         }
     }
 

@@ -43,7 +43,7 @@ public struct AudioSetLabels: Sendable {
             })
         } catch {
             throw MulanError(.usage, "cannot read the AudioSet ontology \(path)",
-                             hint: "pass the ontology.json of the AudioSet ontology repository", cause: "\(error)")
+                             hint: "pass the ontology.json of the AudioSet ontology repository", cause: error)
         }
     }
 

@@ -476,7 +476,7 @@ final class StreamedFile {
 
     private func flush() throws(MulanError) {
         do { try handle.write(contentsOf: buffer) } catch {
-            throw MulanError(.io, "cannot write \(path).tmp", cause: "\(error)")
+            throw MulanError(.io, "cannot write \(path).tmp", cause: error)
         }
         buffer.removeAll(keepingCapacity: true)
     }
@@ -487,10 +487,10 @@ final class StreamedFile {
             try handle.synchronize()
             try handle.close()
         } catch {
-            throw MulanError(.io, "cannot write \(path).tmp", cause: "\(error)")
+            throw MulanError(.io, "cannot write \(path).tmp", cause: error)
         }
         if rename(path + ".tmp", path) != 0 {
-            throw MulanError(.io, "cannot rename \(path).tmp to \(path)", cause: String(cString: strerror(errno)))
+            throw MulanError(.io, "cannot rename \(path).tmp to \(path)", cause: SystemCallError.current())
         }
     }
 

@@ -19,7 +19,7 @@ public final class ByteReader {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 {
             throw MulanError(.io, "cannot open \(path)", hint: "check that the file exists and is readable",
-                             cause: String(cString: strerror(errno)))
+                             cause: SystemCallError.current())
         }
         self.fd = fd
         self.buffer = [UInt8](repeating: 0, count: chunkSize)
@@ -43,7 +43,7 @@ public final class ByteReader {
             read(fd, raw.baseAddress! + end, raw.count - end)
         }
         if n < 0 {
-            throw MulanError(.io, "read error in \(path)", cause: String(cString: strerror(errno)))
+            throw MulanError(.io, "read error in \(path)", cause: SystemCallError.current())
         }
         if n == 0 { eof = true; return false }
         end += n

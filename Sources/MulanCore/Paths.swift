@@ -27,7 +27,7 @@ extension Paths {
         if !parent.isEmpty && parent != path && parent != "/" { try makeDirectory(parent) }
         if mkdir(path, 0o755) != 0 && errno != EEXIST {
             throw MulanError(.io, "cannot create the folder \(path)", hint: "check that its parent is writable",
-                             cause: String(cString: strerror(errno)))
+                             cause: SystemCallError.current())
         }
     }
 }

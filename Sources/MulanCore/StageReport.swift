@@ -25,10 +25,10 @@ public enum AtomicFile {
             try data.write(to: URL(fileURLWithPath: tmp))
         } catch {
             throw MulanError(.io, "cannot write \(path)", hint: "check that its folder exists and is writable",
-                             cause: error.localizedDescription)
+                             cause: error)
         }
         if rename(tmp, path) != 0 {
-            throw MulanError(.io, "cannot rename \(tmp) to \(path)", cause: String(cString: strerror(errno)))
+            throw MulanError(.io, "cannot rename \(tmp) to \(path)", cause: SystemCallError.current())
         }
     }
 }

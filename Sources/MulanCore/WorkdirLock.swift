@@ -18,7 +18,7 @@ public final class WorkdirLock {
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         if fd < 0 {
             throw MulanError(.io, "cannot create the lock file \(path)", hint: "check that \(workdir) is writable",
-                             cause: String(cString: strerror(errno)))
+                             cause: SystemCallError.current())
         }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
             // The holder writes its note right after taking the lock: a process that lost a race

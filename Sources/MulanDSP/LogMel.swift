@@ -172,7 +172,7 @@ public final class LogMelSpectrogram {
         guard ret >= 0, let context, let function else {
             av_tx_uninit(&context)
             throw MulanError(.media, "libavutil cannot set up an FFT of length \(n)",
-                             hint: "choose another fftSize (a power of two is fastest)", cause: "av_tx_init returned \(ret)")
+                             hint: "choose another fftSize (a power of two is fastest)", cause: LibraryError("FFmpeg", code: ret, "av_tx_init returned \(ret)"))
         }
 
         self.config = config

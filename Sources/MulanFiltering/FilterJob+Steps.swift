@@ -152,7 +152,7 @@ extension FilterJob {
             throw error
         }
         if rename(tmp, path) != 0 {
-            throw MulanError(.io, "cannot rename \(tmp) to \(path)", cause: String(cString: strerror(errno)))
+            throw MulanError(.io, "cannot rename \(tmp) to \(path)", cause: SystemCallError.current())
         }
     }
 

@@ -60,7 +60,7 @@ public struct ClipStore: Sendable {
                                withIntermediateDirectories: true)
         if rename(staged, target) != 0 {
             throw MulanError(.io, "cannot move \(staged) into the clip store",
-                             hint: "check free space and permissions of \(workdir)", cause: String(cString: strerror(errno)))
+                             hint: "check free space and permissions of \(workdir)", cause: SystemCallError.current())
         }
     }
 
@@ -70,7 +70,7 @@ public struct ClipStore: Sendable {
             if try !catalog.isReferenced(sha256: sha) {
                 let path = absolutePath(sha256: sha)
                 if unlink(path) != 0 && errno != ENOENT {
-                    throw MulanError(.io, "cannot delete unreferenced clip \(path)", cause: String(cString: strerror(errno)))
+                    throw MulanError(.io, "cannot delete unreferenced clip \(path)", cause: SystemCallError.current())
                 }
             }
             try catalog.forgetGarbage(sha256: sha)

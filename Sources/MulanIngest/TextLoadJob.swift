@@ -126,7 +126,7 @@ public struct TextLoadJob: Sendable {
             do {
                 digest = try SHA256Digest.hex(ofFile: file).digest
             } catch {
-                throw MulanError(.io, "cannot read the annotation file \(file)", hint: "check the path", cause: "\(error)")
+                throw MulanError(.io, "cannot read the annotation file \(file)", hint: "check the path", cause: error)
             }
             if let previous = try catalog.textFile(path: file), previous.sha256 == digest, previous.options == options {
                 report.filesUnchanged += 1

@@ -47,7 +47,7 @@ enum SeekUse: Sendable {
 /// A clip that could not be written to the work directory.
 private struct StorageFailure: Error {
     var error: MulanError
-    init(_ what: String, _ path: String, _ cause: String) {
+    init(_ what: String, _ path: String, _ cause: any Error) {
         error = MulanError(.io, "cannot write \(what) \(path)",
                            hint: "free space on (or fix) the file system holding the work directory, then re-run: "
                                + "tracks already ingested are kept, this one is redone", cause: cause)
@@ -171,7 +171,7 @@ enum TrackProcessor {
         do {
             staging = try item.store.makeStagingFolder()
         } catch {
-            return .storageFailed(StorageFailure("a staging folder in", item.store.stagingRoot, "\(error)").error)
+            return .storageFailed(StorageFailure("a staging folder in", item.store.stagingRoot, error).error)
         }
         var clips: [ClipRecord] = []
         // The fingerprint is computed from the same decoded stream, at the gain of stored clips.
@@ -208,17 +208,17 @@ enum TrackProcessor {
                 } catch {
                     // The encoder is given finite, in-range mono samples: a failure here is the
                     // work directory's (ENOSPC, EFBIG, EIO), never the track's.
-                    throw StorageFailure("clip \(clip.index) of track \(row.trackID) to", part, "\(error)")
+                    throw StorageFailure("clip \(clip.index) of track \(row.trackID) to", part, error)
                 }
                 let sha: String
                 do {
                     sha = try SHA256Digest.hex(ofFile: part).digest
                 } catch {
-                    throw StorageFailure("(read back) clip \(clip.index) of track \(row.trackID) at", part, "\(error)")
+                    throw StorageFailure("(read back) clip \(clip.index) of track \(row.trackID) at", part, error)
                 }
                 if rename(part, "\(staging)/\(sha).flac") != 0 {
                     throw StorageFailure("(rename) clip \(clip.index) of track \(row.trackID) to", "\(staging)/\(sha).flac",
-                                         String(cString: strerror(errno)))
+                                         SystemCallError.current())
                 }
                 clips.append(ClipRecord(index: clip.index, startSeconds: start, durationSeconds: duration,
                                         sampleRate: settings.sampleRate, stats: storedStats, status: .kept,
@@ -257,7 +257,7 @@ enum TrackProcessor {
                     do {
                         staging = try item.store.makeStagingFolder()
                     } catch {
-                        return .storageFailed(StorageFailure("a staging folder in", item.store.stagingRoot, "\(error)").error)
+                        return .storageFailed(StorageFailure("a staging folder in", item.store.stagingRoot, error).error)
                     }
                     decoder = try AudioDecoder(path: row.path, outputSampleRate: settings.sampleRate)
                 }

@@ -37,7 +37,7 @@ public enum MemoryAudioDecoder {
         }
     }
 
-    private static func failure(_ label: String, _ what: String, cause: String? = nil) -> MulanError {
+    private static func failure(_ label: String, _ what: String, cause: (any Error)? = nil) -> MulanError {
         MulanError(.media, "cannot decode the audio of \(label): \(what)",
                    hint: "the bytes are damaged or not audio; rebuild or re-download the data that holds them",
                    cause: cause)
@@ -62,7 +62,7 @@ public enum MemoryAudioDecoder {
         let ret = avformat_open_input(&opened, nil, nil, &options)   // frees the context on failure
         av_dict_free(&options)
         guard ret >= 0, let opened else {
-            return .failure(failure(label, "FFmpeg does not recognize it as media", cause: averrorText(ret)))
+            return .failure(failure(label, "FFmpeg does not recognize it as media", cause: LibraryError("FFmpeg", code: ret, averrorText(ret))))
         }
         fmt = opened
 
@@ -72,7 +72,7 @@ public enum MemoryAudioDecoder {
         } catch {
             return .failure(MulanError(.media, "cannot decode the audio of \(label)",
                                        hint: "the bytes are damaged or not audio; rebuild or re-download the data that holds them",
-                                       cause: error.description))
+                                       cause: error))
         }
         let rate = decoder.outputSampleRate
         var samples: [Float] = []
@@ -86,12 +86,12 @@ public enum MemoryAudioDecoder {
                 return true
             }
         } catch let error as TrackFailure {
-            return .failure(failure(label, error.detail, cause: error.reason.rawValue))
+            return .failure(failure(label, "decoding stopped", cause: error))
         } catch {
             return .failure(failure(label, "\(error)"))
         }
         if let readError = stats.readError {
-            return .failure(failure(label, "reading stopped after \(samples.count) samples", cause: readError))
+            return .failure(failure(label, "reading stopped after \(samples.count) samples", cause: LibraryError("FFmpeg", readError)))
         }
         if stats.decodeErrors > 0 {
             return .failure(failure(label, "\(stats.decodeErrors) of \(stats.packets) packets failed to decode"))

@@ -72,7 +72,7 @@ struct EvalFigures: Decodable {
             return try JSONDecoder().decode(EvalFigures.self, from: data)
         } catch {
             throw MulanError(.data, "\(path) is not a mulan-eval --json report",
-                             hint: "pass the file written by mulan-eval --json", cause: "\(error)")
+                             hint: "pass the file written by mulan-eval --json", cause: error)
         }
     }
 }

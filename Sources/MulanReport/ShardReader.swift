@@ -36,7 +36,7 @@ enum ShardReader {
         do {
             manifest = try JSONDecoder().decode(DatasetManifest.self, from: data)
         } catch {
-            throw MulanError(.data, "\(path) is not a mulan dataset manifest", cause: "\(error)")
+            throw MulanError(.data, "\(path) is not a mulan dataset manifest", cause: error)
         }
         let names = splitOrder(manifest.splits.keys)
         var shards: [ShardFigures.Shard] = []

@@ -81,7 +81,7 @@ public struct WidsIndex: Codable, Sendable, Equatable {
         do {
             return try encoder.encode(self) + Data("\n".utf8)
         } catch {
-            throw MulanError(.internalError, "cannot encode the wids index \(name)", cause: "\(error)")
+            throw MulanError(.internalError, "cannot encode the wids index \(name)", cause: error)
         }
     }
 }

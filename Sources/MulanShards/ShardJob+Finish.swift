@@ -106,7 +106,7 @@ extension ShardJob {
             try? FileManager.default.removeItem(atPath: tmp)
             try FileManager.default.createSymbolicLink(atPath: tmp, withDestinationPath: plan.datasetID)
             if rename(tmp, latestLink) != 0 {
-                throw MulanError(.io, "cannot update \(latestLink)", cause: String(cString: strerror(errno)))
+                throw MulanError(.io, "cannot update \(latestLink)", cause: SystemCallError.current())
             }
         }
         return manifest

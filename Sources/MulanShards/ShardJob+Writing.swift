@@ -224,7 +224,7 @@ extension ShardJob {
         }
         let (bytes, sha) = try writer.finish()
         if rename(partPath, tarPath) != 0 {
-            throw MulanError(.io, "cannot rename \(partPath)", cause: String(cString: strerror(errno)))
+            throw MulanError(.io, "cannot rename \(partPath)", cause: SystemCallError.current())
         }
         let sidecar = ShardSidecar(shard: shardName + ".tar", samples: count, bytes: bytes, sha256: sha,
                                    firstKey: firstKey, lastKey: lastKey, textsBySource: texts)

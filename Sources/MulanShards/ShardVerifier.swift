@@ -30,7 +30,7 @@ public struct ShardVerifier: Sendable {
         do {
             manifest = try JSONDecoder().decode(DatasetManifest.self, from: data)
         } catch {
-            throw MulanError(.usage, "\(directory)/dataset.json is not a mulan dataset manifest", cause: "\(error)")
+            throw MulanError(.usage, "\(directory)/dataset.json is not a mulan dataset manifest", cause: error)
         }
         let total = manifest.splits.values.reduce(0) { $0 + $1.samples }
         let progress = ProgressMeter(total: total, unit: "samples", console: console)

@@ -33,7 +33,7 @@ public final class TarWriter {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
             throw MulanError(.io, "cannot create \(path)", hint: "check that the folder exists and is writable",
-                             cause: String(cString: strerror(errno)))
+                             cause: SystemCallError.current())
         }
         handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
         self.path = path
@@ -100,7 +100,7 @@ public final class TarWriter {
             do {
                 try handle.write(contentsOf: data)
             } catch {
-                throw MulanError(.io, "cannot write \(path)", hint: "check free space", cause: error.localizedDescription)
+                throw MulanError(.io, "cannot write \(path)", hint: "check free space", cause: error)
             }
             bytesWritten += data.count
         } else {
@@ -122,7 +122,7 @@ public final class TarWriter {
         do {
             try handle.write(contentsOf: buffer)
         } catch {
-            throw MulanError(.io, "cannot write \(path)", hint: "check free space", cause: error.localizedDescription)
+            throw MulanError(.io, "cannot write \(path)", hint: "check free space", cause: error)
         }
         bytesWritten += buffer.count
         buffer.removeAll(keepingCapacity: true)
@@ -140,7 +140,7 @@ public final class TarWriter {
         do {
             try handle.close()
         } catch {
-            throw MulanError(.io, "cannot close \(path)", cause: error.localizedDescription)
+            throw MulanError(.io, "cannot close \(path)", cause: error)
         }
         let box = digest
         return (bytesWritten, hashQueue.sync { box.sha.hex() })
@@ -169,7 +169,7 @@ public final class TarReader {
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
         } catch {
-            throw MulanError(.io, "cannot read \(path)", cause: error.localizedDescription)
+            throw MulanError(.io, "cannot read \(path)", cause: error)
         }
     }
 

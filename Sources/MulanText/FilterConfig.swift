@@ -86,7 +86,7 @@ public struct FilterConfig: Sendable {
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
         } catch {
-            throw MulanError(.usage, "cannot read the filter configuration \(path)", cause: error.localizedDescription)
+            throw MulanError(.usage, "cannot read the filter configuration \(path)", cause: error)
         }
         var config = try parse(text, source: path)
         config.baseDirectory = (Paths.absolute(path) as NSString).deletingLastPathComponent

@@ -42,7 +42,7 @@ public struct LineTokenizer {
                 let n = out.withUnsafeBytes { write(output, $0.baseAddress! + offset, $0.count - offset) }
                 if n < 0 {
                     if errno == EINTR { continue }
-                    throw MulanError(.io, "cannot write the token ids", cause: String(cString: strerror(errno)))
+                    throw MulanError(.io, "cannot write the token ids", cause: SystemCallError.current())
                 }
                 offset += n
             }
@@ -79,7 +79,7 @@ public struct LineTokenizer {
             let n = inBuffer.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw MulanError(.io, "cannot read standard input", cause: String(cString: strerror(errno)))
+                throw MulanError(.io, "cannot read standard input", cause: SystemCallError.current())
             }
             if n == 0 { break }
             sawData = true

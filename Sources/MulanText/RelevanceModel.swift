@@ -152,7 +152,7 @@ public struct RelevanceModel: Sendable {
             throw e
         } catch {
             throw MulanError(.usage, "cannot read the relevance model \(path)",
-                             hint: "train one with mulan-filter train-relevance", cause: "\(error)")
+                             hint: "train one with mulan-filter train-relevance", cause: error)
         }
     }
 }

@@ -30,7 +30,7 @@ public final class WordPieceVocabulary: Sendable {
             data = try Data(contentsOf: URL(fileURLWithPath: path))
         } catch {
             throw MulanError(.io, "cannot read the vocabulary \(path)", hint: "pass --vocab pointing at a BERT vocab.txt",
-                             cause: error.localizedDescription)
+                             cause: error)
         }
         var lines = [String]()
         var start = data.startIndex

@@ -30,7 +30,7 @@ final class AudioFrontEnd {
         let path = split.shardPaths[ref.shard]
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
-            throw MulanError(.io, "cannot open shard \(path)", cause: String(cString: strerror(errno)))
+            throw MulanError(.io, "cannot open shard \(path)", cause: SystemCallError.current())
         }
         defer { close(fd) }
         var bytes = [UInt8](repeating: 0, count: ref.size)

@@ -49,7 +49,7 @@ public enum Checkpoint {
             try SafeTensors.write(tensors, metadata: metadata, to: path)
         } catch {
             throw MulanError(.io, "cannot write checkpoint \(path)", hint: "check free space and permissions",
-                             cause: "\(error)")
+                             cause: error)
         }
     }
 
@@ -70,7 +70,7 @@ public enum Checkpoint {
         do {
             file = try SafeTensors.read(path, include: weightsOnly ? { !$0.hasPrefix("optimizer.") } : nil)
         } catch {
-            throw MulanError(.data, "cannot read the checkpoint \(path)", hint: hint, cause: "\(error)")
+            throw MulanError(.data, "cannot read the checkpoint \(path)", hint: hint, cause: error)
         }
         let meta = file.metadata
         guard meta["format"] == format, let step = meta["step"].flatMap(Int.init), let configJSON = meta["config"],
@@ -84,7 +84,7 @@ public enum Checkpoint {
             return Loaded(step: step, optimizerStep: meta["optimizer_step"].flatMap(Int.init) ?? step,
                           config: config, sampler: sampler ?? SamplerState(), tensors: file.tensors)
         } catch {
-            throw MulanError(.data, "checkpoint \(path) has unreadable metadata", cause: "\(error)")
+            throw MulanError(.data, "checkpoint \(path) has unreadable metadata", cause: error)
         }
     }
 

@@ -101,7 +101,7 @@ public final class Embedder {
         self.step = step
         checkpointPath = Paths.absolute(path)
         do { checkpointSHA256 = try SHA256Digest.hex(ofFile: path).digest } catch {
-            throw MulanError(.io, "cannot read the checkpoint \(path)", cause: "\(error)")
+            throw MulanError(.io, "cannot read the checkpoint \(path)", cause: error)
         }
         pool = try LogMelPool(config.logMel, windowSamples: config.windowSamples)
         if let vocabulary {

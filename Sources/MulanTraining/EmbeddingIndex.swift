@@ -120,7 +120,7 @@ public final class NPYWriter {
         try writer.append(values)
         try writer.finish()
         if rename(path + ".tmp", path) != 0 {
-            throw MulanError(.io, "cannot rename \(path).tmp to \(path)", cause: String(cString: strerror(errno)))
+            throw MulanError(.io, "cannot rename \(path).tmp to \(path)", cause: SystemCallError.current())
         }
     }
 
@@ -150,7 +150,7 @@ public final class NPYWriter {
 
     private func write(_ data: Data) throws(MulanError) {
         do { try handle.write(contentsOf: data) } catch {
-            throw MulanError(.io, "cannot write \(path).tmp", hint: "check free space", cause: "\(error)")
+            throw MulanError(.io, "cannot write \(path).tmp", hint: "check free space", cause: error)
         }
     }
 
@@ -162,7 +162,7 @@ public final class NPYWriter {
             try handle.synchronize()
             try handle.close()
         } catch {
-            throw MulanError(.io, "cannot finish \(path).tmp", hint: "check free space", cause: "\(error)")
+            throw MulanError(.io, "cannot finish \(path).tmp", hint: "check free space", cause: error)
         }
     }
 }
@@ -238,7 +238,7 @@ public final class EmbeddingIndexWriter {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
             throw MulanError(.io, "cannot create the output folder \(directory)", hint: "check --out and its permissions",
-                             cause: "\(error)")
+                             cause: error)
         }
         // Leftovers of a killed run.
         for name in [Self.embeddingsFile, Self.indexFile, Self.infoFile] {
@@ -265,12 +265,12 @@ public final class EmbeddingIndexWriter {
             rows.append(r)
             values += item.embedding
             do { lines += try encoder.encode(r) + Data("\n".utf8) } catch {
-                throw MulanError(.internalError, "cannot encode an index row", cause: "\(error)")
+                throw MulanError(.internalError, "cannot encode an index row", cause: error)
             }
         }
         try npy.append(values)
         do { try index.write(contentsOf: lines) } catch {
-            throw MulanError(.io, "cannot write \(directory)/\(Self.indexFile).tmp", hint: "check free space", cause: "\(error)")
+            throw MulanError(.io, "cannot write \(directory)/\(Self.indexFile).tmp", hint: "check free space", cause: error)
         }
     }
 
@@ -282,23 +282,23 @@ public final class EmbeddingIndexWriter {
             try index.synchronize()
             try index.close()
         } catch {
-            throw MulanError(.io, "cannot finish \(directory)/\(Self.indexFile).tmp", cause: "\(error)")
+            throw MulanError(.io, "cannot finish \(directory)/\(Self.indexFile).tmp", cause: error)
         }
         let pretty = JSONEncoder()
         pretty.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         let infoData: Data
         do { infoData = try pretty.encode(info) + Data("\n".utf8) } catch {
-            throw MulanError(.internalError, "cannot encode embedding-info.json", cause: "\(error)")
+            throw MulanError(.internalError, "cannot encode embedding-info.json", cause: error)
         }
         do { try infoData.write(to: URL(fileURLWithPath: directory + "/" + Self.infoFile + ".tmp")) } catch {
-            throw MulanError(.io, "cannot write \(directory)/\(Self.infoFile).tmp", cause: "\(error)")
+            throw MulanError(.io, "cannot write \(directory)/\(Self.infoFile).tmp", cause: error)
         }
         // The old info goes first, so that a folder never pairs new data with an old description.
         try? FileManager.default.removeItem(atPath: directory + "/" + Self.infoFile)
         for name in [Self.embeddingsFile, Self.indexFile, Self.infoFile] {
             let path = directory + "/" + name
             if rename(path + ".tmp", path) != 0 {
-                throw MulanError(.io, "cannot rename \(path).tmp to \(path)", cause: String(cString: strerror(errno)))
+                throw MulanError(.io, "cannot rename \(path).tmp to \(path)", cause: SystemCallError.current())
             }
         }
     }
@@ -321,7 +321,7 @@ public struct EmbeddingIndex: Sendable {
                              hint: "pass --index with a folder written by mulan-embed (it holds embeddings.npy, index.jsonl and embedding-info.json)")
         }
         do { info = try JSONDecoder().decode(EmbeddingInfo.self, from: infoData) } catch {
-            throw MulanError(.data, "\(infoPath) is not a mulan-embed info file", cause: "\(error)")
+            throw MulanError(.data, "\(infoPath) is not a mulan-embed info file", cause: error)
         }
         let indexPath = directory + "/" + EmbeddingIndexWriter.indexFile
         guard let text = try? String(contentsOfFile: indexPath, encoding: .utf8) else {
@@ -332,7 +332,7 @@ public struct EmbeddingIndex: Sendable {
         for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where !line.isEmpty {
             do { rows.append(try decoder.decode(IndexRow.self, from: Data(line.utf8))) } catch {
                 throw MulanError(.data, "not an index row", location: SourceLocation(file: indexPath, line: i + 1),
-                                 hint: "re-create the index with mulan-embed", cause: "\(error)")
+                                 hint: "re-create the index with mulan-embed", cause: error)
             }
             if rows[rows.count - 1].row != rows.count - 1 {
                 throw MulanError(.data, "row number \(rows[rows.count - 1].row), expected \(rows.count - 1)",

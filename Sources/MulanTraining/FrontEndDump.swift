@@ -117,7 +117,7 @@ public enum FrontEndDump {
         do {
             try (encoder.encode(summary) + Data("\n".utf8)).write(to: URL(fileURLWithPath: out + "/frontend.json"))
         } catch {
-            throw MulanError(.io, "cannot write \(out)/frontend.json", hint: "check that --out is writable", cause: "\(error)")
+            throw MulanError(.io, "cannot write \(out)/frontend.json", hint: "check that --out is writable", cause: error)
         }
         return summary
     }

@@ -47,7 +47,7 @@ public struct BertConfig: Sendable, Equatable {
         do {
             object = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path)))
         } catch {
-            throw MulanError(.data, "\(path) is not readable JSON", cause: "\(error)")
+            throw MulanError(.data, "\(path) is not readable JSON", cause: error)
         }
         guard let json = object as? [String: Any] else { throw MulanError(.data, "\(path) is not a JSON object") }
 
@@ -173,7 +173,7 @@ public enum PretrainedText {
                 wantedNames.contains(name) || (name.hasPrefix("bert.") && wantedNames.contains(String(name.dropFirst(5))))
             }.tensors
         } catch {
-            throw MulanError(.data, "cannot read checkpoint \(weightsPath)", cause: "\(error)")
+            throw MulanError(.data, "cannot read checkpoint \(weightsPath)", cause: error)
         }
         let prefix = tensors["embeddings.word_embeddings.weight"] == nil && tensors["bert.embeddings.word_embeddings.weight"] != nil
             ? "bert." : ""

@@ -22,7 +22,7 @@ public struct DatasetSplit: Sendable {
         do {
             manifest = try JSONDecoder().decode(DatasetManifest.self, from: data)
         } catch {
-            throw MulanError(.data, "\(path) is not a mulan-shard dataset manifest", cause: "\(error)")
+            throw MulanError(.data, "\(path) is not a mulan-shard dataset manifest", cause: error)
         }
         guard let s = manifest.splits[split], s.samples > 0 else {
             let have = manifest.splits.filter { $0.value.samples > 0 }.keys.sorted().joined(separator: ", ")
@@ -88,7 +88,7 @@ struct ShardScanner {
                     json[key] = try decoder.decode(SampleRecord.self, from: Data(reader.bytes(of: entry)))
                 } catch {
                     throw MulanError(.data, "shard \(path), member \(entry.name): not a sample record",
-                                     hint: "run `mulan-shard verify \(split.directory)`", cause: "\(error)")
+                                     hint: "run `mulan-shard verify \(split.directory)`", cause: error)
                 }
             } else {
                 continue

@@ -93,7 +93,7 @@ public final class Trainer {
         do {
             try FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
         } catch {
-            throw MulanError(.io, "cannot create the run directory \(runDirectory)", cause: "\(error)")
+            throw MulanError(.io, "cannot create the run directory \(runDirectory)", cause: error)
         }
         lock = try WorkdirLock(lockFile: runDirectory + "/.lock", stage: "mulan-train",
                                what: "the run directory \(runDirectory)",
@@ -444,14 +444,14 @@ struct BatchDump {
             do {
                 try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             } catch {
-                throw MulanError(.io, "cannot create the features folder \(dir)", cause: "\(error)")
+                throw MulanError(.io, "cannot create the features folder \(dir)", cause: error)
             }
         }
         let flags = O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC)
         let fd = open(path, flags, 0o644)
         guard fd >= 0 else {
             throw MulanError(.io, "cannot create the batch dump \(path)", hint: "check that its folder exists and is writable",
-                             cause: String(cString: strerror(errno)))
+                             cause: SystemCallError.current())
         }
         handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
     }
@@ -486,7 +486,7 @@ struct BatchDump {
         do {
             try handle.write(contentsOf: try encoder.encode(line) + Data("\n".utf8))
         } catch {
-            throw MulanError(.io, "cannot write to the batch dump \(path)", cause: "\(error)")
+            throw MulanError(.io, "cannot write to the batch dump \(path)", cause: error)
         }
     }
 }
@@ -498,7 +498,7 @@ struct MetricsLog {
     init(path: String) throws(MulanError) {
         self.path = path
         let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw MulanError(.io, "cannot create \(path)", cause: String(cString: strerror(errno))) }
+        guard fd >= 0 else { throw MulanError(.io, "cannot create \(path)", cause: SystemCallError.current()) }
         close(fd)
     }
 
@@ -526,7 +526,7 @@ struct MetricsLog {
             try handle.seekToEnd()
             try handle.write(contentsOf: line.json() + Data("\n".utf8))
         } catch {
-            throw MulanError(.io, "cannot append to \(path)", cause: "\(error)")
+            throw MulanError(.io, "cannot append to \(path)", cause: error)
         }
     }
 }
