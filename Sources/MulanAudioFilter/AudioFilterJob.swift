@@ -1,6 +1,7 @@
 import Foundation
 import MulanCatalog
 import MulanCore
+import MulanRecords
 import MulanTraining
 
 /// `mulan-filter audio`: scores every kept clip of the catalog against text prompts with a trained

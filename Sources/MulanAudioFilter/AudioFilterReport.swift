@@ -1,5 +1,6 @@
 import Foundation
 import MulanCore
+import MulanRecords
 import MulanTraining
 
 /// What `mulan-filter audio` did (`--report FILE`; schemas/audio-filter-report.schema.json): the version, the clips decided, why clips were

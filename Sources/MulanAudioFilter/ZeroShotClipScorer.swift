@@ -1,5 +1,6 @@
 import Foundation
 import MulanCore
+import MulanRecords
 import MulanTraining
 import Synchronization
 

@@ -1,4 +1,4 @@
-internal import CSQLite
+internal import CMulanSQLite
 import MulanCore
 import Foundation
 

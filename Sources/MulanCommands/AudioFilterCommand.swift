@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import MulanAudioFilter
 import MulanCore
+import MulanRecords
 import MulanTensor
 import MulanTraining
 

@@ -4,6 +4,7 @@ import MulanAudioFilter
 import MulanCore
 import MulanIngest
 import MulanMedia
+import MulanRecords
 import MulanTensor
 import MulanTraining
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MulanCore
+import MulanShardFormat
 import MulanShards
 
 /// `mulan-shard`: WebDataset shards of the catalog's clips and kept texts.

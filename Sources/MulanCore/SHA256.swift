@@ -1,4 +1,4 @@
-internal import CCrypto
+internal import CMulanCrypto
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

@@ -1,4 +1,4 @@
-internal import CFFmpeg
+internal import CMulanFFmpeg
 import MulanCore
 #if canImport(Glibc)
 import Glibc

@@ -1,4 +1,4 @@
-internal import CFFmpeg
+internal import CMulanFFmpeg
 import MulanCore
 
 /// Why a track's windows could not be decoded by seeking; ingest then decodes the track in full

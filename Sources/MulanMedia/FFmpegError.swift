@@ -1,4 +1,4 @@
-internal import CFFmpeg
+internal import CMulanFFmpeg
 
 /// The text FFmpeg gives for an error code (`av_strerror`).
 func averrorText(_ code: Int32) -> String {

@@ -1,4 +1,4 @@
-internal import CFFmpeg
+internal import CMulanFFmpeg
 import MulanCore
 
 /// Encodes mono float samples as a FLAC file with libavcodec's FLAC encoder and libavformat's

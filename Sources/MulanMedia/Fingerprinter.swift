@@ -1,7 +1,7 @@
 import Foundation
 
-internal import CChromaprint
-internal import CFFmpeg
+internal import CMulanChromaprint
+internal import CMulanFFmpeg
 import MulanCore
 
 /// Computes a raw Chromaprint fingerprint of a mono stream fed in chunks, through the library's C

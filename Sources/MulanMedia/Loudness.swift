@@ -1,6 +1,6 @@
 import Foundation
 
-internal import CEBUR128
+internal import CMulanEBUR128
 import MulanCore
 
 /// Measures the EBU R128 loudness of a mono float stream fed in chunks: integrated loudness and

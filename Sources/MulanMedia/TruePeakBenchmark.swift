@@ -1,6 +1,6 @@
 import Foundation
 
-internal import CEBUR128
+internal import CMulanEBUR128
 
 /// Times the true peak on 30-s clips, side by side in one process (for bench/truepeak-vs-libebur128.sh,
 /// through `mulan-ingest truepeak-bench`): libebur128 with `I | LRA | TRUE_PEAK` (the meter before

@@ -1,6 +1,6 @@
 import Foundation
 import MulanCatalog
-import MulanTraining
+import MulanRecords
 
 /// One version of `mulan-filter audio` (`audio_filter_versions`) and its decision counts.
 struct AudioFilterVersion {

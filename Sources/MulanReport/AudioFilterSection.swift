@@ -1,3 +1,4 @@
+import MulanRecords
 /// "Audio filter": the latest `mulan-filter audio` version, its funnel by failing rule, the
 /// distribution of each prompt's score, and every version in a table.
 enum AudioFilterSection {

@@ -1,6 +1,6 @@
 import Foundation
 import MulanCore
-import MulanTraining
+import MulanRecords
 
 /// The curves of a training run, read from `RUN_DIR/metrics.jsonl` (written by `Trainer`: a line
 /// per logged step with `loss` and `temperature`; a line per evaluation with `split`, `loss`,

@@ -1,4 +1,4 @@
-import MulanTraining
+import MulanRecords
 
 /// "Training run": loss, temperature, Recall@10 and tagging ROC-AUC against the step;
 /// "Zero-shot evaluation": the per-tag ROC-AUC of a mulan-eval report.

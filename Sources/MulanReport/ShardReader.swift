@@ -1,6 +1,6 @@
 import Foundation
 import MulanCore
-import MulanShards
+import MulanShardFormat
 
 /// A shard set: its `dataset.json` and the size of each shard file on disk.
 struct ShardFigures {

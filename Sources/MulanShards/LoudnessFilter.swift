@@ -1,4 +1,5 @@
 import MulanCore
+import MulanShardFormat
 
 /// `mulan-shard --min-lufs X --max-true-peak Y`: which clips a dataset leaves out for their
 /// loudness (the catalog's `clips.lufs`, `true_peak_db`, `loudness_status`), each with a reason
@@ -47,37 +48,3 @@ public struct LoudnessFilter: Sendable, Hashable {
     }
 }
 
-extension DatasetManifest {
-    /// `loudness_filter` in dataset.json: the thresholds and the clips each rule left out.
-    public struct LoudnessFilterSummary: Codable, Sendable, Hashable {
-        public var minLUFS: Double?
-        public var maxTruePeakDB: Double?
-        /// Every reason of `LoudnessFilter.Reason`, with 0 when no clip failed it.
-        public var clipsDroppedByReason: [String: Int]
-
-        enum CodingKeys: String, CodingKey {
-            case minLUFS = "min_lufs", maxTruePeakDB = "max_true_peak_db", clipsDroppedByReason = "clips_dropped_by_reason"
-        }
-    }
-
-    /// `loudness_normalization` in dataset.json: how mulan-ingest's `--loudness-target` shaped the
-    /// shipped clips (present when at least one was normalized).
-    public struct LoudnessNormalizationSummary: Codable, Sendable, Hashable {
-        public struct Setting: Codable, Sendable, Hashable {
-            public var targetLUFS: Double
-            public var maxTruePeakDB: Double
-            public var samples: Int
-            enum CodingKeys: String, CodingKey {
-                case targetLUFS = "target_lufs", maxTruePeakDB = "max_true_peak_db", samples
-            }
-        }
-        /// Each target and ceiling the shipped samples were ingested with, by target then ceiling.
-        public var settings: [Setting]
-        /// Shipped samples of tracks ingested without `--loudness-target`.
-        public var samplesNotNormalized: Int
-
-        enum CodingKeys: String, CodingKey {
-            case settings, samplesNotNormalized = "samples_not_normalized"
-        }
-    }
-}

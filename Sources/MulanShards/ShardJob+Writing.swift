@@ -1,6 +1,7 @@
 import Foundation
 import MulanCatalog
 import MulanCore
+import MulanShardFormat
 
 /// Writing shards: samples read from their catalogs, tars under temporary names, sidecars.
 extension ShardJob {

@@ -1,6 +1,7 @@
 import Foundation
 import MulanCatalog
 import MulanCore
+import MulanShardFormat
 
 /// `mulan-shard`: writes WebDataset tar shards of the catalog's clips and their kept texts.
 ///

@@ -1,6 +1,7 @@
 import Foundation
 import MulanCore
 import MulanMedia
+import MulanShardFormat
 
 /// `mulan-shard verify DIR`: re-reads every shard of a dataset, checks hashes against sidecars,
 /// tar structure, member pairing and names, decodes every FLAC, checks every JSON against the

@@ -1,7 +1,7 @@
 import Dispatch
 import Foundation
 import Synchronization
-internal import COpenBLAS
+internal import CMulanOpenBLAS
 
 /// Matrix products through OpenBLAS (`cblas_sgemm`, row-major), and the thread count every
 /// kernel of this module uses.

@@ -1,5 +1,5 @@
 import Foundation
-internal import COpenBLAS
+internal import CMulanOpenBLAS
 
 /// The CPU's vector features that decide which OpenBLAS kernels it can run (CPUID and XGETBV,
 /// through `mulan_read_cpu_features`).

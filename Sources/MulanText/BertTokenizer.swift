@@ -1,4 +1,4 @@
-internal import CICUShim
+internal import CMulanICU
 
 /// BERT uncased WordPiece tokenization, id for id as Hugging Face `tokenizers`'
 /// `BertWordPieceTokenizer(vocab, lowercase=True)` does it:

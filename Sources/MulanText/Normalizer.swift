@@ -1,6 +1,6 @@
-internal import CICUShim
+internal import CMulanICU
 
-/// Unicode normalization through ICU (`unorm2_normalize`, via the CICUShim C target).
+/// Unicode normalization through ICU (`unorm2_normalize`, via the CMulanICU C target).
 public enum UnicodeNormalizer {
     public enum Form: Sendable {
         case nfc, nfd, nfkc, nfkd, nfkcCasefold

@@ -1,4 +1,4 @@
-internal import CICUShim
+internal import CMulanICU
 
 /// Normalizes weak text through ICU: NFKC, removal of control and format characters (tab and
 /// newline become spaces), whitespace folded to single spaces, trimmed. Also splits text into

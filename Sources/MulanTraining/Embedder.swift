@@ -1,7 +1,6 @@
 import Foundation
 import MulanCore
 import MulanMedia
-import MulanShards
 import MulanTensor
 import MulanText
 

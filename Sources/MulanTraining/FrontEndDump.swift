@@ -1,7 +1,6 @@
 import Foundation
 import MulanCore
 import MulanDSP
-import MulanShards
 import MulanTensor
 
 /// The trainer's audio front end on chosen clips, written to files so that another implementation

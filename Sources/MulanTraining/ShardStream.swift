@@ -1,6 +1,6 @@
 import Foundation
 import MulanCore
-import MulanShards
+import MulanShardFormat
 import MulanTensor
 
 /// One split of a mulan-shard dataset, opened for reading.

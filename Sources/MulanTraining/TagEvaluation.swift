@@ -1,5 +1,6 @@
 import Foundation
 import MulanCore
+import MulanRecords
 
 /// Ground truth for zero-shot tagging: items (audio files or shard clips) and, per tag name, which
 /// items carry it.
@@ -140,45 +141,6 @@ public struct TagGroundTruth: Sendable {
         }
         return TagGroundTruth(items: items, tags: names, words: words)
     }
-}
-
-/// Zero-shot tagging figures.
-public struct TaggingReport: Codable, Sendable {
-    public struct PerTag: Codable, Sendable {
-        public var tag: String
-        /// The text embedded for the tag (the prompt with the tag's words), where it differs from the tag.
-        public var prompt: String?
-        public var positives: Int
-        public var rocAUC: Double?
-        public var averagePrecision: Double?
-        enum CodingKeys: String, CodingKey { case tag, prompt, positives, rocAUC = "roc_auc", averagePrecision = "average_precision" }
-    }
-
-    public var items: Int
-    /// Tags with both positive and negative items: the ones the macro figures average.
-    public var tagsScored: Int
-    /// Tags left out (no positive or no negative item among the evaluated items).
-    public var tagsSkipped: [String]
-    public var macroROCAUC: Double?
-    public var meanAveragePrecision: Double?
-    public var perTag: [PerTag]
-
-    enum CodingKeys: String, CodingKey {
-        case items, tagsScored = "tags_scored", tagsSkipped = "tags_skipped", macroROCAUC = "macro_roc_auc"
-        case meanAveragePrecision = "map", perTag = "per_tag"
-    }
-}
-
-/// Retrieval figures of caption/audio pairs.
-public struct CaptionRetrievalReport: Codable, Sendable {
-    /// Captions (queries of text→audio).
-    public var pairs: Int
-    /// Distinct audio tracks (queries of audio→text) when tracks have several captions
-    /// (`ZeroShotEvaluation.trackRetrieval`); nil when every pair is its own item.
-    public var tracks: Int?
-    public var textToAudio: EvaluationResult.Retrieval
-    public var audioToText: EvaluationResult.Retrieval
-    enum CodingKeys: String, CodingKey { case pairs, tracks, textToAudio = "text_to_audio", audioToText = "audio_to_text" }
 }
 
 public enum ZeroShotEvaluation {

@@ -1,38 +1,7 @@
 import Foundation
 import MulanCore
+import MulanRecords
 import MulanTensor
-
-/// Evaluation figures of one split.
-public struct EvaluationResult: Codable, Sendable, Equatable {
-    public var split: String
-    public var clips: Int
-    /// Mean contrastive loss over chunks of the batch size; nil with fewer than 3 clips.
-    public var loss: Double?
-    public var textToAudio: Retrieval
-    public var audioToText: Retrieval
-    public var tagging: Tagging?
-
-    public struct Retrieval: Codable, Sendable, Equatable {
-        public var recallAt1: Double
-        public var recallAt5: Double
-        public var recallAt10: Double
-        public var medianRank: Double
-        enum CodingKeys: String, CodingKey {
-            case recallAt1 = "recall_at_1", recallAt5 = "recall_at_5", recallAt10 = "recall_at_10", medianRank = "median_rank"
-        }
-    }
-
-    public struct Tagging: Codable, Sendable, Equatable {
-        public var tags: Int
-        public var rocAUC: Double
-        public var meanAveragePrecision: Double
-        enum CodingKeys: String, CodingKey { case tags, rocAUC = "roc_auc", meanAveragePrecision = "map" }
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case split, clips, loss, textToAudio = "text_to_audio", audioToText = "audio_to_text", tagging
-    }
-}
 
 /// The machine-readable summary of a run (`summary.json` in the run directory, and on stdout).
 public struct TrainSummary: Codable, Sendable, StageReport {

@@ -1,16 +1,6 @@
 import MulanCore
+import MulanRecords
 import MulanTensor
-
-/// A named text prompt for zero-shot scoring ("piano" = "solo piano music").
-public struct Prompt: Sendable, Hashable, Codable {
-    public var name: String
-    public var text: String
-
-    public init(name: String, text: String) {
-        self.name = name
-        self.text = text
-    }
-}
 
 /// The model's zero-shot ability as a reusable function: the cosine similarity of audio with text
 /// prompts. `mulan-filter audio` scores catalog clips with it; choosing the best windows of a

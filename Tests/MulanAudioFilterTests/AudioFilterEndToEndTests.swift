@@ -1,6 +1,7 @@
 import Foundation
 import MulanCatalog
 import MulanCore
+import MulanRecords
 import MulanTestSupport
 import MulanTraining
 import Testing

@@ -2,6 +2,7 @@ import Foundation
 import MulanAudioFilter
 import MulanCatalog
 import MulanCore
+import MulanRecords
 import MulanTestSupport
 import MulanTraining
 import Testing

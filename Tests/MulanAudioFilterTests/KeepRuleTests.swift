@@ -1,5 +1,6 @@
 import MulanAudioFilter
 import MulanCore
+import MulanRecords
 import MulanTraining
 import Testing
 

@@ -1,4 +1,4 @@
-import CEBUR128
+import CMulanEBUR128
 import Foundation
 import MulanMedia
 import Testing

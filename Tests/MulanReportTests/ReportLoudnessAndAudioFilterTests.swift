@@ -2,6 +2,7 @@ import Foundation
 @testable import MulanCatalog
 import MulanCore
 @testable import MulanReport
+import MulanRecords
 import MulanTestSupport
 import Testing
 

@@ -1,6 +1,7 @@
 import Foundation
 import MulanCore
 @testable import MulanShards
+import MulanShardFormat
 import Testing
 
 /// Inputs found by the libFuzzer harness fuzz/Sources/fuzz-tar (scripts/fuzz.sh; docs/reliability.md),

@@ -1,5 +1,6 @@
 import Foundation
 @testable import MulanShards
+import MulanShardFormat
 import MulanTestSupport
 import Testing
 

@@ -1,6 +1,7 @@
 import Foundation
 import MulanCatalog
 @testable import MulanShards
+import MulanShardFormat
 import MulanTestSupport
 import Testing
 

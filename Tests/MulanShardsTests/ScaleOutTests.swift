@@ -2,6 +2,7 @@ import Foundation
 import MulanCatalog
 import MulanCore
 @testable import MulanShards
+import MulanShardFormat
 import MulanTestSupport
 import Testing
 

@@ -2,7 +2,7 @@
 // stream): members one by one, headers only, and a round trip through TarWriter's header.
 import Foundation
 import FuzzSupport
-import MulanShards
+import MulanShardFormat
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {

@@ -11,6 +11,13 @@ public struct DatasetManifest: Codable, Sendable, StageReport {
         enum CodingKeys: String, CodingKey {
             case shards, samples, textsBySource = "texts_by_source", bytes
         }
+
+        public init(shards: [String] = [], samples: Int = 0, textsBySource: [String: Int] = [:], bytes: Int = 0) {
+            self.shards = shards
+            self.samples = samples
+            self.textsBySource = textsBySource
+            self.bytes = bytes
+        }
     }
 
     public var schemaVersion = 1
@@ -63,6 +70,42 @@ public struct DatasetManifest: Codable, Sendable, StageReport {
             case files, tracksListed = "tracks_listed", tracksKeptOutOfTrain = "tracks_kept_out_of_train"
             case clipsKeptOutOfTrain = "clips_kept_out_of_train", tracks
         }
+
+        public init(files: [String], tracksListed: Int, tracksKeptOutOfTrain: Int, clipsKeptOutOfTrain: Int,
+                    tracks: [String]) {
+            self.files = files
+            self.tracksListed = tracksListed
+            self.tracksKeptOutOfTrain = tracksKeptOutOfTrain
+            self.clipsKeptOutOfTrain = clipsKeptOutOfTrain
+            self.tracks = tracks
+        }
+    }
+
+    public init(schemaVersion: Int = 1, datasetID: String, previousDatasetID: String? = nil, sampleRate: Int,
+                clipSeconds: Double, seed: UInt64, splitSpec: [String: Double], samplesPerShard: Int,
+                maxShardBytes: Int? = nil, vocabularySHA256: String? = nil, filterVersions: [String: String],
+                splits: [String: Split] = [:], clipsWithoutText: Int = 0,
+                loudnessFilter: LoudnessFilterSummary? = nil,
+                loudnessNormalization: LoudnessNormalizationSummary? = nil, audioFilterVersion: String? = nil,
+                clipsDroppedByAudioFilter: [String: Int]? = nil, heldOut: HeldOutSummary? = nil) {
+        self.schemaVersion = schemaVersion
+        self.datasetID = datasetID
+        self.previousDatasetID = previousDatasetID
+        self.sampleRate = sampleRate
+        self.clipSeconds = clipSeconds
+        self.seed = seed
+        self.splitSpec = splitSpec
+        self.samplesPerShard = samplesPerShard
+        self.maxShardBytes = maxShardBytes
+        self.vocabularySHA256 = vocabularySHA256
+        self.filterVersions = filterVersions
+        self.splits = splits
+        self.clipsWithoutText = clipsWithoutText
+        self.loudnessFilter = loudnessFilter
+        self.loudnessNormalization = loudnessNormalization
+        self.audioFilterVersion = audioFilterVersion
+        self.clipsDroppedByAudioFilter = clipsDroppedByAudioFilter
+        self.heldOut = heldOut
     }
 }
 
@@ -81,6 +124,18 @@ public struct ShardSidecar: Codable, Sendable, StageReport {
         case schemaVersion = "schema_version", shard, samples, bytes, sha256, firstKey = "first_key",
              lastKey = "last_key", textsBySource = "texts_by_source"
     }
+
+    public init(schemaVersion: Int = 1, shard: String, samples: Int, bytes: Int, sha256: String, firstKey: String,
+                lastKey: String, textsBySource: [String: Int]) {
+        self.schemaVersion = schemaVersion
+        self.shard = shard
+        self.samples = samples
+        self.bytes = bytes
+        self.sha256 = sha256
+        self.firstKey = firstKey
+        self.lastKey = lastKey
+        self.textsBySource = textsBySource
+    }
 }
 
 /// The JSON member of one sample (`KEY.json`; schemas/sample.schema.json).
@@ -90,6 +145,12 @@ public struct SampleRecord: Codable, Sendable {
         public var tokenIDs: [Int]
         public var rawTextID: Int
         enum CodingKeys: String, CodingKey { case text, tokenIDs = "token_ids", rawTextID = "raw_text_id" }
+
+        public init(text: String, tokenIDs: [Int], rawTextID: Int) {
+            self.text = text
+            self.tokenIDs = tokenIDs
+            self.rawTextID = rawTextID
+        }
     }
     public struct Provenance: Codable, Sendable {
         public var clipID: Int
@@ -98,6 +159,13 @@ public struct SampleRecord: Codable, Sendable {
         public var filterVersions: [String: String]
         enum CodingKeys: String, CodingKey {
             case clipID = "clip_id", trackRowID = "track_rowid", flacSHA256 = "flac_sha256", filterVersions = "filter_versions"
+        }
+
+        public init(clipID: Int, trackRowID: Int, flacSHA256: String, filterVersions: [String: String]) {
+            self.clipID = clipID
+            self.trackRowID = trackRowID
+            self.flacSHA256 = flacSHA256
+            self.filterVersions = filterVersions
         }
     }
 
@@ -152,9 +220,82 @@ public struct SampleRecord: Codable, Sendable {
         try c.encode(duplicateGroup, forKey: .duplicateGroup)
     }
 
-    func jsonBytes() throws -> [UInt8] {
+    public func jsonBytes() throws -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return Array(try encoder.encode(self))
+    }
+
+    public init(key: String, trackID: String, clipIndex: Int, startSeconds: Double, durationSeconds: Double,
+                sampleRate: Int, split: String, texts: [String: [Text]], provenance: Provenance, lufs: Double? = nil,
+                loudnessRange: Double? = nil, truePeakDB: Double? = nil, text: [String]? = nil, tag: [String]? = nil,
+                duplicateGroup: String? = nil) {
+        self.key = key
+        self.trackID = trackID
+        self.clipIndex = clipIndex
+        self.startSeconds = startSeconds
+        self.durationSeconds = durationSeconds
+        self.sampleRate = sampleRate
+        self.split = split
+        self.texts = texts
+        self.provenance = provenance
+        self.lufs = lufs
+        self.loudnessRange = loudnessRange
+        self.truePeakDB = truePeakDB
+        self.text = text
+        self.tag = tag
+        self.duplicateGroup = duplicateGroup
+    }
+}
+
+extension DatasetManifest {
+    /// `loudness_filter` in dataset.json: the thresholds and the clips each rule left out.
+    public struct LoudnessFilterSummary: Codable, Sendable, Hashable {
+        public var minLUFS: Double?
+        public var maxTruePeakDB: Double?
+        /// Every reason of `LoudnessFilter.Reason`, with 0 when no clip failed it.
+        public var clipsDroppedByReason: [String: Int]
+
+        enum CodingKeys: String, CodingKey {
+            case minLUFS = "min_lufs", maxTruePeakDB = "max_true_peak_db", clipsDroppedByReason = "clips_dropped_by_reason"
+        }
+
+        public init(minLUFS: Double? = nil, maxTruePeakDB: Double? = nil, clipsDroppedByReason: [String: Int]) {
+            self.minLUFS = minLUFS
+            self.maxTruePeakDB = maxTruePeakDB
+            self.clipsDroppedByReason = clipsDroppedByReason
+        }
+    }
+
+    /// `loudness_normalization` in dataset.json: how mulan-ingest's `--loudness-target` shaped the
+    /// shipped clips (present when at least one was normalized).
+    public struct LoudnessNormalizationSummary: Codable, Sendable, Hashable {
+        public struct Setting: Codable, Sendable, Hashable {
+            public var targetLUFS: Double
+            public var maxTruePeakDB: Double
+            public var samples: Int
+            enum CodingKeys: String, CodingKey {
+                case targetLUFS = "target_lufs", maxTruePeakDB = "max_true_peak_db", samples
+            }
+
+            public init(targetLUFS: Double, maxTruePeakDB: Double, samples: Int) {
+                self.targetLUFS = targetLUFS
+                self.maxTruePeakDB = maxTruePeakDB
+                self.samples = samples
+            }
+        }
+        /// Each target and ceiling the shipped samples were ingested with, by target then ceiling.
+        public var settings: [Setting]
+        /// Shipped samples of tracks ingested without `--loudness-target`.
+        public var samplesNotNormalized: Int
+
+        enum CodingKeys: String, CodingKey {
+            case settings, samplesNotNormalized = "samples_not_normalized"
+        }
+
+        public init(settings: [Setting], samplesNotNormalized: Int) {
+            self.settings = settings
+            self.samplesNotNormalized = samplesNotNormalized
+        }
     }
 }
