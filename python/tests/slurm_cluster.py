@@ -129,7 +129,7 @@ class SlurmCluster:
                               f"--seed-file={munge}/munged.seed", "--force"], user=munge_user)
             self._wait_for(lambda: (munge / "munge.socket").exists(), "munged's socket", munge / "munged.log")
             self._run_daemon(["slurmctld", "-f", str(conf)])
-            self._run_daemon(["slurmd", "-f", str(conf)])
+            self._run_daemon(["slurmd", "-f", str(conf), "-N", self.node])
             self._wait_for(self._node_idle, f"node {self.node} idle in sinfo", self.path("log", "slurmctld.log"),
                            timeout=60)
         except Exception:
