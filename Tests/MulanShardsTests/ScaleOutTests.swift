@@ -404,8 +404,11 @@ struct ScaleOutTests {
         }
         let tooBig = try ingest(["--worker", "3", "--workers", "3"])
         #expect(tooBig.status == 64 && tooBig.stderr.contains("worker 3"), "\(tooBig.stderr)")
-        let mismatch = try ingest(["--workers", "4"], env: ["SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "3"])
+        let mismatch = try ingest(["--workers", "2"], env: ["SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "3"])
         #expect(mismatch.status == 64 && mismatch.stderr.contains("Slurm"), "\(mismatch.stderr)")
+        // sbatch --array=7 alone, without the number of workers: the hint names MULAN_WORKERS.
+        let alone = try ingest([], env: ["SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_COUNT": "1", "SLURM_ARRAY_TASK_MIN": "7"])
+        #expect(alone.status == 64 && alone.stderr.contains("MULAN_WORKERS=N"), "\(alone.stderr)")
         #expect(try ingest([], env: ["JOB_COMPLETION_INDEX": "0"]).status == 64)
         #expect(!FileManager.default.fileExists(atPath: h.workdir + "/catalog.sqlite"))
 
