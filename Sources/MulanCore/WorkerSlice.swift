@@ -110,7 +110,7 @@ public struct WorkerSlice: Sendable, Hashable, CustomStringConvertible {
             let given = workers ?? mulanWorkers
             if let given, let slurmCount, slurmCount < given {
                 index = slurmID
-                indexOrigin = "SLURM_ARRAY_TASK_ID, \(slurmCount) of \(given) workers"
+                indexOrigin = "SLURM_ARRAY_TASK_ID; the array runs \(slurmCount) of the \(given) workers"
             } else {
                 index = slurmID - slurmMin
                 indexOrigin = slurmMin == 0 ? "SLURM_ARRAY_TASK_ID" : "SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN"
