@@ -63,14 +63,14 @@ def mulan_processes(workdir: Path) -> List[int]:
 
 
 def make_corpus(folder: Path) -> Dict[str, str]:
-    """14 tracks (20 s, t12 120 s; stepped melodies that fingerprint well) in train/valid/test, with
+    """14 tracks (20 s, t12 180 s; stepped melodies that fingerprint well) in train/valid/test, with
     tags, descriptions and AudioSet labels (generic JSON Lines) and playlists; a filter configuration
     whose [aset] section differs from the shipped one (add_ancestors)."""
     folder.mkdir(parents=True, exist_ok=True)
     rows = ["track_id,path,start_s,end_s,split"]
     texts: List[dict] = []
     for i in range(13):
-        seconds = 120 if i == 12 else 20
+        seconds = 180 if i == 12 else 20
         path = folder / "audio" / f"t{i}.flac"
         path.parent.mkdir(exist_ok=True)
         melody = f"0.3*sin(2*PI*(220+55*mod(floor(t*3)*{i + 2},7))*t)+0.1*sin(2*PI*{440 + 30 * i}*t)*gt(mod(t,1.3),0.6)"
