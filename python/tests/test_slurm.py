@@ -232,6 +232,12 @@ def test_pipeline_on_slurm_equals_one_process(clean_run, corpus: Dict[str, str])
     assert sorted(jobs) == sorted(expected), (sorted(jobs), expected)
     states = {k: jobs[k]["JobState"] for k in expected}
     assert set(states.values()) == {"COMPLETED"}, f"{states}\n{pipeline.log_tails()}"
+    # The chain: each stage started after every task of the one before had ended (times in seconds).
+    order = ["ingest", "text", "filter-local", "filter-global", "dedupe", "shard", "finalize"]
+    for before, after in zip(order, order[1:]):
+        ended = max(v["EndTime"] for k, v in jobs.items() if k.split("_")[0] == pipeline.jobs[before])
+        started = min(v["StartTime"] for k, v in jobs.items() if k.split("_")[0] == pipeline.jobs[after])
+        assert started >= ended, f"{after} started at {started}, before {before} ended at {ended}"
     # The parts are the workers' (one per array task) and the logs say which worker each task was.
     assert sorted(p.name for p in (pipeline.workdir / "parts").iterdir()) == [f"{i}-of-{WORKERS}" for i in range(WORKERS)]
     ingest_logs = sorted(pipeline.logs.glob(f"mulan-ingest-{pipeline.jobs['ingest']}_*.log"))
