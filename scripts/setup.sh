@@ -22,6 +22,7 @@ packages=(
 if [ "${1:-}" = "--python" ]; then
   packages+=(chromium)                                            # the tests render mulan-report's HTML headless
   packages+=(wesnoth-1.16-music)                                  # real music (Ogg) for the duplicate-detection accuracy test
+  packages+=(slurmctld slurmd slurm-client munge)                 # a private single-node Slurm for python/tests/test_slurm.py
 fi
 
 missing=()

@@ -63,10 +63,15 @@ public struct WorkerSlice: Sendable, Hashable, CustomStringConvertible {
     // MARK: Choosing the slice
 
     /// The slice from the command line and the environment. Explicit flags win. Otherwise the index
-    /// comes from `MULAN_WORKER`, a Slurm array (`SLURM_ARRAY_TASK_ID` minus `SLURM_ARRAY_TASK_MIN`)
-    /// or a Kubernetes Indexed Job (`JOB_COMPLETION_INDEX`), and the count from `--workers`,
-    /// `MULAN_WORKERS` or `SLURM_ARRAY_TASK_COUNT`. Contradictions are usage errors: a count that
-    /// differs from the Slurm array's, a count without an index, an index without a count, I ≥ N.
+    /// comes from `MULAN_WORKER`, a Slurm array or a Kubernetes Indexed Job (`JOB_COMPLETION_INDEX`),
+    /// and the count from `--workers`, `MULAN_WORKERS` or `SLURM_ARRAY_TASK_COUNT`.
+    ///
+    /// A Slurm array is either all the workers or some of them. All of them: no count is given, or
+    /// the given count equals `SLURM_ARRAY_TASK_COUNT`; task i is worker `SLURM_ARRAY_TASK_ID` minus
+    /// `SLURM_ARRAY_TASK_MIN` (`--array=0-63` and `--array=1-64` both work). Some of them: a count is
+    /// given and the array has fewer tasks, as when one failed task is resubmitted
+    /// (`sbatch --array=7` with `MULAN_WORKERS=64`); then the task id is the worker index itself.
+    /// Usage errors: a count without an index, an index without a count, I ≥ N.
     /// Nothing given: the single-process run.
     public static func resolve(worker: Int?, workers: Int?,
                                environment: [String: String] = ProcessInfo.processInfo.environment)
@@ -100,8 +105,16 @@ public struct WorkerSlice: Sendable, Hashable, CustomStringConvertible {
             index = mulanWorker
             indexOrigin = "MULAN_WORKER"
         } else if let slurmID {
-            index = slurmID - slurmMin
-            indexOrigin = slurmMin == 0 ? "SLURM_ARRAY_TASK_ID" : "SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN"
+            // The given count, if any; with fewer array tasks than workers, the tasks are named by
+            // worker index (a resubmitted task keeps its number), so the minimum is not subtracted.
+            let given = workers ?? mulanWorkers
+            if let given, let slurmCount, slurmCount < given {
+                index = slurmID
+                indexOrigin = "SLURM_ARRAY_TASK_ID; the array runs \(slurmCount) of the \(given) workers"
+            } else {
+                index = slurmID - slurmMin
+                indexOrigin = slurmMin == 0 ? "SLURM_ARRAY_TASK_ID" : "SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN"
+            }
         } else if let k8sIndex {
             index = k8sIndex
             indexOrigin = "JOB_COMPLETION_INDEX"
@@ -110,21 +123,24 @@ public struct WorkerSlice: Sendable, Hashable, CustomStringConvertible {
             indexOrigin = ""
         }
 
-        if let mulanWorkers, let slurmCount, mulanWorkers != slurmCount, slurmID != nil {
-            throw MulanError(.usage, "MULAN_WORKERS=\(mulanWorkers) but this Slurm array has \(slurmCount) tasks",
-                             hint: "give the array as many tasks as workers: sbatch --array=0-\(mulanWorkers - 1)")
+        let usesSlurm = indexOrigin.hasPrefix("SLURM")
+        if usesSlurm, let given = workers ?? mulanWorkers, let slurmCount, slurmCount > given {
+            let name = workers != nil ? "--workers \(given)" : "MULAN_WORKERS=\(given)"
+            throw MulanError(.usage, "\(name) but this Slurm array has \(slurmCount) tasks, more than the workers",
+                             hint: "give the array at most as many tasks as workers: sbatch --array=0-\(given - 1), "
+                                 + "or --array=I,J,… for some of them")
+        }
+        if usesSlurm, workers == nil, mulanWorkers == nil, let slurmID, slurmMin > 0, slurmCount == 1 {
+            throw MulanError(.usage, "this Slurm array has one task, \(slurmID), and no number of workers was given",
+                             hint: "to run worker \(slurmID) again (sbatch --array=\(slurmID)), set MULAN_WORKERS=N "
+                                 + "(or pass --workers N) with the N of the other workers")
         }
         let count: Int?
         if let workers {
-            if indexOrigin.hasPrefix("SLURM"), let slurmCount, slurmCount != workers {
-                throw MulanError(.usage, "--workers \(workers) but this Slurm array has \(slurmCount) tasks",
-                                 hint: "give the array as many tasks as workers (sbatch --array=0-\(workers - 1)), "
-                                     + "or pass --worker I explicitly")
-            }
             count = workers
         } else if let mulanWorkers {
             count = mulanWorkers
-        } else if indexOrigin.hasPrefix("SLURM") {
+        } else if usesSlurm {
             count = slurmCount
         } else {
             count = nil

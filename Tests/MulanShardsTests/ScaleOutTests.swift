@@ -49,6 +49,16 @@ struct ScaleOutTests {
         #expect(try slice(nil, 3, ["JOB_COMPLETION_INDEX": "1"]) == flags)
         #expect(try slice(nil, nil, ["JOB_COMPLETION_INDEX": "1", "MULAN_WORKERS": "3"]) == flags)
         #expect(try slice(nil, nil, ["MULAN_WORKER": "1", "MULAN_WORKERS": "3"]) == flags)
+        #expect(try slice(nil, nil, ["SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_COUNT": "3",
+                                     "SLURM_ARRAY_TASK_MIN": "1", "MULAN_WORKERS": "3"]) == flags)
+        // A resubmitted task (sbatch --array=1, so Slurm says task 1 of 1 with minimum 1): with the
+        // count given, the task id is the worker index; likewise for some tasks of an array.
+        let resubmitted = ["SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "1", "SLURM_ARRAY_TASK_MIN": "1"]
+        #expect(try slice(nil, nil, resubmitted.merging(["MULAN_WORKERS": "3"]) { $1 }) == flags)
+        #expect(try slice(nil, 3, resubmitted) == flags)
+        #expect(try slice(nil, nil, ["SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "2", "SLURM_ARRAY_TASK_MIN": "0",
+                                     "MULAN_WORKERS": "3"]) == flags)
+        #expect(try slice(nil, nil, resubmitted.merging(["MULAN_WORKER": "1", "MULAN_WORKERS": "3"]) { $1 }) == flags)
         // Explicit flags win over the environment.
         #expect(try slice(1, 3, ["SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "5"]) == flags)
         // Nothing: one process. --workers 1 alone: one process.
@@ -66,8 +76,11 @@ struct ScaleOutTests {
         #expect(usageError(3, 3, [:]))                                   // I ≥ N
         #expect(usageError(-1, 3, [:]))
         #expect(usageError(0, 0, [:]))
-        #expect(usageError(nil, 4, ["SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "3"]))  // mismatch
-        #expect(usageError(nil, nil, ["MULAN_WORKERS": "4", "SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "3"]))
+        #expect(usageError(nil, 2, ["SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "3"]))  // more tasks than workers
+        #expect(usageError(nil, nil, ["MULAN_WORKERS": "2", "SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "3"]))
+        #expect(usageError(nil, nil, ["SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_COUNT": "1", "SLURM_ARRAY_TASK_MIN": "7",
+                                      "MULAN_WORKERS": "3"]))              // resubmitted task 7 of 3 workers
+        #expect(usageError(nil, nil, resubmitted))                       // resubmitted task 1 without the count
         #expect(usageError(nil, nil, ["JOB_COMPLETION_INDEX": "1"]))      // no count
         #expect(usageError(nil, 3, [:]))                                 // no index
         #expect(usageError(nil, nil, ["SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "3"]))
@@ -392,8 +405,11 @@ struct ScaleOutTests {
         }
         let tooBig = try ingest(["--worker", "3", "--workers", "3"])
         #expect(tooBig.status == 64 && tooBig.stderr.contains("worker 3"), "\(tooBig.stderr)")
-        let mismatch = try ingest(["--workers", "4"], env: ["SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "3"])
+        let mismatch = try ingest(["--workers", "2"], env: ["SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "3"])
         #expect(mismatch.status == 64 && mismatch.stderr.contains("Slurm"), "\(mismatch.stderr)")
+        // sbatch --array=7 alone, without the number of workers: the hint names MULAN_WORKERS.
+        let alone = try ingest([], env: ["SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_COUNT": "1", "SLURM_ARRAY_TASK_MIN": "7"])
+        #expect(alone.status == 64 && alone.stderr.contains("MULAN_WORKERS=N"), "\(alone.stderr)")
         #expect(try ingest([], env: ["JOB_COMPLETION_INDEX": "0"]).status == 64)
         #expect(!FileManager.default.fileExists(atPath: h.workdir + "/catalog.sqlite"))
 
