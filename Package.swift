@@ -13,7 +13,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: tools.map { .executable(name: $0, targets: [$0]) } + [
         // The parsers, for the libFuzzer harnesses of fuzz/ (a separate package that depends on this one).
-        .library(name: "MulanKit", targets: ["MulanCore", "MulanText", "MulanShards", "MulanShardFormat", "MulanTensor"]),
+        .library(name: "MulanKit", targets: ["MulanCore", "MulanFormats", "MulanText", "MulanShards", "MulanShardFormat", "MulanTensor"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -33,27 +33,30 @@ let package = Package(
 
         // Swift layers.
         .target(name: "MulanCore", dependencies: ["CMulanCrypto"]),
+        // The parsers of untrusted bytes users bring (CSV, TOML, JSON Lines, manifests, the corpora's own
+        // formats): what the fuzz harnesses exercise.
+        .target(name: "MulanFormats", dependencies: ["MulanCore"]),
         .target(name: "MulanMedia", dependencies: ["MulanCore", "CMulanFFmpeg", "CMulanChromaprint", "CMulanEBUR128"]),
         .target(name: "MulanCatalog", dependencies: ["MulanCore", "CMulanSQLite"]),
-        .target(name: "MulanText", dependencies: ["MulanCore", "CMulanICU"]),
-        .target(name: "MulanIngest", dependencies: ["MulanCore", "MulanMedia", "MulanCatalog"]),
-        .target(name: "MulanFiltering", dependencies: ["MulanCore", "MulanText", "MulanCatalog"]),
+        .target(name: "MulanText", dependencies: ["MulanCore", "MulanFormats", "CMulanICU"]),
+        .target(name: "MulanIngest", dependencies: ["MulanCore", "MulanFormats", "MulanMedia", "MulanCatalog"]),
+        .target(name: "MulanFiltering", dependencies: ["MulanCore", "MulanFormats", "MulanText", "MulanCatalog"]),
         // The shard format (dataset.json, tar members, sidecars): what writers and readers share, without the catalog.
         .target(name: "MulanShardFormat", dependencies: ["MulanCore"]),
-        .target(name: "MulanShards", dependencies: ["MulanCore", "MulanCatalog", "MulanMedia", "MulanShardFormat"]),
+        .target(name: "MulanShards", dependencies: ["MulanCore", "MulanFormats", "MulanCatalog", "MulanMedia", "MulanShardFormat"]),
         .target(name: "MulanDedupe", dependencies: ["MulanCore", "MulanCatalog"]),
         .target(name: "MulanTensor", dependencies: ["CMulanOpenBLAS"]),
         .target(name: "MulanDSP", dependencies: ["MulanCore", "CMulanFFmpeg"]),
         // Evaluation and metrics records: written by the trainer, read by reports, with no model code.
         .target(name: "MulanRecords"),
-        .target(name: "MulanTraining", dependencies: ["MulanCore", "MulanMedia", "MulanShardFormat", "MulanTensor", "MulanDSP",
+        .target(name: "MulanTraining", dependencies: ["MulanCore", "MulanFormats", "MulanMedia", "MulanShardFormat", "MulanTensor", "MulanDSP",
                                                       "MulanText", "MulanRecords"]),
         .target(name: "MulanReport", dependencies: ["MulanCore", "MulanCatalog", "MulanShardFormat", "MulanRecords"]),
         // Zero-shot audio filtering: catalog clips scored against text prompts with a trained model. Its own
         // module because MulanFiltering (text) must not pull in the model stack.
         .target(name: "MulanAudioFilter", dependencies: ["MulanCore", "MulanCatalog", "MulanTraining", "MulanRecords"]),
         .target(name: "MulanCommands", dependencies: [
-            "MulanCore", "MulanIngest", "MulanCatalog", "MulanText", "MulanFiltering", "MulanShards", "MulanTraining",
+            "MulanCore", "MulanFormats", "MulanIngest", "MulanCatalog", "MulanText", "MulanFiltering", "MulanShards", "MulanTraining",
             "MulanReport", "MulanDedupe", "MulanMedia", "MulanAudioFilter", "MulanRecords", "MulanShardFormat", "MulanTensor",
             "MulanDSP",
             argumentParser,
@@ -65,17 +68,18 @@ let package = Package(
         // Tests.
         .target(name: "MulanTestSupport", dependencies: ["MulanCore", "MulanCatalog"], path: "Tests/MulanTestSupport"),
         .testTarget(name: "MulanCoreTests", dependencies: ["MulanCore", "MulanTestSupport"]),
+        .testTarget(name: "MulanFormatsTests", dependencies: ["MulanFormats", "MulanCore", "MulanTestSupport"]),
         .testTarget(name: "MulanMediaTests", dependencies: ["MulanMedia", "CMulanEBUR128", "MulanTestSupport"]),
         .testTarget(name: "MulanCatalogTests", dependencies: ["MulanCatalog", "MulanTestSupport"]),
         .testTarget(name: "MulanTextTests", dependencies: ["MulanText", "MulanCore", "MulanTestSupport"]),
-        .testTarget(name: "MulanFilteringTests", dependencies: ["MulanFiltering", "MulanText", "MulanCatalog", "MulanTestSupport"]),
+        .testTarget(name: "MulanFilteringTests", dependencies: ["MulanFiltering", "MulanFormats", "MulanText", "MulanCatalog", "MulanTestSupport"]),
         .testTarget(name: "MulanShardsTests", dependencies: ["MulanShards", "MulanShardFormat", "MulanCatalog", "MulanTestSupport"]),
         .testTarget(name: "MulanTensorTests", dependencies: ["MulanTensor", "MulanTestSupport"]),
         .testTarget(name: "MulanDSPTests", dependencies: ["MulanDSP", "MulanMedia", "MulanTestSupport"]),
-        .testTarget(name: "MulanTrainingTests", dependencies: ["MulanTraining", "MulanTensor", "MulanShards", "MulanShardFormat", "MulanText",
+        .testTarget(name: "MulanTrainingTests", dependencies: ["MulanTraining", "MulanFormats", "MulanTensor", "MulanShards", "MulanShardFormat", "MulanText",
                                                               "MulanRecords", "MulanTestSupport"]),
-        .testTarget(name: "MulanIngestTests", dependencies: ["MulanIngest", "MulanCatalog", "MulanMedia", "MulanTestSupport"]),
-        .testTarget(name: "MulanAudioFilterTests", dependencies: ["MulanAudioFilter", "MulanTraining", "MulanRecords", "MulanCatalog",
+        .testTarget(name: "MulanIngestTests", dependencies: ["MulanIngest", "MulanFormats", "MulanCatalog", "MulanMedia", "MulanTestSupport"]),
+        .testTarget(name: "MulanAudioFilterTests", dependencies: ["MulanAudioFilter", "MulanFormats", "MulanTraining", "MulanRecords", "MulanCatalog",
                                                                  "MulanCore", "MulanTestSupport"]),
         .testTarget(name: "MulanReportTests", dependencies: ["MulanReport", "MulanCatalog", "MulanShardFormat", "MulanTestSupport"]),
         .testTarget(name: "MulanDedupeTests", dependencies: ["MulanDedupe", "MulanCatalog", "MulanMedia", "MulanShards",

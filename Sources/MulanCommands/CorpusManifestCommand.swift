@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MulanCore
+import MulanFormats
 
 extension CorpusFormat: ExpressibleByArgument {}
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import MulanAudioFilter
 import MulanCore
+import MulanFormats
 import MulanIngest
 import MulanMedia
 import MulanRecords

@@ -1,6 +1,7 @@
 import Foundation
 import MulanCatalog
 import MulanCore
+import MulanFormats
 import MulanText
 
 /// Where the global phase reads one part's summary: a table set in `schema` of `database` (the

@@ -1,6 +1,7 @@
 import Foundation
 import MulanCatalog
 import MulanCore
+import MulanFormats
 import MulanText
 
 /// The steps both layouts share: resources, per-text decisions, corpus-wide rules, completion.

@@ -1,6 +1,7 @@
 import Foundation
 import MulanCatalog
 import MulanCore
+import MulanFormats
 import MulanText
 
 /// Which half of a filter run a worker does when the work directory is split into worker parts

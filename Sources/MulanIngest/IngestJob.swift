@@ -1,6 +1,7 @@
 import Foundation
 import MulanCatalog
 import MulanCore
+import MulanFormats
 import MulanMedia
 
 /// Where the tracks of a run come from.

@@ -1,6 +1,7 @@
 import Foundation
 import MulanCatalog
 import MulanCore
+import MulanFormats
 
 /// The summary of `mulan-ingest text` (`--report FILE`; schemas/text-report.schema.json).
 public struct TextLoadReport: Codable, Sendable, StageReport {

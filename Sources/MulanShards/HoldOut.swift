@@ -1,5 +1,6 @@
 import Foundation
 import MulanCore
+import MulanFormats
 
 /// Benchmark test tracks that must not be trained on (`mulan-shard --hold-out FILE`): their clips, and
 /// the clips of every track in the same mulan-dedupe duplicate group, are kept out of the train split

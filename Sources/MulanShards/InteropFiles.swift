@@ -1,5 +1,6 @@
 import Foundation
 import MulanCore
+import MulanFormats
 import MulanShardFormat
 
 /// `DATASET/SPLIT.wids.json`: a split's shard index in the format of the `wids` package

@@ -1,5 +1,6 @@
 import Foundation
 import MulanCore
+import MulanFormats
 
 /// The configuration of `mulan-filter`, per source, with documented defaults
 /// (manifests/filters.toml shows every key). Loaded from TOML; unknown keys are errors.

@@ -1,5 +1,6 @@
 import Foundation
 import MulanCore
+import MulanFormats
 
 /// A linear classifier of "is this sentence about the music?" over hashed WordPiece n-grams
 /// (unigrams and bigrams of the BERT ids, FNV-1a hashed into 2^18 buckets, presence features),

@@ -1,5 +1,6 @@
 import Foundation
 import MulanCore
+import MulanFormats
 
 /// One filtering decision for one raw text.
 public struct TextDecision: Sendable {

@@ -1,5 +1,6 @@
 import Foundation
 import MulanCore
+import MulanFormats
 
 /// The benchmarks of the MuLan paper and its peers, as `mulan-eval --benchmark` presets. A preset
 /// only chooses the files' items, tags and split (with the corpora's own rules, `CorpusConventions`);

@@ -1,5 +1,6 @@
 import Foundation
 import MulanCore
+import MulanFormats
 import MulanRecords
 
 /// Ground truth for zero-shot tagging: items (audio files or shard clips) and, per tag name, which

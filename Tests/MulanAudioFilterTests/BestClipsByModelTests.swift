@@ -2,6 +2,7 @@ import Foundation
 import MulanAudioFilter
 import MulanCatalog
 import MulanCore
+import MulanFormats
 import MulanRecords
 import MulanTestSupport
 import MulanTraining

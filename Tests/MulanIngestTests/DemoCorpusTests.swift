@@ -1,6 +1,7 @@
 import Foundation
 import MulanCatalog
 import MulanCore
+import MulanFormats
 import MulanTestSupport
 import Testing
 

@@ -3,6 +3,7 @@
 // every buffer refill and growth path runs).
 import FuzzSupport
 import MulanCore
+import MulanFormats
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {

@@ -5,6 +5,7 @@
 // (class_labels_indices.csv and ontology.json).
 import FuzzSupport
 import MulanCore
+import MulanFormats
 
 let labels: AudioSetLabels = {
     // A small ontology, with a cycle (Music → Keyboard → Music) as a hostile file could hold.

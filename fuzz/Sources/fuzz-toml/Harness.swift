@@ -1,6 +1,7 @@
 // Fuzzes the TOML reader (mulan-filter --config) and the filter configuration built from it.
 import FuzzSupport
 import MulanCore
+import MulanFormats
 import MulanText
 
 @_cdecl("LLVMFuzzerTestOneInput")

@@ -1,4 +1,5 @@
 import Foundation
+import MulanCore
 
 /// The annotation file formats `mulan-ingest text` reads.
 public enum TextFormat: String, Sendable, CaseIterable, Codable {

@@ -1,3 +1,5 @@
+import MulanCore
+
 /// MTG-Jamendo's autotagging TSVs (`raw_30s_cleantags.tsv`, `autotagging*.tsv`, and the split files
 /// `splits/split-N/{train,validation,test}.tsv`, whose lines end with CRLF): a header
 /// `TRACK_ID ARTIST_ID ALBUM_ID PATH DURATION TAGS`, then ragged rows: after the fixed fields, one

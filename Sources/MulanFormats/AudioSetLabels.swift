@@ -1,4 +1,5 @@
 import Foundation
+import MulanCore
 
 /// AudioSet label ids (`/m/…`, `/t/…`) and their display names, from the ontology
 /// (`ontology.json`) or from `class_labels_indices.csv` (`index,mid,display_name`).

@@ -1,4 +1,5 @@
 import Foundation
+import MulanCore
 
 /// The corpora whose own metadata files `mulan-ingest manifest` turns into an audio manifest.
 public enum CorpusFormat: String, Sendable, CaseIterable {

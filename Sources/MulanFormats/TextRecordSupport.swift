@@ -1,4 +1,5 @@
 import Foundation
+import MulanCore
 
 /// The options of `mulan-ingest text` that every format's reader applies.
 public struct TextReadSettings: Sendable {

@@ -1,3 +1,5 @@
+import MulanCore
+
 /// One CSV record: its fields, the line it starts on (1-based), its raw bytes (capped) and, when
 /// it cannot be trusted, why.
 public struct CSVRecord: Sendable {

@@ -1,5 +1,6 @@
 import Foundation
 import MulanCore
+import MulanFormats
 import Testing
 
 /// Inputs that crash the TOML reader of `mulan-filter --config` (docs/reliability.md, libFuzzer

@@ -1,5 +1,6 @@
 import Foundation
 import MulanCore
+import MulanFormats
 import MulanTestSupport
 import Testing
 

@@ -1,4 +1,5 @@
 import Foundation
+import MulanCore
 
 /// A slice of the Spotify Million Playlist Dataset (`mpd.slice.A-B.json`): ONE JSON object,
 /// `{"info": {…}, "playlists": [{"name", "pid", "description"?, "tracks": [{"track_uri", …}], …}]}`,

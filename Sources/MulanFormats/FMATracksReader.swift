@@ -1,3 +1,5 @@
+import MulanCore
+
 /// FMA's `tracks.csv` (fma_metadata): quoted CSV whose header is two rows, the group of each
 /// column (`album`, `artist`, `set`, `track`) and its field (`title`, `genre_top`, `tags`, …), then
 /// in the published file a third line holding only the index name (`track_id`, what pandas'

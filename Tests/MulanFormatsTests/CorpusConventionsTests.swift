@@ -1,4 +1,5 @@
 import MulanCore
+import MulanFormats
 import Testing
 
 /// The corpora's own rules, on the names and values of the published files.

@@ -1,4 +1,5 @@
 import Foundation
+import MulanCore
 
 /// LP-MusicCaps exports (the MSD, MTT and MC subsets) as JSON Lines (`Dataset.to_json`, one object
 /// a line) or CSV (`Dataset.to_csv`), told apart by the first byte (`{` is JSON Lines). Parquet, the

@@ -1,5 +1,6 @@
 import Foundation
 @testable import MulanCore
+@testable import MulanFormats
 import MulanTestSupport
 import Testing
 

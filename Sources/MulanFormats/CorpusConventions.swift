@@ -1,4 +1,5 @@
 import Foundation
+import MulanCore
 
 // The published corpora's own rules — official splits, subsets, tag syntax, how audio files are
 // named — in one place, so that `mulan-ingest manifest`, the text readers and `mulan-eval

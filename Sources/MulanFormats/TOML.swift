@@ -1,4 +1,5 @@
 import Foundation
+import MulanCore
 
 /// A parsed TOML value. Dates and times are not supported (mulan's configuration has none).
 public enum TOMLValue: Sendable, Equatable {
