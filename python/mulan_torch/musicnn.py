@@ -19,7 +19,8 @@ musicnn (``MSD_musicnn``, ``MTT_musicnn``)::
     front = concat(timbral.0, timbral.1, temporal.0, temporal.1, temporal.2)        561 channels
     midend.0: conv1d [64, 561, 7] pad 3 → ReLU → BN;  midend.{1,2}: conv1d [64, 64, 7] → ReLU → BN, + input
     features = concat(front, midend.0, res1, res2)                                  753 channels
-    backend: [max over time (753), mean over time (753)] → pool_bn → dense (200) → ReLU → dense_bn
+    backend: (max over time, mean over time) of each of the 753 channels, interleaved as TensorFlow's
+             flatten of [753, 2] gives them (1506) → pool_bn → dense (200) → ReLU → dense_bn
              (the penultimate feature) → logits (50); the taggram is sigmoid(logits)
 
 vgg (``MSD_vgg``, ``MTT_vgg``)::
@@ -235,7 +236,7 @@ class MusicnnTower(nn.Module):
         r2 = self.midend[1](m1) + m1
         r3 = self.midend[2](r2) + r2
         f = torch.cat([front, m1, r2, r3], dim=1)
-        pooled = torch.cat([f.amax(dim=2), f.mean(dim=2)], dim=1)
+        pooled = torch.stack([f.amax(dim=2), f.mean(dim=2)], dim=2).flatten(1)  # max_c, mean_c interleaved
         b = self.backend
         return b.dense_bn(F.relu(b.dense(b.pool_bn(pooled))))
 
@@ -323,8 +324,8 @@ def name_map(architecture: str) -> Dict[str, Tuple[str, str]]:
             m[f"{block}.conv.weight"] = (f"{_conv_suffix(i)}/kernel", rule)
             m[f"{block}.conv.bias"] = (f"{_conv_suffix(i)}/bias", "id")
             m.update(_bn(f"{block}.bn", _bn_suffix(i + 1)))
-        m.update({k: (v[0], "pool") for k, v in _bn("backend.pool_bn", _bn_suffix(9)).items()})
-        m["backend.dense.weight"] = ("dense/kernel", "dense_pool")
+        m.update(_bn("backend.pool_bn", _bn_suffix(9)))
+        m["backend.dense.weight"] = ("dense/kernel", "dense")
         m["backend.dense.bias"] = ("dense/bias", "id")
         m.update(_bn("backend.dense_bn", _bn_suffix(10)))
         m["backend.logits.weight"] = ("dense_1/kernel", "dense")
@@ -342,13 +343,6 @@ def name_map(architecture: str) -> Dict[str, Tuple[str, str]]:
     return m
 
 
-def _pool_order(n: int) -> np.ndarray:
-    """TensorFlow's flatten of [753 channels, (max, mean)] interleaves max_c, mean_c; mulan's order is
-    all maxima then all means: ours[k] = tf[order[k]]."""
-    channels = n // 2
-    return np.concatenate([2 * np.arange(channels), 2 * np.arange(channels) + 1])
-
-
 def _to_mulan(value: np.ndarray, rule: str) -> np.ndarray:
     if rule == "id":
         return value
@@ -358,10 +352,6 @@ def _to_mulan(value: np.ndarray, rule: str) -> np.ndarray:
         return value[:, :, 0, :].transpose(2, 1, 0)
     if rule == "dense":  # [in, out] → [out, in]
         return value.T
-    if rule == "pool":
-        return value[_pool_order(value.shape[0])]
-    if rule == "dense_pool":
-        return value[_pool_order(value.shape[0])].T
     raise AssertionError(rule)
 
 
