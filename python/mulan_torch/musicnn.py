@@ -427,6 +427,7 @@ def convert(model_dir: str, out: str, tags: Optional[str] = None) -> Dict[str, s
     os.makedirs(directory, exist_ok=True)
     temporary = out + ".tmp"
     save_file(tensors, temporary, metadata=metadata)
+    os.chmod(temporary, 0o644)
     os.replace(temporary, out)
     return metadata
 
