@@ -36,7 +36,8 @@ in TensorFlow's). Dropout (musicnn's training used it) is left out, at inference
 Front end (``log_mel``): 16 kHz mono, ``librosa.feature.melspectrogram(y, sr=16000, n_fft=512,
 hop_length=256, n_mels=96)`` (periodic Hann, centred frames padded with zeros — librosa ≥ 0.10's
 ``pad_mode='constant'`` — power 2, Slaney mel scale and area normalization), then
-``log10(10000·x + 1)`` in float32 (musicnn's own float16 arithmetic overflows: see ``log_mel``); patches of 187 frames from the start, not
+``log10(10000·x + 1)`` (mulan keeps float32; musicnn's own float16 arithmetic overflows: see
+``log_mel``); patches of 187 frames from the start, not
 overlapping, a shorter remainder dropped.
 """
 
@@ -96,49 +97,27 @@ class MusicnnError(ValueError):
 # MARK: front end
 
 
-def _filterbank() -> np.ndarray:
-    from .audio import LogMelConfig, mel_filterbank
+def front_end_config():  # -> audio.LogMelConfig
+    """musicnn's front end as mulan's ``logMel`` settings (Swift's ``LogMelConfig.musicnn``)."""
+    from .audio import MUSICNN_SCALE, LogMelConfig
 
-    cfg = LogMelConfig(sample_rate=SAMPLE_RATE, window_seconds=N_FFT / SAMPLE_RATE, hop_seconds=HOP / SAMPLE_RATE,
-                       fft_size=N_FFT, mel_bands=N_MELS, f_min=0.0, f_max=None)
-    return mel_filterbank(cfg).astype(np.float64)
-
-
-_FILTERS: Optional[np.ndarray] = None
-
-
-def mel_power(samples: np.ndarray) -> np.ndarray:
-    """librosa's power mel spectrogram with musicnn's settings, float32 [96, frames] (frames =
-    1 + len // 256), computed in double precision and rounded to float32."""
-    global _FILTERS
-    if _FILTERS is None:
-        _FILTERS = _filterbank()
-    x = np.asarray(samples, dtype=np.float64)
-    if x.ndim != 1:
-        raise ValueError(f"musicnn's front end wants mono samples, got shape {list(x.shape)}")
-    half = N_FFT // 2
-    padded = np.concatenate([np.zeros(half), x, np.zeros(half)])
-    frames = 1 + (padded.shape[0] - N_FFT) // HOP
-    if frames < 1:
-        return np.zeros((N_MELS, 0), dtype=np.float32)
-    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)
-    strided = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP][:frames]
-    spectrum = np.fft.rfft(strided * window, axis=1)
-    power = spectrum.real ** 2 + spectrum.imag ** 2
-    return (power @ _FILTERS.T).T.astype(np.float32)
+    return LogMelConfig(sample_rate=SAMPLE_RATE, window_seconds=N_FFT / SAMPLE_RATE, hop_seconds=HOP / SAMPLE_RATE,
+                        fft_size=N_FFT, mel_bands=N_MELS, f_min=0.0, f_max=None, scale=MUSICNN_SCALE)
 
 
 def log_mel(samples: np.ndarray) -> np.ndarray:
-    """musicnn's input representation of 16 kHz mono ``samples``: float32 [96, frames],
-    log10(10000·x + 1) of the power mel spectrogram, computed in float32.
+    """musicnn's input representation of 16 kHz mono ``samples``: float32 [96, frames] (frames =
+    1 + len // 256), log10(10000·x + 1) of the power mel spectrogram (mulan_torch.audio.log_mel with
+    ``front_end_config()``: float32 power, the log in double precision).
 
     musicnn's own ``batch_data`` rounds the mel to float16 and computes the log in float16: its values
     then differ from these by up to half a float16 step (about 1e-3 at 3), and where the mel power
     reaches 6.55 the product overflows to inf and musicnn's taggram becomes NaN (on 5 of the 6 Wesnoth
     clips of the parity test). mulan keeps float32 throughout; the taggrams of the test are musicnn's
-    TensorFlow graph run on this float32 input."""
-    mel = mel_power(samples)
-    return np.log10(np.float32(10000) * mel + np.float32(1)).astype(np.float32)
+    TensorFlow graph run on librosa's float32 mel with the log in float32."""
+    from .audio import log_mel as compute
+
+    return compute(np.asarray(samples, dtype=np.float32), front_end_config())
 
 
 def patches(spectrogram: np.ndarray, label: str = "the window") -> np.ndarray:
