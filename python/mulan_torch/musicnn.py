@@ -58,7 +58,8 @@ from .tfbundle import BundleError, TensorBundle
 
 __all__ = ["SAMPLE_RATE", "N_FFT", "HOP", "N_MELS", "PATCH_FRAMES", "MSD_TAGS", "MTT_TAGS", "MusicnnError",
            "MusicnnTower", "VggTower", "log_mel", "patches", "convert", "load_pretrained", "build_tower",
-           "check_metadata", "main"]
+           "check_metadata", "main", "MusicnnAudioTower", "VggAudioTower", "mulan_audio_tower", "check_front_end",
+           "parse_audio_training", "front_end_config"]
 
 SAMPLE_RATE = 16000
 N_FFT = 512
@@ -272,6 +273,132 @@ def build_tower(architecture: str) -> nn.Module:
     if architecture == "vgg":
         return VggTower()
     raise ValueError(f"unknown pretrained audio architecture {architecture!r} (musicnn or vgg)")
+
+
+# MARK: as mulan's audio tower
+
+BLOCKS: Dict[str, List[Tuple[str, ...]]] = {
+    "musicnn": [("input_bn.", "timbral.", "temporal."), ("midend.",), ("backend.pool_bn.", "backend.dense.", "backend.dense_bn.")],
+    "vgg": [("input_bn.", "blocks.0."), ("blocks.1.",), ("blocks.2.",), ("blocks.3.",), ("blocks.4.",)],
+}
+"""The blocks of each tower from the bottom, by parameter-name prefix, for ``audioTraining`` top:K
+(musicnn: front end, midend, backend; vgg: its five conv blocks, input_bn with the first)."""
+TAG_LAYER = {"musicnn": "backend.logits.", "vgg": "logits."}
+"""The tag layer: kept in checkpoints (the taggram), not on the embedding's path, never trained."""
+
+
+def parse_audio_training(mode: Optional[str], architecture: str) -> int:
+    """Blocks that train, counted from the top, for ``full`` (all), ``frozen`` (none) or ``top:K``."""
+    blocks = len(BLOCKS[architecture])
+    mode = mode or "full"
+    if mode == "full":
+        return blocks
+    if mode == "frozen":
+        return 0
+    if mode.startswith("top:") and mode[4:].isdigit() and int(mode[4:]) >= 1:
+        if int(mode[4:]) > blocks:
+            raise ValueError(f"audio training {mode}, but the {architecture} tower has {blocks} blocks")
+        return int(mode[4:])
+    raise ValueError(f"audio training must be full, frozen or top:K (K ≥ 1), got {mode!r}")
+
+
+class _Embedding(nn.Module):
+    """The pretrained tower as mulan's audio tower: log-mel windows [B, 96, T] (T ≥ 187) → the
+    penultimate feature of each 187-frame patch (from the start, a remainder dropped), averaged over
+    the patches → ``proj`` → L2 normalization. Parameters of blocks that do not train are left out
+    of the optimizer by ``trains`` and their batch norms stay in inference mode (``train``)."""
+
+    architecture: str  # from the tower class
+    feature_dim: int
+
+    def _setup(self, embedding_dim: int, training: Optional[str]) -> None:
+        self.proj = nn.Linear(self.feature_dim, embedding_dim)
+        self.trained_blocks = parse_audio_training(training, self.architecture)
+
+    def trains(self, name: str) -> bool:
+        """Whether parameter ``name`` (relative to the tower) trains."""
+        if name.startswith("proj."):
+            return True
+        if name.startswith(TAG_LAYER[self.architecture]):
+            return False
+        blocks = BLOCKS[self.architecture]
+        for index, prefixes in enumerate(blocks):
+            if name.startswith(prefixes):
+                return index >= len(blocks) - self.trained_blocks
+        raise AssertionError(f"parameter {name} is in no block")
+
+    def train(self, mode: bool = True) -> "_Embedding":
+        super().train(mode)
+        if mode:
+            for name, module in self.named_modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm) and not self.trains(name + ".weight"):
+                    module.eval()
+        return self
+
+    def forward(self, log_mel: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        if log_mel.dim() != 3 or log_mel.shape[1] != N_MELS:
+            raise ValueError(f"the {self.architecture} audio tower wants [batch, {N_MELS}, frames], got {list(log_mel.shape)}")
+        b, _, t = log_mel.shape
+        n = t // PATCH_FRAMES
+        if n < 1:
+            raise ValueError(f"the {self.architecture} audio tower needs windows of at least {PATCH_FRAMES} frames, got {t}")
+        x = log_mel[:, :, : n * PATCH_FRAMES].reshape(b, N_MELS, n, PATCH_FRAMES).permute(0, 2, 1, 3)
+        f = self.features(x.reshape(b * n, N_MELS, PATCH_FRAMES)).reshape(b, n, -1).mean(dim=1)  # type: ignore[attr-defined]
+        return F.normalize(self.proj(f), dim=-1, eps=1e-12)
+
+    def load_pretrained_file(self, path: str) -> Dict[str, str]:
+        """Loads a converted file's tensors (every tower tensor; ``proj`` keeps its initialization)."""
+        tower, metadata = load_pretrained(path)
+        if tower.architecture != self.architecture:
+            raise MusicnnError(f"{path} holds a {tower.architecture} tower, not {self.architecture}")
+        own = self.state_dict()
+        with torch.no_grad():
+            for name, t in tower.state_dict().items():
+                own[name].copy_(t)
+        return metadata
+
+
+class MusicnnAudioTower(_Embedding, MusicnnTower):
+    def __init__(self, embedding_dim: int, training: Optional[str] = None) -> None:
+        MusicnnTower.__init__(self)
+        self._setup(embedding_dim, training)
+
+
+class VggAudioTower(_Embedding, VggTower):
+    def __init__(self, embedding_dim: int, training: Optional[str] = None) -> None:
+        VggTower.__init__(self)
+        self._setup(embedding_dim, training)
+
+    def forward(self, log_mel: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return _Embedding.forward(self, log_mel)
+
+
+def mulan_audio_tower(kind: str, embedding_dim: int, training: Optional[str] = None) -> _Embedding:
+    if kind == "musicnn":
+        return MusicnnAudioTower(embedding_dim, training)
+    if kind == "vgg":
+        return VggAudioTower(embedding_dim, training)
+    raise ValueError(f"unknown pretrained audio tower {kind!r}")
+
+
+def check_front_end(log_mel: Mapping[str, object], window_seconds: float, kind: str, source: str) -> None:
+    """Raises ValueError naming the first ``logMel`` setting that differs from musicnn's front end, or
+    a window shorter than one patch."""
+    from .audio import LogMelConfig
+
+    ours, want = LogMelConfig.from_dict(log_mel), front_end_config()
+    for name, got, need in [("sampleRate", ours.sample_rate, want.sample_rate),
+                            ("windowLength", ours.window_length, want.window_length),
+                            ("hopLength", ours.hop_length, want.hop_length), ("fftSize", ours.n_fft, want.n_fft),
+                            ("melBands", ours.mel_bands, want.mel_bands), ("fMin", ours.f_min, want.f_min),
+                            ("fMax", ours.resolved_f_max, want.resolved_f_max), ("scale", ours.scale, want.scale)]:
+        if got != need:
+            raise ValueError(f"{source}: the {kind} audio tower needs musicnn's front end, but logMel.{name} is "
+                             f"{got}, not {need}")
+    frames = 1 + int(round(window_seconds * SAMPLE_RATE)) // HOP
+    if frames < PATCH_FRAMES:
+        raise ValueError(f"{source}: a {window_seconds}-s window has {frames} frames, fewer than the {kind} "
+                         f"tower's {PATCH_FRAMES}-frame patch; use windows of at least 3 s")
 
 
 # MARK: TensorFlow names → mulan names
