@@ -37,8 +37,11 @@ Front end (``log_mel``): 16 kHz mono, ``librosa.feature.melspectrogram(y, sr=160
 hop_length=256, n_mels=96)`` (periodic Hann, centred frames padded with zeros — librosa ≥ 0.10's
 ``pad_mode='constant'`` — power 2, Slaney mel scale and area normalization), then
 ``log10(10000·x + 1)`` (mulan keeps float32; musicnn's own float16 arithmetic overflows: see
-``log_mel``); patches of 187 frames from the start, not
-overlapping, a shorter remainder dropped.
+``log_mel``); patches of 187 frames from the start, not overlapping, a shorter remainder dropped.
+
+As mulan's audio tower (``MusicnnAudioTower``, ``VggAudioTower``; ``audio.kind`` musicnn / vgg): the
+penultimate feature of each patch of a window, averaged over the patches, → ``proj`` → L2
+normalization; ``audioTraining`` full / frozen / top:K chooses the blocks that train (``BLOCKS``).
 """
 
 from __future__ import annotations
@@ -564,9 +567,7 @@ def load_pretrained(path: str) -> Tuple[nn.Module, Dict[str, str]]:
         with safe_open(path, framework="pt") as f:
             metadata = dict(f.metadata() or {})
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (OSError, Exception) as error:  # safetensors raises its own error types
-        if isinstance(error, MusicnnError):
-            raise
+    except Exception as error:  # OSError, or safetensors' own error types for a damaged file
         raise MusicnnError(f"cannot read pretrained audio tower {path}: {error}") from error
     tower = build_tower(check_metadata(metadata, path))
     own = tower.state_dict()
