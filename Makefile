@@ -23,7 +23,8 @@ release: setup
 test:
 	@scripts/setup.sh --python
 	$(SWIFT) build --build-tests
-	MULAN_TEST_PYTHON=$(CURDIR)/.venv/bin/python $(SWIFT) test --skip-build
+	MULAN_TEST_PYTHON=$(CURDIR)/.venv/bin/python MULAN_TEST_PRETRAINED=$(CURDIR)/.venv/mulan-pretrained \
+	    $(SWIFT) test --skip-build
 	@$(MAKE) --no-print-directory test-python
 
 # The PyTorch side (python/, the mulan-torch package): installed into .venv as a user would
@@ -39,13 +40,14 @@ test-asan:
 	@scripts/setup.sh --python
 	$(SWIFT) build --build-tests --sanitize=address --scratch-path .build-asan
 	ASAN_OPTIONS=$(ASAN_OPTIONS) LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/tools/lsan-suppressions.txt \
-	    MULAN_TEST_PYTHON=$(CURDIR)/.venv/bin/python \
+	    MULAN_TEST_PYTHON=$(CURDIR)/.venv/bin/python MULAN_TEST_PRETRAINED=$(CURDIR)/.venv/mulan-pretrained \
 	    $(SWIFT) test --skip-build --sanitize=address --scratch-path .build-asan
 
 test-tsan:
 	@scripts/setup.sh --python
 	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan
 	TSAN_OPTIONS=$(TSAN_OPTIONS) MULAN_TEST_PYTHON=$(CURDIR)/.venv/bin/python \
+	    MULAN_TEST_PRETRAINED=$(CURDIR)/.venv/mulan-pretrained \
 	    $(SWIFT) test --skip-build --sanitize=thread --scratch-path .build-tsan
 
 # The main job end to end on a generated corpus of real instrument sound (docs/demo.md): the four

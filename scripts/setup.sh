@@ -89,4 +89,27 @@ if [ "${1:-}" = "--python" ]; then
     echo "setup: adding pytest and pyyaml to .venv"
     .venv/bin/pip install --quiet --disable-pip-version-check pytest pyyaml
   fi
+  # musicnn 0.1.0's pretrained taggers (issue 26, docs/pretrained-audio.md): the package with --no-deps
+  # (its pins cannot install on this Python) for the TensorFlow checkpoints in its wheel; TensorFlow
+  # CPU and tf-keras (musicnn's models.py needs tf.compat.v1.layers) for the parity test
+  # (python/tests/test_musicnn.py); and the four models converted, without TensorFlow, to
+  # .venv/mulan-pretrained/musicnn (MULAN_TEST_PRETRAINED for the Swift tests), each only when missing.
+  if ! .venv/bin/python -c 'import importlib.util as u, sys; sys.exit(u.find_spec("musicnn") is None)' >/dev/null 2>&1; then
+    echo "setup: adding musicnn 0.1.0 (--no-deps) to .venv"
+    .venv/bin/pip install --quiet --disable-pip-version-check --no-deps 'musicnn==0.1.0'
+  fi
+  if ! .venv/bin/python -c 'import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None for m in ["tensorflow", "tf_keras"]))' >/dev/null 2>&1; then
+    echo "setup: adding tensorflow-cpu and tf-keras to .venv (about 1.5 GB)"
+    .venv/bin/pip install --quiet --disable-pip-version-check 'tensorflow-cpu==2.21.0'
+    .venv/bin/pip install --quiet --disable-pip-version-check --no-deps 'tf-keras==2.21.0'
+  fi
+  musicnn_dir=$(.venv/bin/python -c 'import importlib.util as u; print(list(u.find_spec("musicnn").submodule_search_locations)[0])')
+  for model in MSD_musicnn MTT_musicnn MSD_vgg MTT_vgg; do
+    out=.venv/mulan-pretrained/musicnn/$model.safetensors
+    if [ ! -f "$out" ]; then
+      echo "setup: converting musicnn's $model to $out"
+      PYTHONPATH="$PWD/python" .venv/bin/python -m mulan_torch.musicnn convert --model-dir "$musicnn_dir/$model" \
+        --out "$out" --quiet
+    fi
+  done
 fi

@@ -6,6 +6,10 @@ Subcommands:
     One Parquet row per sample of a mulan-shard dataset, written beside the shards
     (``DATASET/samples.parquet``); see :mod:`mulan_torch.parquet`.
 
+``musicnn convert --model-dir DIR --out FILE``
+    A musicnn model folder's TensorFlow checkpoint as safetensors with mulan's names (no TensorFlow
+    needed); see :mod:`mulan_torch.musicnn`.
+
 Exit codes follow the toolkit's (docs/exit-codes.md): 0 done, 64 usage (not a dataset folder, a bad
 option), 1 fatal (a damaged shard: the message names it and the member).
 """
@@ -44,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("dataset", type=Path, help="the dataset folder mulan-shard wrote (holds dataset.json)")
     export.add_argument("--out", type=Path, default=None, help="where to write (default: DATASET/samples.parquet)")
     export.add_argument("--quiet", action="store_true", help="print nothing on success")
+    commands.add_parser("musicnn", add_help=False, help="musicnn's pretrained taggers: mulan-torch musicnn convert "
+                                                        "--model-dir DIR --out FILE (see python -m mulan_torch.musicnn)")
     commands.add_parser("train", add_help=False, help="train under torchrun or alone: python -m mulan_torch.train "
                                                       "(mulan-torch train --help lists its options)")
     return parser
@@ -56,6 +62,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         from .train import main as train
 
         return train(arguments[1:])
+    if arguments[:1] == ["musicnn"]:
+        from .musicnn import main as musicnn
+
+        return musicnn(arguments[1:], prog="mulan-torch musicnn")
     args = _parser().parse_args(arguments)
     from .shardfiles import ShardError, UsageError
 

@@ -112,6 +112,11 @@ def _real(value: Any, key: str) -> float:
     return float(value)
 
 
+DB_SCALE = "dB"
+MUSICNN_SCALE = "log10(10000x+1)"
+SCALES = (DB_SCALE, MUSICNN_SCALE)
+
+
 @dataclass(frozen=True)
 class LogMelConfig:
     """Sources/MulanDSP/LogMel.swift's ``LogMelConfig``, field for field.
@@ -131,6 +136,10 @@ class LogMelConfig:
     f_max: Optional[float] = None
     amin: float = 1e-10
     top_db: Optional[float] = 80.0
+    scale: str = "dB"
+    """How mel powers become features: ``"dB"`` (``10 · log10(max(amin, x))``, clamped to ``top_db``
+    below the maximum) or ``"log10(10000x+1)"`` (musicnn's compression, computed in double precision
+    on the float32 power; ``amin`` and ``top_db`` do not apply). Swift's ``LogMelConfig.scale``."""
 
     def __post_init__(self) -> None:
         if self.fft_size is None:
@@ -190,6 +199,8 @@ class LogMelConfig:
             raise invalid("amin must be a positive normal float (≥ 1.2e-38)")
         if self.top_db is not None and not (math.isfinite(self.top_db) and self.top_db >= 0):
             raise invalid("topDB must be non-negative")
+        if self.scale not in SCALES:
+            raise invalid(f"scale must be one of {', '.join(SCALES)}, got {self.scale!r}")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "LogMelConfig":
@@ -212,11 +223,13 @@ class LogMelConfig:
             f_max=None if f_max is None else _real(f_max, "fMax"),
             amin=_real(_number(d, "amin", 1e-10), "amin"),
             top_db=(None if d["topDB"] is None else _real(d["topDB"], "topDB")) if "topDB" in d else 80.0,
+            scale=str(d.get("scale") or DB_SCALE),
         )
 
     def to_dict(self) -> Dict[str, Any]:
-        """The ``logMel`` object as Swift encodes it (every key; null for no ``fMax`` / ``topDB``)."""
-        return {
+        """The ``logMel`` object as Swift encodes it (every key; null for no ``fMax`` / ``topDB``;
+        ``scale`` only when it is not dB)."""
+        d: Dict[str, Any] = {
             "sampleRate": self.sample_rate,
             "windowSeconds": self.window_seconds,
             "hopSeconds": self.hop_seconds,
@@ -227,6 +240,9 @@ class LogMelConfig:
             "amin": self.amin,
             "topDB": self.top_db,
         }
+        if self.scale != DB_SCALE:
+            d["scale"] = self.scale
+        return d
 
 
 @dataclass(frozen=True)
@@ -499,8 +515,8 @@ def _floor_top_db(db: np.ndarray, cfg: LogMelConfig) -> np.ndarray:
     return db
 
 
-def _log_mel_numpy(samples: np.ndarray, cfg: LogMelConfig) -> np.ndarray:
-    """The fast path: a double-precision NumPy FFT, a dense float32 filterbank product and log10."""
+def _mel_power_numpy(samples: np.ndarray, cfg: LogMelConfig) -> np.ndarray:
+    """The float32 mel power [mel_bands, frames] of the NumPy path."""
     window, filters = _tables(cfg)
     x = _mono(samples)
     frames = cfg.frame_count(x.shape[0])
@@ -511,7 +527,21 @@ def _log_mel_numpy(samples: np.ndarray, cfg: LogMelConfig) -> np.ndarray:
     spectrum = np.fft.rfft(buffer.astype(np.float64), axis=1)  # double precision (MulanDSP: float32)
     power = np.square(spectrum.real)
     power += np.square(spectrum.imag)
-    mel = filters @ power.astype(np.float32).T  # [mel_bands, frames], float32
+    return filters @ power.astype(np.float32).T  # [mel_bands, frames], float32
+
+
+def _compress(mel: np.ndarray) -> np.ndarray:
+    """musicnn's log10(10000·x + 1), in double precision, rounded to float32."""
+    return np.log10(10000.0 * np.maximum(mel, 0).astype(np.float64) + 1.0).astype(np.float32)
+
+
+def _log_mel_numpy(samples: np.ndarray, cfg: LogMelConfig) -> np.ndarray:
+    """The fast path: a double-precision NumPy FFT, a dense float32 filterbank product and log10."""
+    mel = _mel_power_numpy(samples, cfg)
+    if mel.shape[1] == 0:
+        return mel
+    if cfg.scale == MUSICNN_SCALE:
+        return _compress(mel)
     np.maximum(mel, np.float32(cfg.amin), out=mel)
     db = np.log10(mel)
     db *= np.float32(10)
@@ -871,7 +901,13 @@ def log_mel(samples: np.ndarray, cfg: LogMelConfig, exact: Optional[bool] = None
     |value|; up to 4e-5 measured, from MulanDSP's float32 FFT in cells ~70 dB below a frame's peak).
     ``exact=None`` (the default): as ``$MULAN_TORCH_EXACT_LOG_MEL`` says (1 exact, 0 NumPy); unset,
     exact where libavutil loads, else NumPy with a RuntimeWarning (once per process).
+
+    With ``cfg.scale`` ``"log10(10000x+1)"`` (musicnn's front end) the features are
+    ``log10(10000 · power + 1)`` instead of dB, always from the NumPy path (``exact`` is ignored);
+    within 1e-4 of librosa with musicnn's settings (python/tests/test_musicnn.py).
     """
+    if cfg.scale == MUSICNN_SCALE:  # musicnn's front end: the NumPy path (docs/pretrained-audio.md)
+        return _log_mel_numpy(samples, cfg)
     if exact is None:
         exact = _default_exact()
     if exact:
@@ -1005,6 +1041,8 @@ def log_mel_torch(batch: "torch.Tensor", cfg: LogMelConfig) -> "torch.Tensor":
     spectrum = torch.fft.rfft(F.pad(windowed, (lead, n - lead - win)), dim=2)  # [B, frames, bins]
     power = (spectrum.real.square() + spectrum.imag.square()).to(torch.float32)
     mel = torch.matmul(torch.from_numpy(filters).to(x.device), power.transpose(1, 2))  # [B, mel_bands, frames]
+    if cfg.scale == MUSICNN_SCALE:
+        return torch.log10(mel.clamp_min(0).to(torch.float64) * 10000.0 + 1.0).to(torch.float32)
     db = torch.log10(torch.clamp_min(mel, float(np.float32(cfg.amin)))) * 10
     if cfg.top_db is not None:
         floor = db.amax(dim=(1, 2), keepdim=True) - float(np.float32(cfg.top_db))

@@ -114,10 +114,16 @@ class AudioTowerConfig:
     widths: Tuple[int, ...] = (32, 64, 128, 256)
     blocks_per_stage: int = 1
     embedding_dim: int = 128
+    kind: str = "resnet"
+    """``resnet`` (the compact ResNet, from scratch), ``musicnn`` or ``vgg`` (musicnn's pretrained
+    taggers, mulan_torch.musicnn); a missing ``kind`` is resnet, and resnet is not written."""
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "AudioTowerConfig":
-        c = cls(mel_bands=int(d.get("melBands", cls.mel_bands)),
+        kind = str(d.get("kind") or "resnet")
+        if kind not in ("resnet", "musicnn", "vgg"):
+            raise ValueError(f"audio.kind must be resnet, musicnn or vgg, got {kind!r}")
+        c = cls(kind=kind, mel_bands=int(d.get("melBands", cls.mel_bands)),
                 widths=tuple(int(w) for w in d.get("widths", cls.widths)),
                 blocks_per_stage=int(d.get("blocksPerStage", cls.blocks_per_stage)),
                 embedding_dim=int(d.get("embeddingDim", cls.embedding_dim)))
@@ -126,8 +132,11 @@ class AudioTowerConfig:
         return c
 
     def to_json(self) -> Dict[str, Any]:
-        return {"blocksPerStage": self.blocks_per_stage, "embeddingDim": self.embedding_dim,
-                "melBands": self.mel_bands, "widths": list(self.widths)}
+        d: Dict[str, Any] = {"blocksPerStage": self.blocks_per_stage, "embeddingDim": self.embedding_dim,
+                             "melBands": self.mel_bands, "widths": list(self.widths)}
+        if self.kind != "resnet":
+            d["kind"] = self.kind
+        return d
 
 
 @dataclass(frozen=True)
@@ -587,7 +596,20 @@ class MulanModel(nn.Module):
         mel = int(self.config["logMel"].get("melBands", 128))
         if audio_config.mel_bands != mel:
             raise ValueError(f"audio.melBands {audio_config.mel_bands} differs from logMel.melBands {mel}")
-        self.audio = AudioTower(audio_config)
+        self.audio: nn.Module
+        if audio_config.kind == "resnet":
+            if self.config.get("audioTraining") not in (None, "full") or self.config.get("audioInit"):
+                raise ValueError("audioTraining and audioInit go with a pretrained audio tower (audio.kind musicnn "
+                                 "or vgg), not the resnet")
+            self.audio = AudioTower(audio_config)
+        else:
+            from . import musicnn
+
+            musicnn.check_front_end(self.config["logMel"], float(self.config.get("windowSeconds", 10.0)),
+                                    audio_config.kind, "the configuration")
+            self.audio = musicnn.mulan_audio_tower(audio_config.kind, audio_config.embedding_dim,
+                                                   self.config.get("audioTraining"))
+            self.audio.config = audio_config  # type: ignore[assignment]
         self.text = text if text is not None else TextTower(text_config)
         self.loss = ContrastiveLoss(float(self.config.get("initialTemperature", 0.1)),
                                     bool(self.config.get("decoupledLoss", True)))
@@ -694,18 +716,27 @@ class MulanModel(nn.Module):
         index = int(name[len("encoder.layer."):].split(".", 1)[0])
         return index >= self.text.config.layers - int(mode[4:])
 
+    def audio_trains(self, name: str) -> bool:
+        """Whether audio-tower parameter ``name`` (relative to the tower) trains: always for the
+        ResNet; for a pretrained tower as the config's ``audioTraining`` says (``proj`` always, the
+        tag layer never)."""
+        trains = getattr(self.audio, "trains", None)
+        return True if trains is None else bool(trains(name))
+
     def optimized_parameters(self, text_training: Optional[str] = None) -> List[Tuple[str, nn.Parameter]]:
         """The parameters mulan-train's AdamW updates, by name: every parameter except the text
-        tower's that ``text_training`` keeps frozen (batch-norm running statistics are buffers)."""
+        tower's that ``text_training`` keeps frozen and the audio tower's that ``audioTraining``
+        keeps frozen (batch-norm running statistics are buffers)."""
         return [(name, p) for name, p in self.named_parameters()
-                if not name.startswith("text.") or self.text_trains(name[len("text."):], text_training)]
+                if (not name.startswith("text.") or self.text_trains(name[len("text."):], text_training))
+                and (not name.startswith("audio.") or self.audio_trains(name[len("audio."):]))]
 
     def decays(self, name: str) -> bool:
         """Whether AdamW's weight decay applies to parameter ``name``: the weights of convolutions,
         linear layers and embeddings; not biases, norms or the temperature (mulan's convention)."""
         module_name, _, leaf = name.rpartition(".")
         module = self.get_submodule(module_name) if module_name else self
-        return leaf == "weight" and isinstance(module, (nn.Conv2d, nn.Linear, nn.Embedding))
+        return leaf == "weight" and isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear, nn.Embedding))
 
     def parameter_groups(self, weight_decay: Optional[float] = None,
                          text_training: Optional[str] = None) -> List[Dict[str, Any]]:

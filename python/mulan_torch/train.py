@@ -293,14 +293,21 @@ def _parser() -> argparse.ArgumentParser:
     a("--keep-checkpoints", type=int, default=3, help="checkpoints to keep")
     a("--log-every", type=int, default=10, help="write a metrics line every N steps")
     a("--window-seconds", type=float, default=10.0, help="seconds per training window")
-    a("--mel-bands", type=int, default=128, help="mel bands")
-    a("--mel-window", type=float, default=0.025, help="analysis window, seconds")
-    a("--mel-hop", type=float, default=0.010, help="hop, seconds")
+    a("--mel-bands", type=int, default=None, help="mel bands (default 128; musicnn/vgg: 96, fixed)")
+    a("--mel-window", type=float, default=None, help="analysis window, seconds (default 0.025; musicnn/vgg: 0.032, fixed)")
+    a("--mel-hop", type=float, default=None, help="hop, seconds (default 0.010; musicnn/vgg: 0.016, fixed)")
     a("--no-spec-augment", action="store_true", help="turn SpecAugment off")
     a("--freq-masks", type=int, default=2, help="SpecAugment frequency masks")
     a("--freq-mask-width", type=int, default=15, help="SpecAugment widest frequency mask (bands)")
     a("--time-masks", type=int, default=2, help="SpecAugment time masks")
     a("--time-mask-width", type=int, default=50, help="SpecAugment widest time mask (frames)")
+    a("--audio-tower", choices=["resnet", "musicnn", "vgg"], default="resnet",
+      help="audio tower: the compact ResNet, or musicnn's pretrained musicnn / vgg (front end fixed: 16 kHz, "
+           "512/256, 96 bands, log10(10000x+1); docs/pretrained-audio.md)")
+    a("--audio-init", default=None, help="start the musicnn/vgg tower from a converted file "
+                                         "(python -m mulan_torch.musicnn convert)")
+    a("--audio-train", default="full", help="musicnn/vgg weights that train: full, frozen (proj only; batch norm "
+                                            "in inference mode) or top:K (proj and the top K blocks)")
     a("--audio-widths", default="32,64,128,256", help="audio tower stage widths")
     a("--audio-blocks", type=int, default=1, help="residual blocks per audio stage")
     a("--text-width", type=int, default=256, help="text tower width")
@@ -369,6 +376,31 @@ def _validate(o: argparse.Namespace) -> None:
     if o.text_train not in ("full", "frozen") and not (o.text_train.startswith("top:") and o.text_train[4:].isdigit()
                                                         and int(o.text_train[4:]) >= 1):
         raise UsageError(f"--text-train must be full, frozen or top:K (K ≥ 1), got '{o.text_train}'")
+    if o.audio_tower == "resnet":
+        o.mel_bands = 128 if o.mel_bands is None else o.mel_bands
+        o.mel_window = 0.025 if o.mel_window is None else o.mel_window
+        o.mel_hop = 0.010 if o.mel_hop is None else o.mel_hop
+        if o.audio_init is not None or o.audio_train != "full":
+            raise UsageError("--audio-init and --audio-train go with --audio-tower musicnn or vgg")
+    else:
+        fixed = {"mel_bands": 96, "mel_window": 0.032, "mel_hop": 0.016}
+        for name, value in fixed.items():
+            given = getattr(o, name)
+            if given is not None and given != value:
+                raise UsageError(f"--{name.replace('_', '-')} {given}: the {o.audio_tower} tower's front end is "
+                                 f"fixed ({value}); leave the option out")
+            setattr(o, name, value)
+        try:
+            from .musicnn import parse_audio_training
+
+            parse_audio_training(o.audio_train, o.audio_tower)
+        except ValueError as error:
+            raise UsageError(f"--audio-train: {error}") from None
+        if o.audio_train != "full" and o.audio_init is None:
+            raise UsageError(f"--audio-train {o.audio_train} needs --audio-init (a frozen random tower learns nothing)")
+        if o.audio_init is not None and not os.path.isfile(o.audio_init):
+            raise UsageError(f"--audio-init {o.audio_init}: no such file; convert one with "
+                             "python -m mulan_torch.musicnn convert --model-dir DIR --out FILE")
     if o.window_seconds <= 0 or o.mel_window <= 0 or o.mel_hop <= 0 or o.mel_bands < 1:
         raise UsageError("--window-seconds, --mel-window, --mel-hop and --mel-bands must be positive")
     if o.workers < 0:
@@ -410,6 +442,14 @@ def make_config(o: argparse.Namespace, sample_rate: int) -> Dict[str, Any]:
               "evalSamples": o.eval_samples, "checkpointEvery": o.checkpoint_every,
               "keepCheckpoints": o.keep_checkpoints, "logEvery": o.log_every})
     c["adam"]["weightDecay"] = o.weight_decay
+    if o.audio_tower != "resnet":
+        from .musicnn import front_end_config
+
+        c["logMel"] = front_end_config().to_dict()
+        c["audio"]["kind"] = o.audio_tower
+        c["audioTraining"] = o.audio_train
+        if o.audio_init is not None:
+            c["audioInit"] = o.audio_init
     return c
 
 
@@ -455,9 +495,19 @@ class Trainer:
             self.model = MulanModel.warm_started(config, str(config["textInit"]), pooling=pooling)
             self.config = self.model.config
         else:
-            self.model = MulanModel(config)
+            try:
+                self.model = MulanModel(config)
+            except ValueError as error:  # a configuration the towers cannot be built from
+                raise UsageError(str(error)) from None
         if loaded is not None:
             self.model.load_mulan_tensors(loaded.tensors, loaded.path)
+        elif config.get("audioInit"):
+            from .musicnn import MusicnnError
+
+            try:
+                self.model.audio.load_pretrained_file(str(config["audioInit"]))
+            except MusicnnError as error:
+                raise UsageError(f"--audio-init: {error}") from None
         self.model.to(self.device).train()
         adam = config["adam"]
         groups = self.model.parameter_groups()
