@@ -144,6 +144,17 @@ public struct TrainRunCommand: AsyncParsableCommand {
         if audioInit != nil && kind == .resnet {
             throw ValidationError("--audio-init needs --audio-tower musicnn (the file's architecture)")
         }
+        if kind == .musicnn {
+            // musicnn's front end is fixed: the --mel-* options may keep their defaults or give musicnn's values.
+            let m = LogMelConfig.musicnn
+            for (name, value, resnetDefault, musicnn) in [("--mel-bands", Double(melBands), 128, Double(m.melBands)),
+                                                          ("--mel-window", melWindow, 0.025, m.windowSeconds),
+                                                          ("--mel-hop", melHop, 0.010, m.hopSeconds)]
+                where value != resnetDefault && value != musicnn {
+                throw ValidationError("\(name) \(value) does not apply to --audio-tower musicnn, whose front end is fixed "
+                                      + "(96 bands, window 0.032 s, hop 0.016 s)")
+            }
+        }
         if textCacheEntries < 0 { throw ValidationError("--text-cache-entries must be at least 0") }
         if maxTextLength < 2 { throw ValidationError("--max-text-length must be at least 2 ([CLS] and [SEP])") }
         do { _ = try SourceMix(parsing: mix) } catch { throw ValidationError(error.description) }

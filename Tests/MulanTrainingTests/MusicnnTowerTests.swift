@@ -412,6 +412,8 @@ struct MusicnnTrainingTests {
         // Bad input: frozen without a file; a file of another architecture, named with the reason.
         let refused = try Self.train(dataset, h.dir.file("nope"), ["--audio-train", "frozen"])
         #expect(refused.status == 64 && refused.stderr.contains("--audio-init"), "\(refused.stderr)")
+        let bands = try Self.train(dataset, h.dir.file("nope"), ["--mel-bands", "64"])
+        #expect(bands.status == 64 && bands.stderr.contains("--mel-bands 64.0 does not apply"), "\(bands.stderr)")
         var vgg = MusicnnFixture.metadata
         vgg["architecture"] = "vgg"
         let vggFile = h.dir.file("vgg.safetensors")
@@ -419,5 +421,71 @@ struct MusicnnTrainingTests {
         let wrong = try Self.train(dataset, h.dir.file("wrong"), ["--steps", "1", "--audio-init", vggFile])
         #expect(wrong.status == 1 && wrong.stderr.contains(vggFile) && wrong.stderr.contains("vgg model, not musicnn"),
                 "\(wrong.status): \(wrong.stderr)")
+    }
+}
+
+/// The real converted weights (`scripts/setup.sh --python` writes them under
+/// `.venv/mulan-pretrained`; the Makefile passes the folder as MULAN_TEST_PRETRAINED). Skipped
+/// when the variable is not set; failing, not skipping, when it is set and a file is missing.
+@Suite("musicnn with the converted MSD/MTT weights",
+       .enabled(if: ProcessInfo.processInfo.environment["MULAN_TEST_PRETRAINED"].map { !$0.isEmpty } ?? false))
+struct MusicnnPretrainedTests {
+    /// Five synthetic 6-s clips at 16 kHz: a vibrato chord, a sawtooth bass line, noise bursts on
+    /// a beat, white noise, and a tone after silence.
+    static func clips() -> [[Float]] {
+        let rate = 16000.0, n = 96000
+        var random = RandomSource(seed: 26)
+        func make(_ f: (Int, Double) -> Double) -> [Float] { (0..<n).map { Float(f($0, Double($0) / rate)) } }
+        return [
+            make { _, t in [261.6, 329.6, 392.0].reduce(0.0) { s, f in s + 0.15 * sin(2 * .pi * f * t + 3 * sin(2 * .pi * 5 * t)) } },
+            make { _, t in let f = [55.0, 73.4, 82.4, 61.7][Int(t * 2) % 4]; return 0.4 * (2 * (f * t).truncatingRemainder(dividingBy: 1) - 1) },
+            make { _, t in
+                let phase = (t * 4).truncatingRemainder(dividingBy: 1)
+                return phase < 0.1 ? 0.6 * Double(random.unitFloat() * 2 - 1) * (1 - phase * 10) : 0
+            },
+            make { _, _ in 0.2 * Double(random.unitFloat() * 2 - 1) },
+            make { _, t in t < 2 ? 0 : 0.3 * sin(2 * .pi * 880 * t) },
+        ]
+    }
+
+    @Test(arguments: ["MSD_musicnn", "MTT_musicnn"])
+    func taggramMatchesTheNumPyForwardOnTheConvertedWeights(_ model: String) throws {
+        let root = try #require(ProcessInfo.processInfo.environment["MULAN_TEST_PRETRAINED"])
+        let file = root + "/musicnn/" + model + ".safetensors"
+        try #require(FileManager.default.fileExists(atPath: file),
+                     "MULAN_TEST_PRETRAINED is set but \(file) is missing: run scripts/setup.sh --python")
+        var random = RandomSource(seed: 1)
+        let tower = MusicnnTower(embeddingDim: 8, random: &random)
+        let loaded = try PretrainedAudio.load(file, into: tower)
+        #expect(loaded.metadata["source"] == "musicnn 0.1.0 \(model)" && loaded.metadata["licence"] == "ISC")
+        let tags = try #require(loaded.tags)
+        #expect(tags.contains("rock") && tags.count == 50)
+
+        // The clips' log-mel through mulan's musicnn front end, cut into patches as the tower does.
+        let mel = try LogMelSpectrogram(config: .musicnn)
+        var windows: [Float] = []
+        let clips = Self.clips()
+        var frames = 0
+        for clip in clips {
+            let m = mel.compute(clip)
+            frames = m.frames
+            windows += m.values
+        }
+        let patches = MusicnnTower.patchBatch(Tensor(shape: [clips.count, 96, frames], windows))
+        let n = patches.shape[0]
+        #expect(n == clips.count * 2)
+        let dir = TempDir("musicnn-pretrained")
+        let inPath = dir.file("in.f32"), outPath = dir.file("out.f32")
+        try patches.storage.withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: inPath)) }
+        try TestPython.tool("musicnn_reference.py", [file, inPath, "\(n)", outPath])
+        let reference = try Data(contentsOf: URL(fileURLWithPath: outPath)).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        try #require(reference.count == n * 250)
+        let taggram = tower.taggram(patches: patches)
+        var worst: Float = 0
+        for p in 0..<n { for j in 0..<50 { worst = max(worst, abs(taggram.storage[p * 50 + j] - reference[p * 250 + 200 + j])) } }
+        #expect(worst <= 1e-4, "\(model): taggram max |Δ| \(worst)")
+        // The clips are told apart: the most likely tag is not the same for all of them.
+        let top = (0..<clips.count).map { c in (0..<50).max { taggram.storage[2 * c * 50 + $0] < taggram.storage[2 * c * 50 + $1] }! }
+        #expect(Set(top).count > 1, "\(model): every clip's top tag is \(tags[top[0]])")
     }
 }
