@@ -103,6 +103,15 @@ public struct TrainRunCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Text pooling: cls or mean (default: mean with --text-init, cls otherwise).", valueName: "kind"))
     public var textPooling: String?
     @Option(help: "Distinct texts whose frozen encoder output is cached.") public var textCacheEntries = 1_000_000
+    @Option(help: ArgumentHelp("Audio tower: resnet (the compact ResNet of --audio-widths/--audio-blocks on the --mel-* log-mel) or musicnn (musicnn's architecture on its own fixed front end: 16 kHz, FFT 512, hop 256, 96 bands, log10(10000x+1), 3-s patches; the --mel-* options do not apply and the dataset must be 16 kHz).",
+                               valueName: "kind"))
+    public var audioTower = "resnet"
+    @Option(help: ArgumentHelp("Start the audio tower (all but its projection) from a converted pretrained file (mulan_torch.musicnn convert, e.g. .venv/mulan-pretrained/musicnn/MSD_musicnn.safetensors).",
+                               valueName: "file"))
+    public var audioInit: String?
+    @Option(help: ArgumentHelp("Audio tower weights that train: full, frozen (projection only; the tower in inference mode, batch norm on its running statistics) or top:K (the projection and the top K of musicnn's blocks [front end, midend, backend]).",
+                               valueName: "mode"))
+    public var audioTrain = "full"
 
     public init() {}
 
@@ -125,6 +134,27 @@ public struct TrainRunCommand: AsyncParsableCommand {
             throw ValidationError("--text-train \(textTrain) needs --text-init (a frozen random encoder learns nothing)")
         }
         if let p = textPooling, TextPooling(rawValue: p) == nil { throw ValidationError("--text-pooling must be cls or mean") }
+        guard let kind = AudioTowerKind(rawValue: audioTower), kind != .vgg else {
+            throw ValidationError("--audio-tower must be resnet or musicnn (vgg is not implemented in mulan-train yet)")
+        }
+        do { _ = try AudioTraining(parsing: audioTrain) } catch { throw ValidationError(error.description) }
+        if audioTrain != "full" && audioInit == nil {
+            throw ValidationError("--audio-train \(audioTrain) needs --audio-init (a frozen random tower learns nothing)")
+        }
+        if audioInit != nil && kind == .resnet {
+            throw ValidationError("--audio-init needs --audio-tower musicnn (the file's architecture)")
+        }
+        if kind == .musicnn {
+            // musicnn's front end is fixed: the --mel-* options may keep their defaults or give musicnn's values.
+            let m = LogMelConfig.musicnn
+            for (name, value, resnetDefault, musicnn) in [("--mel-bands", Double(melBands), 128, Double(m.melBands)),
+                                                          ("--mel-window", melWindow, 0.025, m.windowSeconds),
+                                                          ("--mel-hop", melHop, 0.010, m.hopSeconds)]
+                where value != resnetDefault && value != musicnn {
+                throw ValidationError("\(name) \(value) does not apply to --audio-tower musicnn, whose front end is fixed "
+                                      + "(96 bands, window 0.032 s, hop 0.016 s)")
+            }
+        }
         if textCacheEntries < 0 { throw ValidationError("--text-cache-entries must be at least 0") }
         if maxTextLength < 2 { throw ValidationError("--max-text-length must be at least 2 ([CLS] and [SEP])") }
         do { _ = try SourceMix(parsing: mix) } catch { throw ValidationError(error.description) }
@@ -157,6 +187,13 @@ public struct TrainRunCommand: AsyncParsableCommand {
         c.textInit = textInit
         c.textTraining = try TextTraining(parsing: textTrain)
         c.textCacheEntries = textCacheEntries
+        c.audio.kind = AudioTowerKind(rawValue: audioTower) ?? .resnet
+        if c.audio.kind == .musicnn {
+            c.logMel = .musicnn
+            c.audio.melBands = MusicnnTower.melBands
+            c.audioInit = audioInit
+            c.audioTraining = try AudioTraining(parsing: audioTrain)
+        }
         c.specAugment = noSpecAugment ? nil : SpecAugmentConfig(frequencyMasks: freqMasks, maxFrequencyWidth: freqMaskWidth,
                                                                  timeMasks: timeMasks, maxTimeWidth: timeMaskWidth)
         c.windowSeconds = windowSeconds

@@ -24,10 +24,19 @@ public struct LogMelConfig: Sendable, Equatable, Codable {
     public var amin: Float
     /// Clamp to this many dB below the maximum of each spectrogram; nil leaves values unclamped.
     public var topDB: Float?
+    /// How mel powers become features: decibels (the default; `amin` and `topDB` apply) or musicnn's
+    /// compression.
+    public var scale: LogMelScale = .decibels
+
+    /// musicnn's front end (musicnn 0.1.0, `extractor.batch_data`): 16 kHz, a 512-sample Hann window
+    /// and FFT, hop 256, 96 Slaney bands from 0 Hz to Nyquist, power 2, then log10(10000·x + 1).
+    public static let musicnn = LogMelConfig(sampleRate: 16000, windowSeconds: 0.032, hopSeconds: 0.016, fftSize: 512,
+                                             melBands: 96, scale: .log10Compressed)
 
     /// `fftSize` nil takes the next power of two ≥ the window length.
     public init(sampleRate: Int, windowSeconds: Double = 0.025, hopSeconds: Double = 0.010, fftSize: Int? = nil,
-                melBands: Int = 128, fMin: Double = 0, fMax: Double? = nil, amin: Float = 1e-10, topDB: Float? = 80) {
+                melBands: Int = 128, fMin: Double = 0, fMax: Double? = nil, amin: Float = 1e-10, topDB: Float? = 80,
+                scale: LogMelScale = .decibels) {
         self.sampleRate = sampleRate
         self.windowSeconds = windowSeconds
         self.hopSeconds = hopSeconds
@@ -37,6 +46,7 @@ public struct LogMelConfig: Sendable, Equatable, Codable {
         self.fMax = fMax
         self.amin = amin
         self.topDB = topDB
+        self.scale = scale
     }
 
     /// The window length in samples. Seconds are rounded to samples half to even, as Python's
@@ -63,7 +73,7 @@ public struct LogMelConfig: Sendable, Equatable, Codable {
     // Decoding takes a missing key as its default (a missing `fftSize` as the next power of two,
     // a missing `topDB` as 80 dB); an explicit `null` for `fMax` or `topDB` means none.
     enum CodingKeys: String, CodingKey {
-        case sampleRate, windowSeconds, hopSeconds, fftSize, melBands, fMin, fMax, amin, topDB
+        case sampleRate, windowSeconds, hopSeconds, fftSize, melBands, fMin, fMax, amin, topDB, scale
     }
 
     public init(from decoder: any Decoder) throws {
@@ -77,7 +87,8 @@ public struct LogMelConfig: Sendable, Equatable, Codable {
                   fMin: try c.decodeIfPresent(Double.self, forKey: .fMin) ?? defaults.fMin,
                   fMax: try c.decodeIfPresent(Double.self, forKey: .fMax),
                   amin: try c.decodeIfPresent(Float.self, forKey: .amin) ?? defaults.amin,
-                  topDB: c.contains(.topDB) ? try c.decodeIfPresent(Float.self, forKey: .topDB) : defaults.topDB)
+                  topDB: c.contains(.topDB) ? try c.decodeIfPresent(Float.self, forKey: .topDB) : defaults.topDB,
+                  scale: try c.decodeIfPresent(LogMelScale.self, forKey: .scale) ?? .decibels)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -91,7 +102,20 @@ public struct LogMelConfig: Sendable, Equatable, Codable {
         try c.encode(fMax, forKey: .fMax)      // null when nil
         try c.encode(amin, forKey: .amin)
         try c.encode(topDB, forKey: .topDB)    // null when nil
+        // Omitted when decibels, so configurations from before the key existed encode unchanged.
+        if scale != .decibels { try c.encode(scale, forKey: .scale) }
     }
+}
+
+/// The compression of mel powers into features.
+public enum LogMelScale: String, Sendable, Equatable, Codable {
+    /// `10 · log10(max(amin, x))`, clamped to `topDB` below the spectrogram's maximum (librosa's
+    /// `power_to_db`).
+    case decibels = "dB"
+    /// musicnn's `log10(10000 · x + 1)`, computed in double precision on the float power. (musicnn's
+    /// extractor computes it in float16, which quantizes the result to about 1e-3 and overflows to
+    /// infinity for x ≥ 6.55; that is not copied.) `amin` and `topDB` do not apply.
+    case log10Compressed = "log10(10000x+1)"
 }
 
 /// A log-mel spectrogram calculator: the same numbers as
@@ -255,11 +279,19 @@ public final class LogMelSpectrogram {
         let values = [Float](unsafeUninitializedCapacity: m * frames) { out, initialized in
             guard let base = out.baseAddress else { initialized = 0; return }
             let amin = config.amin
+            let compressed = config.scale == .log10Compressed
             var largest = -Float.infinity
             for first in stride(from: 0, to: frames, by: block) {
                 let n = min(block, frames - first)
                 for j in 0..<n { powerSpectrum(frame: first + j, x, samples.count, column: j) }
                 melBlockFromPowers()
+                if compressed {
+                    for band in 0..<m {
+                        let row = base + band * frames + first, mel = melBlock + band * block
+                        for j in 0..<n { row[j] = Self.musicnnCompression(mel[j]) }
+                    }
+                    continue
+                }
                 for band in 0..<m {
                     let row = base + band * frames + first, mel = melBlock + band * block
                     for j in 0..<block { mel[j] = Self.decibels(max(amin, mel[j])) }
@@ -269,7 +301,7 @@ public final class LogMelSpectrogram {
                     }
                 }
             }
-            if let topDB = config.topDB {
+            if !compressed, let topDB = config.topDB {
                 let floor = largest - topDB
                 for i in 0..<(m * frames) where base[i] < floor { base[i] = floor }
             }
@@ -337,6 +369,12 @@ public final class LogMelSpectrogram {
                 for f in 0..<block { mel[f] += weight * column[f] }
             }
         }
+    }
+
+    /// musicnn's `log10(10000 · x + 1)` (see `LogMelScale.log10Compressed`), in double precision.
+    @inline(__always)
+    static func musicnnCompression(_ x: Float) -> Float {
+        Float(log10(10000 * Double(max(x, 0)) + 1))
     }
 
     /// `10 · log10(x)` for a positive normal float, within 2 ulps of the exact value (1.5e-5 dB

@@ -1,9 +1,11 @@
 import Foundation
 
 /// 2-D convolution over NCHW tensors: x is [B, C, H, W], y is [B, O, OH, OW] with
-/// OH = (H + 2·padding − k) / stride + 1 (floor), likewise OW. The weight is [O, C, k, k] (the
-/// PyTorch layout), initialized Kaiming-normal for ReLU (std √(2 / (C·k·k))); the optional bias
-/// is uniform ±1/√(C·k·k) as PyTorch does.
+/// OH = (H + top + bottom − kh) / stride + 1 (floor), OW = (W + left + right − kw) / stride + 1.
+/// The weight is [O, C, kh, kw] (the PyTorch layout), initialized Kaiming-normal for ReLU
+/// (std √(2 / (C·kh·kw))); the optional bias is uniform ±1/√(C·kh·kw) as PyTorch does. Kernels may
+/// be rectangular and the zero padding different on each side (TensorFlow's 'same' for an even
+/// kernel k pads k/2 − 1 before and k/2 after).
 ///
 /// Each sample is multiplied against its im2col matrix [C·k·k, OH·OW], built in bands of output
 /// rows of about 1 MiB so that only a cache-sized piece of one sample's matrix exists per thread
@@ -18,25 +20,66 @@ public final class Conv2d: Module {
     public let bias: Parameter?
     public let inChannels: Int
     public let outChannels: Int
-    public let kernelSize: Int
+    public let kernelHeight: Int
+    public let kernelWidth: Int
     public let stride: Int
-    public let padding: Int
+    /// Zero padding before and after each spatial axis.
+    public let padTop: Int, padBottom: Int, padLeft: Int, padRight: Int
     private var input = Tensor(shape: [0])
 
-    public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
-                bias: Bool = true, random: inout RandomSource) {
-        precondition(inChannels > 0 && outChannels > 0 && kernelSize > 0 && stride > 0 && padding >= 0,
-                     "Conv2d(\(inChannels)→\(outChannels), k \(kernelSize), stride \(stride), padding \(padding))")
+    /// The side of a square kernel.
+    public var kernelSize: Int {
+        precondition(kernelHeight == kernelWidth, "Conv2d: the kernel \(kernelHeight)×\(kernelWidth) is not square")
+        return kernelHeight
+    }
+
+    /// The padding of a convolution padded alike on all four sides.
+    public var padding: Int {
+        precondition(padTop == padBottom && padTop == padLeft && padTop == padRight, "Conv2d: the padding differs by side")
+        return padTop
+    }
+
+    /// A square k×k kernel, `padding` zeros on every side.
+    public convenience init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
+                            bias: Bool = true, random: inout RandomSource) {
+        self.init(inChannels, outChannels, kernel: (kernelSize, kernelSize),
+                  padding: (padding, padding, padding, padding), stride: stride, bias: bias, random: &random)
+    }
+
+    /// A kernel of `kernel.height`×`kernel.width` (rows × columns of the input plane), with the
+    /// given zeros before and after each axis.
+    public convenience init(_ inChannels: Int, _ outChannels: Int, kernel: (height: Int, width: Int),
+                            padding: (top: Int, bottom: Int, left: Int, right: Int) = (0, 0, 0, 0), stride: Int = 1,
+                            bias: Bool = true, random: inout RandomSource) {
+        precondition(inChannels > 0 && outChannels > 0 && kernel.height > 0 && kernel.width > 0,
+                     "Conv2d(\(inChannels)→\(outChannels), kernel \(kernel.height)×\(kernel.width))")
+        let fanIn = inChannels * kernel.height * kernel.width
+        let weight = Parameter(.normal(shape: [outChannels, inChannels, kernel.height, kernel.width],
+                                       std: (2 / Float(fanIn)).squareRoot(), using: &random))
+        let bound = 1 / Float(fanIn).squareRoot()
+        let bias = bias ? Parameter(.uniform(shape: [outChannels], bound: bound, using: &random), decays: false) : nil
+        self.init(inChannels, outChannels, kernel: kernel, padding: padding, stride: stride, weight: weight, bias: bias)
+    }
+
+    /// A convolution over given parameters: `weight` holds O·C·kh·kw values in the layout
+    /// [O, C, kh, kw] whatever its shape says (a 1-D convolution keeps its weight as [O, C, k]),
+    /// `bias` O values.
+    public init(_ inChannels: Int, _ outChannels: Int, kernel: (height: Int, width: Int),
+                padding: (top: Int, bottom: Int, left: Int, right: Int), stride: Int, weight: Parameter, bias: Parameter?) {
+        precondition(inChannels > 0 && outChannels > 0 && kernel.height > 0 && kernel.width > 0 && stride > 0
+                     && padding.top >= 0 && padding.bottom >= 0 && padding.left >= 0 && padding.right >= 0,
+                     "Conv2d(\(inChannels)→\(outChannels), kernel \(kernel.height)×\(kernel.width), stride \(stride), padding \(padding))")
+        precondition(weight.value.count == outChannels * inChannels * kernel.height * kernel.width
+                     && (bias?.value.count ?? outChannels) == outChannels,
+                     "Conv2d: weight \(weight.value.shape) or bias \(bias?.value.shape ?? []) does not fit")
         self.inChannels = inChannels
         self.outChannels = outChannels
-        self.kernelSize = kernelSize
+        kernelHeight = kernel.height
+        kernelWidth = kernel.width
         self.stride = stride
-        self.padding = padding
-        let fanIn = inChannels * kernelSize * kernelSize
-        weight = Parameter(.normal(shape: [outChannels, inChannels, kernelSize, kernelSize],
-                                   std: (2 / Float(fanIn)).squareRoot(), using: &random))
-        let bound = 1 / Float(fanIn).squareRoot()
-        self.bias = bias ? Parameter(.uniform(shape: [outChannels], bound: bound, using: &random), decays: false) : nil
+        (padTop, padBottom, padLeft, padRight) = padding
+        self.weight = weight
+        self.bias = bias
     }
 
     public var namedParameters: [(name: String, parameter: Parameter)] {
@@ -45,11 +88,16 @@ public final class Conv2d: Module {
 
     /// The spatial size of the output for an input of `height`×`width`.
     public func outputSize(height: Int, width: Int) -> (height: Int, width: Int) {
-        ((height + 2 * padding - kernelSize) / stride + 1, (width + 2 * padding - kernelSize) / stride + 1)
+        ((height + padTop + padBottom - kernelHeight) / stride + 1, (width + padLeft + padRight - kernelWidth) / stride + 1)
     }
 
     /// True when the input itself is the im2col matrix (1×1, stride 1, no padding).
-    private var pointwise: Bool { kernelSize == 1 && stride == 1 && padding == 0 }
+    private var pointwise: Bool {
+        kernelHeight == 1 && kernelWidth == 1 && stride == 1 && padTop + padBottom + padLeft + padRight == 0
+    }
+
+    /// Rows of the im2col matrix: C·kh·kw.
+    private var kernelVolume: Int { inChannels * kernelHeight * kernelWidth }
 
     private struct Geometry {
         let batch: Int, channels: Int, height: Int, width: Int, outHeight: Int, outWidth: Int
@@ -61,8 +109,8 @@ public final class Conv2d: Module {
         precondition(shape.count == 4 && shape[1] == inChannels,
                      "Conv2d(\(inChannels)→\(outChannels)) got input \(shape)")
         let h = shape[2], w = shape[3]
-        precondition(h + 2 * padding >= kernelSize && w + 2 * padding >= kernelSize,
-                     "Conv2d: input \(shape) smaller than the \(kernelSize)×\(kernelSize) kernel")
+        precondition(h + padTop + padBottom >= kernelHeight && w + padLeft + padRight >= kernelWidth,
+                     "Conv2d: input \(shape) smaller than the \(kernelHeight)×\(kernelWidth) kernel")
         let out = outputSize(height: h, width: w)
         return Geometry(batch: shape[0], channels: inChannels, height: h, width: w,
                         outHeight: out.height, outWidth: out.width)
@@ -73,18 +121,18 @@ public final class Conv2d: Module {
     /// (Measured on the default audio tower: 1 MiB beat ¼, ½, 2 and 4 MiB and whole-sample matrices.)
     private func bandRows(_ g: Geometry) -> Int {
         let bandFloats = 1 << 18
-        return max(1, min(g.outHeight, bandFloats / max(1, inChannels * kernelSize * kernelSize * g.outWidth)))
+        return max(1, min(g.outHeight, bandFloats / max(1, kernelVolume * g.outWidth)))
     }
 
     private func im2col(_ x: UnsafePointer<Float>, _ g: Geometry, rows: Range<Int>, _ col: UnsafeMutablePointer<Float>) {
-        SpatialKernels.im2col(x, channels: g.channels, height: g.height, width: g.width, kernel: kernelSize,
-                              stride: stride, padding: padding, outHeight: g.outHeight, outWidth: g.outWidth,
-                              rows: rows, into: col)
+        SpatialKernels.im2col(x, channels: g.channels, height: g.height, width: g.width, kernelHeight: kernelHeight,
+                              kernelWidth: kernelWidth, stride: stride, padTop: padTop, padLeft: padLeft,
+                              outHeight: g.outHeight, outWidth: g.outWidth, rows: rows, into: col)
     }
 
     public func forward(_ x: Tensor, training: Bool = true) -> Tensor {
         let g = geometry(x.shape)
-        let o = outChannels, area = g.outArea, kdim = inChannels * kernelSize * kernelSize
+        let o = outChannels, area = g.outArea, kdim = kernelVolume
         var y = SpatialKernels.uninitializedTensor([g.batch, o, g.outHeight, g.outWidth])
         let workers = min(BLAS.threads, g.batch)
         let band = bandRows(g)
@@ -138,7 +186,7 @@ public final class Conv2d: Module {
     public func backward(_ dy: Tensor, inputGradient: Bool) -> Tensor? {
         precondition(input.count > 0, "Conv2d.backward without a training forward")
         let g = geometry(input.shape)
-        let o = outChannels, area = g.outArea, kdim = inChannels * kernelSize * kernelSize
+        let o = outChannels, area = g.outArea, kdim = kernelVolume
         precondition(dy.shape == [g.batch, o, g.outHeight, g.outWidth],
                      "Conv2d.backward: gradient \(dy.shape) for input \(input.shape)")
         let workers = min(BLAS.threads, g.batch)
@@ -193,8 +241,9 @@ public final class Conv2d: Module {
                                         BLAS.gemm(transA: true, m: kdim, n: cols, k: o, a: wp, lda: kdim,
                                                   b: dyBand, ldb: area, beta: 0, c: dcol, ldc: cols)
                                         SpatialKernels.col2im(UnsafePointer(dcol), channels: g.channels,
-                                                              height: g.height, width: g.width, kernel: kernelSize,
-                                                              stride: stride, padding: padding,
+                                                              height: g.height, width: g.width,
+                                                              kernelHeight: kernelHeight, kernelWidth: kernelWidth,
+                                                              stride: stride, padTop: padTop, padLeft: padLeft,
                                                               outHeight: g.outHeight, outWidth: g.outWidth,
                                                               rows: r0..<r1, into: dxb)
                                     }
@@ -293,32 +342,33 @@ enum SpatialKernels {
         if n > 0 { memset(p, 0, n * MemoryLayout<Float>.stride) }
     }
 
-    /// The im2col matrix of output rows `rows` (a band): row ((c·k + ki)·k + kj), column
-    /// ((oh − rows.lowerBound)·OW + ow) gets x[c, oh·s − p + ki, ow·s − p + kj] (zero outside the input).
-    static func im2col(_ x: UnsafePointer<Float>, channels: Int, height: Int, width: Int, kernel k: Int,
-                       stride s: Int, padding p: Int, outHeight: Int, outWidth: Int, rows: Range<Int>,
-                       into col: UnsafeMutablePointer<Float>) {
+    /// The im2col matrix of output rows `rows` (a band): row ((c·kh + ki)·kw + kj), column
+    /// ((oh − rows.lowerBound)·OW + ow) gets x[c, oh·s − pt + ki, ow·s − pl + kj] (zero outside the
+    /// input). The padding after each axis only shows in OH and OW.
+    static func im2col(_ x: UnsafePointer<Float>, channels: Int, height: Int, width: Int, kernelHeight kh: Int,
+                       kernelWidth kw: Int, stride s: Int, padTop pt: Int, padLeft pl: Int, outHeight: Int,
+                       outWidth: Int, rows: Range<Int>, into col: UnsafeMutablePointer<Float>) {
         let bandArea = rows.count * outWidth
         // A stride-1 "same" convolution: each row of `col` is the plane shifted by a constant, so
         // one copy per row, then the wrapped-around border columns are zeroed.
         let samePlane = s == 1 && outWidth == width
         for c in 0..<channels {
             let plane = x + c * height * width
-            for ki in 0..<k {
-                // Output rows of the band whose input row oh·s − p + ki lies inside the plane.
-                let r0 = min(rows.upperBound, max(rows.lowerBound, ceilDiv(p - ki, s)))
-                let r1 = max(r0, min(rows.upperBound, ceilDiv(height + p - ki, s)))
-                for kj in 0..<k {
+            for ki in 0..<kh {
+                // Output rows of the band whose input row oh·s − pt + ki lies inside the plane.
+                let r0 = min(rows.upperBound, max(rows.lowerBound, ceilDiv(pt - ki, s)))
+                let r1 = max(r0, min(rows.upperBound, ceilDiv(height + pt - ki, s)))
+                for kj in 0..<kw {
                     // Output row oh of the band starts at row + (oh − rows.lowerBound)·OW.
-                    let row = col + ((c * k + ki) * k + kj) * bandArea
-                    let (lo, hi) = validColumns(width: width, outWidth: outWidth, kj: kj, stride: s, padding: p)
+                    let row = col + ((c * kh + ki) * kw + kj) * bandArea
+                    let (lo, hi) = validColumns(width: width, outWidth: outWidth, kj: kj, stride: s, padding: pl)
                     zero(row, (r0 - rows.lowerBound) * outWidth)
                     zero(row + (r1 - rows.lowerBound) * outWidth, (rows.upperBound - r1) * outWidth)
                     guard r1 > r0 else { continue }
                     if samePlane {
                         // Output (oh, ow) reads plane[oh·W + ow + shift]: one copy over the valid rows,
                         // then the border columns (which wrapped around) are zeroed.
-                        let shift = (ki - p) * width + (kj - p)
+                        let shift = (ki - pt) * width + (kj - pl)
                         let first = r0 * width + lo, last = (r1 - 1) * width + hi
                         if last > first {
                             (row + (first - rows.lowerBound * outWidth)).update(from: plane + first + shift,
@@ -334,12 +384,12 @@ enum SpatialKernels {
                         continue
                     }
                     for oh in r0..<r1 {
-                        let ih = oh * s - p + ki
+                        let ih = oh * s - pt + ki
                         let dst = row + (oh - rows.lowerBound) * outWidth
                         zero(dst, lo)
                         zero(dst + hi, outWidth - hi)
                         guard hi > lo else { continue }
-                        let src = plane + ih * width + (lo * s - p + kj)
+                        let src = plane + ih * width + (lo * s - pl + kj)
                         let d = dst + lo, n = hi - lo
                         if s == 1 {
                             d.update(from: src, count: n)
@@ -365,25 +415,25 @@ enum SpatialKernels {
 
     /// The adjoint of `im2col` for the band `rows`: adds each `dcol` entry onto the input position
     /// it was copied from. Accumulates into dx (zero it before the first band).
-    static func col2im(_ dcol: UnsafePointer<Float>, channels: Int, height: Int, width: Int, kernel k: Int,
-                       stride s: Int, padding p: Int, outHeight: Int, outWidth: Int, rows: Range<Int>,
-                       into dx: UnsafeMutablePointer<Float>) {
+    static func col2im(_ dcol: UnsafePointer<Float>, channels: Int, height: Int, width: Int, kernelHeight kh: Int,
+                       kernelWidth kw: Int, stride s: Int, padTop pt: Int, padLeft pl: Int, outHeight: Int,
+                       outWidth: Int, rows: Range<Int>, into dx: UnsafeMutablePointer<Float>) {
         let bandArea = rows.count * outWidth
         for c in 0..<channels {
             let plane = dx + c * height * width
-            for ki in 0..<k {
-                let r0 = min(rows.upperBound, max(rows.lowerBound, ceilDiv(p - ki, s)))
-                let r1 = max(r0, min(rows.upperBound, ceilDiv(height + p - ki, s)))
+            for ki in 0..<kh {
+                let r0 = min(rows.upperBound, max(rows.lowerBound, ceilDiv(pt - ki, s)))
+                let r1 = max(r0, min(rows.upperBound, ceilDiv(height + pt - ki, s)))
                 guard r1 > r0 else { continue }
-                for kj in 0..<k {
-                    let row = dcol + ((c * k + ki) * k + kj) * bandArea
-                    let (lo, hi) = validColumns(width: width, outWidth: outWidth, kj: kj, stride: s, padding: p)
+                for kj in 0..<kw {
+                    let row = dcol + ((c * kh + ki) * kw + kj) * bandArea
+                    let (lo, hi) = validColumns(width: width, outWidth: outWidth, kj: kj, stride: s, padding: pl)
                     guard hi > lo else { continue }
                     let n = hi - lo
                     for oh in r0..<r1 {
-                        let ih = oh * s - p + ki
+                        let ih = oh * s - pt + ki
                         let src = row + (oh - rows.lowerBound) * outWidth + lo
-                        let d = plane + ih * width + (lo * s - p + kj)
+                        let d = plane + ih * width + (lo * s - pl + kj)
                         if s == 1 {
                             for i in 0..<n { d[i] += src[i] }
                         } else {

@@ -1,8 +1,21 @@
 import MulanTensor
 
+/// The audio tower's architecture.
+public enum AudioTowerKind: String, Codable, Sendable, Equatable, CaseIterable {
+    /// The compact ResNet (`AudioTower`), shaped by `widths` and `blocksPerStage`.
+    case resnet
+    /// musicnn (`MusicnnTower`) on musicnn's fixed front end (`LogMelConfig.musicnn`).
+    case musicnn
+    /// musicnn's VGG (not implemented in the Swift trainer yet).
+    case vgg
+}
+
 /// The audio tower's shape. The defaults are the benchmark model (a ResNet of four stages on
-/// 128-band log-mel spectrograms, 128-d embeddings). Decoding fills missing keys with the defaults.
+/// 128-band log-mel spectrograms, 128-d embeddings). Decoding fills missing keys with the defaults
+/// (a missing `kind` is "resnet", so configurations from before it load unchanged); `kind` is
+/// written only when it is not "resnet".
 public struct AudioTowerConfig: Codable, Sendable, Equatable {
+    public var kind = AudioTowerKind.resnet
     public var melBands = 128
     /// Channels of each stage; the stem outputs widths[0].
     public var widths: [Int] = [32, 64, 128, 256]
@@ -17,11 +30,21 @@ public struct AudioTowerConfig: Codable, Sendable, Equatable {
         self.embeddingDim = embeddingDim
     }
 
-    private enum CodingKeys: String, CodingKey { case melBands, widths, blocksPerStage, embeddingDim }
+    private enum CodingKeys: String, CodingKey { case kind, melBands, widths, blocksPerStage, embeddingDim }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        if kind != .resnet { try c.encode(kind, forKey: .kind) }
+        try c.encode(melBands, forKey: .melBands)
+        try c.encode(widths, forKey: .widths)
+        try c.encode(blocksPerStage, forKey: .blocksPerStage)
+        try c.encode(embeddingDim, forKey: .embeddingDim)
+    }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = AudioTowerConfig()
+        kind = try c.decodeIfPresent(AudioTowerKind.self, forKey: .kind) ?? .resnet
         melBands = try c.decodeIfPresent(Int.self, forKey: .melBands) ?? d.melBands
         widths = try c.decodeIfPresent([Int].self, forKey: .widths) ?? d.widths
         blocksPerStage = try c.decodeIfPresent(Int.self, forKey: .blocksPerStage) ?? d.blocksPerStage

@@ -93,6 +93,7 @@ public final class Embedder {
         guard config.audio.embeddingDim == config.text.embeddingDim else {
             throw MulanError(.data, "the checkpoint \(path) has towers of different widths (\(config.audio.embeddingDim), \(config.text.embeddingDim))")
         }
+        try config.checkAudio(source: "the checkpoint \(path)")
         let model = MuLanModel(config)
         try Checkpoint.restore(loaded, into: model, optimizer: nil, path: path)
         self.model = model

@@ -2,14 +2,25 @@ import MulanTensor
 
 /// The two towers and the loss's temperature: everything a checkpoint holds as weights.
 public final class MuLanModel: Module {
-    public let audio: AudioTower
+    /// The audio tower of `config.audio.kind`: an `AudioTower` (ResNet) or a `MusicnnTower`.
+    public let audio: any AudioEncoder
     public let text: TextTower
     public let loss: ContrastiveLoss
 
     /// A fresh model; `text` replaces the text tower (a pretrained one, shaped as `config.text`).
+    /// Call `TrainingConfig.checkAudio` first: a configuration it rejects stops here.
     public init(_ config: TrainingConfig, text pretrained: TextTower? = nil) {
         var random = RandomSource(seed: config.seed ^ 0x6D75_6C61_6E00_0001)
-        audio = AudioTower(config.audio, random: &random)
+        switch config.audio.kind {
+        case .resnet:
+            audio = AudioTower(config.audio, random: &random)
+        case .musicnn:
+            let tower = MusicnnTower(embeddingDim: config.audio.embeddingDim, random: &random)
+            tower.trainedBlocks = (config.audioTraining ?? .full).trainedBlocks
+            audio = tower
+        case .vgg:
+            preconditionFailure("the vgg audio tower is not implemented (TrainingConfig.checkAudio rejects it)")
+        }
         text = pretrained ?? TextTower(config.text, random: &random)
         loss = ContrastiveLoss(initialTemperature: config.initialTemperature, decoupled: config.decoupledLoss)
     }

@@ -79,10 +79,13 @@ public final class Trainer {
             throw MulanError(.usage, "\(runDirectory) already holds checkpoints",
                              hint: "pass --resume to continue that run, or choose another --run-dir")
         }
+        try config.checkAudio(source: loaded.map { "the checkpoint \($0.1)" } ?? "the run's configuration")
         train = try DatasetSplit(dataset: dataset, split: "train")
         guard train.manifest.sampleRate == config.logMel.sampleRate else {
             throw MulanError(.usage, "the dataset's clips are \(train.manifest.sampleRate) Hz but the run expects \(config.logMel.sampleRate) Hz",
-                             hint: "start a new run directory for this dataset")
+                             hint: config.audio.kind == .musicnn && loaded == nil
+                                ? "the musicnn tower takes 16 kHz audio: shard the clips at 16000 Hz"
+                                : "start a new run directory for this dataset")
         }
         valid = try? DatasetSplit(dataset: dataset, split: "valid")
         test = try? DatasetSplit(dataset: dataset, split: "test")
@@ -117,9 +120,18 @@ public final class Trainer {
         self.runDirectory = runDirectory
         self.console = console
         model = MuLanModel(config, text: pretrained)
+        // A fresh run with --audio-init starts the musicnn tower (all but proj) from the converted file.
+        if loaded == nil, let file = config.audioInit, let tower = model.audio as? MusicnnTower {
+            try PretrainedAudio.load(file, into: tower)
+        }
         let layers = config.text.layers, textTraining = config.textTraining
+        let musicnnBlocks = config.audio.kind == .musicnn ? (config.audioTraining ?? .full).trainedBlocks : nil
         optimizer = AdamW(model.namedParameters.filter { p in
-            !p.name.hasPrefix("text.") || textTraining.trains(String(p.name.dropFirst(5)), layers: layers)
+            if p.name.hasPrefix("text.") { return textTraining.trains(String(p.name.dropFirst(5)), layers: layers) }
+            if p.name.hasPrefix("audio."), let blocks = musicnnBlocks {
+                return MusicnnTower.trains(String(p.name.dropFirst(6)), trainedBlocks: blocks)
+            }
+            return true
         }, settings: config.adam)
         textCache = TextCache(capacity: config.textCacheEntries)
         sampler = Sampler(split: train, mix: mix, batchSize: config.batchSize, seed: config.seed,
@@ -188,7 +200,7 @@ public final class Trainer {
                                  hint: "lower --lr or raise --warmup-steps; resume from the last checkpoint")
             }
             let (da, dt) = model.loss.backward()
-            model.audio.backward(da)
+            model.audio.backward(da, inputGradient: false)
             textBackward(dt)
             let norm = optimizer.clipGradients(maxNorm: config.clipNorm)
             let lr = config.schedule.rate(at: step)

@@ -34,11 +34,17 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var textTraining = TextTraining.full
     /// Distinct texts whose frozen encoder output is cached (frozen mode).
     public var textCacheEntries = 1_000_000
+    /// A converted pretrained audio file (`mulan-pretrained-audio` safetensors) the audio tower
+    /// started from (`--audio-init`); nil: from scratch.
+    public var audioInit: String?
+    /// Which audio-tower weights train (`--audio-train`); nil: all of them.
+    public var audioTraining: AudioTraining?
 
     enum CodingKeys: String, CodingKey {
         case audio, text, logMel, specAugment, windowSeconds, batchSize, steps, learningRate, minimumLearningRate
         case warmupSteps, adam, clipNorm, initialTemperature, decoupledLoss, mix, seed, shuffleBuffer, evalEvery
         case evalSamples, checkpointEvery, keepCheckpoints, logEvery, textInit, textTraining, textCacheEntries
+        case audioInit, audioTraining
     }
 
     /// Configurations saved before a key existed decode with its default.
@@ -72,6 +78,8 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         textInit = try c.decodeIfPresent(String.self, forKey: .textInit)
         textTraining = try value(.textTraining, textTraining)
         textCacheEntries = try value(.textCacheEntries, textCacheEntries)
+        audioInit = try c.decodeIfPresent(String.self, forKey: .audioInit)
+        audioTraining = try c.decodeIfPresent(AudioTraining.self, forKey: .audioTraining)
     }
 
     public init(sampleRate: Int) {
@@ -85,6 +93,116 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
 
     /// Samples in one training window.
     public var windowSamples: Int { Int((windowSeconds * Double(logMel.sampleRate)).rounded()) }
+
+    /// Checks that the audio tower can be built as configured: the kind is implemented, a musicnn
+    /// tower has musicnn's front end (`LogMelConfig.musicnn`: a differing setting is named) and
+    /// windows of at least one 187-frame patch, and `audioTraining` / `audioInit` go with a
+    /// pretrained kind. `source` names where the configuration came from (a checkpoint, a file).
+    public func checkAudio(source: String) throws(MulanError) {
+        switch audio.kind {
+        case .resnet:
+            if let t = audioTraining, t != .full {
+                throw MulanError(.usage, "\(source): audio training \(t) needs a pretrained audio tower",
+                                 hint: "--audio-train frozen or top:K goes with --audio-tower musicnn and --audio-init FILE")
+            }
+            if audioInit != nil {
+                throw MulanError(.usage, "\(source): --audio-init loads a musicnn tower, not the resnet",
+                                 hint: "pass --audio-tower musicnn")
+            }
+        case .vgg:
+            throw MulanError(.usage, "\(source): the vgg audio tower is not implemented in mulan-train yet",
+                             hint: "use --audio-tower musicnn")
+        case .musicnn:
+            if let difference = LogMelConfig.musicnn.difference(from: logMel) {
+                throw MulanError(.data, "\(source): the musicnn audio tower needs musicnn's front end, but logMel.\(difference)",
+                                 hint: "musicnn's front end is fixed: 16000 Hz, window and FFT 512, hop 256, 96 bands, log10(10000x+1)")
+            }
+            if audio.melBands != MusicnnTower.melBands {
+                throw MulanError(.data, "\(source): audio.melBands is \(audio.melBands); the musicnn tower takes \(MusicnnTower.melBands)")
+            }
+            let frames = 1 + windowSamples / logMel.hopLength
+            if frames < MusicnnTower.patchFrames {
+                throw MulanError(.usage, "\(source): a \(windowSeconds)-s window has \(frames) frames, fewer than musicnn's "
+                                 + "\(MusicnnTower.patchFrames)-frame patch", hint: "use windows of at least 3 s")
+            }
+            if case .top(let k) = audioTraining ?? .full, k > MusicnnTower.blockNames.count {
+                throw MulanError(.usage, "\(source): audio training top:\(k), but musicnn has \(MusicnnTower.blockNames.count) blocks "
+                                 + "(\(MusicnnTower.blockNames.joined(separator: ", ")))")
+            }
+        }
+    }
+}
+
+/// Which weights of a pretrained audio tower train: all (`full`), only the projection `proj`
+/// (`frozen`: the tower runs in inference mode, batch norm on its running statistics), or the
+/// projection and the top K blocks of the tower (`top:K`; musicnn's blocks, from the bottom: front
+/// end with input_bn, midend, backend — top:1 is the backend, top:2 midend and backend, top:3 all).
+/// Blocks that do not train run in inference mode. musicnn's `backend.logits` (the tag layer) is
+/// not on the embedding's path and never trains.
+public enum AudioTraining: Codable, Sendable, Equatable, CustomStringConvertible {
+    case full
+    case frozen
+    case top(Int)
+
+    public init(parsing text: String) throws(MulanError) {
+        switch text {
+        case "full": self = .full
+        case "frozen": self = .frozen
+        default:
+            guard text.hasPrefix("top:"), let k = Int(text.dropFirst(4)), k >= 1 else {
+                throw MulanError(.usage, "--audio-train must be full, frozen or top:K (K ≥ 1), got '\(text)'")
+            }
+            self = .top(k)
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .full: "full"
+        case .frozen: "frozen"
+        case .top(let k): "top:\(k)"
+        }
+    }
+
+    /// Blocks that train, counted from the top (musicnn has 3).
+    public var trainedBlocks: Int {
+        switch self {
+        case .full: 3
+        case .frozen: 0
+        case .top(let k): min(k, 3)
+        }
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        do { self = try AudioTraining(parsing: text) } catch {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: error.description))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(description)
+    }
+}
+
+extension LogMelConfig {
+    /// The first setting in which `other` differs from this configuration, as "name is X, not Y"
+    /// (nil when they agree).
+    public func difference(from other: LogMelConfig) -> String? {
+        func text(_ v: Double?) -> String { v.map { "\($0)" } ?? "null" }
+        let pairs: [(String, String, String)] = [
+            ("sampleRate", "\(other.sampleRate)", "\(sampleRate)"),
+            ("windowLength", "\(other.windowLength) samples", "\(windowLength) samples"),
+            ("hopLength", "\(other.hopLength) samples", "\(hopLength) samples"),
+            ("fftSize", "\(other.fftSize)", "\(fftSize)"),
+            ("melBands", "\(other.melBands)", "\(melBands)"),
+            ("fMin", "\(other.fMin)", "\(fMin)"),
+            ("fMax", text(other.resolvedFMax), text(resolvedFMax)),
+            ("scale", other.scale.rawValue, scale.rawValue),
+        ]
+        return pairs.first { $0.1 != $0.2 }.map { "\($0.0) is \($0.1), not \($0.2)" }
+    }
 }
 
 /// Which weights of the text tower train: all (`full`), only the projection (`frozen`: the encoder's

@@ -68,7 +68,7 @@ struct LogMelTests {
         let r = try TestPython.tool("logmel_reference.py", [
             input, output, "\(config.sampleRate)", "\(config.fftSize)", "\(config.hopLength)", "\(config.windowLength)",
             "\(config.melBands)", "\(config.fMin)", config.fMax.map { "\($0)" } ?? "none", "\(config.amin)",
-            config.topDB.map { "\($0)" } ?? "none",
+            config.topDB.map { "\($0)" } ?? "none", config.scale.rawValue,
         ])
         let shape = r.stdoutText.split(whereSeparator: \.isWhitespace).compactMap { Int($0) }
         guard shape.count == 2 else { throw TestFailure("unexpected reference output: \(r.stdoutText)") }
@@ -94,6 +94,40 @@ struct LogMelTests {
         let worst = zip(ours.values, expected).reduce(0) { max($0, abs($1.0 - $1.1)) }
         let relative = worst / scale
         #expect(relative <= 1e-4, "max |Δ| = \(worst) dB against max |librosa| = \(scale) dB: \(relative)")
+    }
+
+    /// musicnn's front end (`LogMelConfig.musicnn`: 16 kHz, 512/256, 96 Slaney bands,
+    /// log10(10000x + 1)) against librosa's float32 power with the log in float64: max |Δ| ≤ 1e-4
+    /// on values from 0 (silence) to about 5.
+    @Test(arguments: [0, 8000])
+    func musicnnFrontEndMatchesLibrosa(silence: Int) throws {
+        let dir = TempDir("logmel-musicnn")
+        let config = LogMelConfig.musicnn
+        #expect(config.windowLength == 512 && config.hopLength == 256 && config.fftSize == 512 && config.melBands == 96)
+        let samples = testSignal(count: 16000 * 4 + 99, rate: 16000, seed: 20261206, silence: silence)
+        let (expected, bands, frames) = try Self.reference(samples, config, dir: dir)
+        let ours = try LogMelSpectrogram(config: config).compute(samples)
+        #expect(bands == 96 && ours.frames == frames && frames == 1 + samples.count / 256)
+        try #require(ours.values.count == expected.count)
+        let worst = zip(ours.values, expected).reduce(0) { max($0, abs($1.0 - $1.1)) }
+        let largest = expected.max() ?? 0
+        #expect(worst <= 1e-4, "max |Δ| = \(worst) (librosa's values reach \(largest))")
+        #expect(largest > 3, "the test signal should reach loud bins (max \(largest))")
+        if silence > 0 { #expect(ours.values[0] == 0, "silence compresses to log10(1) = 0") }
+    }
+
+    @Test func scaleIsEncodedOnlyWhenNotDecibels() throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let plain = String(decoding: try encoder.encode(LogMelConfig(sampleRate: 16000)), as: UTF8.self)
+        #expect(!plain.contains("scale"))
+        let musicnn = try encoder.encode(LogMelConfig.musicnn)
+        #expect(String(decoding: musicnn, as: UTF8.self).contains("\"scale\":\"log10(10000x+1)\""))
+        #expect(try JSONDecoder().decode(LogMelConfig.self, from: musicnn) == .musicnn)
+        #expect(try JSONDecoder().decode(LogMelConfig.self, from: Data(plain.utf8)).scale == .decibels)
+        #expect(throws: DecodingError.self) {
+            try JSONDecoder().decode(LogMelConfig.self, from: Data(#"{"sampleRate": 16000, "scale": "ln"}"#.utf8))
+        }
     }
 
     @Test func frameCountAndLayout() throws {
