@@ -41,7 +41,7 @@ public enum PretrainedAudio {
         do {
             file = try SafeTensors.read(path)
         } catch {
-            throw MulanError(.data, "cannot read the pretrained audio file \(path)", cause: "\(error)")
+            throw MulanError(.data, "cannot read the pretrained audio file \(path)", cause: error)
         }
         let meta = file.metadata
         guard meta["format"] == format else {
