@@ -200,9 +200,12 @@ $(DEMO_DIR)/audio-filter.txt: $(DEMO_DIR)/run/summary.json $(BIN)/mulan-filter s
 # with the warm-started BERT tower of the demo (docs/demo.md).
 DEMO_SCRATCH_FLAGS ?= $(filter-out --text-init $(TEXT_MODEL) --text-train frozen --text-pooling mean,$(DEMO_TRAIN_FLAGS))
 .PHONY: demo-compare
-demo-compare: $(DEMO_DIR)/summary.json $(DEMO_DIR)/summary-scratch.json
-	@python3 scripts/demo-summary.py $(DEMO_DIR)/eval.json $(DEMO_DIR)/summary.json "warm-started text tower (all-MiniLM-L6-v2, frozen)"
-	@python3 scripts/demo-summary.py $(DEMO_DIR)/eval-scratch.json $(DEMO_DIR)/summary-scratch.json "text tower from scratch"
+demo-compare: $(DEMO_DIR)/summary.json $(DEMO_DIR)/summary-heldout.json $(DEMO_DIR)/summary-scratch.json \
+	    $(DEMO_DIR)/summary-scratch-heldout.json
+	@python3 scripts/demo-summary.py $(DEMO_DIR)/eval.json $(DEMO_DIR)/summary.json "warm-started text tower (all-MiniLM-L6-v2, frozen)" \
+	    --heldout $(DEMO_DIR)/eval-heldout.json $(DEMO_DIR)/summary-heldout.json "$(HELDOUT_LABEL)"
+	@python3 scripts/demo-summary.py $(DEMO_DIR)/eval-scratch.json $(DEMO_DIR)/summary-scratch.json "text tower from scratch" \
+	    --heldout $(DEMO_DIR)/eval-scratch-heldout.json $(DEMO_DIR)/summary-scratch-heldout.json "$(HELDOUT_LABEL)"
 
 $(DEMO_DIR)/run-scratch/summary.json: $(STAMPS)/shard $(BIN)/mulan-train
 	rm -rf $(DEMO_DIR)/run-scratch
@@ -215,6 +218,15 @@ $(DEMO_DIR)/eval-scratch.json: $(DEMO_DIR)/run-scratch/summary.json $(BIN)/mulan
 	@mv $@.tmp $@
 
 $(DEMO_DIR)/summary-scratch.json: $(DEMO_DIR)/eval-scratch.json scripts/demo-summary.py
+	@python3 scripts/demo-summary.py $< $@ > /dev/null
+
+# The from-scratch text tower on the held-out soundfont too.
+$(DEMO_DIR)/eval-scratch-heldout.json: $(DEMO_DIR)/run-scratch/summary.json $(HSTAMPS)/shard $(BIN)/mulan-eval
+	$(BIN)/mulan-eval --run-dir $(DEMO_DIR)/run-scratch --vocab $(TEXT_MODEL)/vocab.txt --csv $(HCORPUS)/eval/test-tags.csv \
+	    --audio-root $(HCORPUS) --captions $(HCORPUS)/eval/test-captions.jsonl --threads $(JOBS) --json $@.tmp --quiet > /dev/null
+	@mv $@.tmp $@
+
+$(DEMO_DIR)/summary-scratch-heldout.json: $(DEMO_DIR)/eval-scratch-heldout.json scripts/demo-summary.py
 	@python3 scripts/demo-summary.py $< $@ > /dev/null
 
 $(DEMO_DIR)/report.html: $(DEMO_DIR)/eval.json $(DEMO_DIR)/audio-filter.txt $(BIN)/mulan-report
