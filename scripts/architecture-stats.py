@@ -9,7 +9,7 @@ import json, os, re, subprocess, sys
 
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sources = os.path.join(root, "Sources")
-SQL = re.compile(r'"""?\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|WITH|REPLACE|PRAGMA|BEGIN|COMMIT|ATTACH|DETACH|SAVEPOINT|RELEASE|ROLLBACK)\b')
+SQL = re.compile(r'"(?:"")?\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|WITH|REPLACE|PRAGMA|BEGIN|COMMIT|ATTACH|DETACH|SAVEPOINT|RELEASE|ROLLBACK)\b')
 
 def swift_files(module):
     for dirpath, _, names in os.walk(os.path.join(sources, module)):

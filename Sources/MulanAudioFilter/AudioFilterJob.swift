@@ -88,7 +88,7 @@ public struct AudioFilterJob {
         let lock = try WorkdirLock(workdir: workdir, stage: "mulan-filter")
         defer { withExtendedLifetime(lock) {} }
         let catalog = try Catalog(path: workdir + "/catalog.sqlite")
-        let db = catalog.database
+        let store = AudioFilterStore(catalog)
 
         let embedder = try Embedder(checkpoint: checkpoint, vocabulary: vocabulary)
         let scorer = try ZeroShotScorer(embedder: embedder, prompts: prompts)
@@ -108,14 +108,11 @@ public struct AudioFilterJob {
         encoder.outputFormatting = [.sortedKeys]
         let promptsJSON = String(decoding: (try? encoder.encode(prompts)) ?? Data(), as: UTF8.self)
         let rulesJSON = String(decoding: (try? encoder.encode(ruleTexts)) ?? Data(), as: UTF8.self)
-        try db.run("""
-            INSERT OR IGNORE INTO audio_filter_versions (version, score_set, checkpoint, checkpoint_sha256, checkpoint_step,
-                vocab_sha256, prompts, rules, created_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """, [version, scoreSet, embedder.checkpointPath, embedder.checkpointSHA256, embedder.step, vocabularySHA256,
-                  promptsJSON, rulesJSON, Timestamp.now()])
+        try store.register(.init(version: version, scoreSet: scoreSet, checkpoint: embedder.checkpointPath,
+                                 checkpointSHA256: embedder.checkpointSHA256, checkpointStep: embedder.step,
+                                 vocabularySHA256: vocabularySHA256, promptsJSON: promptsJSON, rulesJSON: rulesJSON))
 
-        let pending = try pendingClips(db, version: version, scoreSet: scoreSet)
+        let pending = try pendingClips(store, version: version, scoreSet: scoreSet)
         var report = AudioFilterReport(version: version, scoreSet: scoreSet, checkpoint: embedder.checkpointPath,
                                        checkpointSHA256: embedder.checkpointSHA256, checkpointStep: embedder.step,
                                        prompts: prompts, rules: ruleTexts)
@@ -131,76 +128,54 @@ public struct AudioFilterJob {
             let toScore = part.indices.filter { part[$0].stored == nil }
             report.scoresReused += part.count - toScore.count
             let outcomes = scorer.score(toScore.map { AudioItem.file(workdir + "/" + part[$0].flacPath) })
-            var newScores: [(clip: Pending, scores: String?, windows: Int, error: String?)] = []
+            var newScores: [AudioFilterStore.Scores] = []
             for (k, i) in toScore.enumerated() {
                 switch outcomes[k] {
                 case .success(let s):
                     var named: [String: Double] = [:]
                     for (p, v) in zip(prompts, s.scores) { named[p.name] = Double(v) }
                     part[i].stored = .success(named)
-                    newScores.append((part[i], String(decoding: (try? encoder.encode(named)) ?? Data(), as: UTF8.self),
-                                      s.windows, nil))
+                    newScores.append(.init(clipID: part[i].clipID, flacSHA256: part[i].flacSHA256, scores: named,
+                                           windows: s.windows, error: nil))
                 case .failure(let f):
                     part[i].stored = .failure(StoredError(reason: "\(f.reason): \(f.detail)"))
-                    newScores.append((part[i], nil, 0, "\(f.reason): \(f.detail)"))
+                    newScores.append(.init(clipID: part[i].clipID, flacSHA256: part[i].flacSHA256, scores: nil,
+                                           windows: 0, error: "\(f.reason): \(f.detail)"))
                     console.log(.warning, "clip \(part[i].flacPath) of track \(part[i].trackID) cannot be scored (\(f.reason)): "
                                 + "\(f.detail); it is dropped as unreadable (restore the clip store, or re-ingest the track, and run again)",
                                 event: "unreadable", fields: ["track": part[i].trackID, "reason": f.reason])
                 }
             }
-            try db.transaction {
-                for s in newScores {
-                    try db.run("""
-                        INSERT OR REPLACE INTO audio_scores (score_set, clip_id, flac_sha256, scores, windows, error)
-                        VALUES (?, ?, ?, ?, ?, ?)
-                        """, [scoreSet, s.clip.clipID, s.clip.flacSHA256, s.scores, s.windows, s.error])
-                }
-                for clip in part {
-                    let d = decide(clip)
-                    try db.run("""
-                        INSERT OR REPLACE INTO audio_decisions (version, clip_id, track_id, status, reason, detail)
-                        VALUES (?, ?, ?, ?, ?, ?)
-                        """, [version, clip.clipID, clip.trackID, d.kept ? "kept" : "dropped", d.reason, d.detail])
-                }
+            let decisions = part.map { clip in
+                let d = decide(clip)
+                return AudioFilterStore.Decision(clipID: clip.clipID, trackID: clip.trackID, kept: d.kept, reason: d.reason,
+                                                 detail: d.detail)
             }
+            try store.record(scoreSet: scoreSet, scores: newScores, version: version, decisions: decisions)
             report.scoredThisRun += newScores.count
             report.decidedThisRun += part.count
             progress.advance(by: part.count)
         }
         progress.finish()
-        try collectStatistics(db, version: version, scoreSet: scoreSet, into: &report)
+        try collectStatistics(store, version: version, scoreSet: scoreSet, into: &report)
         report.wallSeconds = Date().timeIntervalSince(started)
-        try db.run("UPDATE audio_filter_versions SET completed_at = ?, stats = ? WHERE version = ?",
-                   [Timestamp.now(), report.json(), version])
+        try store.complete(version: version, stats: report.json())
         return report
     }
 
     /// Kept clips of ingested tracks without a decision of `version`, with the scores already
     /// stored for their content.
-    func pendingClips(_ db: Database, version: String, scoreSet: String) throws -> [Pending] {
+    func pendingClips(_ store: AudioFilterStore, version: String, scoreSet: String) throws -> [Pending] {
         let measures = ClipMeasures.all
-        let columns = measures.map(\.column).joined(separator: ", ")
         var pending: [Pending] = []
-        try db.forEach("""
-            SELECT c.id, t.track_id, c.flac_path, c.flac_sha256, s.scores, NULL, \(columns)
-            FROM clips c JOIN tracks t ON t.id = c.track_rowid
-            LEFT JOIN audio_scores s ON s.score_set = ? AND s.clip_id = c.id AND s.flac_sha256 = c.flac_sha256
-            WHERE c.status = 'kept' AND t.status = 'ingested'
-              AND NOT EXISTS (SELECT 1 FROM audio_decisions d WHERE d.version = ? AND d.clip_id = c.id)
-            ORDER BY c.id
-            """, [scoreSet, version]) { row in
-            guard let id = row[0].int, let track = row[1].string, let path = row[2].string, let sha = row[3].string else { return }
+        try store.forEachPendingClip(version: version, scoreSet: scoreSet, measureColumns: measures.map(\.column)) { clip in
             var values: [String: Double] = [:]
-            for (k, m) in measures.enumerated() {
-                if let v = row[6 + k].double { values[m.name] = m.transform(v) }
+            for m in measures {
+                if let v = clip.measures[m.column] { values[m.name] = m.transform(v) }
             }
             // A stored error is not reused: the clip is tried again (its file may have been restored).
-            var stored: Result<[String: Double], StoredError>?
-            if let json = row[4].string,
-               let scores = try? JSONDecoder().decode([String: Double].self, from: Data(json.utf8)) {
-                stored = .success(scores)
-            }
-            pending.append(Pending(clipID: id, trackID: track, flacPath: path, flacSHA256: sha, measures: values, stored: stored))
+            pending.append(Pending(clipID: clip.clipID, trackID: clip.trackID, flacPath: clip.flacPath,
+                                   flacSHA256: clip.flacSHA256, measures: values, stored: clip.storedScores.map { .success($0) }))
         }
         return pending
     }
@@ -224,27 +199,19 @@ public struct AudioFilterJob {
     }
 
     /// Counts and score quantiles over every decision of the version.
-    func collectStatistics(_ db: Database, version: String, scoreSet: String, into report: inout AudioFilterReport) throws {
-        for row in try db.rows("""
-            SELECT d.status, d.reason, COUNT(*) FROM audio_decisions d JOIN clips c ON c.id = d.clip_id
-            WHERE d.version = ? GROUP BY d.status, d.reason
-            """, [version]) {
-            let n = row[2].int ?? 0
-            report.clipsTotal += n
-            if row[0].string == "kept" {
-                report.kept += n
+    func collectStatistics(_ store: AudioFilterStore, version: String, scoreSet: String,
+                           into report: inout AudioFilterReport) throws {
+        for row in try store.decisionCounts(version: version) {
+            report.clipsTotal += row.clips
+            if row.kept {
+                report.kept += row.clips
             } else {
-                report.dropped += n
-                report.droppedByReason[row[1].string ?? "?", default: 0] += n
+                report.dropped += row.clips
+                report.droppedByReason[row.reason ?? "?", default: 0] += row.clips
             }
         }
         var values: [String: [Double]] = [:]
-        try db.forEach("""
-            SELECT s.scores FROM audio_decisions d JOIN audio_scores s ON s.score_set = ? AND s.clip_id = d.clip_id
-            WHERE d.version = ? AND s.scores IS NOT NULL
-            """, [scoreSet, version]) { row in
-            guard let json = row[0].string,
-                  let scores = try? JSONDecoder().decode([String: Double].self, from: Data(json.utf8)) else { return }
+        try store.forEachDecidedScores(version: version, scoreSet: scoreSet) { scores in
             for (name, v) in scores { values[name, default: []].append(v) }
         }
         for (name, list) in values {

@@ -1,10 +1,10 @@
 import Foundation
 
 /// A per-clip measure that `--keep` rules may name beside the prompts, read from the catalog's
-/// `clips` row (`c`) when the clip is decided.
+/// `clips` row when the clip is decided.
 public struct ClipMeasure: Sendable {
     public var name: String
-    /// An SQL expression over `clips c` (a column, usually).
+    /// The column of the catalog's `clips` table it is read from.
     public var column: String
     public var help: String
     /// From the stored value to the rule's unit (e.g. linear amplitude to dBFS).
@@ -25,15 +25,15 @@ public struct ClipMeasure: Sendable {
 /// (e.g. the loudness of a clip not measured yet, or below the gate) fails any rule naming it.
 public enum ClipMeasures {
     public static let all: [ClipMeasure] = [
-        ClipMeasure("rms_db", column: "c.rms", help: "RMS level, dBFS", transform: ClipMeasure.decibels),
-        ClipMeasure("peak_db", column: "c.peak", help: "sample peak, dBFS", transform: ClipMeasure.decibels),
-        ClipMeasure("rms", column: "c.rms", help: "RMS level, linear (full scale 1.0)"),
-        ClipMeasure("peak", column: "c.peak", help: "sample peak, linear (full scale 1.0)"),
-        ClipMeasure("silence_share", column: "c.silence_share", help: "share of samples below 2^-16"),
-        ClipMeasure("duration_s", column: "c.duration_s", help: "clip length, seconds"),
-        ClipMeasure("lufs", column: "c.lufs", help: "integrated loudness (EBU R128), LUFS"),
-        ClipMeasure("loudness_range", column: "c.loudness_range", help: "loudness range (EBU R128), LU"),
-        ClipMeasure("true_peak_db", column: "c.true_peak_db", help: "true peak, dBTP"),
+        ClipMeasure("rms_db", column: "rms", help: "RMS level, dBFS", transform: ClipMeasure.decibels),
+        ClipMeasure("peak_db", column: "peak", help: "sample peak, dBFS", transform: ClipMeasure.decibels),
+        ClipMeasure("rms", column: "rms", help: "RMS level, linear (full scale 1.0)"),
+        ClipMeasure("peak", column: "peak", help: "sample peak, linear (full scale 1.0)"),
+        ClipMeasure("silence_share", column: "silence_share", help: "share of samples below 2^-16"),
+        ClipMeasure("duration_s", column: "duration_s", help: "clip length, seconds"),
+        ClipMeasure("lufs", column: "lufs", help: "integrated loudness (EBU R128), LUFS"),
+        ClipMeasure("loudness_range", column: "loudness_range", help: "loudness range (EBU R128), LU"),
+        ClipMeasure("true_peak_db", column: "true_peak_db", help: "true peak, dBTP"),
     ]
 
     public static var names: [String] { all.map(\.name) }

@@ -172,6 +172,33 @@ public final class Database {
         while try statement.step() { try body(statement.row()) }
     }
 
+    /// Runs a query and returns every row, its columns read by name (`row["column"]`).
+    func select(_ sql: String, _ arguments: [any SQLBindable] = []) throws(MulanError) -> [Row] {
+        let s = try statement(sql)
+        try s.bind(arguments)
+        var result: [Row] = []
+        while try s.step() { result.append(s.namedRow()) }
+        return result
+    }
+
+    /// The first row of a query, its columns read by name, or nil.
+    func selectFirst(_ sql: String, _ arguments: [any SQLBindable] = []) throws(MulanError) -> Row? {
+        let s = try statement(sql)
+        try s.bind(arguments)
+        defer { s.reset() }
+        return try s.step() ? s.namedRow() : nil
+    }
+
+    /// `forEach` with columns read by name: its own statement (not cached), one row in memory at a time.
+    func forEachRow(_ sql: String, _ arguments: [any SQLBindable] = [], _ body: (Row) throws -> Void) throws {
+        var stmt: OpaquePointer?
+        let rc = sqlite3_prepare_v2(handle, sql, -1, &stmt, nil)
+        guard rc == SQLITE_OK, let stmt else { throw error("preparing \(sql.prefix(80))", rc) }
+        let statement = Statement(stmt, database: self)
+        try statement.bind(arguments)
+        while try statement.step() { try body(statement.namedRow()) }
+    }
+
     /// A query whose rows are pulled one at a time (its own statement, not cached), for merging
     /// several ordered queries.
     public func cursor(_ sql: String, _ arguments: [any SQLBindable] = []) throws(MulanError) -> RowCursor {
@@ -258,6 +285,22 @@ public final class Statement {
         }
     }
 
+    /// The result's column names (`sqlite3_column_name`), read once per statement.
+    private var columnIndex: ColumnIndex?
+
+    /// The current row, its columns read by name.
+    func namedRow() -> Row {
+        let columns: ColumnIndex
+        if let cached = columnIndex {
+            columns = cached
+        } else {
+            columns = ColumnIndex((0..<sqlite3_column_count(stmt)).map { String(cString: sqlite3_column_name(stmt, $0)) },
+                                  sql: String(cString: sqlite3_sql(stmt)))
+            columnIndex = columns
+        }
+        return Row(values: row(), columns: columns)
+    }
+
     /// The current row's values.
     public func row() -> [SQLValue] {
         (0..<sqlite3_column_count(stmt)).map { i in
@@ -291,5 +334,35 @@ public final class RowCursor {
     /// The next row, or nil at the end.
     public func next() throws(MulanError) -> [SQLValue]? {
         try statement.step() ? statement.row() : nil
+    }
+}
+
+/// The names of a result's columns and where each is.
+final class ColumnIndex: Sendable {
+    let positions: [String: Int]
+    let names: [String]
+    let sql: String
+
+    init(_ names: [String], sql: String) {
+        self.names = names
+        self.sql = sql
+        var positions: [String: Int] = [:]
+        for (i, name) in names.enumerated() where positions[name] == nil { positions[name] = i }
+        self.positions = positions
+    }
+}
+
+/// One result row whose columns are read by name (`row["track_id"]`), so that a store's code does not
+/// depend on the order of a SELECT list.
+struct Row: Sendable {
+    let values: [SQLValue]
+    let columns: ColumnIndex
+
+    /// The value of the column `name`; a name the query does not select is a programming error.
+    subscript(_ name: String) -> SQLValue {
+        guard let i = columns.positions[name] else {
+            preconditionFailure("no column \(name) in the result of \(columns.sql.prefix(120)) (columns: \(columns.names.joined(separator: ", ")))")
+        }
+        return values[i]
     }
 }

@@ -6,36 +6,9 @@ import MulanCore
 extension DedupeJob {
     /// The complete result of a run, written as it is into every catalog.
     struct Outcome {
-        struct Member {
-            var trackID: String
-            var decision: String
-            var mergedInto: String?
-            var reason: String
-        }
-
-        struct PairRow {
-            var trackA: String
-            var trackB: String
-            var kind: String
-            var spanA: (Double, Double)?
-            var spanB: (Double, Double)?
-            var bitErrorRate: Double?
-            var votes: Int?
-        }
-
-        struct Group {
-            var id: Int
-            var key: String
-            var size: Int
-            var representative: String
-            var kinds: String
-            var totalSeconds: Double
-            var removedSeconds: Double
-            /// The first manifest split among the members in track id order (nil: none gave one).
-            var manifestSplit: String?
-            var members: [Member] = []
-            var pairs: [PairRow] = []
-        }
+        typealias Member = DedupeStore.Member
+        typealias PairRow = DedupeStore.Pair
+        typealias Group = DedupeStore.Group
 
         var groups: [Group] = []
         var signature = ""
@@ -67,20 +40,14 @@ extension DedupeJob {
     func readTracks(_ directory: String) throws -> [Track] {
         let catalog = try Catalog(path: directory + "/catalog.sqlite")
         var tracks: [Track] = []
-        try catalog.database.forEach("""
-            SELECT t.track_id, t.content_hash, t.start_s, t.end_s, t.duration_s, t.codec, t.orig_sample_rate,
-                   f.status, f.item_s, f.raw, t.split
-            FROM tracks t LEFT JOIN fingerprints f ON f.track_rowid = t.id
-            WHERE t.status = 'ingested'
-            """) { row in
-            guard let id = row[0].string else { return }
-            let segment = "\(row[2].double.map { "\($0)" } ?? "-")..\(row[3].double.map { "\($0)" } ?? "-")"
-            tracks.append(Track(trackID: id, contentHash: row[1].string, segment: segment,
-                                durationSeconds: row[4].double ?? 0, codec: row[5].string,
-                                originalSampleRate: row[6].int ?? 0, fingerprintStatus: row[7].string,
-                                itemSeconds: row[8].double ?? 4096.0 / 3 / 11025,
-                                items: row[7].string == "ok" ? Fingerprint.items(littleEndian: row[9].bytes ?? []) : [],
-                                split: row[10].string))
+        try DedupeStore(catalog).forEachIngestedTrack { row in
+            let segment = "\(row.startSeconds.map { "\($0)" } ?? "-")..\(row.endSeconds.map { "\($0)" } ?? "-")"
+            tracks.append(Track(trackID: row.trackID, contentHash: row.contentHash, segment: segment,
+                                durationSeconds: row.durationSeconds ?? 0, codec: row.codec,
+                                originalSampleRate: row.originalSampleRate ?? 0, fingerprintStatus: row.fingerprintStatus,
+                                itemSeconds: row.fingerprintItemSeconds ?? 4096.0 / 3 / 11025,
+                                items: row.fingerprintStatus == "ok" ? Fingerprint.items(littleEndian: row.fingerprintRaw ?? []) : [],
+                                split: row.split))
         }
         return tracks
     }
@@ -88,36 +55,11 @@ extension DedupeJob {
     /// Replaces a catalog's dedupe result with `result`, in one transaction. Every catalog of a
     /// partitioned work directory gets the whole result (all groups, whichever part their members are
     /// in) and the same `token`, which tells mulan-shard that the parts come from one run.
-    func write(_ result: Outcome, to db: Database, runID: Int64, settings: String, token: String, parts: Int) throws {
-        try db.transaction {
-            try db.run("DELETE FROM dup_pairs")
-            try db.run("DELETE FROM dup_members")
-            try db.run("DELETE FROM dup_groups")
-            try db.run("DELETE FROM dedupe_state")
-            for g in result.groups {
-                try db.run("""
-                    INSERT INTO dup_groups (id, group_key, size, representative, kinds, total_s, removed_s, run_id, manifest_split)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """, [g.id, g.key, g.size, g.representative, g.kinds, g.totalSeconds, g.removedSeconds, runID,
-                          g.manifestSplit])
-                for m in g.members {
-                    try db.run("INSERT INTO dup_members (track_id, group_id, decision, merged_into, reason) VALUES (?, ?, ?, ?, ?)",
-                               [m.trackID, g.id, m.decision, m.mergedInto, m.reason])
-                }
-                for p in g.pairs {
-                    try db.run("""
-                        INSERT OR IGNORE INTO dup_pairs (group_id, track_a, track_b, kind, a_start_s, a_end_s, b_start_s, b_end_s,
-                            bit_error_rate, votes)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                        """, [g.id, p.trackA, p.trackB, p.kind, p.spanA?.0, p.spanA?.1, p.spanB?.0, p.spanB?.1,
-                              p.bitErrorRate, p.votes])
-                }
-            }
-            try db.run("""
-                INSERT INTO dedupe_state (id, policy, run_id, settings, signature, completed_at, run_token, parts)
-                VALUES (1, ?, ?, ?, ?, ?, ?, ?)
-                """, [policy.rawValue, runID, settings, result.signature, Timestamp.now(), token, parts])
-        }
+    func write(_ result: Outcome, to catalog: Catalog, runID: Int64, settings: String, token: String, parts: Int) throws {
+        try DedupeStore(catalog).replaceResult(
+            groups: result.groups,
+            state: .init(policy: policy.rawValue, runID: runID, settings: settings, signature: result.signature, token: token,
+                         parts: parts))
     }
 
     /// The summary of the latest completed dedupe run of a work directory; of a partitioned one, the
@@ -130,9 +72,7 @@ extension DedupeJob {
             throw MulanError(.usage, "there is no catalog in \(root)", hint: "run mulan-ingest first")
         case .single:
             let catalog = try Catalog(path: root + "/catalog.sqlite")
-            guard let summary = try catalog.database.row(
-                "SELECT summary FROM runs WHERE stage = 'dedupe' AND finished_at IS NOT NULL ORDER BY id DESC LIMIT 1")?[0].string
-            else { throw notRun }
+            guard let summary = try DedupeStore(catalog).latestSummary() else { throw notRun }
             return summary
         case .parts(let n, let present):
             let directories = try WorkLayout.allParts(root: root, count: n, present: present,
@@ -141,11 +81,9 @@ extension DedupeJob {
             var tokens = Set<String>()
             var summary: String?
             for directory in directories {
-                let state = try Catalog(path: directory + "/catalog.sqlite").database.row("""
-                    SELECT s.run_token, r.summary FROM dedupe_state s LEFT JOIN runs r ON r.id = s.run_id WHERE s.id = 1
-                    """)
-                tokens.insert(state?[0].string ?? "")
-                summary = summary ?? state?[1].string
+                let state = try DedupeStore(Catalog(path: directory + "/catalog.sqlite")).resultState()
+                tokens.insert(state?.token ?? "")
+                summary = summary ?? state?.summary
             }
             if tokens == [""] { throw notRun }
             guard tokens.count == 1, let summary else {

@@ -96,7 +96,7 @@ public struct DedupeJob: Sendable {
         for directory in directories {
             let catalog = try Catalog(path: directory + "/catalog.sqlite")
             let runID = try catalog.beginRun(stage: "dedupe", settings: settingsJSON)
-            try write(result, to: catalog.database, runID: runID, settings: settingsJSON, token: runToken,
+            try write(result, to: catalog, runID: runID, settings: settingsJSON, token: runToken,
                       parts: directories.count)
             runs.append((directory, runID))
             if directories.count > 1 {

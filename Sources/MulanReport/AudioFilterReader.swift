@@ -42,41 +42,24 @@ extension CatalogReader {
     func audioFilter() throws -> AudioFilterFigures {
         var f = AudioFilterFigures()
         var counts: [String: (kept: Int, dropped: Int)] = [:]
-        for r in try db.rows("SELECT version, status, COUNT(*) FROM audio_decisions GROUP BY version, status") {
-            let v = r[0].string ?? "", n = r[2].int ?? 0
-            if r[1].string == "kept" { counts[v, default: (0, 0)].kept += n } else { counts[v, default: (0, 0)].dropped += n }
+        for r in try queries.audioDecisionCounts() {
+            if r.kept { counts[r.version, default: (0, 0)].kept += r.clips } else { counts[r.version, default: (0, 0)].dropped += r.clips }
         }
-        for r in try db.rows("""
-            SELECT version, score_set, checkpoint, checkpoint_step, prompts, rules, created_at, completed_at
-            FROM audio_filter_versions
-            ORDER BY completed_at IS NULL, completed_at DESC, created_at DESC, version
-            """) {
-            let v = r[0].string ?? ""
+        for r in try queries.audioFilterVersions() {
             var version = AudioFilterVersion(
-                version: v, scoreSet: r[1].string ?? "", checkpoint: r[2].string ?? "", checkpointStep: r[3].int ?? 0,
-                prompts: Self.prompts(r[4].string ?? ""), rules: Self.rules(r[5].string ?? ""),
-                createdAt: r[6].string ?? "", completedAt: r[7].string)
-            version.kept = counts[v]?.kept ?? 0
-            version.dropped = counts[v]?.dropped ?? 0
+                version: r.version, scoreSet: r.scoreSet, checkpoint: r.checkpoint, checkpointStep: r.checkpointStep,
+                prompts: Self.prompts(r.promptsJSON), rules: Self.rules(r.rulesJSON),
+                createdAt: r.createdAt, completedAt: r.completedAt)
+            version.kept = counts[r.version]?.kept ?? 0
+            version.dropped = counts[r.version]?.dropped ?? 0
             f.versions.append(version)
         }
         guard let latest = f.latest else { return f }
-        for r in try db.rows("""
-            SELECT reason, COUNT(*) AS n FROM audio_decisions WHERE version = ? AND status = 'dropped'
-            GROUP BY reason ORDER BY n DESC, reason
-            """, [latest.version]) {
-            f.dropReasons.append((r[0].string ?? "", r[1].int ?? 0))
-        }
-        f.undecided = try db.row("""
-            SELECT COUNT(*) FROM clips c JOIN tracks t ON t.id = c.track_rowid
-            WHERE c.status = 'kept' AND t.status = 'ingested'
-              AND NOT EXISTS (SELECT 1 FROM audio_decisions d WHERE d.version = ? AND d.clip_id = c.id)
-            """, [latest.version])?[0].int ?? 0
+        f.dropReasons = try queries.audioDropReasons(version: latest.version)
+        f.undecided = try queries.undecidedClips(version: latest.version)
         // The scores the decisions were made on: the version's score set, for each decided clip.
-        let byPrompt = try histograms(value: "j.value", key: "j.key", from: """
-            audio_decisions d JOIN audio_scores s ON s.score_set = ? AND s.clip_id = d.clip_id, json_each(s.scores) j
-            WHERE d.version = ? AND s.scores IS NOT NULL AND j.type IN ('real', 'integer')
-            """, [latest.scoreSet, latest.version], target: 30, minimumWidth: 0.001)   // cosines; details print 3 decimals
+        let byPrompt = try histograms(.audioScores(scoreSet: latest.scoreSet, version: latest.version),
+                                      target: 30, minimumWidth: 0.001)   // cosines; details print 3 decimals
         let order = latest.prompts.map(\.name)
         func rank(_ name: String) -> Int { order.firstIndex(of: name) ?? order.count }
         f.scores = byPrompt.sorted { (rank($0.key), $0.key) < (rank($1.key), $1.key) }.map { ($0.key, $0.histogram) }

@@ -94,86 +94,80 @@ struct CatalogReader {
     /// The order sources are shown in (MuLan's), then any other source by name.
     static let sourceOrder = ["tags", "descriptions", "playlists", "aset"]
 
-    let db: Database
+    let queries: ReportQueries
     let path: String
 
     init(path: String) throws(MulanError) {
         self.path = path
-        db = try Database(path: path, readOnly: true)
+        queries = try ReportQueries(path: path)
     }
 
     func read(topTags: Int) throws -> CatalogFigures {
-        try db.execute("BEGIN")
-        defer { try? db.execute("COMMIT") }
-        let tables = Set(try db.rows("SELECT name FROM sqlite_master WHERE type = 'table'").compactMap { $0[0].string })
-        guard tables.contains("tracks"), tables.contains("clips") else {
-            throw MulanError(.data, "\(path) is not a mulan catalog (it has no tracks or clips table)")
+        try queries.snapshot { () throws -> CatalogFigures in
+            let tables = try queries.tables()
+            guard tables.contains("tracks"), tables.contains("clips") else {
+                throw MulanError(.data, "\(path) is not a mulan catalog (it has no tracks or clips table)")
+            }
+            let version = tables.contains("schema_migrations") ? try queries.schemaVersion() : 0
+            var figures = CatalogFigures(path: path, schemaVersion: version)
+            figures.audio = try audio()
+            let clipColumns = try queries.columns(of: "clips")
+            if clipColumns.isSuperset(of: ["lufs", "loudness_range", "true_peak_db", "loudness_status", "lufs_before",
+                                           "true_peak_before_db", "loudness_gain_db"]) {
+                figures.audio.loudness = try r128Loudness()
+            }
+            if tables.isSuperset(of: ["audio_filter_versions", "audio_decisions", "audio_scores"]) {
+                figures.audioFilter = try audioFilter()
+            }
+            let rawColumns = try queries.columns(of: "raw_texts")
+            figures.hasFilterDecisions = tables.contains("text_decisions") && tables.contains("filter_versions")
+            figures.sources = try sources(hasSourceColumn: rawColumns.contains("source"),
+                                          hasDecisions: figures.hasFilterDecisions)
+            if let tags = figures.sources.first(where: { $0.source == "tags" }), let v = tags.version {
+                figures.tagTail = try tagTail(version: v, top: topTags)
+            }
+            return figures
         }
-        let version = tables.contains("schema_migrations")
-            ? try db.row("SELECT MAX(version) FROM schema_migrations")?[0].int ?? 0 : 0
-        var figures = CatalogFigures(path: path, schemaVersion: version)
-        figures.audio = try audio()
-        let clipColumns = Set(try db.rows("PRAGMA table_info(clips)").compactMap { $0[1].string })
-        if clipColumns.isSuperset(of: ["lufs", "loudness_range", "true_peak_db", "loudness_status", "lufs_before",
-                                       "true_peak_before_db", "loudness_gain_db"]) {
-            figures.audio.loudness = try r128Loudness()
-        }
-        if tables.isSuperset(of: ["audio_filter_versions", "audio_decisions", "audio_scores"]) {
-            figures.audioFilter = try audioFilter()
-        }
-        let rawColumns = Set(try db.rows("PRAGMA table_info(raw_texts)").compactMap { $0[1].string })
-        figures.hasFilterDecisions = tables.contains("text_decisions") && tables.contains("filter_versions")
-        figures.sources = try sources(hasSourceColumn: rawColumns.contains("source"),
-                                      hasDecisions: figures.hasFilterDecisions)
-        if let tags = figures.sources.first(where: { $0.source == "tags" }), let v = tags.version {
-            figures.tagTail = try tagTail(version: v, top: topTags)
-        }
-        return figures
     }
 
     // MARK: Audio
 
     private func audio() throws -> AudioFigures {
         var a = AudioFigures()
-        for r in try db.rows("SELECT status, COALESCE(reason, ''), COUNT(*) FROM tracks GROUP BY 1, 2 ORDER BY 1 DESC, 3 DESC, 2") {
-            a.tracksByOutcome.append((r[0].string ?? "", r[1].string ?? "", r[2].int ?? 0))
-        }
-        for r in try db.rows("SELECT status, COUNT(*), TOTAL(duration_s) FROM clips GROUP BY status") {
-            if r[0].string == "kept" {
-                a.clipsKept = r[1].int ?? 0
-                a.keptSeconds = r[2].double ?? 0
-            } else if r[0].string == "silent" {
-                a.clipsSilent = r[1].int ?? 0
+        a.tracksByOutcome = try queries.tracksByOutcome()
+        for r in try queries.clipsByStatus() {
+            if r.status == "kept" {
+                a.clipsKept = r.clips
+                a.keptSeconds = r.seconds
+            } else if r.status == "silent" {
+                a.clipsSilent = r.clips
             }
         }
-        a.clipDurations = try histogram(column: "duration_s", from: "clips WHERE status = 'kept'")
-        a.trackDurations = try histogram(column: "duration_s", from: "tracks WHERE status = 'ingested'")
+        a.clipDurations = try histogram(.keptClips(column: "duration_s"))
+        a.trackDurations = try histogram(.ingestedTracks(column: "duration_s"))
         (a.rmsDBFS, a.peakDBFS) = try loudness()
         return a
     }
 
-    /// A histogram of `column` binned by SQL: MIN and MAX choose round bins, then one GROUP BY counts them.
-    /// `from` is a FROM clause with a WHERE (`clips WHERE status = 'kept'`); nil when no row has a value.
-    func histogram(column: String, from: String, minimumWidth: Double = 0) throws -> Histogram? {
-        try histograms(value: column, key: nil, from: from, minimumWidth: minimumWidth).first?.histogram
+    /// A histogram of `values` binned by SQL: MIN and MAX choose round bins, then one GROUP BY counts
+    /// them; nil when no row has a value.
+    func histogram(_ values: ReportQueries.Values, minimumWidth: Double = 0) throws -> Histogram? {
+        try histograms(values, minimumWidth: minimumWidth).first?.histogram
     }
 
-    /// Histograms of `value` over `from` (a FROM clause with a WHERE, whose `?` take `arguments`), one
-    /// per distinct `key` (sorted by key; a single one when `key` is nil), all on the same bins so
-    /// that they compare: one query for MIN and MAX, then one GROUP BY key and bin. Bins are at least
-    /// `minimumWidth` wide (`Histogram.covering`).
-    func histograms(value: String, key: String?, from: String, _ arguments: [any SQLBindable] = [],
-                    target: Int = 40, minimumWidth: Double = 0) throws -> [(key: String, histogram: Histogram)] {
-        guard let r = try db.row("SELECT MIN(\(value)), MAX(\(value)), COUNT(\(value)) FROM \(from)", arguments),
-              let lo = r[0].double, let hi = r[1].double, (r[2].int ?? 0) > 0 else { return [] }
-        let bins = Histogram.covering(lo, hi, target: target, minimumWidth: minimumWidth)
+    /// Histograms of `values`, one per distinct key (sorted by key; a single one for values without
+    /// keys), all on the same bins so that they compare: one query for MIN and MAX, then one GROUP BY
+    /// key and bin. Bins are at least `minimumWidth` wide (`Histogram.covering`).
+    func histograms(_ values: ReportQueries.Values, target: Int = 40,
+                    minimumWidth: Double = 0) throws -> [(key: String, histogram: Histogram)] {
+        var covering: Histogram?
+        guard let counts = try queries.binnedCounts(values, bins: { lo, hi in
+            let bins = Histogram.covering(lo, hi, target: target, minimumWidth: minimumWidth)
+            covering = bins
+            return (bins.lower, bins.width)
+        }), let bins = covering else { return [] }
         var byKey: [String: Histogram] = [:]
-        for row in try db.rows("""
-            SELECT \(key ?? "''") AS k, CAST((\(value) - ?) / ? AS INTEGER) AS b, COUNT(*) FROM \(from) AND \(value) IS NOT NULL
-            GROUP BY k, b
-            """, [bins.lower, bins.width] + arguments) {
-            byKey[row[0].string ?? "", default: bins].add(bin: row[1].int ?? 0, count: row[2].int ?? 0)
-        }
+        for c in counts { byKey[c.key, default: bins].add(bin: c.bin, count: c.count) }
         return byKey.keys.sorted().map { ($0, byKey[$0] ?? bins) }
     }
 
@@ -184,13 +178,12 @@ struct CatalogReader {
     /// RMS and peak level of kept clips in dBFS (20·log10 of the linear value, full scale 1.0).
     /// SQLite has no logarithm in every build, so the rows are streamed into bins fixed from MIN/MAX.
     private func loudness() throws -> (Histogram?, Histogram?) {
-        guard let r = try db.row("SELECT MIN(rms), MAX(rms), MIN(peak), MAX(peak), COUNT(*) FROM clips WHERE status = 'kept'"),
-              (r[4].int ?? 0) > 0 else { return (nil, nil) }
-        var rms = Histogram.covering(Self.dBFS(r[0].double ?? 0), Self.dBFS(r[1].double ?? 0), target: 40)
-        var peak = Histogram.covering(Self.dBFS(r[2].double ?? 0), Self.dBFS(r[3].double ?? 0), target: 40)
-        try db.forEach("SELECT rms, peak FROM clips WHERE status = 'kept'") { row in
-            rms.add(Self.dBFS(row[0].double ?? 0))
-            peak.add(Self.dBFS(row[1].double ?? 0))
+        guard let r = try queries.keptClipLevelRange() else { return (nil, nil) }
+        var rms = Histogram.covering(Self.dBFS(r.rms.min ?? 0), Self.dBFS(r.rms.max ?? 0), target: 40)
+        var peak = Histogram.covering(Self.dBFS(r.peak.min ?? 0), Self.dBFS(r.peak.max ?? 0), target: 40)
+        try queries.forEachKeptClipLevel { r, p in
+            rms.add(Self.dBFS(r ?? 0))
+            peak.add(Self.dBFS(p ?? 0))
         }
         return (rms, peak)
     }
@@ -199,34 +192,24 @@ struct CatalogReader {
     private func r128Loudness() throws -> LoudnessFigures {
         var l = LoudnessFigures()
         var counts: [String: Int] = [:]
-        for r in try db.rows("SELECT loudness_status, COUNT(*) FROM clips WHERE status = 'kept' GROUP BY 1") {
-            counts[r[0].string ?? LoudnessFigures.notMeasured, default: 0] += r[1].int ?? 0
+        for r in try queries.keptClipsByLoudnessStatus() {
+            counts[r.status ?? LoudnessFigures.notMeasured, default: 0] += r.clips
         }
         let order = LoudnessFigures.statusOrder
         func rank(_ s: String) -> Int { order.firstIndex(of: s) ?? order.count }
         l.byStatus = counts.keys.sorted { (rank($0), $0) < (rank($1), $1) }.map { ($0, counts[$0] ?? 0) }
         // Bins of at least 0.1 LU (dB): normalized clips reach the target to within 10⁻⁶ LU, and finer
         // bins would only spread that rounding out.
-        let kept = "clips WHERE status = 'kept'", resolution = Self.loudnessResolution
-        l.integratedLUFS = try histogram(column: "lufs", from: kept, minimumWidth: resolution)
-        l.truePeakDBTP = try histogram(column: "true_peak_db", from: kept, minimumWidth: resolution)
-        l.loudnessRange = try histogram(column: "loudness_range", from: kept, minimumWidth: resolution)
-        l.gainDB = try histogram(column: "loudness_gain_db", from: kept, minimumWidth: resolution)
-        if let r = try db.row("""
-            SELECT COUNT(*), TOTAL(c.lufs_before IS NOT NULL AND c.true_peak_before_db IS NOT NULL
-                                   AND c.true_peak_before_db + c.loudness_gain_db >= t.loudness_max_true_peak_db - ?)
-            FROM clips c JOIN tracks t ON t.id = c.track_rowid
-            WHERE c.status = 'kept' AND c.loudness_gain_db IS NOT NULL
-            """, [Self.ceilingMarginDB + Self.ceilingToleranceDB]) {
-            l.normalized = r[0].int ?? 0
-            l.atCeiling = Int(r[1].double ?? 0)
+        let resolution = Self.loudnessResolution
+        l.integratedLUFS = try histogram(.keptClips(column: "lufs"), minimumWidth: resolution)
+        l.truePeakDBTP = try histogram(.keptClips(column: "true_peak_db"), minimumWidth: resolution)
+        l.loudnessRange = try histogram(.keptClips(column: "loudness_range"), minimumWidth: resolution)
+        l.gainDB = try histogram(.keptClips(column: "loudness_gain_db"), minimumWidth: resolution)
+        if let r = try queries.normalizedClips(ceilingMargin: Self.ceilingMarginDB + Self.ceilingToleranceDB) {
+            l.normalized = r.normalized
+            l.atCeiling = r.atCeiling
         }
-        for r in try db.rows("""
-            SELECT loudness_target_lufs, loudness_max_true_peak_db, COUNT(*) FROM tracks
-            WHERE loudness_target_lufs IS NOT NULL AND status = 'ingested' GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2
-            """) {
-            l.targets.append((r[0].double ?? 0, r[1].double ?? 0, r[2].int ?? 0))
-        }
+        l.targets = try queries.loudnessTargets()
         return l
     }
 
@@ -234,36 +217,19 @@ struct CatalogReader {
 
     private func sources(hasSourceColumn: Bool, hasDecisions: Bool) throws -> [SourceFigures] {
         var bySource: [String: SourceFigures] = [:]
-        let loadedSQL = hasSourceColumn ? "SELECT COALESCE(source, ''), COUNT(*) FROM raw_texts GROUP BY 1"
-                                        : "SELECT '', COUNT(*) FROM raw_texts"
-        for r in try db.rows(loadedSQL) where (r[1].int ?? 0) > 0 {
-            let s = r[0].string ?? ""
-            bySource[s, default: SourceFigures(source: s)].loaded = r[1].int ?? 0
+        for r in try queries.loadedTexts(bySource: hasSourceColumn) where r.texts > 0 {
+            bySource[r.source, default: SourceFigures(source: r.source)].loaded = r.texts
         }
         if hasDecisions {
             // The latest completed version of each source, as mulan-shard picks it.
-            for r in try db.rows("""
-                SELECT source, version, unfiltered, stats FROM filter_versions
-                WHERE completed_at IS NOT NULL AND version NOT LIKE '%~dry-run'
-                ORDER BY source, completed_at DESC, version
-                """) {
-                guard let s = r[0].string, let v = r[1].string, bySource[s]?.version == nil else { continue }
+            for r in try queries.completedFilterVersions() {
+                guard let s = r.source, let v = r.version, bySource[s]?.version == nil else { continue }
                 var f = bySource[s] ?? SourceFigures(source: s)
                 f.version = v
-                f.unfiltered = (r[2].int ?? 0) != 0
-                f.sentences = r[3].string.flatMap(Self.sentenceCounts)
-                for d in try db.rows("""
-                    SELECT status, reason, COUNT(*) FROM text_decisions WHERE version = ? GROUP BY status, reason
-                    ORDER BY status DESC, 3 DESC, reason
-                    """, [v]) {
-                    f.decisions.append((d[0].string ?? "", d[1].string ?? "", d[2].int ?? 0))
-                }
-                for t in try db.rows("""
-                    SELECT token_count, COUNT(*) FROM text_decisions WHERE version = ? AND status = 'kept'
-                    GROUP BY token_count ORDER BY token_count
-                    """, [v]) {
-                    f.tokenCounts.append((t[0].int ?? 0, t[1].int ?? 0))
-                }
+                f.unfiltered = r.unfiltered
+                f.sentences = r.stats.flatMap(Self.sentenceCounts)
+                f.decisions = try queries.textDecisionCounts(version: v)
+                f.tokenCounts = try queries.keptTokenCounts(version: v)
                 bySource[s] = f
             }
         }
@@ -295,20 +261,8 @@ struct CatalogReader {
     /// Kept tags of `version` counted by the tracks that carry them (canonical forms, as filtered).
     private func tagTail(version: String, top: Int) throws -> TagTail {
         var tail = TagTail(version: version)
-        for r in try db.rows("""
-            SELECT normalized, COUNT(DISTINCT track_id) AS n FROM text_decisions
-            WHERE version = ? AND status = 'kept' GROUP BY normalized ORDER BY n DESC, normalized LIMIT ?
-            """, [version, top]) {
-            tail.top.append((r[0].string ?? "", r[1].int ?? 0))
-        }
-        for r in try db.rows("""
-            SELECT n, COUNT(*) FROM (
-                SELECT COUNT(DISTINCT track_id) AS n FROM text_decisions
-                WHERE version = ? AND status = 'kept' GROUP BY normalized)
-            GROUP BY n ORDER BY n DESC
-            """, [version]) {
-            tail.tagsByFrequency.append((r[0].int ?? 0, r[1].int ?? 0))
-        }
+        tail.top = try queries.topKeptTexts(version: version, limit: top).map { ($0.text, $0.tracks) }
+        tail.tagsByFrequency = try queries.keptTextsByTrackCount(version: version).map { ($0.tracks, $0.texts) }
         return tail
     }
 }

@@ -20,8 +20,7 @@ extension ShardJob {
         case .none:
             return nil
         case .named(let version):
-            for part in parts where try part.db.row(
-                "SELECT 1 FROM audio_filter_versions WHERE version = ? AND completed_at IS NOT NULL", [version]) == nil {
+            for part in parts where try !part.store.isCompleteAudioFilterVersion(version) {
                 throw MulanError(.usage, "audio filter version \(version) does not exist or did not complete"
                                  + (parts.count > 1 ? " in \(part.directory)" : ""),
                                  hint: "list them with: sqlite3 catalog.sqlite 'select version, rules from audio_filter_versions'")
@@ -30,8 +29,7 @@ extension ShardJob {
         case .latest:
             var completedIn: [String: (count: Int, latest: String)] = [:]
             for part in parts {
-                for row in try part.db.rows("SELECT version, completed_at FROM audio_filter_versions WHERE completed_at IS NOT NULL") {
-                    guard let v = row[0].string, let at = row[1].string else { continue }
+                for (v, at) in try part.store.completedAudioFilterVersions() {
                     let previous = completedIn[v]
                     completedIn[v] = ((previous?.count ?? 0) + 1, max(previous?.latest ?? "", at))
                 }
@@ -44,14 +42,5 @@ extension ShardJob {
             }
             return latest.key
         }
-    }
-
-    /// SQL for a column: the reason `version` dropped clip `c`, or NULL (takes the version once,
-    /// first among the query's arguments). Without a version, always NULL.
-    static func audioDropReason(_ version: String?) -> String {
-        guard version != nil else { return "NULL" }
-        return """
-            (SELECT a.reason FROM audio_decisions a WHERE a.version = ? AND a.clip_id = c.id AND a.status = 'dropped')
-            """
     }
 }

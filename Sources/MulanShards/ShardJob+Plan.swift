@@ -37,8 +37,7 @@ extension ShardJob {
         var versions: [String: String] = [:]
         for source in TextSource.allCases {
             if let named = filterVersions[source.rawValue] {
-                for part in parts where try part.db.row(
-                    "SELECT 1 FROM filter_versions WHERE version = ? AND completed_at IS NOT NULL", [named]) == nil {
+                for part in parts where try !part.store.isCompleteFilterVersion(named) {
                     throw MulanError(.usage, "filter version \(named) does not exist or did not complete"
                                      + (parts.count > 1 ? " in \(part.directory)" : ""),
                                      hint: "list them with: sqlite3 catalog.sqlite 'select version from filter_versions'")
@@ -49,11 +48,7 @@ extension ShardJob {
             // Completed versions of this source per catalog, with their completion time.
             var completedIn: [String: (count: Int, latest: String)] = [:]
             for part in parts {
-                for row in try part.db.rows("""
-                    SELECT version, completed_at FROM filter_versions WHERE source = ? AND completed_at IS NOT NULL
-                    AND version NOT LIKE '%~dry-run'
-                    """, [source.rawValue]) {
-                    guard let v = row[0].string, let at = row[1].string else { continue }
+                for (v, at) in try part.store.completedFilterVersions(source: source.rawValue) {
                     let previous = completedIn[v]
                     completedIn[v] = ((previous?.count ?? 0) + 1, max(previous?.latest ?? "", at))
                 }
@@ -78,7 +73,6 @@ extension ShardJob {
     func makePlan(_ parts: [Part]) throws -> Plan {
         let versions = try resolveVersions(parts)
         let versionList = versions.values.sorted()
-        let placeholders = versionList.map { _ in "?" }.joined(separator: ",")
         var plan = Plan(versions: versions, vocabularySHA256: nil, sampleRate: 0, clipSeconds: 0)
         plan.audioFilterVersion = try resolveAudioFilterVersion(parts)
         let audioVersion = plan.audioFilterVersion
@@ -90,46 +84,39 @@ extension ShardJob {
         let dedupeSignatures = try DuplicateGroups.signatures(parts)
         var mergedClips = 0
         for (p, part) in parts.enumerated() {
-            let db = part.db
-            let groups = try DuplicateGroups(db, console: console)
+            let store = part.store
+            let groups = try DuplicateGroups(store, console: console)
             // Duplicate groups holding a held-out track: all their members are held out too.
             let heldGroups = Set(holdOut.map { h in groups.members.compactMap { h.trackIDs.contains($0.key) ? $0.value.groupKey : nil } } ?? [])
             if plan.vocabularySHA256 == nil {
-                plan.vocabularySHA256 = try db.row(
-                    "SELECT vocab_sha256 FROM filter_versions WHERE version IN (\(placeholders)) LIMIT 1", versionList)?[0].string
+                plan.vocabularySHA256 = try store.vocabularySHA256(versions: versionList)
             }
-            if let rate = try db.row("SELECT MIN(sample_rate) FROM tracks WHERE status = 'ingested'")?[0].int {
+            if let rate = try store.minimumIngestedSampleRate() {
                 plan.sampleRate = plan.sampleRate == 0 ? rate : min(plan.sampleRate, rate)
             }
-            if let seconds = try db.row("SELECT MAX(duration_s) FROM clips WHERE status = 'kept'")?[0].double {
+            if let seconds = try store.maximumKeptClipSeconds() {
                 plan.clipSeconds = max(plan.clipSeconds, seconds)
             }
-            try db.forEach("""
-                SELECT c.id, t.track_id, c.clip_index, t.split, c.flac_sha256, c.loudness_status, c.lufs, c.true_peak_db,
-                       c.loudness_range, t.loudness_target_lufs, t.loudness_max_true_peak_db, \(Self.audioDropReason(audioVersion))
-                FROM clips c JOIN tracks t ON t.id = c.track_rowid
-                WHERE c.status = 'kept' AND t.status = 'ingested' AND (\(Self.hasKeptText(placeholders)))
-                ORDER BY c.id
-                """, (audioVersion.map { [$0] } ?? []) + versionList + versionList) { row in
-                guard let id = row[0].int, let track = row[1].string, let index = row[2].int else { return }
+            try store.forEachCandidateClip(versions: versionList, audioFilterVersion: audioVersion) { clip in
+                let id = clip.clipID, track = clip.trackID, index = clip.clipIndex
                 let member = groups.members[track]
                 if groups.merge, member?.mergedInto != nil {
                     mergedClips += 1
                     return
                 }
-                if let reason = row[11].string {
+                if let reason = clip.audioDropReason {
                     plan.droppedByAudioFilter[reason, default: 0] += 1
                     return
                 }
-                if let reason = loudness.reason(status: row[5].string, lufs: row[6].double, truePeakDB: row[7].double) {
+                if let reason = loudness.reason(status: clip.loudnessStatus, lufs: clip.lufs, truePeakDB: clip.truePeakDB) {
                     plan.loudnessDropped[reason.rawValue, default: 0] += 1
                     return
                 }
-                plan.normalization[NormalizationKey(target: row[9].double, ceiling: row[10].double), default: 0] += 1
+                plan.normalization[NormalizationKey(target: clip.loudnessTargetLUFS, ceiling: clip.loudnessMaxTruePeakDB), default: 0] += 1
                 let key = ShardKeys.key(trackID: track, clipIndex: index)
                 // A duplicate group's members all go to one split: the group key's (see DuplicateGroups).
                 let name = member.map { split.split(trackID: $0.groupKey, manifestSplit: $0.groupSplit) }
-                    ?? split.split(trackID: track, manifestSplit: row[3].string)
+                    ?? split.split(trackID: track, manifestSplit: clip.split)
                 if name == "train", let h = holdOut,
                    h.trackIDs.contains(track) || member.map({ heldGroups.contains($0.groupKey) }) == true {
                     plan.heldOutClips += 1
@@ -139,18 +126,16 @@ extension ShardJob {
                 perSplit[name, default: []].append(Entry(rank: ShardKeys.rank(key: key, seed: seed),
                                                          ref: UInt64(p) << 48 | UInt64(id)))
                 // The loudness values are part of the sample's JSON, so they are part of its identity.
-                let loud = [6, 8, 7].map { Self.jsonLoudness(row[$0].double).map { "\($0)" } ?? "-" }.joined(separator: ",")
-                let digest = SHA256Digest.hex(of: Array("\(name)/\(key)/\(row[4].string ?? "")/\(loud)".utf8))
+                let loud = [clip.lufs, clip.loudnessRange, clip.truePeakDB].map { Self.jsonLoudness($0).map { "\($0)" } ?? "-" }
+                    .joined(separator: ",")
+                let digest = SHA256Digest.hex(of: Array("\(name)/\(key)/\(clip.flacSHA256 ?? "")/\(loud)".utf8))
                 for lane in 0..<4 {
                     let start = digest.index(digest.startIndex, offsetBy: lane * 16)
                     lanes[lane] &+= UInt64(digest[start..<digest.index(start, offsetBy: 16)], radix: 16) ?? 0
                 }
                 samples += 1
             }
-            plan.clipsWithoutText += try part.catalog.count("""
-                SELECT COUNT(*) FROM clips c JOIN tracks t ON t.id = c.track_rowid
-                WHERE c.status = 'kept' AND t.status = 'ingested' AND NOT (\(Self.hasKeptText(placeholders)))
-                """, versionList + versionList)
+            plan.clipsWithoutText += try store.clipsWithoutKeptText(versions: versionList)
         }
         if mergedClips > 0 {
             console.log(.info, "\(mergedClips) clips of tracks merged into their duplicate group's representative "
@@ -211,9 +196,7 @@ extension ShardJob {
     }
 
     func sampleKey(_ entry: Entry, parts: [Part]) throws -> (key: String, track: String) {
-        guard let row = try parts[entry.part].db.row("""
-            SELECT t.track_id, c.clip_index FROM clips c JOIN tracks t ON t.id = c.track_rowid WHERE c.id = ?
-            """, [entry.clipID]), let track = row[0].string, let index = row[1].int else {
+        guard let (track, index) = try parts[entry.part].store.clipKey(clipID: entry.clipID) else {
             throw MulanError(.catalog, "clip \(entry.clipID) disappeared from \(parts[entry.part].directory) while sharding",
                              hint: "do not run mulan-ingest on the same work directory at the same time")
         }

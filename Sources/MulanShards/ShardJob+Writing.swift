@@ -123,35 +123,28 @@ extension ShardJob {
     func buildSample(_ entry: Entry, parts: [Part], versions: [String: String], split: String,
                      readAudio: Bool) throws -> Sample {
         let part = parts[entry.part]
-        let db = part.db
-        guard let row = try db.row("""
-            SELECT c.id, t.id, t.track_id, c.clip_index, c.start_s, c.duration_s, c.sample_rate, c.flac_path,
-                   c.flac_sha256, t.split, c.lufs, c.loudness_range, c.true_peak_db
-            FROM clips c JOIN tracks t ON t.id = c.track_rowid WHERE c.id = ?
-            """, [entry.clipID]), let track = row[2].string, let clipIndex = row[3].int, let flacPath = row[7].string else {
+        let store = part.store
+        guard let clip = try store.sampleClip(clipID: entry.clipID) else {
             throw MulanError(.catalog, "clip \(entry.clipID) disappeared from the catalog while sharding",
                              hint: "do not run mulan-ingest on the same work directory at the same time")
         }
+        let track = clip.trackID, clipIndex = clip.clipIndex, flacPath = clip.flacPath
         let key = ShardKeys.key(trackID: track, clipIndex: clipIndex)
         // The track's own kept texts, then those of the duplicates merged into it (mulan-dedupe --policy merge).
-        let textTracks = [track] + (try DuplicateGroups.mergedInto(track, in: db))
-        let textIDs = try textTracks.map { try StableIDs.rawTexts(of: $0, in: db) }
+        let textTracks = [track] + (try DuplicateGroups.mergedInto(track, in: store))
+        let textIDs = try textTracks.map { try StableIDs.rawTexts(of: $0, in: store) }
         var bySource: [String: [SampleRecord.Text]] = [:]
         var sampleTexts: [String: Int] = [:]
         for source in TextSource.allCases.map(\.rawValue) {
             guard let version = versions[source] else { continue }
             var texts: [SampleRecord.Text] = []
             for (n, textTrack) in textTracks.enumerated() {
-                let rows = try db.rows("""
-                    SELECT raw_text_id, normalized, token_ids FROM text_decisions INDEXED BY text_decisions_track
-                    WHERE version = ? AND track_id = ? AND status = 'kept' ORDER BY raw_text_id
-                    """, [version, textTrack])
-                texts += try rows.map {
-                    guard let local = $0[0].int, let id = textIDs[n][local] else {
+                texts += try store.keptTexts(version: version, track: textTrack).map {
+                    guard let local = $0.rawTextID, let id = textIDs[n][local] else {
                         throw MulanError(.catalog, "a kept \(source) text of track \(textTrack) has no raw text in \(part.directory)")
                     }
-                    return SampleRecord.Text(text: $0[1].string ?? "",
-                                             tokenIDs: ($0[2].string ?? "").split(separator: " ").compactMap { Int($0) },
+                    return SampleRecord.Text(text: $0.normalized ?? "",
+                                             tokenIDs: ($0.tokenIDs ?? "").split(separator: " ").compactMap { Int($0) },
                                              rawTextID: id)
                 }
             }
@@ -159,14 +152,14 @@ extension ShardJob {
             bySource[source] = texts
             sampleTexts[source] = texts.count
         }
-        let group = try DuplicateGroups.groupKey(of: track, in: db)
+        let group = try DuplicateGroups.groupKey(of: track, in: store)
         let record = SampleRecord(
-            key: key, trackID: track, clipIndex: clipIndex, startSeconds: row[4].double ?? 0,
-            durationSeconds: row[5].double ?? 0, sampleRate: row[6].int ?? 0, split: split, texts: bySource,
+            key: key, trackID: track, clipIndex: clipIndex, startSeconds: clip.startSeconds ?? 0,
+            durationSeconds: clip.durationSeconds ?? 0, sampleRate: clip.sampleRate ?? 0, split: split, texts: bySource,
             provenance: .init(clipID: StableIDs.clip(track: track, index: clipIndex), trackRowID: StableIDs.track(track),
-                              flacSHA256: row[8].string ?? "", filterVersions: versions),
-            lufs: Self.jsonLoudness(row[10].double), loudnessRange: Self.jsonLoudness(row[11].double),
-            truePeakDB: Self.jsonLoudness(row[12].double),
+                              flacSHA256: clip.flacSHA256 ?? "", filterVersions: versions),
+            lufs: Self.jsonLoudness(clip.lufs), loudnessRange: Self.jsonLoudness(clip.loudnessRange),
+            truePeakDB: Self.jsonLoudness(clip.truePeakDB),
             text: ClapFields.captions(bySource), tag: ClapFields.tags(bySource),
             duplicateGroup: group)
         let flacFile = part.directory + "/" + flacPath

@@ -69,7 +69,7 @@ public struct ShardJob: Sendable {
         /// share one dedupe result.
         var root: String
         var catalog: Catalog
-        var db: Database { catalog.database }
+        var store: ShardSourceStore { ShardSourceStore(catalog) }
     }
 
     /// What a shard-writing worker did.

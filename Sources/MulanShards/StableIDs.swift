@@ -21,17 +21,15 @@ public enum StableIDs {
     public static func clip(track: String, index: Int) -> Int { of(["clip", track, String(index)]) }
 
     /// The stable id of each raw text of a track, by its catalog row id.
-    static func rawTexts(of track: String, in db: Database) throws(MulanError) -> [Int: Int] {
+    static func rawTexts(of track: String, in store: ShardSourceStore) throws(MulanError) -> [Int: Int] {
         var ids: [Int: Int] = [:]
         var seen: [String: Int] = [:]
-        for row in try db.rows("SELECT id, origin, origin_file, origin_line FROM raw_texts WHERE track_id = ? ORDER BY id",
-                               [track]) {
-            guard let id = row[0].int else { continue }
-            let fields = ["text", track, row[1].string ?? "", row[2].string ?? "", String(row[3].int ?? 0)]
+        for text in try store.rawTextOrigins(track: track) {
+            let fields = ["text", track, text.origin ?? "", text.originFile ?? "", String(text.originLine ?? 0)]
             let place = fields.joined(separator: "\u{0}")
             let n = seen[place, default: 0]
             seen[place] = n + 1
-            ids[id] = of(fields + [String(n)])
+            ids[text.id] = of(fields + [String(n)])
         }
         return ids
     }
