@@ -151,9 +151,7 @@ extension FilterJob {
             unlink(tmp)
             throw error
         }
-        if rename(tmp, path) != 0 {
-            throw MulanError(.io, "cannot rename \(tmp) to \(path)", cause: String(cString: strerror(errno)))
-        }
+        try Durable.rename(tmp, to: path)
     }
 
     /// The corpus-wide rules, with the figures of every part (`summaries`; `own` is this part's),

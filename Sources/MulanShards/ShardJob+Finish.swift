@@ -108,6 +108,7 @@ extension ShardJob {
             if rename(tmp, latestLink) != 0 {
                 throw MulanError(.io, "cannot update \(latestLink)", cause: String(cString: strerror(errno)))
             }
+            try Durable.syncFolder(root)
         }
         return manifest
     }
