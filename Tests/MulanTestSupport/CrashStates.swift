@@ -102,22 +102,25 @@ public enum CrashStates {
     /// Runs the stage uninterrupted (the reference), then `points` kill points spread over the
     /// traced run's calls plus the after-exit point, each turned into every variant. Returns every
     /// state's outcome. Throws when strace is missing or the reference run fails.
+    ///
+    /// Every run happens at one path, `scratch/run` (the killed run, and each state copied back there
+    /// for its re-run), since stages record absolute paths (a text file's path names its load).
     public static func run(_ stage: Stage, points: Int = CrashStates.points, variants: [Variant] = Variant.allCases,
                            scratch: String, seed: UInt64 = 20_261_206) throws -> [Outcome] {
         let strace = try strace()
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
         let env = ProcessInfo.processInfo.environment.merging(stage.environment.merging(["MULAN_PROGRESS_INTERVAL": "0"]) { $1 }) { $1 }
+        let run = scratch + "/run"
         // The reference, without strace.
-        let reference = scratch + "/reference"
-        try copy(stage.initial, to: reference)
-        let (p, a, c) = stage.command(reference)
+        try copy(stage.initial, to: run)
+        let (p, a, c) = stage.command(run)
         let r = try TestProcess.run(p, a, cwd: c, environment: env)
         guard r.status == 0 else { throw ToolMissing(description: "the \(stage.name) reference run failed (\(r.status)): \(r.stderr)") }
-        let expected = try stage.result(reference)
-        // A traced run, to know how many calls of each kind a thread makes.
-        let full = scratch + "/traced"
-        try copy(stage.initial, to: full)
-        let fullTrace = try traceRun(strace, stage, root: full, environment: env, inject: nil)
+        let expected = try stage.result(run)
+        // A traced run, to know how many calls of each kind a thread makes; it is also the
+        // after-exit point's process-death state.
+        try copy(stage.initial, to: run)
+        let fullTrace = try traceRun(strace, stage, root: run, environment: env, inject: nil)
         guard fullTrace.status == 0 else {
             throw ToolMissing(description: "the \(stage.name) run under strace failed (\(fullTrace.status)); "
                               + "ptrace may be forbidden here (a container without CAP_SYS_PTRACE?): \(fullTrace.stderr)")
@@ -137,9 +140,9 @@ public enum CrashStates {
             let when = 1 + Int((Double(slot) + u) / Double(max(1, slots)) * Double(n - 1))
             chosen.append(Point(syscall: s, when: min(n, max(1, when))))
         }
+        let killed = scratch + "/killed"
         var outcomes: [Outcome] = []
-        for (i, point) in chosen.enumerated() {
-            let run = point.syscall == nil ? full : scratch + "/killed-\(i)"
+        for point in chosen {
             let trace: String
             if point.syscall == nil {
                 trace = fullTrace.trace
@@ -147,20 +150,21 @@ public enum CrashStates {
                 try copy(stage.initial, to: run)
                 trace = try traceRun(strace, stage, root: run, environment: env, inject: point).trace
             }
-            let model = Model(trace: parse(trace), root: real(run), initial: real(stage.initial))
+            try? FileManager.default.removeItem(atPath: killed)
+            try FileManager.default.moveItem(atPath: run, toPath: killed)
+            let model = Model(trace: parse(trace), root: real(scratch) + "/run", initial: real(stage.initial))
             for variant in variants {
-                let dir = scratch + "/state"
-                try copy(run, to: dir)
+                try copy(killed, to: run)
                 var violations: [String] = []
-                let (cut, undone) = try model.apply(variant, to: real(dir))
-                violations += try stage.check(dir, false).map { "as the power cut left it: " + $0 }
-                let (p, a, c) = stage.command(dir)
+                let (cut, undone) = try model.apply(variant, to: real(run))
+                violations += try stage.check(run, false).map { "as the power cut left it: " + $0 }
+                let (p, a, c) = stage.command(run)
                 let rerun = try TestProcess.run(p, a, cwd: c, environment: env)
                 if rerun.status != 0 {
                     violations.append("the re-run exited \(rerun.status): \(rerun.stderr.prefix(400))")
                 } else {
-                    violations += try stage.check(dir, true).map { "after the re-run: " + $0 }
-                    let got = try stage.result(dir)
+                    violations += try stage.check(run, true).map { "after the re-run: " + $0 }
+                    let got = try stage.result(run)
                     if got != expected {
                         let differ = Set(got.keys).union(expected.keys).filter { got[$0] != expected[$0] }.sorted()
                         violations.append("the re-run's result differs from the uninterrupted run's: "
@@ -169,9 +173,11 @@ public enum CrashStates {
                 }
                 outcomes.append(Outcome(point: point, variant: variant, violations: violations, filesCut: cut,
                                         namesUndone: undone))
-                try? FileManager.default.removeItem(atPath: dir)
             }
-            if point.syscall != nil { try? FileManager.default.removeItem(atPath: run) }
+        }
+        if ProcessInfo.processInfo.environment["MULAN_KEEP_TEST_FILES"] != "1" {
+            try? FileManager.default.removeItem(atPath: run)
+            try? FileManager.default.removeItem(atPath: killed)
         }
         return outcomes
     }
@@ -209,7 +215,7 @@ public enum CrashStates {
         if let inject, let s = inject.syscall { args += ["-e", "inject=\(s):signal=KILL:when=\(inject.when)"] }
         let r = try TestProcess.run(strace, args + ["--", program] + arguments, cwd: cwd, environment: environment)
         let trace = (try? String(contentsOfFile: traceFile, encoding: .utf8)) ?? ""
-        try? FileManager.default.removeItem(atPath: traceFile)
+        if ProcessInfo.processInfo.environment["MULAN_KEEP_TEST_FILES"] != "1" { try? FileManager.default.removeItem(atPath: traceFile) }
         return (r.status, trace, r.stderr)
     }
 
@@ -219,7 +225,7 @@ public enum CrashStates {
         guard r.status == 0 else { throw ToolMissing(description: "cp -a \(from) \(to) failed: \(r.stderr)") }
     }
 
-    static func real(_ path: String) -> String {
+    public static func real(_ path: String) -> String {
         guard let p = realpath(path, nil) else { return path }
         defer { free(p) }
         return String(cString: p)
@@ -263,10 +269,13 @@ public enum CrashStates {
                 name = String(rest[..<paren])
                 args = String(rest[rest.index(after: paren)...])
             }
-            // Split "ARGS) = RESULT".
-            guard let eq = args.range(of: ") = ", options: .backwards) else { continue }
+            // Split "ARGS)   = RESULT" (strace pads short calls to a column before the "=").
+            guard let eq = args.range(of: " = ", options: .backwards) else { continue }
             let result = String(args[eq.upperBound...])
             args = String(args[..<eq.lowerBound])
+            while args.last == " " { args.removeLast() }
+            guard args.last == ")" else { continue }
+            args.removeLast()
             let number = result.prefix { $0 == "-" || $0.isNumber }
             var resultPath: String?
             if let lt = result.firstIndex(of: "<"), let gt = result.lastIndex(of: ">"), lt < gt {
@@ -482,6 +491,9 @@ public enum CrashStates {
                     throw ToolMissing(description: "cannot truncate \(p): \(String(cString: strerror(errno)))")
                 }
                 cutCount += 1
+                if ProcessInfo.processInfo.environment["MULAN_CRASH_DEBUG"] == "1" {
+                    print("crash state \(variant.rawValue): \(p) cut from \(st.st_size) to \(cut) (written \(length), synced \(kept))")
+                }
             }
             guard variant == .namesUndone else { return (cutCount, 0) }
             for (index, op) in names.reversed() {
