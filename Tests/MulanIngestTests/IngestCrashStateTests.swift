@@ -7,11 +7,7 @@ import Testing
 @Suite("mulan-ingest crash states", .serialized)
 struct IngestCrashStateTests {
     static func judge(_ stage: String, _ outcomes: [CrashStates.Outcome], started: Date) {
-        CrashStates.record(stage: stage, outcomes, seconds: Date().timeIntervalSince(started))
-        #expect(outcomes.count >= CrashStates.points * CrashStates.Variant.allCases.count)
-        for o in outcomes where !o.violations.isEmpty {
-            Issue.record("\(stage) \(o.point) \(o.variant.rawValue): \(o.violations.joined(separator: "; "))")
-        }
+        for problem in CrashJudge.problems(stage, outcomes, started: started) { Issue.record("\(problem)") }
     }
 
     static func audioStage(_ initial: String, environment: [String: String] = [:]) -> CrashStates.Stage {

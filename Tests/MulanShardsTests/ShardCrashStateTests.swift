@@ -33,11 +33,7 @@ struct ShardCrashStateTests {
         let (h, initial) = try Self.prepared()
         let started = Date()
         let outcomes = try CrashStates.run(Self.stage(h, initial: initial), scratch: h.dir.file("crash"))
-        CrashStates.record(stage: "shard", outcomes, seconds: Date().timeIntervalSince(started))
-        #expect(outcomes.count >= CrashStates.points * CrashStates.Variant.allCases.count)
-        for o in outcomes where !o.violations.isEmpty {
-            Issue.record("\(o.point) \(o.variant.rawValue): \(o.violations.joined(separator: "; "))")
-        }
+        for problem in CrashJudge.problems("shard", outcomes, started: started) { Issue.record("\(problem)") }
     }
 
     /// The checker can fail: with the data syncs switched off (MULAN_UNSAFE_SKIP_FSYNC=data), a power
