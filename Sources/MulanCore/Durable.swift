@@ -11,7 +11,8 @@ import Foundation
 /// `MULAN_UNSAFE_SKIP_FSYNC` is a test-only switch that breaks this order on purpose, so that the
 /// crash-state checker (Tests/MulanTestSupport/CrashStates.swift) is shown to catch a missing sync,
 /// and so that bench/fsync-cost.sh can measure what the syncs cost: `data` skips the file syncs,
-/// `folder` the folder syncs, `all` both. Never set it on real data.
+/// `folder` the folder syncs, `all` both; with `data` or `all` the catalog also goes back to
+/// `synchronous = NORMAL` (what mulan did before). Never set it on real data.
 public enum Durable {
     /// What the test-only switch turns off.
     public struct Skip: OptionSet, Sendable {
