@@ -9,10 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tracks=${1:-60}
 repeats=${2:-3}
-scripts/setup.sh --python >/dev/null
-swift build -c release --product mulan-ingest >/dev/null
-swift build -c release --product mulan-shard >/dev/null
-swift build -c release --product mulan-filter >/dev/null
+[ -n "${MULAN_BENCH_NO_BUILD:-}" ] || scripts/setup.sh --python >/dev/null
+# MULAN_BENCH_NO_BUILD=1 uses the release binaries as they are (built from the current sources).
+[ -n "${MULAN_BENCH_NO_BUILD:-}" ] || swift build -c release >/dev/null
 bin=$PWD/.build/release
 scratch=${TMPDIR:-/tmp}/mulan-fsync-cost
 corpus=$scratch/corpus-$tracks
