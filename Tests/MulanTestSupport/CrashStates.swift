@@ -139,8 +139,15 @@ public enum CrashStates {
             let u = Double(state >> 11) / Double(1 << 53)
             let (s, n) = candidates[k % candidates.count]
             let slot = k / candidates.count, slots = (points - 1 + candidates.count - 1) / candidates.count
-            let when = 1 + Int((Double(slot) + u) / Double(max(1, slots)) * Double(n - 1))
-            chosen.append(Point(syscall: s, when: min(n, max(1, when))))
+            var when = min(n, max(1, 1 + Int((Double(slot) + u) / Double(max(1, slots)) * Double(n - 1))))
+            // A point already chosen (a call made only a few times) moves to the next unused K of
+            // that call, so that the states are distinct while the run has enough calls.
+            var tries = 0
+            while chosen.contains(where: { $0.syscall == s && $0.when == when }) && tries < n {
+                when = when % n + 1
+                tries += 1
+            }
+            chosen.append(Point(syscall: s, when: when))
         }
         let killed = scratch + "/killed"
         var outcomes: [Outcome] = []
