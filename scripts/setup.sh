@@ -18,6 +18,7 @@ packages=(
   libchromaprint-dev                                              # audio fingerprints for mulan-dedupe
   libchromaprint-tools                                            # fpcalc: the dedupe tests' and benchmark's reference
   libebur128-dev                                                  # EBU R128 loudness of every clip (integrated, range, true peak)
+  strace                                                          # the crash-state tests record each stage's file-system calls
 )
 if [ "${1:-}" = "--python" ]; then
   packages+=(chromium)                                            # the tests render mulan-report's HTML headless

@@ -70,8 +70,14 @@ public final class Database {
         handle = db
         sqlite3_busy_timeout(db, 30_000)
         if !readOnly && !immutable {
+            // Power loss (docs/reliability.md, "Power loss"): WAL with synchronous = FULL syncs the
+            // WAL at every commit, so a commit that returned is on the disk. NORMAL would let the last
+            // commits roll back, after ingest had already moved their clips into the store.
+            // MULAN_UNSAFE_SKIP_FSYNC=data|all (tests and bench/fsync-cost.sh only) restores NORMAL.
             try execute("PRAGMA journal_mode = WAL")
-            try execute("PRAGMA synchronous = NORMAL")
+            try execute(Durable.skip.contains(.data) ? "PRAGMA synchronous = NORMAL" : "PRAGMA synchronous = FULL")
+            // SQLite syncs the folder when it creates the WAL, not when it creates the database file.
+            try Durable.syncFolder(Durable.folder(of: path))
         }
         try execute("PRAGMA foreign_keys = ON")
     }

@@ -237,11 +237,7 @@ final class LogMelDump {
     private var failure: MulanError?
 
     init(directory: String, melBands: Int, frames: Int) throws(MulanError) {
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        } catch {
-            throw MulanError(.io, "cannot create --dump-log-mel folder \(directory)", cause: error)
-        }
+        try Durable.createFolder(directory)
         npy = try NPYWriter(path: directory + "/log-mel.npy", dim: melBands * frames)
         linesPath = directory + "/log-mel.jsonl"
         guard let h = Paths.createForWriting(linesPath + ".tmp") else {
@@ -293,9 +289,8 @@ final class LogMelDump {
         } catch {
             throw MulanError(.io, "cannot finish \(linesPath).tmp", hint: "check free space", cause: error)
         }
-        for path in [npy.path, linesPath] where rename(path + ".tmp", path) != 0 {
-            throw MulanError(.io, "cannot rename \(path).tmp to \(path)", cause: SystemCallError.current())
-        }
+        for path in [npy.path, linesPath] { try Durable.rename(path + ".tmp", to: path, syncFolder: false) }
+        try Durable.syncFolder(Durable.folder(of: linesPath))
     }
 }
 

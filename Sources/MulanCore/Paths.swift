@@ -19,15 +19,18 @@ extension Paths {
     }
 
     /// Creates a folder and its parents (`mkdir -p`). Safe when other processes create the same
-    /// folders at the same time: a folder that appears meanwhile is fine.
+    /// folders at the same time: a folder that appears meanwhile is fine. Each folder created is
+    /// synced into its parent (`Durable`), so files published in it survive a power cut.
     public static func makeDirectory(_ path: String) throws(MulanError) {
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue { return }
         let parent = (path as NSString).deletingLastPathComponent
         if !parent.isEmpty && parent != path && parent != "/" { try makeDirectory(parent) }
-        if mkdir(path, 0o755) != 0 && errno != EEXIST {
+        if mkdir(path, 0o755) != 0 {
+            if errno == EEXIST { return }
             throw MulanError(.io, "cannot create the folder \(path)", hint: "check that its parent is writable",
                              cause: SystemCallError.current())
         }
+        try Durable.syncFolder(parent.isEmpty ? "." : parent)
     }
 }

@@ -17,9 +17,11 @@ extension StageReport {
 }
 
 /// Writes a file under a temporary name (`NAME.tmp`) and renames it into place, so a reader never
-/// sees a partial file; a leftover `.tmp` from a killed process is removed by the next run.
+/// sees a partial file; a leftover `.tmp` from a killed process is removed by the next run. The data
+/// is synced before the rename and the folder after it (`Durable`), so the file survives a power cut
+/// once `write` returns.
 public enum AtomicFile {
-    public static func write(_ data: Data, to path: String) throws(MulanError) {
+    public static func write(_ data: Data, to path: String, syncFolder: Bool = true) throws(MulanError) {
         let tmp = path + ".tmp"
         do {
             try data.write(to: URL(fileURLWithPath: tmp))
@@ -27,8 +29,6 @@ public enum AtomicFile {
             throw MulanError(.io, "cannot write \(path)", hint: "check that its folder exists and is writable",
                              cause: error)
         }
-        if rename(tmp, path) != 0 {
-            throw MulanError(.io, "cannot rename \(tmp) to \(path)", cause: SystemCallError.current())
-        }
+        try Durable.rename(tmp, to: path, syncFolder: syncFolder)
     }
 }

@@ -152,9 +152,7 @@ extension FilterJob {
             unlink(tmp)
             throw error
         }
-        if rename(tmp, path) != 0 {
-            throw MulanError(.io, "cannot rename \(tmp) to \(path)", cause: SystemCallError.current())
-        }
+        try Durable.rename(tmp, to: path)
     }
 
     /// The corpus-wide rules, with the figures of every part (`summaries`; `own` is this part's),

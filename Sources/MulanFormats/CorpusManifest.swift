@@ -485,14 +485,11 @@ final class StreamedFile {
     func commit() throws(MulanError) {
         try flush()
         do {
-            try handle.synchronize()
             try handle.close()
         } catch {
             throw MulanError(.io, "cannot write \(path).tmp", cause: error)
         }
-        if rename(path + ".tmp", path) != 0 {
-            throw MulanError(.io, "cannot rename \(path).tmp to \(path)", cause: SystemCallError.current())
-        }
+        try Durable.rename(path + ".tmp", to: path)
     }
 
     func discard() {

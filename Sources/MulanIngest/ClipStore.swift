@@ -30,13 +30,16 @@ public struct ClipStore: Sendable {
     /// A fresh staging folder for one track's clips.
     public func makeStagingFolder() throws -> String {
         let path = stagingRoot + "/" + UUID().uuidString.lowercased()
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        try Durable.createFolder(path)
         return path
     }
 
-    /// Moves committed staged files into the store and removes the staging folder.
+    /// Moves committed staged files into the store and removes the staging folder. The store
+    /// folders that received a clip are synced before the staging folder goes, so a power cut leaves
+    /// each clip either in the store or still staged (where `recover` publishes it).
     public func publish(stagingFolder: String) throws {
         let fm = FileManager.default
+        var touched = Set<String>()
         for name in (try? fm.contentsOfDirectory(atPath: stagingFolder)) ?? [] {
             let staged = stagingFolder + "/" + name
             guard name.hasSuffix(".flac"), !name.hasSuffix(".part") else {
@@ -44,24 +47,28 @@ public struct ClipStore: Sendable {
                 continue
             }
             let sha = String(name.dropLast(5))
-            try moveIntoStore(staged, sha256: sha)
+            if let folder = try moveIntoStore(staged, sha256: sha) { touched.insert(folder) }
         }
+        for folder in touched.sorted() { try Durable.syncFolder(folder) }
         try? fm.removeItem(atPath: stagingFolder)
     }
 
-    private func moveIntoStore(_ staged: String, sha256: String) throws {
+    /// Renames a staged clip into the store; returns the store folder it landed in (to be synced by
+    /// the caller), or nil when the store already held that content.
+    private func moveIntoStore(_ staged: String, sha256: String) throws -> String? {
         let target = absolutePath(sha256: sha256)
         let fm = FileManager.default
         if fm.fileExists(atPath: target) {
             try? fm.removeItem(atPath: staged)  // same content already stored
-            return
+            return nil
         }
-        try fm.createDirectory(atPath: (target as NSString).deletingLastPathComponent,
-                               withIntermediateDirectories: true)
+        let folder = Durable.folder(of: target)
+        try Durable.createFolder(folder)
         if rename(staged, target) != 0 {
             throw MulanError(.io, "cannot move \(staged) into the clip store",
                              hint: "check free space and permissions of \(workdir)", cause: SystemCallError.current())
         }
+        return folder
     }
 
     /// Deletes store files queued in `file_gc` that no clip references any more.
@@ -91,7 +98,9 @@ public struct ClipStore: Sendable {
                 let staged = path + "/" + name
                 if name.hasSuffix(".flac") && !name.hasSuffix(".part"),
                    try catalog.isReferenced(sha256: String(name.dropLast(5))) {
-                    try moveIntoStore(staged, sha256: String(name.dropLast(5)))
+                    if let folder = try moveIntoStore(staged, sha256: String(name.dropLast(5))) {
+                        try Durable.syncFolder(folder)
+                    }
                     published += 1
                 } else {
                     try? fm.removeItem(atPath: staged)

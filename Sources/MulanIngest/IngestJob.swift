@@ -48,18 +48,27 @@ public struct IngestJob: Sendable {
     /// directory, the catalog, an unreadable manifest); bad inputs are recorded and counted.
     public func run() async throws -> IngestReport {
         let started = Date()
+        let (lock, catalog, store) = try openWorkDirectory()
+        defer { withExtendedLifetime(lock) {} }
+        let run = try IngestRun(job: self, catalog: catalog, store: store, total: try countRows())
+        for input in inputs {
+            try await ingest(input, into: run)
+        }
+        return try run.finish(started: started)
+    }
+
+    /// Creates and checks the work directory (or this worker's part), takes its lock, opens the
+    /// catalog and recovers what an interrupted run left staged.
+    private func openWorkDirectory() throws -> (WorkdirLock, Catalog, ClipStore) {
         try Paths.makeDirectory(workdir)
         try WorkLayout.checkWritable(root: workdir, slice: slice)
-        let directory = self.directory
         try Paths.makeDirectory(directory)
         let lock = try WorkdirLock(workdir: directory, stage: "mulan-ingest")
-        defer { withExtendedLifetime(lock) {} }
         FFmpegVersions.quietLibraryLogs()
         if !slice.isSingle {
             console.log(.info, "\(slice) (from \(slice.origin)): ingesting the tracks whose id hashes to it into \(directory)",
                         event: "worker")
         }
-
         let catalog = try Catalog(path: catalogPath)
         let store = ClipStore(workdir: directory)
         let recovered = try store.recover(catalog: catalog)
@@ -67,176 +76,31 @@ public struct IngestJob: Sendable {
             console.log(.info, "recovered from an interrupted run: \(recovered.published) staged clips published, "
                         + "\(recovered.deleted) partial or uncommitted files removed", event: "recovered")
         }
-        let settings = { var s = self.settings; s.clipRanking = self.clipScorer.key; return s }()
-        let settingsJSON = String(decoding: (try? JSONEncoder().encode(settings)) ?? Data(), as: UTF8.self)
-        let runID = try catalog.beginRun(stage: "ingest", settings: settingsJSON)
+        return (lock, catalog, store)
+    }
 
-        var report = IngestReport(workdir: directory, jobs: jobs, sampleRate: settings.sampleRate,
-                                  clipSeconds: settings.clipSeconds)
-        report.clipPolicy = settings.clipPolicy.description
-        report.loudnessMeasured = settings.loudness.rawValue
-        report.fingerprints = settings.fingerprint
-        if settings.clipPolicy.isBest { report.clipRanking = clipScorer.name }
-        if !slice.isSingle { report.worker = slice }
-        let total = try countRows()
-        var clipsSoFar = 0
-        var secondsSoFar = 0.0
-        let progress = ProgressMeter(total: total, unit: "tracks", console: console) { _, elapsed in
-            String(format: "%d clips, %.2f h audio, %.1f× realtime", clipsSoFar, secondsSoFar / 3600,
-                   elapsed > 0 ? secondsSoFar / elapsed : 0)
-        }
-
-        var firstSeen: [String: SourceLocation] = [:]
-        let slice = self.slice
-        let clipScorer = self.clipScorer
-
-        func recordFailure(_ reason: FailureReason, _ detail: String, at location: SourceLocation) {
-            report.failuresByReason[reason.rawValue, default: 0] += 1
-            console.log(.warning, "\(location): \(reason.rawValue): \(detail)", event: "input_failed",
-                        fields: console.format == .json ? ["reason": reason.rawValue, "file": location.file ?? "",
-                                                           "line": location.line.map(String.init) ?? "",
-                                                           "track_id": location.trackID ?? ""] : [:])
-        }
-
-        /// The next row to process, recording rejects and duplicates on the way.
-        func nextItem(_ entries: inout AnyIterator<ManifestEntry>) throws -> WorkItem? {
-            while let entry = entries.next() {
-                switch entry {
-                case .rejected(let reject):
-                    // Each rejected row is recorded by one worker: its track's, or worker 0.
-                    guard slice.owns(optionalTrackID: reject.origin.trackID) else { continue }
-                    try catalog.addReject(reject, runID: runID)
-                    report.rowsRejected += 1
-                    report.tracksFailed += 1
-                    recordFailure(reject.reason, reject.detail, at: reject.origin)
-                    progress.advance()
-                case .row(let row):
-                    guard slice.owns(trackID: row.trackID) else { continue }
-                    if let first = firstSeen[row.trackID] {
-                        let reject = RejectedRow(origin: row.origin, reason: .duplicateTrackID,
-                                                 detail: "track id \"\(row.trackID)\" was already listed at \(first); "
-                                                     + "track ids must be unique, this row was not ingested",
-                                                 raw: "\(row.trackID)\t\(row.path)")
-                        try catalog.addReject(reject, runID: runID)
-                        report.rowsRejected += 1
-                        report.tracksFailed += 1
-                        recordFailure(.duplicateTrackID, reject.detail, at: row.origin)
-                        progress.advance()
-                        continue
-                    }
-                    firstSeen[row.trackID] = row.origin
-                    return WorkItem(row: row, previous: try catalog.previous(trackID: row.trackID),
-                                    settings: settings, store: store, clipScorer: clipScorer)
-                }
+    /// Ingests one input's rows: `jobs` tracks decode at a time on worker threads while this task
+    /// commits each finished one.
+    private func ingest(_ input: IngestInput, into run: IngestRun) async throws {
+        let opened = try openInput(input, catalog: run.catalog)
+        var entries = opened.entries
+        let jobs = self.jobs
+        try await withThrowingTaskGroup(of: TrackOutcome.self) { group in
+            var running = 0
+            while running < jobs, let item = try run.nextItem(&entries) {
+                group.addTask { await Self.runOnWorkerThread(item) }
+                running += 1
             }
-            return nil
-        }
-
-        for input in inputs {
-            let opened = try openInput(input, catalog: catalog)
-            var entries = opened.entries
-            try await withThrowingTaskGroup(of: TrackOutcome.self) { group in
-                var running = 0
-                while running < jobs, let item = try nextItem(&entries) {
+            while let outcome = try await group.next() {
+                running -= 1
+                try run.commit(outcome)
+                if let item = try run.nextItem(&entries) {
                     group.addTask { await Self.runOnWorkerThread(item) }
                     running += 1
                 }
-                while let outcome = try await group.next() {
-                    running -= 1
-                    switch outcome {
-                    case .unchanged(let row, let previous):
-                        try catalog.touch(row, runID: runID)
-                        if previous.status == TrackRecord.Status.failed.rawValue {
-                            // Still failed for the same reason: say so again rather than hide it.
-                            report.tracksFailed += 1
-                            recordFailure(FailureReason(rawValue: previous.reason ?? "") ?? .decodeFailed,
-                                          "(unchanged since an earlier run) \(previous.detail ?? "")", at: row.origin)
-                        } else {
-                            report.tracksSkipped += 1
-                        }
-                    case .fingerprinted(let row, let previous, let fingerprint, let decoded):
-                        try catalog.touch(row, runID: runID)
-                        try catalog.putFingerprint(fingerprint, trackID: row.trackID, contentHash: previous.contentHash)
-                        report.tracksSkipped += 1
-                        report.tracksFingerprinted += 1
-                        report.fingerprintsByStatus[fingerprint.status.rawValue, default: 0] += 1
-                        report.hoursIn += decoded / 3600
-                        secondsSoFar += decoded
-                    case .loudnessMeasured(let row, let previous, let loudness, let fingerprint, let decoded):
-                        try catalog.touch(row, runID: runID)
-                        try catalog.putLoudness(loudness, trackID: row.trackID)
-                        if let fingerprint {
-                            try catalog.putFingerprint(fingerprint, trackID: row.trackID, contentHash: previous.contentHash)
-                            report.tracksFingerprinted += 1
-                            report.fingerprintsByStatus[fingerprint.status.rawValue, default: 0] += 1
-                        }
-                        report.tracksSkipped += 1
-                        report.clipsLoudnessBackfilled += loudness.count
-                        for l in loudness.values { report.loudnessByStatus[l.status.rawValue, default: 0] += 1 }
-                        if let failed = loudness.values.compactMap(\.detail).first {
-                            console.log(.warning, "\(row.origin): loudness of a stored clip not measured: \(failed)",
-                                        event: "loudness_failed")
-                        }
-                        report.hoursIn += decoded / 3600
-                        secondsSoFar += decoded
-                    case .record(let record, let staging, let decoded, let seek):
-                        switch seek {
-                        case .notUsed: break
-                        case .seeked: report.tracksSeeked += 1
-                        case .fellBack(let fallback):
-                            report.seekFallbacks += 1
-                            report.seekFallbacksByReason[fallback.reason.rawValue, default: 0] += 1
-                        }
-                        try catalog.replace(record, runID: runID)
-                        if let staging { try store.publish(stagingFolder: staging) }
-                        try store.collectGarbage(catalog: catalog)
-                        if let fingerprint = record.fingerprint {
-                            report.fingerprintsByStatus[fingerprint.status.rawValue, default: 0] += 1
-                        }
-                        report.hoursIn += decoded / 3600
-                        secondsSoFar += decoded
-                        if record.status == .ingested {
-                            report.tracksIngested += 1
-                        } else {
-                            report.tracksFailed += 1
-                            recordFailure(record.reason ?? .decodeFailed, record.detail ?? "",
-                                          at: record.row.origin)
-                        }
-                        let kept = record.clips.filter { $0.status == .kept }
-                        report.clipsWritten += kept.count
-                        clipsSoFar += kept.count
-                        report.hoursKept += kept.reduce(0) { $0 + $1.durationSeconds } / 3600
-                        report.clipsSilent += record.silentClips
-                        for clip in kept {
-                            if let l = clip.loudness { report.loudnessByStatus[l.status.rawValue, default: 0] += 1 }
-                            if let n = clip.normalization, n.gainDB != 0 { report.clipsNormalized += 1 }
-                            if clip.normalization?.limitedByTruePeak == true { report.clipsGainLimited += 1 }
-                        }
-                        // A too-short track's whole audio is not a "dropped tail": it failed.
-                        if record.status == .ingested && record.tailDroppedSeconds > 0 { report.tailsDropped += 1 }
-                    case .storageFailed(let error):
-                        // What is committed stays; clips the other workers staged are recovered or
-                        // removed by the next run, which redoes this track.
-                        throw error
-                    }
-                    progress.advance()
-                    if let item = try nextItem(&entries) {
-                        group.addTask { await Self.runOnWorkerThread(item) }
-                        running += 1
-                    }
-                }
             }
-            if let error = opened.reader?.readError { throw error }
         }
-        progress.finish()
-
-        report.tracksTotal = report.tracksIngested + report.tracksSkipped + report.tracksFailed
-        report.wallSeconds = Date().timeIntervalSince(started)
-        report.realtimeFactor = report.wallSeconds > 0 ? report.hoursIn * 3600 / report.wallSeconds : 0
-        report.peakRSSBytes = PeakMemory.residentBytes()
-        report.exitCode = report.tracksFailed > 0 ? ExitStatus.completedWithFailures.rawValue : ExitStatus.success.rawValue
-        try catalog.finishRun(runID, summary: report.json())
-        return report
+        if let error = opened.reader?.readError { throw error }
     }
 
     // MARK: Inputs

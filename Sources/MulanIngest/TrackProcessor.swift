@@ -216,9 +216,13 @@ enum TrackProcessor {
                 } catch {
                     throw StorageFailure("(read back) clip \(clip.index) of track \(row.trackID) at", part, error)
                 }
-                if rename(part, "\(staging)/\(sha).flac") != 0 {
-                    throw StorageFailure("(rename) clip \(clip.index) of track \(row.trackID) to", "\(staging)/\(sha).flac",
-                                         SystemCallError.current())
+                // Durable before the catalog commit that names it: data synced here, the staging
+                // folder once per track (below), before the record goes to the writer.
+                do {
+                    try Durable.rename(part, to: "\(staging)/\(sha).flac", syncFolder: false)
+                } catch {
+                    throw StorageFailure("(sync and rename) clip \(clip.index) of track \(row.trackID) to",
+                                         "\(staging)/\(sha).flac", error)
                 }
                 clips.append(ClipRecord(index: clip.index, startSeconds: start, durationSeconds: duration,
                                         sampleRate: settings.sampleRate, stats: storedStats, status: .kept,
@@ -397,6 +401,12 @@ enum TrackProcessor {
         if stats.nonFiniteSamples > 0 { notes.append("\(stats.nonFiniteSamples) NaN/Inf samples replaced by 0") }
         if let readError = stats.readError { notes.append("reading stopped early: \(readError)") }
         record.detail = notes.isEmpty ? nil : notes.joined(separator: "; ")
+        do {
+            try Durable.syncFolder(staging)
+        } catch {
+            return .storageFailed(StorageFailure("(sync) the staged clips of track \(row.trackID) in", staging,
+                                                 error).error)
+        }
         return .record(record, stagingFolder: staging, decodedSeconds: decodedSeconds, seek: seek)
     }
 

@@ -135,8 +135,8 @@ public final class TarWriter {
         let pad = (Self.recordSize - total % Self.recordSize) % Self.recordSize
         if pad > 0 { try write([UInt8](repeating: 0, count: pad)) }
         try flush()
-        // No fsync: like the rest of mulan, shards survive the process dying (kill -9) but not the
-        // machine losing power in the seconds before the kernel writes them out.
+        // On the disk before the caller renames it into place (Durable).
+        try Durable.sync(descriptor: handle.fileDescriptor, path: path)
         do {
             try handle.close()
         } catch {

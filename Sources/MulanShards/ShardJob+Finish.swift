@@ -110,6 +110,7 @@ extension ShardJob {
             if rename(tmp, latestLink) != 0 {
                 throw MulanError(.io, "cannot update \(latestLink)", cause: SystemCallError.current())
             }
+            try Durable.syncFolder(root)
         }
         return manifest
     }

@@ -217,6 +217,8 @@ extension ShardJob {
             progress.advance()
         }
         let (bytes, sha) = try writer.finish()
+        // The tar's data was synced by finish(); the sidecar's rename syncs the folder, which makes
+        // both names durable at once (a sidecar is written only after its tar).
         if rename(partPath, tarPath) != 0 {
             throw MulanError(.io, "cannot rename \(partPath)", cause: SystemCallError.current())
         }

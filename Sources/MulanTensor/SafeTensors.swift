@@ -8,10 +8,16 @@ public enum SafeTensors {
         public var description: String
     }
 
-    /// Writes float32 tensors (in the given order) and metadata to `path` via `path.tmp` and a rename,
-    /// so a crash never leaves a partial file under the real name.
+    /// Writes `encode(tensors, metadata:)` to `path` (Foundation's atomic write, not synced: for
+    /// tests and tools; checkpoints go through `Checkpoint.save`, which syncs).
     public static func write(_ tensors: [(name: String, tensor: Tensor)], metadata: [String: String] = [:],
                              to path: String) throws {
+        try encode(tensors, metadata: metadata).write(to: URL(fileURLWithPath: path), options: .atomic)
+    }
+
+    /// The file's bytes for float32 tensors (in the given order) and metadata. Writing them is the
+    /// caller's (mulan-train publishes checkpoints through MulanCore's `AtomicFile`, which syncs).
+    public static func encode(_ tensors: [(name: String, tensor: Tensor)], metadata: [String: String] = [:]) throws -> Data {
         var header: [String: Any] = [:]
         var offset = 0
         for (name, t) in tensors {
@@ -31,11 +37,7 @@ public enum SafeTensors {
                 buf.withMemoryRebound(to: UInt8.self) { out.append($0) }   // little-endian hosts only (x86-64, arm64)
             }
         }
-        let tmp = path + ".tmp"
-        try out.write(to: URL(fileURLWithPath: tmp))
-        guard rename(tmp, path) == 0 else {
-            throw FormatError(description: "cannot rename \(tmp) to \(path): \(String(cString: strerror(errno)))")
-        }
+        return out
     }
 
     /// Reads the tensors (F32, F16 and BF16 are converted to Float) and the metadata of `path`.

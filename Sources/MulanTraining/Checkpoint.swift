@@ -40,13 +40,20 @@ public enum Checkpoint {
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
+        let data: Data
         do {
             let metadata = [
                 "format": format, "step": String(step), "optimizer_step": String(optimizer.step),
                 "config": String(decoding: try encoder.encode(config), as: UTF8.self),
                 "sampler": String(decoding: try encoder.encode(sampler), as: UTF8.self),
             ]
-            try SafeTensors.write(tensors, metadata: metadata, to: path)
+            data = try SafeTensors.encode(tensors, metadata: metadata)
+        } catch {
+            throw MulanError(.io, "cannot encode checkpoint \(path)", cause: error)
+        }
+        // NAME.tmp, synced, renamed, folder synced: durable when this returns (Durable).
+        do {
+            try AtomicFile.write(data, to: path)
         } catch {
             throw MulanError(.io, "cannot write checkpoint \(path)", hint: "check free space and permissions",
                              cause: error)

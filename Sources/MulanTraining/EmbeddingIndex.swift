@@ -119,9 +119,7 @@ public final class NPYWriter {
         let writer = try NPYWriter(path: path, dim: dim)
         try writer.append(values)
         try writer.finish()
-        if rename(path + ".tmp", path) != 0 {
-            throw MulanError(.io, "cannot rename \(path).tmp to \(path)", cause: SystemCallError.current())
-        }
+        try Durable.rename(path + ".tmp", to: path)
     }
 
     /// The NPY v1.0 header for a little-endian float32, C-order [rows, dim] array.
@@ -234,12 +232,7 @@ public final class EmbeddingIndexWriter {
 
     public init(directory: String, dim: Int) throws(MulanError) {
         self.directory = directory
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        } catch {
-            throw MulanError(.io, "cannot create the output folder \(directory)", hint: "check --out and its permissions",
-                             cause: error)
-        }
+        try Durable.createFolder(directory)
         // Leftovers of a killed run.
         for name in [Self.embeddingsFile, Self.indexFile, Self.infoFile] {
             try? FileManager.default.removeItem(atPath: directory + "/" + name + ".tmp")
@@ -293,14 +286,14 @@ public final class EmbeddingIndexWriter {
         do { try infoData.write(to: URL(fileURLWithPath: directory + "/" + Self.infoFile + ".tmp")) } catch {
             throw MulanError(.io, "cannot write \(directory)/\(Self.infoFile).tmp", cause: error)
         }
-        // The old info goes first, so that a folder never pairs new data with an old description.
-        try? FileManager.default.removeItem(atPath: directory + "/" + Self.infoFile)
-        for name in [Self.embeddingsFile, Self.indexFile, Self.infoFile] {
-            let path = directory + "/" + name
-            if rename(path + ".tmp", path) != 0 {
-                throw MulanError(.io, "cannot rename \(path).tmp to \(path)", cause: SystemCallError.current())
-            }
+        // The old info goes first (and durably), so that a folder never pairs new data with an old
+        // description; the data files next (one folder sync for both), the new info last.
+        if unlink(directory + "/" + Self.infoFile) == 0 { try Durable.syncFolder(directory) }
+        for name in [Self.embeddingsFile, Self.indexFile] {
+            try Durable.rename(directory + "/" + name + ".tmp", to: directory + "/" + name, syncFolder: false)
         }
+        try Durable.syncFolder(directory)
+        try Durable.rename(directory + "/" + Self.infoFile + ".tmp", to: directory + "/" + Self.infoFile)
     }
 }
 

@@ -59,11 +59,7 @@ public final class Trainer {
     public init(config requested: TrainingConfig, dataset: String, runDirectory: String, resume: Bool,
                 console: Console) throws(MulanError) {
         var config = requested
-        do {
-            try FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
-        } catch {
-            throw MulanError(.io, "cannot create the run directory \(runDirectory)", cause: error)
-        }
+        try Durable.createFolder(runDirectory)
         lock = try WorkdirLock(lockFile: runDirectory + "/.lock", stage: "mulan-train",
                                what: "the run directory \(runDirectory)",
                                hint: "another mulan-train is using it: wait for it to finish, or choose another --run-dir")
@@ -243,6 +239,7 @@ public final class Trainer {
             let result = try evaluate(t, clips: try evaluationClips(t))
             testResult = result
             try metrics.append(evaluationLine(result, step: config.steps))
+            try metrics.sync()
         }
         let seconds = Date().timeIntervalSince(begin)
         let shares = Profiler.snapshot()
@@ -289,6 +286,9 @@ public final class Trainer {
 
     private func saveCheckpoint(step: Int) throws(MulanError) -> String {
         let path = runDirectory + "/" + Checkpoint.fileName(step: step)
+        // The metrics up to this step reach the disk before the checkpoint that implies them; the
+        // checkpoint is synced and its folder entry too (Checkpoint.save) before older ones go.
+        try metrics.sync()
         try Checkpoint.save(model: model, optimizer: optimizer, step: step, config: config, sampler: sampler.state, to: path)
         for old in Checkpoint.list(in: runDirectory).dropLast(max(1, config.keepCheckpoints)) {
             try? FileManager.default.removeItem(atPath: old.path)
@@ -481,6 +481,12 @@ struct MetricsLog {
         let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw MulanError(.io, "cannot create \(path)", cause: SystemCallError.current()) }
         close(fd)
+        try Durable.syncFolder(Durable.folder(of: path))
+    }
+
+    /// Flushes the lines appended so far to the disk (at every checkpoint and at the end of a run).
+    func sync() throws(MulanError) {
+        try Durable.syncFile(path)
     }
 
     /// Drops lines of steps after `step` (left by a run that stopped before its next checkpoint),
