@@ -76,6 +76,23 @@ struct ProbeTripletsCommandTests {
                                                                    "--lambdas", "0.1,zero", "--quiet"])
         #expect(badGrid.status == 64 && badGrid.stderr.contains("--lambdas"), "\(badGrid.stderr)")
 
+        // The mtat-top50 preset with its folders as splits (BenchmarkFixtures.mtat: clips 1, 2, 3, 8, 9
+        // train, 4 valid, 5, 6, 7 test; clip 11's audio is missing: listed, exit 3).
+        let mtat = try BenchmarkFixtures.mtat(h.dir, audio: true)
+        let json3 = h.dir.file("probe-mtat.json")
+        let preset = try TestProcess.run(Self.bin("mulan-eval"), ["probe", "--run-dir", run, "--benchmark", "mtat-top50",
+                                                                  "--data", mtat, "--audio-root", h.dir.file("mtat/audio"),
+                                                                  "--json", json3, "--quiet"])
+        #expect(preset.status == 3, "\(preset.stderr)")
+        let first = preset.stdoutText.split(separator: "\n").first.map(String.init) ?? ""
+        #expect(first.hasPrefix("MTAT top-50 linear probe (train 0–b, valid c, test d–f): ROC-AUC"), "\(preset.stdoutText)")
+        let pm = try Self.report(json3)
+        let pp = try #require(pm["probe"] as? [String: Any])
+        #expect(pp["train_items"] as? Int == 5 && pp["valid_items"] as? Int == 1 && pp["test_items"] as? Int == 3, "\(pp)")
+        // One valid clip scores no tag: every λ ties and the largest is taken.
+        #expect(pp["lambda"] as? Double == 1, "\(pp)")
+        #expect((pm["benchmark"] as? [String: Any])?["missing_audio"] as? Int == 1, "\(pm)")
+
         // Triplets with a known answer: an anchor is its own positive (right whatever the model),
         // or its own negative (wrong whatever the model).
         let triplets = try h.dir.write("triplets.jsonl", """
