@@ -82,11 +82,16 @@ DEMO_TRAIN_FLAGS ?= --steps $(DEMO_STEPS) --batch-size 32 --lr 2e-3 --warmup-ste
 	--text-init $(TEXT_MODEL) --text-train frozen --text-pooling mean --seed $(DEMO_SEED)
 
 .PHONY: demo-pipeline
-demo-pipeline: $(DEMO_DIR)/summary.json $(DEMO_DIR)/summary-heldout.json $(DEMO_DIR)/report.html $(DEMO_DIR)/audio-filter.txt
+demo-pipeline: $(DEMO_DIR)/summary.json $(DEMO_DIR)/summary-heldout.json $(DEMO_DIR)/report.html $(DEMO_DIR)/audio-filter.txt \
+	    $(DEMO_DIR)/probe.txt $(DEMO_DIR)/triplets.txt
 	@python3 scripts/demo-summary.py $(DEMO_DIR)/eval.json $(DEMO_DIR)/summary.json "make demo" \
 	    --heldout $(DEMO_DIR)/eval-heldout.json $(DEMO_DIR)/summary-heldout.json "$(HELDOUT_LABEL)"
 	@echo; echo "Zero-shot audio filter with the trained model (mulan-filter audio, docs/audio-filter.md):"
 	@cat $(DEMO_DIR)/audio-filter.txt
+	@echo; echo "Linear probe on the frozen audio embeddings, the corpus's true tags (mulan-eval probe):"
+	@grep -E "^(linear probe|chosen)" $(DEMO_DIR)/probe.txt
+	@echo; echo "Text triplets, the trained text tower against its warm start (mulan-eval triplets):"
+	@cat $(DEMO_DIR)/triplets.txt
 	@echo; echo "Report: $(DEMO_DIR)/report.html   Run: $(DEMO_DIR)/run   Reports: $(REPORTS)"
 
 $(CORPUS)/.complete: scripts/make-demo-corpus.py
@@ -139,6 +144,21 @@ $(DEMO_DIR)/eval.json: $(DEMO_DIR)/run/summary.json $(BIN)/mulan-eval
 
 $(DEMO_DIR)/summary.json: $(DEMO_DIR)/eval.json scripts/demo-summary.py
 	@python3 scripts/demo-summary.py $< $@ > /dev/null
+
+# The linear probe (the corpus's true tags on its train / valid / test splits) and the text triplets
+# (captions that differ in one attribute), both written from the corpus's ground truth.
+$(DEMO_DIR)/probe/probe-tags.csv $(DEMO_DIR)/probe/triplets.jsonl &: $(CORPUS)/.complete scripts/demo-probe-files.py scripts/make-demo-corpus.py
+	python3 scripts/demo-probe-files.py $(CORPUS) $(DEMO_DIR)/probe
+
+$(DEMO_DIR)/probe.txt: $(DEMO_DIR)/run/summary.json $(DEMO_DIR)/probe/probe-tags.csv $(BIN)/mulan-eval
+	$(BIN)/mulan-eval probe --run-dir $(DEMO_DIR)/run --csv $(DEMO_DIR)/probe/probe-tags.csv --audio-root $(CORPUS) \
+	    --threads $(JOBS) --json $(REPORTS)/probe.json --quiet > $@.tmp || { $(ALLOW3); }
+	@mv $@.tmp $@
+
+$(DEMO_DIR)/triplets.txt: $(DEMO_DIR)/run/summary.json $(DEMO_DIR)/probe/triplets.jsonl $(TEXT_MODEL)/vocab.txt $(BIN)/mulan-eval
+	$(BIN)/mulan-eval triplets --run-dir $(DEMO_DIR)/run --vocab $(TEXT_MODEL)/vocab.txt --triplets $(DEMO_DIR)/probe/triplets.jsonl \
+	    --threads $(JOBS) --json $(REPORTS)/triplets.json --quiet > $@.tmp
+	@mv $@.tmp $@
 
 # The held-out soundfont: its own corpus and work directory, through the same stages (ingest, text,
 # filters, shards), then the trained model evaluated zero-shot on all its tracks.

@@ -10,9 +10,9 @@ extension Benchmark: ExpressibleByArgument {}
 public struct EvalCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "mulan-eval",
-        abstract: "Zero-shot tagging (per-tag and macro ROC-AUC, mAP) and caption retrieval (Recall@K) of a trained model.",
+        abstract: "Zero-shot tagging (per-tag and macro ROC-AUC, mAP) and caption retrieval (Recall@K) of a trained model; a linear probe on its audio embeddings (probe); text triplets (triplets).",
         discussion: "Exit codes: 0 ok; 3 done, but some audio could not be decoded or a benchmark's audio is missing (left out, listed); 64 usage; 1 fatal.",
-        subcommands: [EvalRunCommand.self],
+        subcommands: [EvalRunCommand.self, EvalProbeCommand.self, EvalTripletsCommand.self],
         defaultSubcommand: EvalRunCommand.self)
 
     public init() {}
@@ -231,35 +231,10 @@ public struct EvalRunCommand: AsyncParsableCommand {
                 }
             }
 
-            var audioByID: [String: [Float]] = [:]
-            var itemsReused = 0
-            if let reused {
-                for row in reused.rows where row.kind == .audio {
-                    if let id = row.path ?? row.key { audioByID[id] = reused.embedding(row.row) }
-                }
-            }
-            let toEmbed = wanted.filter { audioByID[$0.id] == nil }
-            itemsReused = wanted.count - toEmbed.count
-            if reused != nil && !toEmbed.isEmpty {
-                console.log(.info, "\(toEmbed.count) of \(wanted.count) audio items are not in the index; embedding them now",
-                            event: "embed-missing")
-            }
-            var failures: [EmbeddingFailure] = []
-            let progress = ProgressMeter(total: toEmbed.count, unit: "clips", console: console)
-            for lo in stride(from: 0, to: toEmbed.count, by: batch) {
-                let group = Array(toEmbed[lo..<min(toEmbed.count, lo + batch)])
-                for (k, outcome) in embedder.embed(audio: group.map(\.item)).enumerated() {
-                    switch outcome {
-                    case .embedded(_, let e): audioByID[group[k].id] = e
-                    case .failed(let f):
-                        failures.append(f)
-                        console.log(.warning, "\(f.path): \(f.reason): \(f.detail) (left out)", event: "failed",
-                                    fields: ["path": f.path, "reason": f.reason])
-                    }
-                }
-                progress.advance(by: group.count)
-            }
-            progress.finish()
+            let embedded = Self.embedAudio(wanted, embedder: embedder, index: reused, batch: batch, console: console)
+            let audioByID = embedded.byID
+            let itemsReused = embedded.reused, failures = embedded.failures
+            let toEmbed = wanted.count - itemsReused
             let d = embedder.dim
 
             var tagging: TaggingReport?
@@ -313,13 +288,49 @@ public struct EvalRunCommand: AsyncParsableCommand {
             let report = EvalReport(checkpoint: embedder.checkpointPath, step: embedder.step,
                                     groundTruth: csv.map(Paths.absolute) ?? shards.map { Paths.absolute($0) + " split " + split }
                                         ?? preset.map { "--benchmark \($0.benchmark.rawValue): " + $0.files.map(Paths.absolute).joined(separator: ", ") },
-                                    index: index.map(Paths.absolute), itemsEmbedded: toEmbed.count - failures.count,
+                                    index: index.map(Paths.absolute), itemsEmbedded: toEmbed - failures.count,
                                     itemsReused: itemsReused, failures: failures, prompt: prompt,
                                     benchmark: preset.map(BenchmarkReport.init), tagging: tagging, retrieval: retrieval)
             if let json { try report.write(to: json) }
             print(Self.table(report))
             return failures.isEmpty && (preset?.missing.isEmpty ?? true) ? .success : .completedWithFailures
         }
+    }
+
+    /// The audio embeddings of `wanted` (id → unit-norm embedding): taken from `index` where it
+    /// holds the id (an absolute path or a shard key), embedded in batches of `batch` otherwise;
+    /// items that cannot be decoded are logged and left out.
+    static func embedAudio(_ wanted: [(id: String, item: AudioItem)], embedder: Embedder, index reused: EmbeddingIndex?,
+                           batch: Int, console: Console) -> (byID: [String: [Float]], reused: Int, failures: [EmbeddingFailure]) {
+        var audioByID: [String: [Float]] = [:]
+        if let reused {
+            for row in reused.rows where row.kind == .audio {
+                if let id = row.path ?? row.key { audioByID[id] = reused.embedding(row.row) }
+            }
+        }
+        let toEmbed = wanted.filter { audioByID[$0.id] == nil }
+        let itemsReused = wanted.count - toEmbed.count
+        if reused != nil && !toEmbed.isEmpty {
+            console.log(.info, "\(toEmbed.count) of \(wanted.count) audio items are not in the index; embedding them now",
+                        event: "embed-missing")
+        }
+        var failures: [EmbeddingFailure] = []
+        let progress = ProgressMeter(total: toEmbed.count, unit: "clips", console: console)
+        for lo in stride(from: 0, to: toEmbed.count, by: batch) {
+            let group = Array(toEmbed[lo..<min(toEmbed.count, lo + batch)])
+            for (k, outcome) in embedder.embed(audio: group.map(\.item)).enumerated() {
+                switch outcome {
+                case .embedded(_, let e): audioByID[group[k].id] = e
+                case .failed(let f):
+                    failures.append(f)
+                    console.log(.warning, "\(f.path): \(f.reason): \(f.detail) (left out)", event: "failed",
+                                fields: ["path": f.path, "reason": f.reason])
+                }
+            }
+            progress.advance(by: group.count)
+        }
+        progress.finish()
+        return (audioByID, itemsReused, failures)
     }
 
     static func lines(of path: String) throws(MulanError) -> [String] {

@@ -133,3 +133,85 @@ public struct Prompt: Sendable, Hashable, Codable {
         self.text = text
     }
 }
+
+/// A linear probe on frozen audio embeddings (`mulan-eval probe`): per-tag L2-regularised logistic
+/// regression, the strength chosen on the validation split, test-split ROC-AUC and PR-AUC.
+public struct LinearProbeReport: Codable, Sendable {
+    /// Mean validation ROC-AUC of one regularisation strength.
+    public struct Candidate: Codable, Sendable {
+        public var lambda: Double
+        /// Macro ROC-AUC on the validation split over the tags it could score; nil when none.
+        public var validROCAUC: Double?
+        public var tags: Int
+        enum CodingKeys: String, CodingKey { case lambda, validROCAUC = "valid_roc_auc", tags }
+
+        public init(lambda: Double, validROCAUC: Double?, tags: Int) {
+            self.lambda = lambda
+            self.validROCAUC = validROCAUC
+            self.tags = tags
+        }
+    }
+
+    public var dim: Int
+    public var trainItems: Int
+    public var validItems: Int
+    public var testItems: Int
+    /// The objective: mean log-loss + λ/2·|w|² (the bias is not penalised).
+    public var candidates: [Candidate]
+    public var lambda: Double
+    /// What the final classifiers were fitted on ("train+valid").
+    public var refitOn: String
+    /// Tags with no positive or no negative item in the training data: no classifier, not scored.
+    public var tagsUntrained: [String]
+    /// Test-split figures (per tag and macro; `average_precision` is the PR-AUC).
+    public var test: TaggingReport
+
+    enum CodingKeys: String, CodingKey {
+        case dim, trainItems = "train_items", validItems = "valid_items", testItems = "test_items", candidates, lambda
+        case refitOn = "refit_on", tagsUntrained = "tags_untrained", test
+    }
+
+    public init(dim: Int, trainItems: Int, validItems: Int, testItems: Int, candidates: [Candidate], lambda: Double,
+                refitOn: String, tagsUntrained: [String], test: TaggingReport) {
+        self.dim = dim
+        self.trainItems = trainItems
+        self.validItems = validItems
+        self.testItems = testItems
+        self.candidates = candidates
+        self.lambda = lambda
+        self.refitOn = refitOn
+        self.tagsUntrained = tagsUntrained
+        self.test = test
+    }
+}
+
+/// Text triplet classification (`mulan-eval triplets`): how often cos(anchor, positive) >
+/// cos(anchor, negative), ties counting as wrong.
+public struct TripletAccuracy: Codable, Sendable, Equatable {
+    public var triplets: Int
+    public var correct: Int
+    public var accuracy: Double
+    /// Per `attribute` of the triplets file, where its lines name one.
+    public var byAttribute: [String: Breakdown]
+
+    public struct Breakdown: Codable, Sendable, Equatable {
+        public var triplets: Int
+        public var correct: Int
+        public var accuracy: Double
+
+        public init(triplets: Int, correct: Int) {
+            self.triplets = triplets
+            self.correct = correct
+            accuracy = triplets == 0 ? 0 : Double(correct) / Double(triplets)
+        }
+    }
+
+    enum CodingKeys: String, CodingKey { case triplets, correct, accuracy, byAttribute = "by_attribute" }
+
+    public init(triplets: Int, correct: Int, byAttribute: [String: Breakdown]) {
+        self.triplets = triplets
+        self.correct = correct
+        accuracy = triplets == 0 ? 0 : Double(correct) / Double(triplets)
+        self.byAttribute = byAttribute
+    }
+}

@@ -109,11 +109,26 @@ extension BenchmarkSet {
         }
     }
 
+    /// A preset's items of every split, for a probe trained and tested on the official splits;
+    /// only the presets whose files give train, valid and test (mtat-top50) have them.
+    public static func loadAllSplits(_ benchmark: Benchmark, data: [String], audioRoot: String) throws(MulanError) -> BenchmarkSet {
+        guard benchmark == .mtatTop50 else {
+            throw MulanError(.usage, "--benchmark \(benchmark.rawValue) gives only its test split; the probe needs train, valid and test",
+                             hint: "use --benchmark mtat-top50, or a tags CSV with a split column (--csv), or --shards")
+        }
+        for file in data where !FileManager.default.fileExists(atPath: file) {
+            throw MulanError(.usage, "\(file) does not exist", hint: "pass --data \(benchmark.files)")
+        }
+        return try mtat(data, root: Paths.absolute(audioRoot), allSplits: true)
+    }
+
     private static func exists(_ path: String) -> Bool { FileManager.default.fileExists(atPath: path) }
 
     /// mtat-top50: the 50 most frequent tags of the whole file; the clips of folders d–f that carry
     /// at least one of them.
-    static func mtat(_ data: [String], root: String) throws(MulanError) -> BenchmarkSet {
+    /// With `allSplits` (the linear probe), the clips of every folder, each with its split (0–b
+    /// train, c valid, d–f test).
+    static func mtat(_ data: [String], root: String, allSplits: Bool = false) throws(MulanError) -> BenchmarkSet {
         guard data.count == 1 else {
             throw MulanError(.usage, "mtat-top50 reads one file", hint: "pass --data annotations_final.csv")
         }
@@ -122,10 +137,11 @@ extension BenchmarkSet {
         for item in all.items { for t in item.tags { counts[t, default: 0] += 1 } }
         let top = MTATConventions.mostFrequent(counts, 50)
         let chosen = Set(top)
-        var set = BenchmarkSet(benchmark: .mtatTop50, split: "test, folders d–f", files: data, truth: nil,
+        var set = BenchmarkSet(benchmark: .mtatTop50, split: allSplits ? "train 0–b, valid c, test d–f" : "test, folders d–f",
+                               files: data, truth: nil,
                                tagRule: "the \(top.count) most frequent tags of \((data[0] as NSString).lastPathComponent)")
         var items: [TagGroundTruth.Item] = []
-        for var item in all.items where item.split == "test" && !item.tags.isDisjoint(with: chosen) {
+        for var item in all.items where (allSplits ? item.split != nil : item.split == "test") && !item.tags.isDisjoint(with: chosen) {
             item.tags.formIntersection(chosen)
             if exists(item.id) {
                 items.append(item)

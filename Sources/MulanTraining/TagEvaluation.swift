@@ -49,6 +49,8 @@ public struct TagGroundTruth: Sendable {
 
     /// A MagnaTagATune-style `annotations_final.csv`: tab-separated (commas are accepted too), a
     /// header with `clip_id`, the tag columns (0/1) and `mp3_path`, which is resolved under `audioRoot`.
+    /// An optional `split` column (train, valid, test) gives each clip's split; without it, MTAT's
+    /// folders do (0–b train, c valid, d–f test).
     public static func magnaTagATune(csv path: String, audioRoot: String) throws(MulanError) -> TagGroundTruth {
         guard let head = FileManager.default.contents(atPath: path)?.prefix(65536) else {
             throw MulanError(.io, "cannot read \(path)", hint: "check --csv")
@@ -61,6 +63,7 @@ public struct TagGroundTruth: Sendable {
         var tagColumns: [(index: Int, name: String)] = []
         var pathColumn = 0
         var clipColumn: Int?
+        var splitColumn: Int?
         let root = Paths.absolute(audioRoot)
         while let record = try reader.next() {
             let location = SourceLocation(file: path, line: record.line)
@@ -81,7 +84,8 @@ public struct TagGroundTruth: Sendable {
                 }
                 pathColumn = p
                 clipColumn = names.firstIndex(of: "clip_id")
-                tagColumns = names.enumerated().filter { $0.element != "clip_id" && $0.element != "mp3_path" && !$0.element.isEmpty }
+                splitColumn = names.firstIndex(of: "split")
+                tagColumns = names.enumerated().filter { !["clip_id", "mp3_path", "split"].contains($0.element) && !$0.element.isEmpty }
                     .map { ($0.offset, $0.element) }
                 guard !tagColumns.isEmpty else {
                     throw MulanError(.usage, "the header names no tag column", location: location)
@@ -108,8 +112,17 @@ public struct TagGroundTruth: Sendable {
                 }
             }
             let full = relative.hasPrefix("/") ? relative : root + "/" + relative
+            var split = MTATConventions.split(mp3Path: relative)
+            if let splitColumn {
+                let value = record.fields[splitColumn].trimmingCharacters(in: .whitespaces)
+                guard ["train", "valid", "test"].contains(value) else {
+                    throw MulanError(.data, "split \"\(value)\" is not train, valid or test", location: location,
+                                     hint: "fix the row's split column")
+                }
+                split = value
+            }
             items.append(Item(id: full, audio: .file(full), tags: tags, origin: location,
-                              name: clipColumn.map { record.fields[$0] }, split: MTATConventions.split(mp3Path: relative)))
+                              name: clipColumn.map { record.fields[$0] }, split: split))
         }
         guard !items.isEmpty else {
             throw MulanError(.usage, "\(path) has no rows", hint: "pass an annotations CSV with at least one clip")
@@ -151,15 +164,25 @@ public enum ZeroShotEvaluation {
     public static func tagging(tags: [String], tagEmbeddings: [Float], audio: [Float], dim: Int,
                                labels: [Set<String>]) -> TaggingReport {
         let n = labels.count
+        return figures(tags: tags, labels: labels) { k in
+            let query = Array(tagEmbeddings[(k * dim)..<((k + 1) * dim)])
+            return (0..<n).map { i in SimilaritySearch.dot(query, audio[(i * dim)..<((i + 1) * dim)]) }
+        }
+    }
+
+    /// Per-tag ROC-AUC and average precision of the items' `scores(k)` for tag k (nil: the tag has
+    /// no scores, and is left out as a tag without positives or negatives is); macro ROC-AUC and
+    /// mAP over the tags scored.
+    public static func figures(tags: [String], labels: [Set<String>], scores: (Int) -> [Float]?) -> TaggingReport {
+        let n = labels.count
         var perTag: [TaggingReport.PerTag] = []
         var skipped: [String] = []
         var aucs: [Double] = [], aps: [Double] = []
         for (k, tag) in tags.enumerated() {
-            let query = Array(tagEmbeddings[(k * dim)..<((k + 1) * dim)])
-            let scores = (0..<n).map { i in SimilaritySearch.dot(query, audio[(i * dim)..<((i + 1) * dim)]) }
             let truth = labels.map { $0.contains(tag) }
-            let auc = RetrievalMetrics.rocAUC(scores: scores, labels: truth)
-            let ap = auc == nil ? nil : RetrievalMetrics.averagePrecision(scores: scores, labels: truth)
+            let s = scores(k)
+            let auc = s.flatMap { RetrievalMetrics.rocAUC(scores: $0, labels: truth) }
+            let ap = auc == nil ? nil : s.flatMap { RetrievalMetrics.averagePrecision(scores: $0, labels: truth) }
             perTag.append(.init(tag: tag, positives: truth.filter { $0 }.count, rocAUC: auc, averagePrecision: ap))
             if let auc, let ap {
                 aucs.append(auc)

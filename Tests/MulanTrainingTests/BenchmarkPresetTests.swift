@@ -183,6 +183,23 @@ struct BenchmarkPresetGroundTruthTests {
             stride(from: Int(b.dropFirst())!, to: 50, by: 4).map { String(format: "t%02d", $0) } }))
     }
 
+    @Test func mtatTop50ForTheProbeKeepsEveryFolderWithItsSplit() throws {
+        let dir = TempDir()
+        let csv = try BenchmarkFixtures.mtat(dir, audio: false)
+        let test = try BenchmarkSet.load(.mtatTop50, data: [csv], audioRoot: dir.file("mtat/audio"))
+        let set = try BenchmarkSet.loadAllSplits(.mtatTop50, data: [csv], audioRoot: dir.file("mtat/audio"))
+        let truth = try #require(set.truth)
+        #expect(truth.tags == test.truth?.tags, "the same 50 tags")
+        // Folders 0, 3, b, a, 1 train; c valid; d, f, e test. Clip 10 has no top-50 tag, clip 11 no audio.
+        let splits = Dictionary(uniqueKeysWithValues: truth.items.map { ($0.name ?? "", $0.split ?? "") })
+        #expect(splits == ["1": "train", "2": "train", "3": "train", "4": "valid", "5": "test", "6": "test", "7": "test",
+                           "8": "train", "9": "train"], "\(splits)")
+        #expect(set.missing.map(\.item) == ["11"] && set.split.contains("valid c"))
+        #expect(throws: MulanError.self) {
+            try BenchmarkSet.loadAllSplits(.jamendoTop50, data: [csv], audioRoot: dir.file("mtat/audio"))
+        }
+    }
+
     @Test(arguments: [
         (Benchmark.jamendoGenre, ["genre---electronic", "genre---pop", "genre---rock"], ["track_0000001", "track_0000002", "track_0000005"], ["track_0000004"]),
         (.jamendoInstrument, ["instrument---guitar", "instrument---piano", "instrument---synthesizer"],
