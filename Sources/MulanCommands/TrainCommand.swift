@@ -129,7 +129,7 @@ public struct TrainRunCommand: AsyncParsableCommand {
                           ("--shuffle-buffer", shuffleBuffer), ("--max-text-length", maxTextLength)] where v < 1 {
             throw ValidationError("\(name) must be at least 1")
         }
-        do { _ = try TextTraining(parsing: textTrain) } catch { throw ValidationError(error.description) }
+        do { _ = try TextTraining(parsing: textTrain, option: "--text-train") } catch { throw ValidationError(error.description) }
         if textTrain != "full" && textInit == nil {
             throw ValidationError("--text-train \(textTrain) needs --text-init (a frozen random encoder learns nothing)")
         }
@@ -137,7 +137,7 @@ public struct TrainRunCommand: AsyncParsableCommand {
         guard let kind = AudioTowerKind(rawValue: audioTower), kind != .vgg else {
             throw ValidationError("--audio-tower must be resnet or musicnn (vgg is not implemented in mulan-train yet)")
         }
-        do { _ = try AudioTraining(parsing: audioTrain) } catch { throw ValidationError(error.description) }
+        do { _ = try AudioTraining(parsing: audioTrain, option: "--audio-train") } catch { throw ValidationError(error.description) }
         if audioTrain != "full" && audioInit == nil {
             throw ValidationError("--audio-train \(audioTrain) needs --audio-init (a frozen random tower learns nothing)")
         }
@@ -185,14 +185,14 @@ public struct TrainRunCommand: AsyncParsableCommand {
         c.text.embeddingDim = embeddingDim
         c.text.pooling = textPooling.flatMap(TextPooling.init(rawValue:)) ?? (textInit == nil ? .cls : .mean)
         c.textInit = textInit
-        c.textTraining = try TextTraining(parsing: textTrain)
+        c.textTraining = try TextTraining(parsing: textTrain, option: "--text-train")
         c.textCacheEntries = textCacheEntries
         c.audio.kind = AudioTowerKind(rawValue: audioTower) ?? .resnet
         if c.audio.kind == .musicnn {
             c.logMel = .musicnn
             c.audio.melBands = MusicnnTower.melBands
             c.audioInit = audioInit
-            c.audioTraining = try AudioTraining(parsing: audioTrain)
+            c.audioTraining = try AudioTraining(parsing: audioTrain, option: "--audio-train")
         }
         c.specAugment = noSpecAugment ? nil : SpecAugmentConfig(frequencyMasks: freqMasks, maxFrequencyWidth: freqMaskWidth,
                                                                  timeMasks: timeMasks, maxTimeWidth: timeMaskWidth)

@@ -133,24 +133,23 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     }
 }
 
-/// Which weights of a pretrained audio tower train: all (`full`), only the projection `proj`
-/// (`frozen`: the tower runs in inference mode, batch norm on its running statistics), or the
-/// projection and the top K blocks of the tower (`top:K`; musicnn's blocks, from the bottom: front
-/// end with input_bn, midend, backend — top:1 is the backend, top:2 midend and backend, top:3 all).
-/// Blocks that do not train run in inference mode. musicnn's `backend.logits` (the tag layer) is
-/// not on the embedding's path and never trains.
-public enum AudioTraining: Codable, Sendable, Equatable, CustomStringConvertible {
+/// Which weights of a tower train: all (`full`), only its projection (`frozen`), or the projection
+/// and the top K blocks or layers (`top:K`). The text tower (`--text-train`) and a pretrained audio
+/// tower (`--audio-train`) share it; what a block is depends on the tower (`TextTraining`,
+/// `AudioTraining`).
+public enum TowerTraining: Codable, Sendable, Equatable, CustomStringConvertible {
     case full
     case frozen
     case top(Int)
 
-    public init(parsing text: String) throws(MulanError) {
+    /// Parses `full`, `frozen` or `top:K` given to `option`.
+    public init(parsing text: String, option: String) throws(MulanError) {
         switch text {
         case "full": self = .full
         case "frozen": self = .frozen
         default:
             guard text.hasPrefix("top:"), let k = Int(text.dropFirst(4)), k >= 1 else {
-                throw MulanError(.usage, "--audio-train must be full, frozen or top:K (K ≥ 1), got '\(text)'")
+                throw MulanError(.usage, "\(option) must be full, frozen or top:K (K ≥ 1), got '\(text)'")
             }
             self = .top(k)
         }
@@ -164,18 +163,9 @@ public enum AudioTraining: Codable, Sendable, Equatable, CustomStringConvertible
         }
     }
 
-    /// Blocks that train, counted from the top (musicnn has 3).
-    public var trainedBlocks: Int {
-        switch self {
-        case .full: 3
-        case .frozen: 0
-        case .top(let k): min(k, 3)
-        }
-    }
-
     public init(from decoder: any Decoder) throws {
         let text = try decoder.singleValueContainer().decode(String.self)
-        do { self = try AudioTraining(parsing: text) } catch {
+        do { self = try TowerTraining(parsing: text, option: "the training mode") } catch {
             throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: error.description))
         }
     }
@@ -183,6 +173,25 @@ public enum AudioTraining: Codable, Sendable, Equatable, CustomStringConvertible
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.singleValueContainer()
         try c.encode(description)
+    }
+}
+
+/// Which weights of a pretrained audio tower train (`--audio-train`): all (`full`), only the projection `proj`
+/// (`frozen`: the tower runs in inference mode, batch norm on its running statistics), or the
+/// projection and the top K blocks of the tower (`top:K`; musicnn's blocks, from the bottom: front
+/// end with input_bn, midend, backend — top:1 is the backend, top:2 midend and backend, top:3 all).
+/// Blocks that do not train run in inference mode. musicnn's `backend.logits` (the tag layer) is
+/// not on the embedding's path and never trains.
+public typealias AudioTraining = TowerTraining
+
+extension TowerTraining {
+    /// Blocks that train, counted from the top (musicnn has 3).
+    public var trainedBlocks: Int {
+        switch self {
+        case .full: 3
+        case .frozen: 0
+        case .top(let k): min(k, 3)
+        }
     }
 }
 
@@ -208,43 +217,9 @@ extension LogMelConfig {
 /// Which weights of the text tower train: all (`full`), only the projection (`frozen`: the encoder's
 /// output per distinct text is computed once and cached), or the projection and the top K encoder
 /// layers (`top:K`).
-public enum TextTraining: Codable, Sendable, Equatable, CustomStringConvertible {
-    case full
-    case frozen
-    case top(Int)
+public typealias TextTraining = TowerTraining
 
-    public init(parsing text: String) throws(MulanError) {
-        switch text {
-        case "full": self = .full
-        case "frozen": self = .frozen
-        default:
-            guard text.hasPrefix("top:"), let k = Int(text.dropFirst(4)), k >= 1 else {
-                throw MulanError(.usage, "--text-train must be full, frozen or top:K (K ≥ 1), got '\(text)'")
-            }
-            self = .top(k)
-        }
-    }
-
-    public var description: String {
-        switch self {
-        case .full: "full"
-        case .frozen: "frozen"
-        case .top(let k): "top:\(k)"
-        }
-    }
-
-    public init(from decoder: any Decoder) throws {
-        let text = try decoder.singleValueContainer().decode(String.self)
-        do { self = try TextTraining(parsing: text) } catch {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: error.description))
-        }
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.singleValueContainer()
-        try c.encode(description)
-    }
-
+extension TowerTraining {
     /// Whether the text-tower parameter `name` (relative to the tower) trains, in a tower of `layers` layers.
     public func trains(_ name: String, layers: Int) -> Bool {
         switch self {
