@@ -22,10 +22,7 @@ mkdir -p "$work" bench/results
 
 scripts/setup.sh --python
 py=.venv/bin/python
-for product in mulan-ingest mulan-filter mulan-shard mulan-train; do
-  swift build -c release --product "$product" --scratch-path .build-bench >/dev/null
-done
-bin=.build-bench/release
+source bench/release-binaries.sh   # sets $bin (BIN, or a release build in .build-bench)
 source bench/train-dataset.sh
 export CPU_BLAS="$(cpu_blas_line "$bin/mulan-train")"
 

@@ -28,14 +28,7 @@ else
   py=.venv/bin/python
   .venv/bin/pip install --quiet --disable-pip-version-check --no-deps --force-reinstall ./python
 fi
-if [ -n "${BIN:-}" ]; then
-  bin=$BIN
-else
-  for product in mulan-ingest mulan-filter mulan-shard mulan-train; do
-    swift build -c release --product "$product" --scratch-path .build-bench >/dev/null
-  done
-  bin=.build-bench/release
-fi
+source bench/release-binaries.sh   # sets $bin (BIN, or a release build in .build-bench)
 source bench/train-dataset.sh
 export CPU_BLAS="$(cpu_blas_line)"
 : > "$work/loader.jsonl"

@@ -19,10 +19,7 @@ mkdir -p "$work" bench/results
 
 scripts/setup.sh --python          # .venv: torch (CPU), safetensors, webdataset, soundfile, …
 command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y --no-install-recommends time; }
-for product in mulan-ingest mulan-filter mulan-shard mulan-train; do
-  swift build -c release --product "$product" --scratch-path .build-bench >/dev/null
-done
-bin=.build-bench/release
+source bench/release-binaries.sh   # sets $bin (BIN, or a release build in .build-bench)
 py=.venv/bin/python
 export PYTHONPATH=$PWD/python      # this tree's mulan_torch
 export CPU_BLAS="$(cpu_blas_line "$bin/mulan-train")"

@@ -22,14 +22,7 @@ work=${TMPDIR:-/tmp}/mulan-bench-musicnn
 mkdir -p "$work" bench/results
 [ -f "$musicnn" ] || { echo "no converted musicnn weights at $musicnn: run scripts/setup.sh --python" >&2; exit 1; }
 
-if [ -n "${BIN:-}" ]; then
-  bin=$BIN
-else
-  for product in mulan-ingest mulan-filter mulan-shard mulan-train; do
-    swift build -c release --product "$product" --scratch-path .build-bench >/dev/null
-  done
-  bin=.build-bench/release
-fi
+source bench/release-binaries.sh   # sets $bin (BIN, or a release build in .build-bench)
 if [ -n "${DATASET:-}" ]; then
   dataset=$DATASET
 else

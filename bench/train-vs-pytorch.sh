@@ -36,10 +36,7 @@ if [ ! -x $venv/bin/python ] || ! $venv/bin/python -c 'import torch, numpy, soun
 fi
 py=$venv/bin/python
 
-for product in mulan-ingest mulan-filter mulan-shard mulan-train; do
-  swift build -c release --product "$product" --scratch-path .build-bench >/dev/null
-done
-bin=.build-bench/release
+source bench/release-binaries.sh   # sets $bin (BIN, or a release build in .build-bench)
 export CPU_BLAS="$(cpu_blas_line "$bin/mulan-train")"   # printed in the result (bench/cpu-accounting.sh)
 
 # The dataset (bench/train-dataset.sh): sets $dataset and writes $work/dataset.txt.
