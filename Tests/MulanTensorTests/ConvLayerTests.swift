@@ -3,34 +3,8 @@ import Testing
 
 @Suite("Convolution, batch norm and pooling layers")
 struct ConvLayerTests {
-    /// The textbook 7-loop convolution.
-    static func naiveConv(_ x: Tensor, _ conv: Conv2d) -> Tensor {
-        let b = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
-        let k = conv.kernelSize, s = conv.stride, p = conv.padding, o = conv.outChannels
-        let (oh, ow) = conv.outputSize(height: h, width: w)
-        var y = Tensor(shape: [b, o, oh, ow])
-        for n in 0..<b {
-            for oc in 0..<o {
-                for r in 0..<oh {
-                    for q in 0..<ow {
-                        var sum = Double(conv.bias?.value.storage[oc] ?? 0)
-                        for ic in 0..<c {
-                            for ki in 0..<k {
-                                for kj in 0..<k {
-                                    let ih = r * s - p + ki, iw = q * s - p + kj
-                                    guard ih >= 0, ih < h, iw >= 0, iw < w else { continue }
-                                    sum += Double(x.storage[((n * c + ic) * h + ih) * w + iw])
-                                        * Double(conv.weight.value.storage[((oc * c + ic) * k + ki) * k + kj])
-                                }
-                            }
-                        }
-                        y.storage[((n * o + oc) * oh + r) * ow + q] = Float(sum)
-                    }
-                }
-            }
-        }
-        return y
-    }
+    /// The textbook convolution (one reference for square and rectangular kernels: AxisLayerTests).
+    static func naiveConv(_ x: Tensor, _ conv: Conv2d) -> Tensor { AxisLayerTests.naiveConv(x, conv) }
 
     /// (in, out, kernel, stride, padding, bias, height, width)
     static let shapes: [(Int, Int, Int, Int, Int, Bool, Int, Int)] = [
