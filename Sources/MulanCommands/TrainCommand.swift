@@ -103,13 +103,13 @@ public struct TrainRunCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Text pooling: cls or mean (default: mean with --text-init, cls otherwise).", valueName: "kind"))
     public var textPooling: String?
     @Option(help: "Distinct texts whose frozen encoder output is cached.") public var textCacheEntries = 1_000_000
-    @Option(help: ArgumentHelp("Audio tower: resnet (the compact ResNet of --audio-widths/--audio-blocks on the --mel-* log-mel) or musicnn (musicnn's architecture on its own fixed front end: 16 kHz, FFT 512, hop 256, 96 bands, log10(10000x+1), 3-s patches; the --mel-* options do not apply and the dataset must be 16 kHz).",
+    @Option(help: ArgumentHelp("Audio tower: resnet (the compact ResNet of --audio-widths/--audio-blocks on the --mel-* log-mel) musicnn or vgg (musicnn's two architectures on their own fixed front end: 16 kHz, FFT 512, hop 256, 96 bands, log10(10000x+1), 3-s patches; the --mel-* options do not apply and the dataset must be 16 kHz).",
                                valueName: "kind"))
     public var audioTower = "resnet"
     @Option(help: ArgumentHelp("Start the audio tower (all but its projection) from a converted pretrained file (mulan_torch.musicnn convert, e.g. .venv/mulan-pretrained/musicnn/MSD_musicnn.safetensors).",
                                valueName: "file"))
     public var audioInit: String?
-    @Option(help: ArgumentHelp("Audio tower weights that train: full, frozen (projection only; the tower in inference mode, batch norm on its running statistics) or top:K (the projection and the top K of musicnn's blocks [front end, midend, backend]).",
+    @Option(help: ArgumentHelp("Audio tower weights that train: full, frozen (projection only; the tower in inference mode, batch norm on its running statistics) or top:K (the projection and the top K of the tower's blocks: musicnn's [front end, midend, backend], vgg's five conv blocks).",
                                valueName: "mode"))
     public var audioTrain = "full"
 
@@ -134,24 +134,24 @@ public struct TrainRunCommand: AsyncParsableCommand {
             throw ValidationError("--text-train \(textTrain) needs --text-init (a frozen random encoder learns nothing)")
         }
         if let p = textPooling, TextPooling(rawValue: p) == nil { throw ValidationError("--text-pooling must be cls or mean") }
-        guard let kind = AudioTowerKind(rawValue: audioTower), kind != .vgg else {
-            throw ValidationError("--audio-tower must be resnet or musicnn (vgg is not implemented in mulan-train yet)")
+        guard let kind = AudioTowerKind(rawValue: audioTower) else {
+            throw ValidationError("--audio-tower must be resnet, musicnn or vgg")
         }
         do { _ = try AudioTraining(parsing: audioTrain, option: "--audio-train") } catch { throw ValidationError(error.description) }
         if audioTrain != "full" && audioInit == nil {
             throw ValidationError("--audio-train \(audioTrain) needs --audio-init (a frozen random tower learns nothing)")
         }
         if audioInit != nil && kind == .resnet {
-            throw ValidationError("--audio-init needs --audio-tower musicnn (the file's architecture)")
+            throw ValidationError("--audio-init needs --audio-tower musicnn or vgg (the file's architecture)")
         }
-        if kind == .musicnn {
-            // musicnn's front end is fixed: the --mel-* options may keep their defaults or give musicnn's values.
+        if kind != .resnet {
+            // musicnn's front end (vgg's too) is fixed: the --mel-* options may keep their defaults or give musicnn's values.
             let m = LogMelConfig.musicnn
             for (name, value, resnetDefault, musicnn) in [("--mel-bands", Double(melBands), 128, Double(m.melBands)),
                                                           ("--mel-window", melWindow, 0.025, m.windowSeconds),
                                                           ("--mel-hop", melHop, 0.010, m.hopSeconds)]
                 where value != resnetDefault && value != musicnn {
-                throw ValidationError("\(name) \(value) does not apply to --audio-tower musicnn, whose front end is fixed "
+                throw ValidationError("\(name) \(value) does not apply to --audio-tower \(kind.rawValue), whose front end is fixed "
                                       + "(96 bands, window 0.032 s, hop 0.016 s)")
             }
         }
@@ -188,7 +188,7 @@ public struct TrainRunCommand: AsyncParsableCommand {
         c.textTraining = try TextTraining(parsing: textTrain, option: "--text-train")
         c.textCacheEntries = textCacheEntries
         c.audio.kind = AudioTowerKind(rawValue: audioTower) ?? .resnet
-        if c.audio.kind == .musicnn {
+        if c.audio.kind != .resnet {
             c.logMel = .musicnn
             c.audio.melBands = MusicnnTower.melBands
             c.audioInit = audioInit

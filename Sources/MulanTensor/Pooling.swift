@@ -1,34 +1,43 @@
-/// Max pooling over NCHW tensors without padding, output size floor((H − k) / stride) + 1 (as
-/// PyTorch's MaxPool2d with ceil_mode false). Ties go to the first maximum in row-major window
-/// order; NaN propagates (as in PyTorch, a NaN always takes the window). The backward pass routes
-/// each output gradient to its window's maximum. 2×2 stride-2 windows take a vectorized path.
+/// Max pooling over NCHW tensors without padding, output size floor((H − kh) / sh) + 1 by
+/// floor((W − kw) / sw) + 1 (as PyTorch's MaxPool2d with ceil_mode false, and TensorFlow's 'valid'
+/// max pooling). Ties go to the first maximum in row-major window order; NaN propagates (as in
+/// PyTorch, a NaN always takes the window). The backward pass routes each output gradient to its
+/// window's maximum. 2×2 stride-2 windows take a vectorized path.
 public final class MaxPool2d: Module {
-    public let kernelSize: Int
-    public let stride: Int
+    /// The window (height × width) and the step between windows (down × across).
+    public let kernel: (height: Int, width: Int)
+    public let strides: (height: Int, width: Int)
     private var inputShape: [Int] = []
     /// Per output element, the flat index of its maximum inside the input plane.
     private var argmax: [Int32] = []
 
-    public init(kernelSize: Int = 2, stride: Int? = nil) {
-        precondition(kernelSize > 0 && (stride ?? 1) > 0, "MaxPool2d(kernel \(kernelSize), stride \(stride ?? kernelSize))")
-        self.kernelSize = kernelSize
-        self.stride = stride ?? kernelSize
+    /// Square windows of `kernelSize`, `stride` apart (default: `kernelSize`) in both directions.
+    public convenience init(kernelSize: Int = 2, stride: Int? = nil) {
+        self.init(kernel: (kernelSize, kernelSize), stride: (stride ?? kernelSize, stride ?? kernelSize))
+    }
+
+    /// Rectangular windows (musicnn's vgg pools 1 band × 4 frames, 2 apart in both directions).
+    public init(kernel: (height: Int, width: Int), stride: (height: Int, width: Int)) {
+        precondition(kernel.height > 0 && kernel.width > 0 && stride.height > 0 && stride.width > 0,
+                     "MaxPool2d(kernel \(kernel.height)×\(kernel.width), stride \(stride.height)×\(stride.width))")
+        self.kernel = kernel
+        self.strides = stride
     }
 
     public var namedParameters: [(name: String, parameter: Parameter)] { [] }
 
     public func outputSize(height: Int, width: Int) -> (height: Int, width: Int) {
-        ((height - kernelSize) / stride + 1, (width - kernelSize) / stride + 1)
+        ((height - kernel.height) / strides.height + 1, (width - kernel.width) / strides.width + 1)
     }
 
     public func forward(_ x: Tensor, training: Bool = true) -> Tensor {
-        precondition(x.rank == 4 && x.shape[2] >= kernelSize && x.shape[3] >= kernelSize,
-                     "MaxPool2d(\(kernelSize)) got input \(x.shape)")
+        precondition(x.rank == 4 && x.shape[2] >= kernel.height && x.shape[3] >= kernel.width,
+                     "MaxPool2d(\(kernel.height)×\(kernel.width)) got input \(x.shape)")
         let h = x.shape[2], w = x.shape[3]
         precondition(h * w <= Int(Int32.max), "MaxPool2d: plane too large")
         let (oh, ow) = outputSize(height: h, width: w)
         let planes = x.shape[0] * x.shape[1], inArea = h * w, outArea = oh * ow
-        let k = kernelSize, s = stride
+        let kh = kernel.height, kw = kernel.width, sh = strides.height, sw = strides.width
         var y = SpatialKernels.uninitializedTensor([x.shape[0], x.shape[1], oh, ow])
         let indexCount = training ? y.count : 0
         var index = [Int32](unsafeUninitializedCapacity: indexCount) { _, n in n = indexCount }
@@ -43,16 +52,16 @@ public final class MaxPool2d: Module {
                             let idx = ip.map { $0 + p * outArea }
                             for r in 0..<oh {
                                 var c = 0
-                                if k == 2 && s == 2 {
+                                if kh == 2 && kw == 2 && sh == 2 && sw == 2 {
                                     c = Self.pool2x2Row(src + 2 * r * w, width: w, count: ow, into: dst + r * ow,
                                                         index: idx.map { $0 + r * ow }, base: Int32(truncatingIfNeeded: 2 * r * w))
                                 }
                                 while c < ow {
-                                    var best = r * s * w + c * s
+                                    var best = r * sh * w + c * sw
                                     var bestValue = src[best]
-                                    for di in 0..<k {
-                                        let rowStart = (r * s + di) * w + c * s
-                                        for dj in 0..<k {
+                                    for di in 0..<kh {
+                                        let rowStart = (r * sh + di) * w + c * sw
+                                        for dj in 0..<kw {
                                             let v = src[rowStart + dj]
                                             if v > bestValue || v.isNaN {
                                                 bestValue = v

@@ -6,7 +6,7 @@ public enum AudioTowerKind: String, Codable, Sendable, Equatable, CaseIterable {
     case resnet
     /// musicnn (`MusicnnTower`) on musicnn's fixed front end (`LogMelConfig.musicnn`).
     case musicnn
-    /// musicnn's VGG (not implemented in the Swift trainer yet).
+    /// musicnn's VGG (`VggTower`) on the same front end.
     case vgg
 }
 

@@ -2,7 +2,7 @@ import MulanTensor
 
 /// The two towers and the loss's temperature: everything a checkpoint holds as weights.
 public final class MuLanModel: Module {
-    /// The audio tower of `config.audio.kind`: an `AudioTower` (ResNet) or a `MusicnnTower`.
+    /// The audio tower of `config.audio.kind`: an `AudioTower` (ResNet), a `MusicnnTower` or a `VggTower`.
     public let audio: any AudioEncoder
     public let text: TextTower
     public let loss: ContrastiveLoss
@@ -16,10 +16,12 @@ public final class MuLanModel: Module {
             audio = AudioTower(config.audio, random: &random)
         case .musicnn:
             let tower = MusicnnTower(embeddingDim: config.audio.embeddingDim, random: &random)
-            tower.trainedBlocks = (config.audioTraining ?? .full).trainedBlocks
+            tower.trainedBlocks = (config.audioTraining ?? .full).trainedBlocks(outOf: type(of: tower).blockNames.count)
             audio = tower
         case .vgg:
-            preconditionFailure("the vgg audio tower is not implemented (TrainingConfig.checkAudio rejects it)")
+            let tower = VggTower(embeddingDim: config.audio.embeddingDim, random: &random)
+            tower.trainedBlocks = (config.audioTraining ?? .full).trainedBlocks(outOf: type(of: tower).blockNames.count)
+            audio = tower
         }
         text = pretrained ?? TextTower(config.text, random: &random)
         loss = ContrastiveLoss(initialTemperature: config.initialTemperature, decoupled: config.decoupledLoss)

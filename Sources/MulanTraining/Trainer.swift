@@ -79,8 +79,8 @@ public final class Trainer {
         train = try DatasetSplit(dataset: dataset, split: "train")
         guard train.manifest.sampleRate == config.logMel.sampleRate else {
             throw MulanError(.usage, "the dataset's clips are \(train.manifest.sampleRate) Hz but the run expects \(config.logMel.sampleRate) Hz",
-                             hint: config.audio.kind == .musicnn && loaded == nil
-                                ? "the musicnn tower takes 16 kHz audio: shard the clips at 16000 Hz"
+                             hint: config.audio.kind != .resnet && loaded == nil
+                                ? "the \(config.audio.kind.rawValue) tower takes 16 kHz audio: shard the clips at 16000 Hz"
                                 : "start a new run directory for this dataset")
         }
         valid = try? DatasetSplit(dataset: dataset, split: "valid")
@@ -116,16 +116,18 @@ public final class Trainer {
         self.runDirectory = runDirectory
         self.console = console
         model = MuLanModel(config, text: pretrained)
-        // A fresh run with --audio-init starts the musicnn tower (all but proj) from the converted file.
-        if loaded == nil, let file = config.audioInit, let tower = model.audio as? MusicnnTower {
+        // A fresh run with --audio-init starts the musicnn or vgg tower (all but proj) from the converted file.
+        let pretrainedTower = model.audio as? any PretrainedAudioTower
+        if loaded == nil, let file = config.audioInit, let tower = pretrainedTower {
             try PretrainedAudio.load(file, into: tower)
         }
         let layers = config.text.layers, textTraining = config.textTraining
-        let musicnnBlocks = config.audio.kind == .musicnn ? (config.audioTraining ?? .full).trainedBlocks : nil
+        let pretrainedBlocks = pretrainedTower.map { type(of: $0) }
+            .map { ($0, (config.audioTraining ?? .full).trainedBlocks(outOf: $0.blockNames.count)) }
         optimizer = AdamW(model.namedParameters.filter { p in
             if p.name.hasPrefix("text.") { return textTraining.trains(String(p.name.dropFirst(5)), layers: layers) }
-            if p.name.hasPrefix("audio."), let blocks = musicnnBlocks {
-                return MusicnnTower.trains(String(p.name.dropFirst(6)), trainedBlocks: blocks)
+            if p.name.hasPrefix("audio."), let (tower, blocks) = pretrainedBlocks {
+                return tower.trains(String(p.name.dropFirst(6)), trainedBlocks: blocks)
             }
             return true
         }, settings: config.adam)

@@ -103,31 +103,30 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         case .resnet:
             if let t = audioTraining, t != .full {
                 throw MulanError(.usage, "\(source): audio training \(t) needs a pretrained audio tower",
-                                 hint: "--audio-train frozen or top:K goes with --audio-tower musicnn and --audio-init FILE")
+                                 hint: "--audio-train frozen or top:K goes with --audio-tower musicnn or vgg and --audio-init FILE")
             }
             if audioInit != nil {
-                throw MulanError(.usage, "\(source): --audio-init loads a musicnn tower, not the resnet",
-                                 hint: "pass --audio-tower musicnn")
+                throw MulanError(.usage, "\(source): --audio-init loads a musicnn or vgg tower, not the resnet",
+                                 hint: "pass --audio-tower musicnn or vgg (the file's architecture)")
             }
-        case .vgg:
-            throw MulanError(.usage, "\(source): the vgg audio tower is not implemented in mulan-train yet",
-                             hint: "use --audio-tower musicnn")
-        case .musicnn:
+        case .musicnn, .vgg:
+            let name = audio.kind.rawValue
+            let blockNames = audio.kind == .vgg ? VggTower.blockNames : MusicnnTower.blockNames
             if let difference = LogMelConfig.musicnn.difference(from: logMel) {
-                throw MulanError(.data, "\(source): the musicnn audio tower needs musicnn's front end, but logMel.\(difference)",
+                throw MulanError(.data, "\(source): the \(name) audio tower needs musicnn's front end, but logMel.\(difference)",
                                  hint: "musicnn's front end is fixed: 16000 Hz, window and FFT 512, hop 256, 96 bands, log10(10000x+1)")
             }
             if audio.melBands != MusicnnTower.melBands {
-                throw MulanError(.data, "\(source): audio.melBands is \(audio.melBands); the musicnn tower takes \(MusicnnTower.melBands)")
+                throw MulanError(.data, "\(source): audio.melBands is \(audio.melBands); the \(name) tower takes \(MusicnnTower.melBands)")
             }
             let frames = 1 + windowSamples / logMel.hopLength
             if frames < MusicnnTower.patchFrames {
-                throw MulanError(.usage, "\(source): a \(windowSeconds)-s window has \(frames) frames, fewer than musicnn's "
+                throw MulanError(.usage, "\(source): a \(windowSeconds)-s window has \(frames) frames, fewer than \(name)'s "
                                  + "\(MusicnnTower.patchFrames)-frame patch", hint: "use windows of at least 3 s")
             }
-            if case .top(let k) = audioTraining ?? .full, k > MusicnnTower.blockNames.count {
-                throw MulanError(.usage, "\(source): audio training top:\(k), but musicnn has \(MusicnnTower.blockNames.count) blocks "
-                                 + "(\(MusicnnTower.blockNames.joined(separator: ", ")))")
+            if case .top(let k) = audioTraining ?? .full, k > blockNames.count {
+                throw MulanError(.usage, "\(source): audio training top:\(k), but \(name) has \(blockNames.count) blocks "
+                                 + "(\(blockNames.joined(separator: ", ")))")
             }
         }
     }
@@ -179,20 +178,24 @@ public enum TowerTraining: Codable, Sendable, Equatable, CustomStringConvertible
 /// Which weights of a pretrained audio tower train (`--audio-train`): all (`full`), only the projection `proj`
 /// (`frozen`: the tower runs in inference mode, batch norm on its running statistics), or the
 /// projection and the top K blocks of the tower (`top:K`; musicnn's blocks, from the bottom: front
-/// end with input_bn, midend, backend — top:1 is the backend, top:2 midend and backend, top:3 all).
-/// Blocks that do not train run in inference mode. musicnn's `backend.logits` (the tag layer) is
-/// not on the embedding's path and never trains.
+/// end with input_bn, midend, backend — top:1 is the backend, top:2 midend and backend, top:3 all;
+/// vgg's five conv blocks, input_bn with the first). Blocks that do not train run in inference mode.
+/// The tag layer (musicnn's `backend.logits`, vgg's `logits`) is not on the embedding's path and
+/// never trains.
 public typealias AudioTraining = TowerTraining
 
 extension TowerTraining {
-    /// Blocks that train, counted from the top (musicnn has 3).
-    public var trainedBlocks: Int {
+    /// Blocks that train, counted from the top, in a tower of `blocks` blocks (musicnn has 3, vgg 5).
+    public func trainedBlocks(outOf blocks: Int) -> Int {
         switch self {
-        case .full: 3
+        case .full: blocks
         case .frozen: 0
-        case .top(let k): min(k, 3)
+        case .top(let k): min(k, blocks)
         }
     }
+
+    /// Blocks of musicnn's three that train, counted from the top.
+    public var trainedBlocks: Int { trainedBlocks(outOf: MusicnnTower.blockNames.count) }
 }
 
 extension LogMelConfig {

@@ -162,6 +162,34 @@ struct ConvLayerTests {
         #expect(bad.isEmpty, "\(bad.prefix(5))")
     }
 
+    /// Rectangular windows and strides (musicnn's vgg: 1×4 stride 2×2, 4×4 stride 4×4), including
+    /// windows that overlap and rows left over, against a naive loop; gradients by differences.
+    @Test(arguments: [((1, 4), (2, 2)), ((4, 4), (4, 4)), ((3, 2), (1, 3))])
+    func rectangularMaxPool(kernel: (Int, Int), stride: (Int, Int)) {
+        var random = RandomSource(seed: 33)
+        let pool = MaxPool2d(kernel: kernel, stride: stride)
+        let shape = [2, 2, 9, 11]
+        let count = shape.reduce(1, *)
+        var values = (0..<count).map { Float($0) * 0.1 - 10 }
+        values.shuffle(using: &random)
+        let x = Tensor(shape: shape, values)
+        let y = pool.forward(x, training: false)
+        let oh = (9 - kernel.0) / stride.0 + 1, ow = (11 - kernel.1) / stride.1 + 1
+        #expect(y.shape == [2, 2, oh, ow] && pool.outputSize(height: 9, width: 11) == (oh, ow))
+        for p in 0..<4 {
+            for r in 0..<oh {
+                for c in 0..<ow {
+                    var best = -Float.infinity
+                    for i in 0..<kernel.0 { for j in 0..<kernel.1 { best = max(best, x.storage[p * 99 + (r * stride.0 + i) * 11 + c * stride.1 + j]) } }
+                    #expect(y.storage[(p * oh + r) * ow + c] == best)
+                }
+            }
+        }
+        let bad = GradientCheck.check(input: x, parameters: [], forward: { pool.forward($0) },
+                                      backward: { pool.backward($0) }, epsilon: 1e-2, samples: count)
+        #expect(bad.isEmpty, "\(bad.prefix(5))")
+    }
+
     @Test func globalAveragePool() {
         var random = RandomSource(seed: 32)
         let gap = GlobalAveragePool()

@@ -333,8 +333,15 @@ struct MusicnnTowerTests {
         config.audioTraining = .top(4)
         #expect(throws: MulanError.self) { try config.checkAudio(source: "top:4") }
         config.audio.kind = .vgg
-        config.audioTraining = nil
-        #expect(throws: MulanError.self) { try config.checkAudio(source: "vgg") }
+        config.audioTraining = .top(5)
+        try config.checkAudio(source: "vgg")
+        config.audioTraining = .top(6)
+        do {
+            try config.checkAudio(source: "vgg top:6")
+            Issue.record("top:6 of vgg's 5 blocks must be refused")
+        } catch {
+            #expect(error.description.contains("vgg has 5 blocks"), "\(error.description)")
+        }
         var resnet = TrainingConfig(sampleRate: 16000)
         resnet.audioTraining = .frozen
         #expect(throws: MulanError.self) { try resnet.checkAudio(source: "resnet frozen") }

@@ -1,5 +1,6 @@
 """An independent NumPy forward pass of musicnn (musicnn 0.1.0's models.build_musicnn, inference
-mode), written from models.py in TensorFlow's layout: the reference for mulan's MusicnnTower.
+mode) and of its vgg (models.vgg), written from models.py in TensorFlow's layout: the reference for
+mulan's MusicnnTower and VggTower. The architecture is the file's (vgg when it has blocks.0.conv.weight).
 
 Usage: musicnn_reference.py WEIGHTS.safetensors IN.f32 N OUT.f32
 WEIGHTS holds the tensors under the names of the spec (docs/pretrained-audio.md), in mulan's layout;
@@ -7,6 +8,7 @@ they are turned back into TensorFlow's ([out, in, freq, time] -> [time, freq, in
 is computed as TensorFlow would: input [N, 187 time, 96 freq]. IN.f32 holds N patches in mulan's
 layout [N, 96 bands, 187 frames] (float32). Writes [N, 200 + 50] float32 rows to OUT.f32: the
 penultimate features (backend.dense_bn's output), then the taggram sigmoid(logits). In float64.
+For vgg the rows are [N, 128 + 50]: pool5 averaged over its frames and bands, then the taggram.
 """
 import sys
 
@@ -56,6 +58,27 @@ def mid_block(w, name, x):
     return bn(w, name + ".bn", relu(y))[:, :, 0, :]  # [N, T, 64]
 
 
+def max_pool_valid(x, pool, strides):
+    """TF max_pooling2d, padding 'valid': x [N, H, W, C], pool and strides (H, W)."""
+    win = sliding_window_view(x, pool, axis=(1, 2))[:, ::strides[0], ::strides[1]]  # [N, H', W', C, ph, pw]
+    return win.max(axis=(4, 5))
+
+
+def vgg(w, x):
+    """models.vgg: 5 × (conv 3x3 'same', ReLU, BN, max pool); x [N, 187 time, 96 freq, 1] after input_bn.
+    Returns (feature [N, 128], logits [N, 50])."""
+    pools = [((4, 1), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((4, 4), (4, 4))]  # (time, freq)
+    h = x
+    for i, (pool, strides) in enumerate(pools):
+        name = "blocks.%d" % i
+        hp = np.pad(h, [(0, 0), (1, 1), (1, 1), (0, 0)])
+        h = bn(w, name + ".bn", relu(conv2d_valid(hp, tf_kernel(w, name + ".conv"), w[name + ".conv.bias"])))
+        h = max_pool_valid(h, pool, strides)
+    n = h.shape[0]  # pool5 [N, 2 time, 1 freq, 128]
+    logits = h.reshape(n, -1) @ w["logits.weight"].T + w["logits.bias"]
+    return h.mean(axis=(1, 2)), logits
+
+
 def main():
     if len(sys.argv) != 5:
         sys.exit(__doc__)
@@ -64,6 +87,12 @@ def main():
     patches = np.fromfile(sys.argv[2], dtype="<f4").astype(np.float64).reshape(n, 96, 187)
     x = np.transpose(patches, (0, 2, 1))[..., None]  # [N, 187 time, 96 freq, 1]
     x = bn(w, "input_bn", x)
+    if "blocks.0.conv.weight" in w:
+        feature, logits = vgg(w, x)
+        taggram = 1 / (1 + np.exp(-logits))
+        np.ascontiguousarray(np.concatenate([feature, taggram], axis=1), dtype="<f4").tofile(sys.argv[4])
+        print(n, feature.shape[1] + taggram.shape[1])
+        return
     f74 = front_block(w, "timbral.0", x, (3, 3))
     f77 = front_block(w, "timbral.1", x, (3, 3))
     temporal = []
