@@ -85,8 +85,14 @@ public struct TrainRunCommand: AsyncParsableCommand {
     @Option(help: "SpecAugment time masks.") public var timeMasks = 2
     @Option(help: "SpecAugment widest time mask (frames).") public var timeMaskWidth = 50
 
-    @Option(help: ArgumentHelp("Audio tower stage widths.", valueName: "w,w,…")) public var audioWidths = "32,64,128,256"
-    @Option(help: "Residual blocks per audio stage.") public var audioBlocks = 1
+    @Option(help: ArgumentHelp("Audio tower stage widths (default 32,64,128,256; resnet50: ResNet-50's 256,512,1024,2048, stage outputs, multiples of 4).",
+                               valueName: "w,w,…"))
+    public var audioWidths: String?
+    @Option(help: "Residual blocks per audio stage (resnet; resnet50's stages are 3, 4, 6, 3).") public var audioBlocks = 1
+    @Option(help: "AST tower: Transformer width.") public var astWidth = 128
+    @Option(help: "AST tower: encoder layers.") public var astLayers = 4
+    @Option(help: "AST tower: attention heads.") public var astHeads = 4
+    @Option(help: "AST tower: feed-forward width.") public var astFeedForward = 512
     @Option(help: "Text tower width.") public var textWidth = 256
     @Option(help: "Text tower layers.") public var textLayers = 4
     @Option(help: "Text tower attention heads.") public var textHeads = 4
@@ -103,7 +109,7 @@ public struct TrainRunCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Text pooling: cls or mean (default: mean with --text-init, cls otherwise).", valueName: "kind"))
     public var textPooling: String?
     @Option(help: "Distinct texts whose frozen encoder output is cached.") public var textCacheEntries = 1_000_000
-    @Option(help: ArgumentHelp("Audio tower: resnet (the compact ResNet of --audio-widths/--audio-blocks on the --mel-* log-mel) musicnn or vgg (musicnn's two architectures on their own fixed front end: 16 kHz, FFT 512, hop 256, 96 bands, log10(10000x+1), 3-s patches; the --mel-* options do not apply and the dataset must be 16 kHz).",
+    @Option(help: ArgumentHelp("Audio tower: resnet (the compact ResNet of --audio-widths/--audio-blocks on the --mel-* log-mel), resnet50 (ResNet-50's bottleneck stages of 3, 4, 6, 3 blocks), ast (an Audio Spectrogram Transformer of --ast-*: 16×16 patches at stride 10, [CLS] pooling), musicnn or vgg (musicnn's two architectures on their own fixed front end: 16 kHz, FFT 512, hop 256, 96 bands, log10(10000x+1), 3-s patches; the --mel-* options do not apply and the dataset must be 16 kHz).",
                                valueName: "kind"))
     public var audioTower = "resnet"
     @Option(help: ArgumentHelp("Start the audio tower (all but its projection) from a converted pretrained file (mulan_torch.musicnn convert, e.g. .venv/mulan-pretrained/musicnn/MSD_musicnn.safetensors).",
@@ -135,16 +141,22 @@ public struct TrainRunCommand: AsyncParsableCommand {
         }
         if let p = textPooling, TextPooling(rawValue: p) == nil { throw ValidationError("--text-pooling must be cls or mean") }
         guard let kind = AudioTowerKind(rawValue: audioTower) else {
-            throw ValidationError("--audio-tower must be resnet, musicnn or vgg")
+            throw ValidationError("--audio-tower must be resnet, resnet50, ast, musicnn or vgg")
         }
         do { _ = try AudioTraining(parsing: audioTrain, option: "--audio-train") } catch { throw ValidationError(error.description) }
         if audioTrain != "full" && audioInit == nil {
             throw ValidationError("--audio-train \(audioTrain) needs --audio-init (a frozen random tower learns nothing)")
         }
-        if audioInit != nil && kind == .resnet {
+        if audioInit != nil && !kind.isPretrainedMusicnn {
             throw ValidationError("--audio-init needs --audio-tower musicnn or vgg (the file's architecture)")
         }
-        if kind != .resnet {
+        if kind == .resnet50 && audioBlocks != 1 {
+            throw ValidationError("--audio-blocks does not apply to --audio-tower resnet50 (its stages have 3, 4, 6 and 3 blocks)")
+        }
+        if kind == .ast && (astWidth < 1 || astLayers < 1 || astHeads < 1 || astFeedForward < 1 || astWidth % astHeads != 0) {
+            throw ValidationError("--ast-width must be a positive multiple of --ast-heads, with positive --ast-layers and --ast-feed-forward")
+        }
+        if kind.isPretrainedMusicnn {
             // musicnn's front end (vgg's too) is fixed: the --mel-* options may keep their defaults or give musicnn's values.
             let m = LogMelConfig.musicnn
             for (name, value, resnetDefault, musicnn) in [("--mel-bands", Double(melBands), 128, Double(m.melBands)),
@@ -164,6 +176,7 @@ public struct TrainRunCommand: AsyncParsableCommand {
     }
 
     private func parseWidths() -> [Int]? {
+        guard let audioWidths else { return AudioTowerKind(rawValue: audioTower) == .resnet50 ? AudioTowerConfig.resnet50Widths : AudioTowerConfig().widths }
         let w = audioWidths.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard !w.isEmpty, w.allSatisfy({ ($0 ?? 0) > 0 }) else { return nil }
         return w.compactMap { $0 }
@@ -188,7 +201,10 @@ public struct TrainRunCommand: AsyncParsableCommand {
         c.textTraining = try TextTraining(parsing: textTrain, option: "--text-train")
         c.textCacheEntries = textCacheEntries
         c.audio.kind = AudioTowerKind(rawValue: audioTower) ?? .resnet
-        if c.audio.kind != .resnet {
+        if c.audio.kind == .ast {
+            c.audio.ast = ASTConfig(width: astWidth, layers: astLayers, heads: astHeads, feedForward: astFeedForward)
+        }
+        if c.audio.kind.isPretrainedMusicnn {
             c.logMel = .musicnn
             c.audio.melBands = MusicnnTower.melBands
             c.audioInit = audioInit

@@ -8,6 +8,34 @@ public enum AudioTowerKind: String, Codable, Sendable, Equatable, CaseIterable {
     case musicnn
     /// musicnn's VGG (`VggTower`) on the same front end.
     case vgg
+    /// ResNet-50's layout (`AudioTower` with `Bottleneck` blocks in stages of 3, 4, 6, 3; `widths`
+    /// are the stages' output widths, ResNet-50's 256…2048 by default).
+    case resnet50
+    /// An Audio Spectrogram Transformer (`ASTTower`): overlapping 16×16 log-mel patches, a
+    /// Transformer encoder, [CLS] pooling; shaped by `ast`.
+    case ast
+
+    /// The kinds that start from musicnn's pretrained weights on musicnn's fixed front end.
+    public var isPretrainedMusicnn: Bool { self == .musicnn || self == .vgg }
+}
+
+/// The AST tower's encoder (`AudioTowerConfig.ast`). The default is CPU-sized; the paper's AST (and
+/// AST-Base) is width 768, 12 layers, 12 heads, feed-forward 3072.
+public struct ASTConfig: Codable, Sendable, Equatable {
+    public var width = 128
+    public var layers = 4
+    public var heads = 4
+    public var feedForward = 512
+    /// Patch side and stride in both axes (the AST paper's 16 and 10): fixed.
+    public static let patch = 16
+    public static let stride = 10
+
+    public init(width: Int = 128, layers: Int = 4, heads: Int = 4, feedForward: Int = 512) {
+        self.width = width
+        self.layers = layers
+        self.heads = heads
+        self.feedForward = feedForward
+    }
 }
 
 /// The audio tower's shape. The defaults are the benchmark model (a ResNet of four stages on
@@ -21,6 +49,12 @@ public struct AudioTowerConfig: Codable, Sendable, Equatable {
     public var widths: [Int] = [32, 64, 128, 256]
     public var blocksPerStage = 1
     public var embeddingDim = 128
+    /// The encoder of an `ast` tower (nil for every other kind; written only then).
+    public var ast: ASTConfig?
+
+    /// ResNet-50's stage output widths and depths (`resnet50`).
+    public static let resnet50Widths = [256, 512, 1024, 2048]
+    public static let resnet50Depths = [3, 4, 6, 3]
 
     public init(melBands: Int = 128, widths: [Int] = [32, 64, 128, 256], blocksPerStage: Int = 1,
                 embeddingDim: Int = 128) {
@@ -30,7 +64,7 @@ public struct AudioTowerConfig: Codable, Sendable, Equatable {
         self.embeddingDim = embeddingDim
     }
 
-    private enum CodingKeys: String, CodingKey { case kind, melBands, widths, blocksPerStage, embeddingDim }
+    private enum CodingKeys: String, CodingKey { case kind, melBands, widths, blocksPerStage, embeddingDim, ast }
 
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
@@ -39,6 +73,7 @@ public struct AudioTowerConfig: Codable, Sendable, Equatable {
         try c.encode(widths, forKey: .widths)
         try c.encode(blocksPerStage, forKey: .blocksPerStage)
         try c.encode(embeddingDim, forKey: .embeddingDim)
+        try c.encodeIfPresent(ast, forKey: .ast)
     }
 
     public init(from decoder: any Decoder) throws {
@@ -49,6 +84,7 @@ public struct AudioTowerConfig: Codable, Sendable, Equatable {
         widths = try c.decodeIfPresent([Int].self, forKey: .widths) ?? d.widths
         blocksPerStage = try c.decodeIfPresent(Int.self, forKey: .blocksPerStage) ?? d.blocksPerStage
         embeddingDim = try c.decodeIfPresent(Int.self, forKey: .embeddingDim) ?? d.embeddingDim
+        ast = try c.decodeIfPresent(ASTConfig.self, forKey: .ast)
     }
 }
 
@@ -60,13 +96,19 @@ public struct AudioTowerConfig: Codable, Sendable, Equatable {
 ///     layer{s+1}: blocksPerStage BasicBlocks of width w_s; the first block of a stage s > 0 has
 ///                 stride 2 and a 1×1 stride-2 projection shortcut (downsample.0 conv, downsample.1 BN)
 ///     global average pool → fc (w_last → embeddingDim, with bias) → L2 normalization
+///
+/// With `kind` resnet50 the stages are ResNet-50's: 3, 4, 6 and 3 `Bottleneck` blocks whose outputs
+/// are `widths` (256, 512, 1024, 2048), the stem outputs widths[0] / 4 (64), and the first block of a
+/// stage s > 0 has stride 2 (on its 3×3 convolution, as torchvision's ResNet-50 v1.5). The stem is the
+/// compact tower's (3×3 stride 2, then a 2×2 max pool), not torchvision's 7×7 convolution and padded
+/// 3×3 max pool: a log-mel has one channel and far fewer rows than an image.
 public final class AudioTower: Module {
     public let config: AudioTowerConfig
     public let conv1: Conv2d
     public let bn1: BatchNorm2d
     public let maxPool = MaxPool2d(kernelSize: 2)
-    /// stages[s][b] is `layer{s+1}.{b}`.
-    public let stages: [[BasicBlock]]
+    /// stages[s][b] is `layer{s+1}.{b}`: `BasicBlock`s, or `Bottleneck`s for resnet50.
+    public let stages: [[any ResidualBlock]]
     public let pool = GlobalAveragePool()
     public let fc: Linear
     private let relu = ResidualReLU()
@@ -76,15 +118,25 @@ public final class AudioTower: Module {
         precondition(config.melBands > 0 && !config.widths.isEmpty && config.widths.allSatisfy { $0 > 0 }
                      && config.blocksPerStage > 0 && config.embeddingDim > 0, "invalid AudioTowerConfig \(config)")
         self.config = config
-        conv1 = Conv2d(1, config.widths[0], kernelSize: 3, stride: 2, padding: 1, bias: false, random: &random)
-        bn1 = BatchNorm2d(config.widths[0])
-        var stages: [[BasicBlock]] = []
-        var channels = config.widths[0]
+        let bottleneck = config.kind == .resnet50
+        precondition(!bottleneck || (config.widths.count == AudioTowerConfig.resnet50Depths.count
+                                     && config.widths.allSatisfy { $0 % Bottleneck.expansion == 0 }),
+                     "resnet50 needs 4 stage widths divisible by 4, got \(config.widths)")
+        let stem = bottleneck ? config.widths[0] / Bottleneck.expansion : config.widths[0]
+        conv1 = Conv2d(1, stem, kernelSize: 3, stride: 2, padding: 1, bias: false, random: &random)
+        bn1 = BatchNorm2d(stem)
+        var stages: [[any ResidualBlock]] = []
+        var channels = stem
         for (s, width) in config.widths.enumerated() {
-            var blocks: [BasicBlock] = []
-            for b in 0..<config.blocksPerStage {
+            var blocks: [any ResidualBlock] = []
+            let depth = bottleneck ? AudioTowerConfig.resnet50Depths[s] : config.blocksPerStage
+            for b in 0..<depth {
                 let stride = (s > 0 && b == 0) ? 2 : 1
-                blocks.append(BasicBlock(channels, width, stride: stride, random: &random))
+                if bottleneck {
+                    blocks.append(Bottleneck(channels, planes: width / Bottleneck.expansion, stride: stride, random: &random))
+                } else {
+                    blocks.append(BasicBlock(channels, width, stride: stride, random: &random))
+                }
                 channels = width
             }
             stages.append(blocks)
@@ -133,10 +185,17 @@ public final class AudioTower: Module {
     }
 }
 
+/// A residual block of `AudioTower`'s stages.
+public protocol ResidualBlock: Module {
+    func forward(_ x: Tensor, training: Bool) -> Tensor
+    /// The input gradient of the last training forward (parameter gradients accumulate).
+    func backward(_ dy: Tensor) -> Tensor
+}
+
 /// torchvision's BasicBlock: relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)), with 3×3 convs
 /// (the first with `stride`) and, when the stride or the width changes, a projection shortcut
 /// `downsample` = 1×1 conv with `stride` → BatchNorm2d; otherwise the identity.
-public final class BasicBlock: Module {
+public final class BasicBlock: ResidualBlock {
     public let conv1: Conv2d
     public let bn1: BatchNorm2d
     public let conv2: Conv2d
@@ -181,6 +240,67 @@ public final class BasicBlock: Module {
         main = relu1.backward(main)
         main = bn1.backward(main)
         main = conv1.backward(main)
+        if let downsample {
+            main.add(downsample.conv.backward(downsample.norm.backward(d)))
+        } else {
+            main.add(d)
+        }
+        return main
+    }
+}
+
+/// torchvision's Bottleneck (ResNet-50 v1.5): relu(bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x)))))))) +
+/// shortcut(x)) with conv1 1×1 (in → planes), conv2 3×3 with `stride` (planes → planes), conv3 1×1
+/// (planes → 4·planes), no biases; the shortcut is the identity, or `downsample` (1×1 conv with
+/// `stride` → BatchNorm2d) when the stride or the width changes.
+public final class Bottleneck: ResidualBlock {
+    public static let expansion = 4
+    public let conv1: Conv2d
+    public let bn1: BatchNorm2d
+    public let conv2: Conv2d
+    public let bn2: BatchNorm2d
+    public let conv3: Conv2d
+    public let bn3: BatchNorm2d
+    public let downsample: (conv: Conv2d, norm: BatchNorm2d)?
+    private let relu1 = ResidualReLU()
+    private let relu2 = ResidualReLU()
+    private let relu3 = ResidualReLU()
+
+    public init(_ inChannels: Int, planes: Int, stride: Int = 1, random: inout RandomSource) {
+        let out = planes * Self.expansion
+        conv1 = Conv2d(inChannels, planes, kernelSize: 1, bias: false, random: &random)
+        bn1 = BatchNorm2d(planes)
+        conv2 = Conv2d(planes, planes, kernelSize: 3, stride: stride, padding: 1, bias: false, random: &random)
+        bn2 = BatchNorm2d(planes)
+        conv3 = Conv2d(planes, out, kernelSize: 1, bias: false, random: &random)
+        bn3 = BatchNorm2d(out)
+        if stride != 1 || inChannels != out {
+            downsample = (Conv2d(inChannels, out, kernelSize: 1, stride: stride, bias: false, random: &random), BatchNorm2d(out))
+        } else {
+            downsample = nil
+        }
+    }
+
+    public var namedParameters: [(name: String, parameter: Parameter)] {
+        var all = nest("conv1", conv1) + nest("bn1", bn1) + nest("conv2", conv2) + nest("bn2", bn2)
+            + nest("conv3", conv3) + nest("bn3", bn3)
+        if let downsample { all += nest("downsample.0", downsample.conv) + nest("downsample.1", downsample.norm) }
+        return all
+    }
+
+    public func forward(_ x: Tensor, training: Bool = true) -> Tensor {
+        var h = relu1.forward(bn1.forward(conv1.forward(x, training: training), training: training), training: training)
+        h = relu2.forward(bn2.forward(conv2.forward(h, training: training), training: training), training: training)
+        h = bn3.forward(conv3.forward(h, training: training), training: training)
+        let shortcut = downsample.map { $0.norm.forward($0.conv.forward(x, training: training), training: training) } ?? x
+        return relu3.forward(h, adding: shortcut, training: training)
+    }
+
+    public func backward(_ dy: Tensor) -> Tensor {
+        let d = relu3.backward(dy)
+        var main = conv3.backward(bn3.backward(d))
+        main = conv2.backward(bn2.backward(relu2.backward(main)))
+        main = conv1.backward(bn1.backward(relu1.backward(main)))
         if let downsample {
             main.add(downsample.conv.backward(downsample.norm.backward(d)))
         } else {

@@ -2,7 +2,8 @@ import MulanTensor
 
 /// The two towers and the loss's temperature: everything a checkpoint holds as weights.
 public final class MuLanModel: Module {
-    /// The audio tower of `config.audio.kind`: an `AudioTower` (ResNet), a `MusicnnTower` or a `VggTower`.
+    /// The audio tower of `config.audio.kind`: an `AudioTower` (the compact ResNet or ResNet-50), an
+    /// `ASTTower`, a `MusicnnTower` or a `VggTower`.
     public let audio: any AudioEncoder
     public let text: TextTower
     public let loss: ContrastiveLoss
@@ -12,8 +13,11 @@ public final class MuLanModel: Module {
     public init(_ config: TrainingConfig, text pretrained: TextTower? = nil) {
         var random = RandomSource(seed: config.seed ^ 0x6D75_6C61_6E00_0001)
         switch config.audio.kind {
-        case .resnet:
+        case .resnet, .resnet50:
             audio = AudioTower(config.audio, random: &random)
+        case .ast:
+            audio = ASTTower(config.audio.ast ?? ASTConfig(), melBands: config.audio.melBands, frames: config.windowFrames,
+                             embeddingDim: config.audio.embeddingDim, random: &random)
         case .musicnn:
             let tower = MusicnnTower(embeddingDim: config.audio.embeddingDim, random: &random)
             tower.trainedBlocks = (config.audioTraining ?? .full).trainedBlocks(outOf: type(of: tower).blockNames.count)

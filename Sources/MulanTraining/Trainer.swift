@@ -79,7 +79,7 @@ public final class Trainer {
         train = try DatasetSplit(dataset: dataset, split: "train")
         guard train.manifest.sampleRate == config.logMel.sampleRate else {
             throw MulanError(.usage, "the dataset's clips are \(train.manifest.sampleRate) Hz but the run expects \(config.logMel.sampleRate) Hz",
-                             hint: config.audio.kind != .resnet && loaded == nil
+                             hint: config.audio.kind.isPretrainedMusicnn && loaded == nil
                                 ? "the \(config.audio.kind.rawValue) tower takes 16 kHz audio: shard the clips at 16000 Hz"
                                 : "start a new run directory for this dataset")
         }

@@ -94,20 +94,44 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     /// Samples in one training window.
     public var windowSamples: Int { Int((windowSeconds * Double(logMel.sampleRate)).rounded()) }
 
+    /// Log-mel frames of one window (centred frames, as `LogMelSpectrogram.frameCount`).
+    public var windowFrames: Int {
+        let padded = windowSamples + 2 * (logMel.fftSize / 2)
+        return padded < logMel.fftSize ? 0 : 1 + (padded - logMel.fftSize) / logMel.hopLength
+    }
+
     /// Checks that the audio tower can be built as configured: the kind is implemented, a musicnn
     /// tower has musicnn's front end (`LogMelConfig.musicnn`: a differing setting is named) and
     /// windows of at least one 187-frame patch, and `audioTraining` / `audioInit` go with a
     /// pretrained kind. `source` names where the configuration came from (a checkpoint, a file).
     public func checkAudio(source: String) throws(MulanError) {
-        switch audio.kind {
-        case .resnet:
+        if !audio.kind.isPretrainedMusicnn {
             if let t = audioTraining, t != .full {
                 throw MulanError(.usage, "\(source): audio training \(t) needs a pretrained audio tower",
                                  hint: "--audio-train frozen or top:K goes with --audio-tower musicnn or vgg and --audio-init FILE")
             }
             if audioInit != nil {
-                throw MulanError(.usage, "\(source): --audio-init loads a musicnn or vgg tower, not the resnet",
+                throw MulanError(.usage, "\(source): --audio-init loads a musicnn or vgg tower, not the \(audio.kind.rawValue) tower",
                                  hint: "pass --audio-tower musicnn or vgg (the file's architecture)")
+            }
+        }
+        switch audio.kind {
+        case .resnet:
+            break
+        case .resnet50:
+            if audio.widths.count != AudioTowerConfig.resnet50Depths.count || !audio.widths.allSatisfy({ $0 % Bottleneck.expansion == 0 }) {
+                throw MulanError(.usage, "\(source): the resnet50 tower needs 4 stage widths, each a multiple of 4, got \(audio.widths)",
+                                 hint: "ResNet-50's are 256,512,1024,2048")
+            }
+        case .ast:
+            let a = audio.ast ?? ASTConfig()
+            if a.width % a.heads != 0 || min(a.width, a.layers, a.heads, a.feedForward) < 1 {
+                throw MulanError(.usage, "\(source): the AST's width \(a.width) must be a positive multiple of its heads \(a.heads), "
+                                 + "with positive layers and feed-forward width")
+            }
+            if ASTTower.patches(audio.melBands) < 1 || ASTTower.patches(windowFrames) < 1 {
+                throw MulanError(.usage, "\(source): the AST's 16×16 patches need at least 16 mel bands and 16 frames per window, "
+                                 + "got \(audio.melBands) bands and \(windowFrames) frames")
             }
         case .musicnn, .vgg:
             let name = audio.kind.rawValue

@@ -115,20 +115,32 @@ class AudioTowerConfig:
     blocks_per_stage: int = 1
     embedding_dim: int = 128
     kind: str = "resnet"
-    """``resnet`` (the compact ResNet, from scratch), ``musicnn`` or ``vgg`` (musicnn's pretrained
+    """``resnet`` (the compact ResNet, from scratch), ``resnet50`` (ResNet-50's bottleneck stages),
+    ``ast`` (an Audio Spectrogram Transformer, ``ASTTower``), ``musicnn`` or ``vgg`` (musicnn's pretrained
     taggers, mulan_torch.musicnn); a missing ``kind`` is resnet, and resnet is not written."""
+    ast: Optional[Dict[str, int]] = None
+    """The AST's encoder: ``width``, ``layers``, ``heads``, ``feedForward`` (kind ast only)."""
+
+    KINDS = ("resnet", "resnet50", "ast", "musicnn", "vgg")
+    RESNET50_DEPTHS = (3, 4, 6, 3)
+    AST_DEFAULT = {"width": 128, "layers": 4, "heads": 4, "feedForward": 512}
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "AudioTowerConfig":
         kind = str(d.get("kind") or "resnet")
-        if kind not in ("resnet", "musicnn", "vgg"):
-            raise ValueError(f"audio.kind must be resnet, musicnn or vgg, got {kind!r}")
+        if kind not in cls.KINDS:
+            raise ValueError(f"audio.kind must be one of {', '.join(cls.KINDS)}, got {kind!r}")
+        ast = None
+        if d.get("ast") is not None:
+            ast = {k: int(d["ast"].get(k, v)) for k, v in cls.AST_DEFAULT.items()}
         c = cls(kind=kind, mel_bands=int(d.get("melBands", cls.mel_bands)),
                 widths=tuple(int(w) for w in d.get("widths", cls.widths)),
                 blocks_per_stage=int(d.get("blocksPerStage", cls.blocks_per_stage)),
-                embedding_dim=int(d.get("embeddingDim", cls.embedding_dim)))
+                embedding_dim=int(d.get("embeddingDim", cls.embedding_dim)), ast=ast)
         if c.mel_bands < 1 or not c.widths or min(c.widths) < 1 or c.blocks_per_stage < 1 or c.embedding_dim < 1:
             raise ValueError(f"invalid audio tower configuration {dict(d)}")
+        if kind == "resnet50" and (len(c.widths) != 4 or any(w % 4 for w in c.widths)):
+            raise ValueError(f"the resnet50 tower needs 4 stage widths, each a multiple of 4, got {list(c.widths)}")
         return c
 
     def to_json(self) -> Dict[str, Any]:
@@ -136,6 +148,8 @@ class AudioTowerConfig:
                              "melBands": self.mel_bands, "widths": list(self.widths)}
         if self.kind != "resnet":
             d["kind"] = self.kind
+        if self.ast is not None:
+            d["ast"] = dict(self.ast)
         return d
 
 
@@ -216,20 +230,53 @@ class BasicBlock(nn.Module):
         return F.relu(h + shortcut)
 
 
+class Bottleneck(nn.Module):
+    """torchvision's Bottleneck (ResNet-50 v1.5, the stride on the 3×3 convolution):
+    relu(bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x)))))))) + shortcut(x)), out = 4 · planes."""
+
+    expansion = 4
+
+    def __init__(self, in_channels: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        out = planes * self.expansion
+        self.conv1 = nn.Conv2d(in_channels, planes, 1, bias=False)
+        self.bn1 = BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, out, 1, bias=False)
+        self.bn3 = BatchNorm2d(out)
+        self.downsample: Optional[nn.Sequential] = None
+        if stride != 1 or in_channels != out:
+            self.downsample = nn.Sequential(nn.Conv2d(in_channels, out, 1, stride=stride, bias=False), BatchNorm2d(out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.bn1(self.conv1(x)))
+        h = F.relu(self.bn2(self.conv2(h)))
+        h = self.bn3(self.conv3(h))
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return F.relu(h + shortcut)
+
+
 class AudioTower(nn.Module):
-    """The ResNet audio tower (see the module's documentation): [B, melBands, frames] → [B, dim], unit rows."""
+    """The ResNet audio tower (see the module's documentation): [B, melBands, frames] → [B, dim], unit rows.
+    With kind resnet50: ResNet-50's stages of 3, 4, 6, 3 ``Bottleneck`` blocks whose outputs are
+    ``widths`` (256…2048), on the compact tower's stem (3×3 stride 2, 2×2 max pool) of widths[0] / 4."""
 
     def __init__(self, config: AudioTowerConfig) -> None:
         super().__init__()
         self.config = config
-        w0 = config.widths[0]
+        bottleneck = config.kind == "resnet50"
+        w0 = config.widths[0] // Bottleneck.expansion if bottleneck else config.widths[0]
         self.conv1 = nn.Conv2d(1, w0, 3, stride=2, padding=1, bias=False)
         self.bn1 = BatchNorm2d(w0)
         channels = w0
         for s, width in enumerate(config.widths):
-            blocks = []
-            for b in range(config.blocks_per_stage):
-                blocks.append(BasicBlock(channels, width, stride=2 if s > 0 and b == 0 else 1))
+            blocks: List[nn.Module] = []
+            depth = AudioTowerConfig.RESNET50_DEPTHS[s] if bottleneck else config.blocks_per_stage
+            for b in range(depth):
+                stride = 2 if s > 0 and b == 0 else 1
+                blocks.append(Bottleneck(channels, width // Bottleneck.expansion, stride) if bottleneck
+                              else BasicBlock(channels, width, stride=stride))
                 channels = width
             self.add_module(f"layer{s + 1}", nn.Sequential(*blocks))
         self.fc = nn.Linear(channels, config.embedding_dim)
@@ -383,6 +430,52 @@ class TextTower(nn.Module):
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """[B, embeddingDim] unit rows."""
         return F.normalize(self.projection(self.pooled(ids, lengths)), dim=-1, eps=1e-12)
+
+
+class ASTTower(nn.Module):
+    """The Audio Spectrogram Transformer of ``ASTTower.swift``: 16×16 log-mel patches at stride 10
+    (``patch_embed``, a convolution with bias), ``cls_token`` and ``pos_embed`` (learned, one row per
+    position of the window's patch grid plus [CLS]), BERT's post-LN ``encoder.layer.{i}`` (the text
+    tower's layer), the [CLS] state → ``proj`` → L2 normalization."""
+
+    PATCH, STRIDE = 16, 10
+
+    def __init__(self, config: AudioTowerConfig, frames: int) -> None:
+        super().__init__()
+        a = config.ast or AudioTowerConfig.AST_DEFAULT
+        self.config = config
+        self.frames = frames
+        width, heads = a["width"], a["heads"]
+        if width % heads:
+            raise ValueError(f"the AST's width {width} is not a multiple of its heads {heads}")
+        self.grid = (self.patches(config.mel_bands), self.patches(frames))
+        if min(self.grid) < 1:
+            raise ValueError(f"the AST's 16×16 patches need at least 16 mel bands and 16 frames per window, "
+                             f"got {config.mel_bands} bands and {frames} frames")
+        self.patch_embed = nn.Conv2d(1, width, self.PATCH, stride=self.STRIDE)
+        self.cls_token = nn.Parameter(torch.randn(width) * 0.02)
+        self.pos_embed = nn.Parameter(torch.randn(1 + self.grid[0] * self.grid[1], width) * 0.02)
+        layer = TextTowerConfig(width=width, layers=a["layers"], heads=heads, feed_forward=a["feedForward"])
+        self.encoder = _Encoder(layer)
+        for module in self.encoder.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, std=0.02)
+                nn.init.zeros_(module.bias)
+        self.proj = nn.Linear(width, config.embedding_dim)
+
+    @classmethod
+    def patches(cls, size: int) -> int:
+        return 0 if size < cls.PATCH else (size - cls.PATCH) // cls.STRIDE + 1
+
+    def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
+        if log_mel.dim() != 3 or tuple(log_mel.shape[1:]) != (self.config.mel_bands, self.frames):
+            raise ValueError(f"the AST tower wants [batch, {self.config.mel_bands}, {self.frames}], got {list(log_mel.shape)}")
+        tokens = self.patch_embed(log_mel.unsqueeze(1)).flatten(2).transpose(1, 2)  # [B, P, width], (band, frame) order
+        cls = self.cls_token.expand(tokens.shape[0], 1, -1)
+        x = torch.cat([cls, tokens], dim=1) + self.pos_embed
+        for layer in self.encoder.layer:
+            x = layer(x, None)
+        return F.normalize(self.proj(x[:, 0]), dim=-1, eps=1e-12)
 
 
 def token_batch(sequences: Sequence[Sequence[int]], max_length: int, add_special_tokens: bool = True,
@@ -597,11 +690,14 @@ class MulanModel(nn.Module):
         if audio_config.mel_bands != mel:
             raise ValueError(f"audio.melBands {audio_config.mel_bands} differs from logMel.melBands {mel}")
         self.audio: nn.Module
-        if audio_config.kind == "resnet":
+        if audio_config.kind in ("resnet", "resnet50", "ast"):
             if self.config.get("audioTraining") not in (None, "full") or self.config.get("audioInit"):
                 raise ValueError("audioTraining and audioInit go with a pretrained audio tower (audio.kind musicnn "
-                                 "or vgg), not the resnet")
-            self.audio = AudioTower(audio_config)
+                                 f"or vgg), not the {audio_config.kind} tower")
+            if audio_config.kind == "ast":
+                self.audio = ASTTower(audio_config, self.window_frames)
+            else:
+                self.audio = AudioTower(audio_config)
         else:
             from . import musicnn
 
@@ -802,6 +898,15 @@ class MulanModel(nn.Module):
     def window_samples(self) -> int:
         """Samples in one window: round(windowSeconds · sampleRate), as mulan rounds it."""
         return _round_half_away(float(self.config.get("windowSeconds", 10.0)) * self.sample_rate)
+
+    @property
+    def window_frames(self) -> int:
+        """Log-mel frames of one window (centred frames), as ``TrainingConfig.windowFrames``."""
+        mel = self.config["logMel"]
+        n = int(mel["fftSize"])
+        hop = _round_half_away(float(mel["hopSeconds"]) * self.sample_rate)
+        padded = self.window_samples + 2 * (n // 2)
+        return 0 if padded < n else 1 + (padded - n) // hop
 
     def _inference(self, fn: Callable[[], torch.Tensor]) -> torch.Tensor:
         was_training = self.training

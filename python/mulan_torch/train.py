@@ -301,14 +301,19 @@ def _parser() -> argparse.ArgumentParser:
     a("--freq-mask-width", type=int, default=15, help="SpecAugment widest frequency mask (bands)")
     a("--time-masks", type=int, default=2, help="SpecAugment time masks")
     a("--time-mask-width", type=int, default=50, help="SpecAugment widest time mask (frames)")
-    a("--audio-tower", choices=["resnet", "musicnn", "vgg"], default="resnet",
-      help="audio tower: the compact ResNet, or musicnn's pretrained musicnn / vgg (front end fixed: 16 kHz, "
+    a("--audio-tower", choices=["resnet", "resnet50", "ast", "musicnn", "vgg"], default="resnet",
+      help="audio tower: the compact ResNet, ResNet-50's bottleneck stages (resnet50), an Audio Spectrogram "
+           "Transformer (ast, of --ast-*), or musicnn's pretrained musicnn / vgg (front end fixed: 16 kHz, "
            "512/256, 96 bands, log10(10000x+1); docs/pretrained-audio.md)")
+    a("--ast-width", type=int, default=128, help="AST tower: Transformer width")
+    a("--ast-layers", type=int, default=4, help="AST tower: encoder layers")
+    a("--ast-heads", type=int, default=4, help="AST tower: attention heads")
+    a("--ast-feed-forward", type=int, default=512, help="AST tower: feed-forward width")
     a("--audio-init", default=None, help="start the musicnn/vgg tower from a converted file "
                                          "(python -m mulan_torch.musicnn convert)")
     a("--audio-train", default="full", help="musicnn/vgg weights that train: full, frozen (proj only; batch norm "
                                             "in inference mode) or top:K (proj and the top K blocks)")
-    a("--audio-widths", default="32,64,128,256", help="audio tower stage widths")
+    a("--audio-widths", default=None, help="audio tower stage widths (default 32,64,128,256; resnet50: 256,512,1024,2048)")
     a("--audio-blocks", type=int, default=1, help="residual blocks per audio stage")
     a("--text-width", type=int, default=256, help="text tower width")
     a("--text-layers", type=int, default=4, help="text tower layers")
@@ -376,7 +381,15 @@ def _validate(o: argparse.Namespace) -> None:
     if o.text_train not in ("full", "frozen") and not (o.text_train.startswith("top:") and o.text_train[4:].isdigit()
                                                         and int(o.text_train[4:]) >= 1):
         raise UsageError(f"--text-train must be full, frozen or top:K (K ≥ 1), got '{o.text_train}'")
-    if o.audio_tower == "resnet":
+    if o.audio_widths is None:
+        o.audio_widths = "256,512,1024,2048" if o.audio_tower == "resnet50" else "32,64,128,256"
+    if o.audio_tower == "resnet50" and o.audio_blocks != 1:
+        raise UsageError("--audio-blocks does not apply to --audio-tower resnet50 (its stages have 3, 4, 6 and 3 blocks)")
+    if o.audio_tower == "ast" and (min(o.ast_width, o.ast_layers, o.ast_heads, o.ast_feed_forward) < 1
+                                   or o.ast_width % o.ast_heads):
+        raise UsageError("--ast-width must be a positive multiple of --ast-heads, with positive --ast-layers "
+                         "and --ast-feed-forward")
+    if o.audio_tower in ("resnet", "resnet50", "ast"):
         o.mel_bands = 128 if o.mel_bands is None else o.mel_bands
         o.mel_window = 0.025 if o.mel_window is None else o.mel_window
         o.mel_hop = 0.010 if o.mel_hop is None else o.mel_hop
@@ -442,7 +455,12 @@ def make_config(o: argparse.Namespace, sample_rate: int) -> Dict[str, Any]:
               "evalSamples": o.eval_samples, "checkpointEvery": o.checkpoint_every,
               "keepCheckpoints": o.keep_checkpoints, "logEvery": o.log_every})
     c["adam"]["weightDecay"] = o.weight_decay
-    if o.audio_tower != "resnet":
+    if o.audio_tower in ("resnet50", "ast"):
+        c["audio"]["kind"] = o.audio_tower
+    if o.audio_tower == "ast":
+        c["audio"]["ast"] = {"width": o.ast_width, "layers": o.ast_layers, "heads": o.ast_heads,
+                             "feedForward": o.ast_feed_forward}
+    if o.audio_tower in ("musicnn", "vgg"):
         from .musicnn import front_end_config
 
         c["logMel"] = front_end_config().to_dict()

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Training throughput with musicnn's pretrained audio towers (issue 26): musicnn and vgg, frozen and
-# fine-tuned, next to the compact ResNet (the default tower), in mulan-train and, side by side in the
-# same run, in PyTorch on CPU (`python -m mulan_torch.train`, the same model, options, batch and
+# Training throughput of every audio tower: the compact ResNet (the default), the paper's ResNet-50
+# and AST (issue 23), and musicnn's pretrained musicnn and vgg, frozen and fine-tuned (issue 26), in
+# mulan-train and, side by side in the same run, in PyTorch on CPU (`python -m mulan_torch.train`, the same model, options, batch and
 # thread count; `--workers 0`, so that both decode in the training process), at 1 and 2 threads, on
 # the dataset of bench/train-dataset.sh (16 kHz, 30-s clips; 10-s windows: 3 patches per example).
-# Usage: bash bench/train-musicnn.sh
+# Usage: bash bench/train-towers.sh
 #   Environment (all optional): WARMUP (1) and STEPS (3): steps excluded, then timed, per run;
-#   THREADS ("1 2"); BATCH (64); COPIES (12); MODES (default "resnet musicnn-frozen musicnn-top:1
-#   musicnn-full vgg-frozen vgg-full"); SIDES ("mulan torch"); PRETRAINED (the folder of converted
+#   THREADS ("1 2"); BATCH (64); COPIES (12); MODES (default "resnet resnet50 ast musicnn-frozen
+#   musicnn-top:1 musicnn-full vgg-frozen vgg-full"; resnet50 is ResNet-50's 256…2048 widths, ast the
+#   default CPU-sized AST: width 128, 4 layers, 4 heads); SIDES ("mulan torch"); PRETRAINED (the folder of converted
 #   files, default .venv/mulan-pretrained/musicnn: MSD_musicnn and MSD_vgg are used); BIN (a folder
 #   with release binaries of mulan-ingest/-filter/-shard/-train; default: build them into
 #   .build-bench); DATASET (a mulan-shard dataset; default: bench/train-dataset.sh makes one, which
@@ -22,10 +23,10 @@ threads=(${THREADS:-1 2})
 batch=${BATCH:-64}
 copies=${COPIES:-12}
 pretrained=${PRETRAINED:-.venv/mulan-pretrained/musicnn}
-modes=(${MODES:-resnet musicnn-frozen musicnn-top:1 musicnn-full vgg-frozen vgg-full})
+modes=(${MODES:-resnet resnet50 ast musicnn-frozen musicnn-top:1 musicnn-full vgg-frozen vgg-full})
 sides=(${SIDES:-mulan torch})
 torch_python=${TORCH_PYTHON:-.venv/bin/python}
-work=${TMPDIR:-/tmp}/mulan-bench-musicnn
+work=${TMPDIR:-/tmp}/mulan-bench-towers
 mkdir -p "$work" bench/results
 for f in MSD_musicnn MSD_vgg; do
   [ -f "$pretrained/$f.safetensors" ] || { echo "no converted weights at $pretrained/$f.safetensors: run scripts/setup.sh --python" >&2; exit 1; }
@@ -41,7 +42,7 @@ fi
 
 total=$((warmup + steps))
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
-out=bench/results/train-musicnn-$stamp.md
+out=bench/results/train-towers-$stamp.md
 # rate RUN: the median examples/s of the timed steps.
 rate() {
   python3 - "$1/metrics.jsonl" "$warmup" <<'PY'
@@ -52,7 +53,7 @@ print(f"{statistics.median(rates):.2f}")
 PY
 }
 {
-  echo "# Training throughput: musicnn's pretrained towers vs the compact ResNet, mulan-train vs PyTorch ($stamp)"
+  echo "# Training throughput per audio tower, mulan-train vs PyTorch ($stamp)"
   echo
   echo "Machine: $(nproc) cores, load average before the runs: $(cut -d' ' -f1-3 /proc/loadavg)."
   echo "Batch $batch, 10-s windows, $warmup warm-up + $steps timed steps per run; median examples/s of the timed steps."
@@ -64,7 +65,7 @@ PY
 for t in "${threads[@]}"; do
   for mode in "${modes[@]}"; do
     case $mode in
-      resnet) extra=() ;;
+      resnet|resnet50|ast) extra=(--audio-tower "$mode") ;;
       musicnn-*) extra=(--audio-tower musicnn --audio-init "$pretrained/MSD_musicnn.safetensors" --audio-train "${mode#musicnn-}") ;;
       vgg-*) extra=(--audio-tower vgg --audio-init "$pretrained/MSD_vgg.safetensors" --audio-train "${mode#vgg-}") ;;
     esac
