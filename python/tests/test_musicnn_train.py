@@ -132,26 +132,13 @@ def test_pytorch_checkpoint_embeds_as_mulan_embed(architecture: str, timbre_data
     """A pretrained tower fine-tuned in PyTorch (top:1: the top block's weights and batch-norm statistics
     move) is read by mulan-embed, whose audio embeddings equal the PyTorch model's on the same tower
     inputs within 1e-4 — the Swift tower is the same architecture with the same parameter names."""
-    from test_model import label, mulan_embed
-    from conftest import generate
+    from test_towers import compare_audio_with_mulan_embed
 
     run_dir = tmp_path / "run"
     launch(single(["--dataset", timbre_dataset["dataset"], "--run-dir", str(run_dir), *_options(), "--steps", "2",
                    "--audio-tower", architecture, "--audio-init", converted[architecture], "--audio-train", "top:1",
                    "--eval-every", "100", "--workers", "0", "--quiet"]))
-    model = MulanModel.from_checkpoint(str(run_dir))
-    assert model.config["audio"]["kind"] == architecture
-    files = [generate(tmp_path / "files" / "tone.flac", 1, 330, 9), generate(tmp_path / "files" / "noise.wav", 3, 0, 7)]
-    embedded = mulan_embed(str(run_dir / ckpt.file_name(2)), tmp_path / "index", vocab, timbre_dataset["dataset"],
-                           [str(f) for f in files], ["a tone"])
-    by_item: Dict[str, List[int]] = {}
-    for i, line in enumerate(embedded["lines"]):
-        by_item.setdefault(label(line), []).append(i)
-    worst, rows = 0.0, [r for r in embedded["rows"] if r["kind"] == "audio"]
-    assert len(rows) >= 2
-    for row in rows:
-        e = model.embed_audio(torch.from_numpy(embedded["windows"][by_item[label(row)]]))
-        mean = torch.nn.functional.normalize(e.sum(dim=0), dim=0, eps=1e-12).detach().numpy()
-        worst = max(worst, float(np.abs(mean - embedded["matrix"][row["row"]]).max()))
+    assert MulanModel.from_checkpoint(str(run_dir)).config["audio"]["kind"] == architecture
+    worst = compare_audio_with_mulan_embed(run_dir, 2, timbre_dataset["dataset"], vocab, tmp_path)
     print(f"{architecture}: max |PyTorch − mulan-embed| = {worst:.2e}")
     assert worst <= 1e-4, worst

@@ -60,7 +60,9 @@ def test_ast_layout() -> None:
     assert e.shape == (2, 128) and torch.allclose(e.norm(dim=1), torch.ones(2))
 
 
-def _compare(run_dir: Path, step: int, dataset: str, vocab: str, tmp_path: Path) -> float:
+def compare_audio_with_mulan_embed(run_dir: Path, step: int, dataset: str, vocab: str, tmp_path: Path) -> float:
+    """Embeds two generated files with mulan-embed from the run's checkpoint of ``step`` and returns the largest
+    difference from the PyTorch model's embeddings of the same tower inputs (mulan-embed's dumped log-mel)."""
     model = MulanModel.from_checkpoint(str(run_dir))
     assert model.step == step
     files = [generate(tmp_path / "files" / "tone.flac", 1, 330, 9), generate(tmp_path / "files" / "noise.wav", 3, 0, 5)]
@@ -84,7 +86,7 @@ def test_mulan_train_checkpoint_embeds_in_pytorch(tower: str, timbre_dataset, vo
     run([mulan_bin("mulan-train"), "--dataset", timbre_dataset["dataset"], "--run-dir", str(run_dir),
          *_without_widths(TINY), *TOWERS[tower], "--steps", "3", "--lr", "2e-3", "--warmup-steps", "1",
          "--eval-every", "1000", "--checkpoint-every", "1000", "--threads", "2", "--seed", "1"])
-    worst = _compare(run_dir, 3, timbre_dataset["dataset"], vocab, tmp_path)
+    worst = compare_audio_with_mulan_embed(run_dir, 3, timbre_dataset["dataset"], vocab, tmp_path)
     print(f"{tower}, trained by mulan-train: max |PyTorch − mulan-embed| = {worst:.2e}")
     assert worst <= 1e-4, worst
 
@@ -94,6 +96,6 @@ def test_pytorch_checkpoint_embeds_in_mulan_embed(tower: str, timbre_dataset, vo
     run_dir = tmp_path / "run"
     launch(single(["--dataset", timbre_dataset["dataset"], "--run-dir", str(run_dir), *_without_widths(OPTIONS),
                    *TOWERS[tower], "--steps", "3", "--eval-every", "100", "--workers", "0", "--quiet"]))
-    worst = _compare(run_dir, 3, timbre_dataset["dataset"], vocab, tmp_path)
+    worst = compare_audio_with_mulan_embed(run_dir, 3, timbre_dataset["dataset"], vocab, tmp_path)
     print(f"{tower}, trained by mulan_torch.train: max |PyTorch − mulan-embed| = {worst:.2e}")
     assert worst <= 1e-4, worst
