@@ -141,20 +141,20 @@ public struct EvalProbeCommand: AsyncParsableCommand {
             } else {
                 throw MulanError(.usage, "no ground truth", hint: "pass --benchmark mtat-top50, --csv or --shards")
             }
-            if let tags { truth = try truth.restricted(to: try EvalRunCommand.lines(of: tags), listedIn: tags) }
+            if let tags { truth = try truth.restricted(to: try EvaluationJob.lines(of: tags), listedIn: tags) }
 
             let reused = try index.map { dir throws(MulanError) in try EmbeddingIndex(directory: dir) }
             let embedder = try model.open(fallbackCheckpoint: reused?.info.checkpoint,
                                           fallbackVocabulary: reused?.info.vocabulary, jobs: global.jobs,
                                           console: console)
-            if let reused { try SearchRunCommand.checkSameModel(embedder, reused) }
+            if let reused { try reused.checkSameModel(embedder) }
 
             var wanted: [(id: String, item: AudioItem)] = []
             var seen = Set<String>()
             for item in truth.items where !seen.contains(item.id) {
                 if let audio = item.audio { wanted.append((item.id, audio)); seen.insert(item.id) }
             }
-            let embedded = EvalRunCommand.embedAudio(wanted, embedder: embedder, index: reused, batch: batch, console: console)
+            let embedded = EvaluationJob.embedAudio(wanted, embedder: embedder, index: reused, batch: batch, console: console)
             let d = embedder.dim
             func split(_ role: String) -> LinearProbe.Split {
                 let usable = truth.items.filter { $0.split == role && embedded.byID[$0.id] != nil }
