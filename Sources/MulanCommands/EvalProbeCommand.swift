@@ -114,24 +114,6 @@ public struct EvalProbeCommand: AsyncParsableCommand {
     }
 }
 
-/// The JSON report of `mulan-eval triplets`.
-struct TripletsCommandReport: StageReport {
-    var checkpoint: String
-    var step: Int
-    var triplets: String
-    var model: TripletAccuracy
-    /// The model the text tower was warm-started from (`--text-init` of the run), where it was.
-    var warmStart: WarmStart?
-
-    struct WarmStart: Encodable {
-        var directory: String
-        var dim: Int
-        var accuracy: TripletAccuracy
-    }
-
-    enum CodingKeys: String, CodingKey { case checkpoint, step, triplets, model, warmStart = "warm_start" }
-}
-
 /// `mulan-eval triplets`: text triplet classification with the trained text tower (and its warm start).
 public struct EvalTripletsCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
@@ -167,47 +149,11 @@ public struct EvalTripletsCommand: AsyncParsableCommand {
     public func run() async throws {
         let console = global.console
         try await runStage(console: console) {
-            let set = try TextTriplets(path: triplets)
-            let embedder = try model.open(jobs: global.jobs, console: console)
-            let texts = set.texts
-            let trained = set.accuracy(embeddings: try embedder.embed(texts: texts), dim: embedder.dim)
-            var warm: TripletsCommandReport.WarmStart?
-            if !noWarmStart, let folder = textInit ?? embedder.config.textInit {
-                guard FileManager.default.fileExists(atPath: folder) else {
-                    throw MulanError(.usage, "the run's warm-start text model \(folder) (its --text-init) is not there",
-                                     hint: "pass --text-init DIR (the folder the run started from), or --no-warm-start")
-                }
-                let w = try WarmStartText(directory: folder, config: embedder.config)
-                warm = .init(directory: w.directory, dim: w.dim, accuracy: set.accuracy(embeddings: w.embed(texts: texts), dim: w.dim))
-            } else if !noWarmStart {
-                console.log(.info, "the checkpoint's text tower was trained from scratch (no --text-init): scoring it alone",
-                            event: "no-warm-start")
-            }
-            let report = TripletsCommandReport(checkpoint: embedder.checkpointPath, step: embedder.step,
-                                               triplets: Paths.absolute(triplets), model: trained, warmStart: warm)
+            let job = TextTripletsJob(triplets: triplets, textInit: textInit, warmStart: !noWarmStart, console: console)
+            let report = try job.run { () throws(MulanError) in try model.open(jobs: global.jobs, console: console) }
             if let json { try report.write(to: json) }
-            print(Self.table(report))
+            print(report.text())
             return .success
         }
-    }
-
-    static func table(_ r: TripletsCommandReport) -> String {
-        func pct(_ a: TripletAccuracy.Breakdown) -> String { String(format: "%.3f (%d/%d)", a.accuracy, a.correct, a.triplets) }
-        func all(_ a: TripletAccuracy) -> TripletAccuracy.Breakdown { .init(triplets: a.triplets, correct: a.correct) }
-        var out = ["text triplets: \(r.triplets), \(r.model.triplets) triplets"]
-        out.append("  trained text tower (\(r.checkpoint), step \(r.step)): accuracy \(pct(all(r.model)))")
-        if let w = r.warmStart {
-            out.append("  warm start (\(w.directory), \(w.dim)-d pooled): accuracy \(pct(all(w.accuracy)))")
-        }
-        let attributes = Set(r.model.byAttribute.keys).sorted()
-        if !attributes.isEmpty {
-            out.append("  by attribute:")
-            for a in attributes {
-                var line = "    \(a): trained \(r.model.byAttribute[a].map(pct) ?? "-")"
-                if let w = r.warmStart { line += ", warm start \(w.accuracy.byAttribute[a].map(pct) ?? "-")" }
-                out.append(line)
-            }
-        }
-        return out.joined(separator: "\n")
     }
 }
