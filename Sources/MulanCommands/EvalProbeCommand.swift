@@ -4,24 +4,6 @@ import MulanCore
 import MulanRecords
 import MulanTraining
 
-/// The JSON report of `mulan-eval probe`.
-struct ProbeCommandReport: StageReport {
-    var checkpoint: String
-    var step: Int
-    var groundTruth: String
-    var index: String?
-    var itemsEmbedded: Int
-    var itemsReused: Int
-    var failures: [EmbeddingFailure]
-    var benchmark: BenchmarkReport?
-    var probe: LinearProbeReport
-
-    enum CodingKeys: String, CodingKey {
-        case checkpoint, step, groundTruth = "ground_truth", index, itemsEmbedded = "items_embedded"
-        case itemsReused = "items_reused", failures, benchmark, probe
-    }
-}
-
 /// `mulan-eval probe`: a linear probe on the model's frozen audio embeddings.
 public struct EvalProbeCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
@@ -103,127 +85,33 @@ public struct EvalProbeCommand: AsyncParsableCommand {
         if batch < 1 { throw ValidationError("--batch must be at least 1") }
     }
 
+    /// The job this command line asks for.
+    func job(console: Console) throws(MulanError) -> LinearProbeJob {
+        let groundTruth: LinearProbeJob.GroundTruth
+        if let benchmark, let audioRoot {
+            groundTruth = .benchmark(benchmark, data: data, audioRoot: audioRoot)
+        } else if let shards {
+            groundTruth = .shards(dataset: shards, train: trainSplit, valid: validSplit, test: testSplit)
+        } else if let csv {
+            groundTruth = .csv(path: csv, audioRoot: audioRoot)
+        } else {
+            throw MulanError(.usage, "no ground truth", hint: "pass --benchmark mtat-top50, --csv or --shards")
+        }
+        return LinearProbeJob(groundTruth: groundTruth, tags: tags, grid: grid ?? LinearProbe.defaultGrid, index: index,
+                              batch: batch, console: console)
+    }
+
     public func run() async throws {
         let console = global.console
         try await runStage(console: console) {
-            // The ground truth first: a bad file costs nothing.
-            var truth: TagGroundTruth
-            var preset: BenchmarkSet?
-            let groundTruth: String
-            if let benchmark, let audioRoot {
-                let set = try BenchmarkSet.loadAllSplits(benchmark, data: data, audioRoot: audioRoot)
-                for m in set.missing {
-                    console.log(.warning, "\(m.item): no audio \(m.expected) (\(m.file):\(m.line); counted as missing)",
-                                event: "missing-audio", fields: ["item": m.item, "path": m.expected])
-                }
-                guard let t = set.truth else { throw MulanError(.internalError, "the preset gave no tags") }
-                truth = t
-                preset = set
-                groundTruth = "--benchmark \(benchmark.rawValue): " + set.files.map(Paths.absolute).joined(separator: ", ")
-            } else if let shards {
-                var items: [TagGroundTruth.Item] = []
-                var all = Set<String>()
-                for (role, name) in [("train", trainSplit), ("valid", validSplit), ("test", testSplit)] {
-                    let t = try TagGroundTruth.shards(try DatasetSplit(dataset: shards, split: name))
-                    all.formUnion(t.tags)
-                    items += t.items.map { var item = $0; item.split = role; return item }
-                }
-                truth = TagGroundTruth(items: items, tags: all.sorted())
-                groundTruth = Paths.absolute(shards) + " splits \(trainSplit), \(validSplit), \(testSplit)"
-            } else if let csv {
-                truth = try TagGroundTruth.magnaTagATune(
-                    csv: csv, audioRoot: audioRoot ?? (Paths.absolute(csv) as NSString).deletingLastPathComponent)
-                if let item = truth.items.first(where: { $0.split == nil }) {
-                    throw MulanError(.usage, "clip \(item.name ?? item.id) has no split", location: item.origin,
-                                     hint: "add a split column (train, valid, test) to the CSV, or keep MTAT's folders in mp3_path")
-                }
-                groundTruth = Paths.absolute(csv)
-            } else {
-                throw MulanError(.usage, "no ground truth", hint: "pass --benchmark mtat-top50, --csv or --shards")
+            let report = try job(console: console).run { (checkpoint, vocabulary) throws(MulanError) in
+                try model.open(fallbackCheckpoint: checkpoint, fallbackVocabulary: vocabulary, jobs: global.jobs, console: console)
             }
-            if let tags { truth = try truth.restricted(to: try EvalRunCommand.lines(of: tags), listedIn: tags) }
-
-            let reused = try index.map { dir throws(MulanError) in try EmbeddingIndex(directory: dir) }
-            let embedder = try model.open(fallbackCheckpoint: reused?.info.checkpoint,
-                                          fallbackVocabulary: reused?.info.vocabulary, jobs: global.jobs,
-                                          console: console)
-            if let reused { try SearchRunCommand.checkSameModel(embedder, reused) }
-
-            var wanted: [(id: String, item: AudioItem)] = []
-            var seen = Set<String>()
-            for item in truth.items where !seen.contains(item.id) {
-                if let audio = item.audio { wanted.append((item.id, audio)); seen.insert(item.id) }
-            }
-            let embedded = EvalRunCommand.embedAudio(wanted, embedder: embedder, index: reused, batch: batch, console: console)
-            let d = embedder.dim
-            func split(_ role: String) -> LinearProbe.Split {
-                let usable = truth.items.filter { $0.split == role && embedded.byID[$0.id] != nil }
-                return LinearProbe.Split(features: usable.flatMap { embedded.byID[$0.id] ?? [] }, labels: usable.map(\.tags))
-            }
-            let probe = try LinearProbe.evaluate(tags: truth.tags, train: split("train"), valid: split("valid"),
-                                                 test: split("test"), dim: d, grid: grid ?? LinearProbe.defaultGrid)
-            let report = ProbeCommandReport(checkpoint: embedder.checkpointPath, step: embedder.step, groundTruth: groundTruth,
-                                            index: index.map(Paths.absolute),
-                                            itemsEmbedded: wanted.count - embedded.reused - embedded.failures.count,
-                                            itemsReused: embedded.reused, failures: embedded.failures,
-                                            benchmark: preset.map(BenchmarkReport.init), probe: probe)
             if let json { try report.write(to: json) }
-            print(Self.table(report))
-            return embedded.failures.isEmpty && (preset?.missing.isEmpty ?? true) ? .success : .completedWithFailures
+            print(report.text())
+            return report.complete ? .success : .completedWithFailures
         }
     }
-
-    /// The human-readable report.
-    static func table(_ r: ProbeCommandReport) -> String {
-        func f(_ v: Double?) -> String { v.map { String(format: "%.3f", $0) } ?? "  -  " }
-        let p = r.probe, t = p.test
-        var out: [String] = []
-        if let b = r.benchmark {
-            out.append("\(b.title) linear probe (\(b.split)): ROC-AUC \(f(t.macroROCAUC)), PR-AUC (mAP) \(f(t.meanAveragePrecision))")
-            if b.missingAudio > 0 {
-                out.append("  \(b.missingAudio) of \(b.itemsListed) items have no audio under --audio-root and were left out")
-            }
-            out.append("")
-        }
-        out.append("model: \(r.checkpoint) (step \(r.step))")
-        out.append("linear probe on \(p.dim)-d audio embeddings: \(p.trainItems) train, \(p.validItems) valid, \(p.testItems) test clips")
-        out.append("λ (mean log-loss + λ/2·|w|²) on the valid split: "
-                   + p.candidates.map { "\(String(format: "%g", $0.lambda)) → \(f($0.validROCAUC))" }.joined(separator: ", "))
-        out.append("chosen λ \(String(format: "%g", p.lambda)), refitted on \(p.refitOn)")
-        let width = max(12, t.perTag.map(\.tag.count).max() ?? 0)
-        out.append("")
-        out.append("tag".padding(toLength: width, withPad: " ", startingAt: 0) + "  positives  ROC-AUC  PR-AUC")
-        for x in t.perTag {
-            out.append(x.tag.padding(toLength: width, withPad: " ", startingAt: 0)
-                       + String(format: "  %9d  ", x.positives) + f(x.rocAUC) + "    " + f(x.averagePrecision))
-        }
-        out.append("")
-        out.append("linear probe (test): macro ROC-AUC \(f(t.macroROCAUC)), PR-AUC (mAP) \(f(t.meanAveragePrecision)) "
-                   + "over \(t.tagsScored) tags and \(t.items) clips"
-                   + (p.tagsUntrained.isEmpty ? "" : "; \(p.tagsUntrained.count) tags without positives or negatives in train left out")
-                   + (t.tagsSkipped.count > p.tagsUntrained.count
-                      ? "; \(t.tagsSkipped.count - p.tagsUntrained.count) without positives or negatives in test left out" : ""))
-        if !r.failures.isEmpty { out.append("\n\(r.failures.count) audio items could not be decoded and were left out") }
-        return out.joined(separator: "\n")
-    }
-}
-
-/// The JSON report of `mulan-eval triplets`.
-struct TripletsCommandReport: StageReport {
-    var checkpoint: String
-    var step: Int
-    var triplets: String
-    var model: TripletAccuracy
-    /// The model the text tower was warm-started from (`--text-init` of the run), where it was.
-    var warmStart: WarmStart?
-
-    struct WarmStart: Encodable {
-        var directory: String
-        var dim: Int
-        var accuracy: TripletAccuracy
-    }
-
-    enum CodingKeys: String, CodingKey { case checkpoint, step, triplets, model, warmStart = "warm_start" }
 }
 
 /// `mulan-eval triplets`: text triplet classification with the trained text tower (and its warm start).
@@ -261,47 +149,11 @@ public struct EvalTripletsCommand: AsyncParsableCommand {
     public func run() async throws {
         let console = global.console
         try await runStage(console: console) {
-            let set = try TextTriplets(path: triplets)
-            let embedder = try model.open(jobs: global.jobs, console: console)
-            let texts = set.texts
-            let trained = set.accuracy(embeddings: try embedder.embed(texts: texts), dim: embedder.dim)
-            var warm: TripletsCommandReport.WarmStart?
-            if !noWarmStart, let folder = textInit ?? embedder.config.textInit {
-                guard FileManager.default.fileExists(atPath: folder) else {
-                    throw MulanError(.usage, "the run's warm-start text model \(folder) (its --text-init) is not there",
-                                     hint: "pass --text-init DIR (the folder the run started from), or --no-warm-start")
-                }
-                let w = try WarmStartText(directory: folder, config: embedder.config)
-                warm = .init(directory: w.directory, dim: w.dim, accuracy: set.accuracy(embeddings: w.embed(texts: texts), dim: w.dim))
-            } else if !noWarmStart {
-                console.log(.info, "the checkpoint's text tower was trained from scratch (no --text-init): scoring it alone",
-                            event: "no-warm-start")
-            }
-            let report = TripletsCommandReport(checkpoint: embedder.checkpointPath, step: embedder.step,
-                                               triplets: Paths.absolute(triplets), model: trained, warmStart: warm)
+            let job = TextTripletsJob(triplets: triplets, textInit: textInit, warmStart: !noWarmStart, console: console)
+            let report = try job.run { () throws(MulanError) in try model.open(jobs: global.jobs, console: console) }
             if let json { try report.write(to: json) }
-            print(Self.table(report))
+            print(report.text())
             return .success
         }
-    }
-
-    static func table(_ r: TripletsCommandReport) -> String {
-        func pct(_ a: TripletAccuracy.Breakdown) -> String { String(format: "%.3f (%d/%d)", a.accuracy, a.correct, a.triplets) }
-        func all(_ a: TripletAccuracy) -> TripletAccuracy.Breakdown { .init(triplets: a.triplets, correct: a.correct) }
-        var out = ["text triplets: \(r.triplets), \(r.model.triplets) triplets"]
-        out.append("  trained text tower (\(r.checkpoint), step \(r.step)): accuracy \(pct(all(r.model)))")
-        if let w = r.warmStart {
-            out.append("  warm start (\(w.directory), \(w.dim)-d pooled): accuracy \(pct(all(w.accuracy)))")
-        }
-        let attributes = Set(r.model.byAttribute.keys).sorted()
-        if !attributes.isEmpty {
-            out.append("  by attribute:")
-            for a in attributes {
-                var line = "    \(a): trained \(r.model.byAttribute[a].map(pct) ?? "-")"
-                if let w = r.warmStart { line += ", warm start \(w.accuracy.byAttribute[a].map(pct) ?? "-")" }
-                out.append(line)
-            }
-        }
-        return out.joined(separator: "\n")
     }
 }

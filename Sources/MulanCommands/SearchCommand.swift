@@ -51,75 +51,17 @@ public struct SearchRunCommand: AsyncParsableCommand {
         if top < 1 { throw ValidationError("--top must be at least 1") }
     }
 
-    struct Hit: Encodable {
-        var rank: Int
-        var score: Float
-        var row: Int
-        var path: String?
-        var shard: String?
-        var key: String?
-        var track: String?
-        var label: String
-    }
-
-    struct Output: Encodable {
-        var index: String
-        var query: String?
-        var like: String?
-        var results: [Hit]
-    }
-
     public func run() async throws {
         let console = global.console
         try await runStage(console: console) {
-            let idx = try EmbeddingIndex(directory: index)
-            let embedder = try model.open(fallbackCheckpoint: idx.info.checkpoint, fallbackVocabulary: idx.info.vocabulary,
-                                          jobs: global.jobs, console: console)
-            try Self.checkSameModel(embedder, idx)
-            let vector: [Float]
-            var candidates = idx.rows.filter { $0.kind == .audio }.map(\.row)
-            if let query {
-                vector = try embedder.embed(texts: [query])
-            } else if let like {
-                let path = Paths.absolute(like)
-                switch embedder.embed(audio: [.file(path)]).first {
-                case .embedded(_, let e)?:
-                    vector = e
-                case .failed(let f)?:
-                    throw MulanError(.media, "cannot embed --like \(path): \(f.reason): \(f.detail)")
-                case nil:
-                    throw MulanError(.internalError, "no outcome for --like \(path)")
-                }
-                candidates.removeAll { idx.rows[$0].path == path }
-            } else {
+            guard let query = query.map(SearchJob.Query.text) ?? like.map(SearchJob.Query.like) else {
                 throw MulanError(.usage, "pass a text query or --like FILE")
             }
-            let ranked = SimilaritySearch.rank(query: vector, in: idx, candidates: candidates, top: top)
-            let hits = ranked.enumerated().map { i, r in
-                let row = idx.rows[r.row]
-                return Hit(rank: i + 1, score: r.score, row: r.row, path: row.path, shard: row.shard, key: row.key,
-                           track: row.track, label: row.label)
+            let result = try SearchJob(index: index, query: query, top: top).run { (checkpoint, vocabulary) throws(MulanError) in
+                try model.open(fallbackCheckpoint: checkpoint, fallbackVocabulary: vocabulary, jobs: global.jobs, console: console)
             }
-            if json {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-                let output = Output(index: Paths.absolute(index), query: query, like: like.map(Paths.absolute), results: hits)
-                print(String(decoding: (try? encoder.encode(output)) ?? Data(), as: UTF8.self))
-            } else {
-                print("rank  score   path")
-                for h in hits { print(String(format: "%4d  %6.3f  ", h.rank, h.score) + h.label) }
-                if hits.isEmpty { print("(the index holds no other audio rows)") }
-            }
+            print(json ? result.json() : result.text())
             return .success
-        }
-    }
-
-    /// Queries must be embedded by the model that embedded the index.
-    static func checkSameModel(_ embedder: Embedder, _ index: EmbeddingIndex) throws(MulanError) {
-        guard embedder.checkpointSHA256 == index.info.checkpointSHA256 else {
-            throw MulanError(.usage, "\(embedder.checkpointPath) is not the model that embedded \(index.directory) "
-                             + "(that was \(index.info.checkpoint), step \(index.info.step))",
-                             hint: "pass that checkpoint, or re-embed with this one (mulan-embed)")
         }
     }
 }

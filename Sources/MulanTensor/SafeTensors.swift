@@ -61,6 +61,27 @@ public enum SafeTensors {
     public static func read(data: Data, path: String = "<memory>", include: ((String) -> Bool)? = nil)
         throws -> (tensors: [String: Tensor], metadata: [String: String]) {
         let data = data.startIndex == 0 ? data : Data([UInt8](data))  // offsets below count from 0
+        let (header, start) = try parseHeader(data, path: path)
+        var entries: [Entry] = []
+        var metadata: [String: String] = [:]
+        for (name, value) in header {
+            if name == "__metadata__" {
+                metadata = value as? [String: String] ?? [:]
+                continue
+            }
+            entries.append(try Entry(name: name, value, dataSize: data.count - start, path: path))
+        }
+        try checkDisjoint(entries, path: path)
+        var tensors: [String: Tensor] = [:]
+        for e in entries where include?(e.name) ?? true {
+            tensors[e.name] = try e.tensor(data, dataStart: start, path: path)
+        }
+        return (tensors, metadata)
+    }
+
+    /// The JSON header object and where the data section starts (8 + the header's length), after
+    /// checking that the length is sane and fits the file.
+    static func parseHeader(_ data: Data, path: String) throws -> (header: [String: Any], dataStart: Int) {
         guard data.count >= 8 else {
             throw FormatError(description: "\(path) is too short to be a safetensors file (\(data.count) bytes)")
         }
@@ -74,7 +95,6 @@ public enum SafeTensors {
         }
         guard n >= 2 else { throw FormatError(description: "\(path): header length \(n) cannot hold a JSON object") }
         let start = 8 + Int(n)
-        let dataSize = data.count - start
         let object: Any
         do {
             object = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<start))
@@ -84,20 +104,27 @@ public enum SafeTensors {
         guard let header = object as? [String: Any] else {
             throw FormatError(description: "\(path): the header is not a JSON object")
         }
-        struct Entry { var name: String; var dtype: String; var shape: [Int]; var begin: Int; var end: Int; var count: Int }
-        var entries: [Entry] = []
-        var metadata: [String: String] = [:]
-        for (name, value) in header {
-            if name == "__metadata__" {
-                metadata = value as? [String: String] ?? [:]
-                continue
-            }
+        return (header, start)
+    }
+
+    /// One tensor's header entry, checked: a known dtype, non-negative dimensions, sizes computed
+    /// with overflow checks, and an ordered byte range inside the data section that holds exactly
+    /// its shape.
+    struct Entry {
+        var name: String
+        var dtype: String
+        var shape: [Int]
+        var begin: Int
+        var end: Int
+        var count: Int
+
+        init(name: String, _ value: Any, dataSize: Int, path: String) throws {
             guard let entry = value as? [String: Any], let dtype = entry["dtype"] as? String,
                   let shape = entry["shape"] as? [Int], let range = entry["data_offsets"] as? [Int], range.count == 2 else {
                 throw FormatError(description: "\(path): tensor \(name) has a malformed header entry "
                                   + "(dtype, shape and data_offsets [begin, end] must be given as a string and integers)")
             }
-            guard let width = byteWidth(dtype) else {
+            guard let width = SafeTensors.byteWidth(dtype) else {
                 throw FormatError(description: "\(path): tensor \(name) has unknown dtype \(dtype)")
             }
             guard shape.allSatisfy({ $0 >= 0 }) else {
@@ -131,21 +158,17 @@ public enum SafeTensors {
                 throw FormatError(description: "\(path): tensor \(name) has data_offsets \(range) (\(end - begin) bytes) "
                                   + "that do not fit shape \(shape) of \(dtype) (\(bytes) bytes)")
             }
-            entries.append(Entry(name: name, dtype: dtype, shape: shape, begin: begin, end: end, count: count))
+            (self.name, self.dtype, self.shape, self.begin, self.end, self.count) = (name, dtype, shape, begin, end, count)
         }
-        let ordered = entries.filter { $0.end > $0.begin }.sorted { ($0.begin, $0.name) < ($1.begin, $1.name) }
-        for (a, b) in zip(ordered, ordered.dropFirst()) where b.begin < a.end {
-            throw FormatError(description: "\(path): tensors \(a.name) \([a.begin, a.end]) and \(b.name) "
-                              + "\([b.begin, b.end]) share bytes")
-        }
-        var tensors: [String: Tensor] = [:]
-        for e in entries where include?(e.name) ?? true {
-            var values = [Float](repeating: 0, count: e.count)
-            let count = e.count
+
+        /// The tensor's values converted to Float (F32, F16 and BF16; other dtypes are refused).
+        func tensor(_ data: Data, dataStart start: Int, path: String) throws -> Tensor {
+            var values = [Float](repeating: 0, count: count)
+            let count = count
             let ok = data.withUnsafeBytes { raw -> Bool in
                 guard count > 0 else { return true }
-                let base = raw.baseAddress! + start + e.begin
-                switch e.dtype {
+                let base = raw.baseAddress! + start + begin
+                switch dtype {
                 case "F32":  // little-endian hosts only (x86-64, arm64), as `write`
                     values.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(start: base, count: 4 * count)) }
                 case "BF16":
@@ -164,11 +187,19 @@ public enum SafeTensors {
                 return true
             }
             guard ok else {
-                throw FormatError(description: "\(path): tensor \(e.name) has dtype \(e.dtype); only F32, F16 and BF16 are read")
+                throw FormatError(description: "\(path): tensor \(name) has dtype \(dtype); only F32, F16 and BF16 are read")
             }
-            tensors[e.name] = Tensor(shape: e.shape, values)
+            return Tensor(shape: shape, values)
         }
-        return (tensors, metadata)
+    }
+
+    /// No two tensors may share bytes (empty ones hold none).
+    static func checkDisjoint(_ entries: [Entry], path: String) throws {
+        let ordered = entries.filter { $0.end > $0.begin }.sorted { ($0.begin, $0.name) < ($1.begin, $1.name) }
+        for (a, b) in zip(ordered, ordered.dropFirst()) where b.begin < a.end {
+            throw FormatError(description: "\(path): tensors \(a.name) \([a.begin, a.end]) and \(b.name) "
+                              + "\([b.begin, b.end]) share bytes")
+        }
     }
 
     /// Bytes per element of the safetensors dtypes; nil for an unknown one.
