@@ -122,7 +122,12 @@ public struct StoredClip: Sendable, Hashable {
 /// The SQLite catalog of a work directory: tracks, clips, raw texts, rejected rows and runs.
 /// One `Catalog` is the single writer of a run.
 public final class Catalog {
-    public let database: Database
+    /// The connection; internal: the stages call the typed stores (`TextFilterStore`, …) and the
+    /// methods below, never SQL of their own (tests reach it with `@testable import MulanCatalog`).
+    let database: Database
+
+    /// The catalog file's path.
+    public var path: String { database.path }
 
     /// Opens the catalog at `path`, creating it and applying pending migrations.
     public init(path: String) throws(MulanError) {
@@ -379,7 +384,8 @@ public final class Catalog {
 
     // MARK: Counts
 
-    public func count(_ sql: String, _ arguments: [any SQLBindable] = []) throws(MulanError) -> Int {
+    /// The integer of the first column of the first row of `sql` (0: none); for this module and tests.
+    func count(_ sql: String, _ arguments: [any SQLBindable] = []) throws(MulanError) -> Int {
         try database.row(sql, arguments)?[0].int ?? 0
     }
 }

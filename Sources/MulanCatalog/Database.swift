@@ -341,6 +341,11 @@ public final class RowCursor {
     public func next() throws(MulanError) -> [SQLValue]? {
         try statement.step() ? statement.row() : nil
     }
+
+    /// The next row, its columns read by name, or nil at the end.
+    func nextRow() throws(MulanError) -> Row? {
+        try statement.step() ? statement.namedRow() : nil
+    }
 }
 
 /// The names of a result's columns and where each is.

@@ -138,23 +138,16 @@ public struct FilterJob: Sendable {
         let started = Date()
         let lock = try WorkdirLock(workdir: workdir, stage: "mulan-filter")
         defer { withExtendedLifetime(lock) {} }
-        let catalog = try Catalog(path: workdir + "/catalog.sqlite")
-        let db = catalog.database
+        let store = TextFilterStore(try Catalog(path: workdir + "/catalog.sqlite"))
         let resources = try prepare()
-        let previous = try previousVersion(db, resources)
-        try db.execute("BEGIN IMMEDIATE")
-        do {
-            let counts = try decideTexts(db, resources)
-            var report = try applyCorpusRules(db, resources, summaries: [SummarySource(database: db, schema: "temp")],
-                                              own: 0, counts: counts)
-            report.changes = try changes(db, resources, previous: previous)
+        let previous = try previousVersion(store, resources)
+        return try store.transaction(rollBack: dryRun) {
+            let counts = try decideTexts(store, resources)
+            var report = try applyCorpusRules(store, resources, summaries: [store.ownSummary], own: 0, counts: counts)
+            report.changes = try changes(store, resources, previous: previous)
             report.wallSeconds = Date().timeIntervalSince(started)
-            try complete(db, resources, report: report)
-            try db.execute(dryRun ? "ROLLBACK" : "COMMIT")
+            try complete(store, resources, report: report)
             return report
-        } catch {
-            try? db.execute("ROLLBACK")
-            throw error
         }
     }
 
@@ -173,26 +166,20 @@ public struct FilterJob: Sendable {
         defer { withExtendedLifetime(lock) {} }
         console.log(.info, "\(slice) (from \(slice.origin)): filtering \(source.rawValue) of \(directory), phase local",
                     event: "worker")
-        let catalog = try Catalog(path: directory + "/catalog.sqlite")
-        let db = catalog.database
+        let store = TextFilterStore(try Catalog(path: directory + "/catalog.sqlite"))
         let resources = try prepare()
         let path = summaryPath(worker: slice.index, writeVersion: resources.writeVersion)
         // An older summary of this version no longer describes the part once it is decided again.
         unlink(path)
-        var counts: LocalCounts
-        try db.execute("BEGIN IMMEDIATE")
-        do {
-            counts = try decideTexts(db, resources)
+        let counts = try store.transaction {
+            var counts = try decideTexts(store, resources)
             counts.wallSeconds = Date().timeIntervalSince(started)
-            try db.run("UPDATE filter_versions SET stats = ? WHERE version = ?",
-                       [String(decoding: try JSONEncoder().encode(counts), as: UTF8.self), resources.writeVersion])
-            try db.execute("COMMIT")
-        } catch {
-            try? db.execute("ROLLBACK")
-            throw error
+            try store.setStats(version: resources.writeVersion,
+                               stats: String(decoding: try JSONEncoder().encode(counts), as: UTF8.self))
+            return counts
         }
         try Paths.makeDirectory((path as NSString).deletingLastPathComponent)
-        try exportSummary(db, to: path, writeVersion: resources.writeVersion)
+        try exportSummary(store, to: path, writeVersion: resources.writeVersion)
         return .localPhase(texts: counts.texts, summary: path, version: resources.writeVersion, slice: slice)
     }
 
@@ -205,27 +192,25 @@ public struct FilterJob: Sendable {
         defer { withExtendedLifetime(lock) {} }
         console.log(.info, "\(slice) (from \(slice.origin)): filtering \(source.rawValue) of \(directory), phase global",
                     event: "worker")
-        let catalog = try Catalog(path: directory + "/catalog.sqlite")
-        let db = catalog.database
+        let store = TextFilterStore(try Catalog(path: directory + "/catalog.sqlite"))
         let resources = try prepare()
-        guard let row = try db.row("SELECT completed_at, stats FROM filter_versions WHERE version = ?",
-                                   [resources.writeVersion]) else {
+        guard let state = try store.versionState(resources.writeVersion) else {
             throw MulanError(.usage, "filter version \(resources.writeVersion) has no local phase in \(directory)",
                              hint: "run --phase local on every worker first (with the same options)")
         }
-        if row[0].string != nil, !dryRun {
+        if state.completedAt != nil, !dryRun {
             // Completed by an earlier run of this phase: nothing to redo (the local phase starts over).
-            if let data = row[1].string?.data(using: .utf8), let report = try? JSONDecoder().decode(FilterReport.self, from: data) {
+            if let data = state.stats?.data(using: .utf8), let report = try? JSONDecoder().decode(FilterReport.self, from: data) {
                 console.log(.info, "version \(resources.version) is already complete in this part", event: "unchanged")
                 return report
             }
         }
-        guard let data = row[1].string?.data(using: .utf8),
+        guard let data = state.stats?.data(using: .utf8),
               let counts = try? JSONDecoder().decode(LocalCounts.self, from: data), counts.phase == "local" else {
             throw MulanError(.usage, "filter version \(resources.writeVersion) in \(directory) is not waiting for its global phase",
                              hint: "run --phase local on every worker again, then --phase global")
         }
-        var summaries: [SummarySource] = []
+        var summaries: [TextFilterSummary] = []
         for worker in 0..<slice.count {
             let path = summaryPath(worker: worker, writeVersion: resources.writeVersion)
             guard FileManager.default.fileExists(atPath: path) else {
@@ -233,30 +218,25 @@ public struct FilterJob: Sendable {
                                  location: SourceLocation(file: path),
                                  hint: "run mulan-filter --phase local as worker \(worker) first")
             }
-            let summary = try Database(path: path, immutable: true)
-            let meta = try summary.row("SELECT version, worker, workers FROM summary_meta")
-            guard meta?[0].string == resources.writeVersion, meta?[1].int == worker, meta?[2].int == slice.count else {
+            let summary = try TextFilterSummary(publishedAt: path)
+            let meta = try summary.meta()
+            guard meta?.version == resources.writeVersion, meta?.worker == worker, meta?.workers == slice.count else {
                 throw MulanError(.data, "\(path) is not the summary of worker \(worker) of \(slice.count) for \(resources.writeVersion)",
                                  hint: "run --phase local on every worker again")
             }
-            summaries.append(SummarySource(database: summary, schema: "main"))
+            summaries.append(summary)
         }
-        let previous = try previousVersion(db, resources)
-        try db.execute("BEGIN IMMEDIATE")
-        do {
-            var report = try applyCorpusRules(db, resources, summaries: summaries, own: slice.index, counts: counts)
-            report.changes = try changes(db, resources, previous: previous)
+        let previous = try previousVersion(store, resources)
+        return try store.transaction {
+            var report = try applyCorpusRules(store, resources, summaries: summaries, own: slice.index, counts: counts)
+            report.changes = try changes(store, resources, previous: previous)
             report.wallSeconds = counts.wallSeconds + Date().timeIntervalSince(started)
-            try complete(db, resources, report: report)
+            try complete(store, resources, report: report)
             if dryRun {
                 // The local phase had to write the dry run's decisions; they go now.
-                try db.run("DELETE FROM filter_versions WHERE version = ?", [resources.writeVersion])
+                try store.deleteVersion(resources.writeVersion)
             }
-            try db.execute("COMMIT")
             return report
-        } catch {
-            try? db.execute("ROLLBACK")
-            throw error
         }
     }
 }

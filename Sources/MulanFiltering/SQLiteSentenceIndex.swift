@@ -3,43 +3,30 @@ import MulanCatalog
 import MulanCore
 import MulanText
 
-/// Exact and near-duplicate sentence lookups in temporary SQLite tables (on disk, so memory stays
-/// bounded however many sentences a source has).
+/// Exact and near-duplicate sentence lookups in the catalog's temporary sentence index tables
+/// (`SentenceIndexTables`: on disk, so memory stays bounded however many sentences a source has);
+/// the similarity of MinHash signatures is computed here.
 final class SQLiteSentenceIndex: SentenceIndex {
-    let db: Database
+    let tables: SentenceIndexTables
 
-    init(database: Database) throws(MulanError) {
-        db = database
-        try db.execute("""
-            CREATE TEMP TABLE IF NOT EXISTS seen_sentences (hash INTEGER PRIMARY KEY);
-            CREATE TEMP TABLE IF NOT EXISTS sentence_signatures (id INTEGER PRIMARY KEY, signature TEXT NOT NULL);
-            CREATE TEMP TABLE IF NOT EXISTS sentence_bands (band INTEGER NOT NULL, signature_id INTEGER NOT NULL);
-            CREATE INDEX IF NOT EXISTS temp.sentence_bands_band ON sentence_bands(band);
-            DELETE FROM seen_sentences; DELETE FROM sentence_signatures; DELETE FROM sentence_bands;
-            """)
+    init(store: TextFilterStore) throws(MulanError) {
+        tables = try store.sentenceIndex()
     }
 
     func seenExact(_ hash: UInt64) throws -> Bool {
-        try db.run("INSERT OR IGNORE INTO seen_sentences (hash) VALUES (?)", [Int64(bitPattern: hash)])
-        return db.changes == 0
+        try tables.recordExact(hash)
     }
 
     func nearDuplicate(signature: [UInt64], bands: [UInt64], threshold: Double) throws -> Bool {
         var candidates = Set<Int>()
         for band in bands {
-            for row in try db.rows("SELECT signature_id FROM sentence_bands WHERE band = ?", [Int64(bitPattern: band)]) {
-                if let id = row[0].int { candidates.insert(id) }
-            }
+            for id in try tables.signatureIDs(band: band) { candidates.insert(id) }
         }
         for id in candidates.sorted() {
-            guard let text = try db.row("SELECT signature FROM sentence_signatures WHERE id = ?", [id])?[0].string else { continue }
+            guard let text = try tables.signature(id: id) else { continue }
             if MinHasher.similarity(signature, Self.numbers(text)) >= threshold { return true }
         }
-        try db.run("INSERT INTO sentence_signatures (signature) VALUES (?)", [Self.hex(signature)])
-        let id = db.lastInsertRowID
-        for band in bands {
-            try db.run("INSERT INTO sentence_bands (band, signature_id) VALUES (?, ?)", [Int64(bitPattern: band), id])
-        }
+        try tables.add(signature: Self.hex(signature), bands: bands)
         return false
     }
 

@@ -1,6 +1,6 @@
 import Foundation
 import MulanAudioFilter
-import MulanCatalog
+@testable import MulanCatalog
 import MulanCore
 import MulanFormats
 import MulanRecords

@@ -1,4 +1,5 @@
 import Foundation
+@testable import MulanCatalog
 import MulanTestSupport
 import Testing
 

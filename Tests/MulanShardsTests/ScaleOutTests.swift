@@ -1,5 +1,5 @@
 import Foundation
-import MulanCatalog
+@testable import MulanCatalog
 import MulanCore
 @testable import MulanShards
 import MulanShardFormat

@@ -1,5 +1,5 @@
 import Foundation
-import MulanCatalog
+@testable import MulanCatalog
 @testable import MulanShards
 import MulanShardFormat
 import MulanTestSupport

@@ -62,8 +62,9 @@ public struct IngestHarness: Sendable {
     /// The catalog's content without run ids and timestamps, as sets of rows, for comparing runs.
     public static func snapshot(_ c: Catalog) throws -> (tracks: Set<[String]>, clips: Set<[String]>, texts: Set<[String]>,
                                                    rejects: Set<[String]>) {
+        let db = try Database(path: c.path, readOnly: true)
         func set(_ sql: String) throws -> Set<[String]> {
-            Set(try c.database.rows(sql).map { $0.map { "\($0)" } })
+            Set(try db.rows(sql).map { $0.map { "\($0)" } })
         }
         return (
             try set("""
