@@ -85,7 +85,7 @@ DEMO_TRAIN_FLAGS ?= --steps $(DEMO_STEPS) --batch-size 32 --lr 2e-3 --warmup-ste
 # with its MagnaTagATune weights (converted by scripts/setup.sh --python), frozen; each clip's patch
 # features computed once (--audio-cache, docs/training.md), so a step trains only the projections.
 MUSICNN_INIT ?= .venv/mulan-pretrained/musicnn/MTT_musicnn.safetensors
-DEMO_MUSICNN_STEPS ?= 600
+DEMO_MUSICNN_STEPS ?= 200
 DEMO_MUSICNN_FLAGS ?= --steps $(DEMO_MUSICNN_STEPS) --batch-size 32 --lr 2e-3 --warmup-steps 40 \
 	--eval-every $(DEMO_MUSICNN_STEPS) --eval-samples 16 --checkpoint-every $(DEMO_MUSICNN_STEPS) --log-every 50 \
 	--window-seconds 10 --audio-tower musicnn --audio-init $(MUSICNN_INIT) --audio-train frozen --audio-cache 256 \
