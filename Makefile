@@ -81,11 +81,25 @@ DEMO_TRAIN_FLAGS ?= --steps $(DEMO_STEPS) --batch-size 32 --lr 2e-3 --warmup-ste
 	--checkpoint-every 200 --log-every 50 --audio-widths 16,32,64 --mel-bands 64 --window-seconds 10 \
 	--text-init $(TEXT_MODEL) --text-train frozen --text-pooling mean --seed $(DEMO_SEED)
 
+# The same corpus, texts and text tower with the pretrained audio tower (issues 19 and 26): musicnn
+# with its MagnaTagATune weights (converted by scripts/setup.sh --python), frozen; each clip's patch
+# features computed once (--audio-cache, docs/training.md), so a step trains only the projections.
+MUSICNN_INIT ?= .venv/mulan-pretrained/musicnn/MTT_musicnn.safetensors
+DEMO_MUSICNN_STEPS ?= 200
+DEMO_MUSICNN_FLAGS ?= --steps $(DEMO_MUSICNN_STEPS) --batch-size 32 --lr 2e-3 --warmup-steps 40 \
+	--eval-every $(DEMO_MUSICNN_STEPS) --eval-samples 16 --checkpoint-every $(DEMO_MUSICNN_STEPS) --log-every 50 \
+	--window-seconds 10 --audio-tower musicnn --audio-init $(MUSICNN_INIT) --audio-train frozen --audio-cache 256 \
+	--no-spec-augment --text-init $(TEXT_MODEL) --text-train frozen --text-pooling mean --seed $(DEMO_SEED)
+MUSICNN_LABEL ?= musicnn (frozen)
+
 .PHONY: demo-pipeline
 demo-pipeline: $(DEMO_DIR)/summary.json $(DEMO_DIR)/summary-heldout.json $(DEMO_DIR)/report.html $(DEMO_DIR)/audio-filter.txt \
-	    $(DEMO_DIR)/probe.txt $(DEMO_DIR)/triplets.txt
+	    $(DEMO_DIR)/probe.txt $(DEMO_DIR)/triplets.txt $(DEMO_DIR)/summary-musicnn.json $(DEMO_DIR)/summary-musicnn-heldout.json
 	@python3 scripts/demo-summary.py $(DEMO_DIR)/eval.json $(DEMO_DIR)/summary.json "make demo" \
-	    --heldout $(DEMO_DIR)/eval-heldout.json $(DEMO_DIR)/summary-heldout.json "$(HELDOUT_LABEL)"
+	    --heldout $(DEMO_DIR)/eval-heldout.json $(DEMO_DIR)/summary-heldout.json "$(HELDOUT_LABEL)" \
+	    --also "$(MUSICNN_LABEL)" $(DEMO_DIR)/eval-musicnn.json $(DEMO_DIR)/summary-musicnn.json \
+	    $(DEMO_DIR)/eval-musicnn-heldout.json $(DEMO_DIR)/summary-musicnn-heldout.json
+	@echo "(the audio filter, probe and triplets below use the first model, the audio tower trained from scratch)"
 	@echo; echo "Zero-shot audio filter with the trained model (mulan-filter audio, docs/audio-filter.md):"
 	@cat $(DEMO_DIR)/audio-filter.txt
 	@echo; echo "Linear probe on the frozen audio embeddings, the corpus's true tags (mulan-eval probe):"
@@ -202,6 +216,25 @@ $(DEMO_DIR)/eval-heldout.json: $(DEMO_DIR)/run/summary.json $(HSTAMPS)/shard $(B
 	@mv $@.tmp $@
 
 $(DEMO_DIR)/summary-heldout.json: $(DEMO_DIR)/eval-heldout.json scripts/demo-summary.py
+	@python3 scripts/demo-summary.py $< $@ > /dev/null
+
+# mulan-eval of a run on a corpus's test tags and captions: $(call EVAL_RUN,RUN,CORPUS,OUT).
+EVAL_RUN = $(BIN)/mulan-eval --run-dir $(1) --vocab $(TEXT_MODEL)/vocab.txt --csv $(2)/eval/test-tags.csv --audio-root $(2) \
+	--captions $(2)/eval/test-captions.jsonl --threads $(JOBS) --json $(3).tmp --quiet > /dev/null && mv $(3).tmp $(3)
+
+$(DEMO_DIR)/run-musicnn/summary.json: $(STAMPS)/shard $(BIN)/mulan-train $(TEXT_MODEL)/vocab.txt $(MUSICNN_INIT)
+	rm -rf $(DEMO_DIR)/run-musicnn
+	$(BIN)/mulan-train --workdir $(WORK) --run-dir $(DEMO_DIR)/run-musicnn --threads $(JOBS) $(DEMO_MUSICNN_FLAGS) \
+	    > $(REPORTS)/train-musicnn-summary.json
+
+$(DEMO_DIR)/eval-musicnn.json: $(DEMO_DIR)/run-musicnn/summary.json $(BIN)/mulan-eval
+	$(call EVAL_RUN,$(DEMO_DIR)/run-musicnn,$(CORPUS),$@)
+
+$(DEMO_DIR)/eval-musicnn-heldout.json: $(DEMO_DIR)/run-musicnn/summary.json $(HSTAMPS)/shard $(BIN)/mulan-eval
+	$(call EVAL_RUN,$(DEMO_DIR)/run-musicnn,$(HCORPUS),$@)
+
+$(DEMO_DIR)/summary-musicnn.json $(DEMO_DIR)/summary-musicnn-heldout.json: $(DEMO_DIR)/summary-musicnn%.json: \
+	    $(DEMO_DIR)/eval-musicnn%.json scripts/demo-summary.py
 	@python3 scripts/demo-summary.py $< $@ > /dev/null
 
 # The trained model turned into a data filter: every clip scored against one prompt per instrument

@@ -4,7 +4,13 @@ mean of its tags' ROC-AUC, as `mulan-eval --json` reports them) and caption retr
 next to chance level; also writes them as JSON. With --heldout, the same for a second evaluation (the
 held-out soundfont) beside the first, and a per-family table of both.
 
-Usage: demo-summary.py EVAL_JSON OUT_JSON [LABEL] [--heldout EVAL_JSON OUT_JSON LABEL]
+With --also (after --heldout), a second model's two evaluations beside the first: both models'
+scores on the split and on the held-out soundfont side by side, each target of issue 19 marked per
+model, and the per-family table of both (`make demo`: the compact ResNet trained from scratch and the
+frozen pretrained musicnn tower).
+
+Usage: demo-summary.py EVAL_JSON OUT_JSON [LABEL] [--heldout EVAL_JSON OUT_JSON LABEL
+                       [--also LABEL EVAL_JSON OUT_JSON HELDOUT_EVAL_JSON HELDOUT_OUT_JSON]]
 Standard library only.
 """
 import json
@@ -51,7 +57,52 @@ def shown(value):
     return "   n/a" if value is None else f"{value:6.3f}"
 
 
+def side_by_side(label, heldout_label, models):
+    """Prints models [(name, summary, rows, heldout summary, heldout rows)] side by side."""
+    first = models[0]
+    print(f"\n{label}: zero-shot on the held-out test split ({first[1]['items']} tracks) and on the {heldout_label} "
+          f"({first[3]['items']} tracks); checkpoint step " + ", ".join(f"{m[1]['step']} ({m[0]})" for m in models))
+    width = max(len(r[0]) for r in first[2])
+    names = "".join(f" {m[0]:^18}" for m in models)
+    print(f"{'':{width}}{names} {'chance':^18}")
+    print(f"{'':{width}}" + "   split  soundfont" * (len(models) + 1) + "   target on the soundfont")
+    met = {m[0]: [] for m in models}
+    for k, (name, key, _, chance) in enumerate(first[2]):
+        cells, marks = "", []
+        for model_name, _, rows, _, heldout_rows in models:
+            value = rows[k][2]
+            other = {r[1]: r[2] for r in heldout_rows}.get(key)
+            cells += f"  {shown(value)}     {shown(other)}"
+            target = TARGETS.get(key)
+            if target is not None:
+                ok = other is not None and other >= target
+                met[model_name].append(ok)
+                marks.append("met" if ok else "not met")
+        o_chance = {r[1]: r[3] for r in first[4]}.get(key)
+        target = TARGETS.get(key)
+        mark = f"≥ {target:.2f}: " + " / ".join(marks) if target is not None else ""
+        print(f"{name:{width}}{cells}  {chance:6.3f}     {shown(o_chance)}   {mark}".rstrip())
+    print(f"(Recall@10 over {first[1].get('retrieval_pairs', '?')} captions on the split, "
+          f"{first[3].get('retrieval_pairs', '?')} on the held-out soundfont; targets of issue 19 on the held-out soundfont met: "
+          + ", ".join(f"{name} {sum(v)} of {len(v)}" for name, v in met.items()) + ")")
+    print(f"\nInstrument family, zero-shot ROC-AUC per family (chance 0.5):")
+    print(f"{'':8}" + "".join(f" {m[0]:^18}" for m in models))
+    print(f"{'family':8}" + "   split  soundfont" * len(models))
+    for family in ATTRIBUTES["instrument family"]:
+        cells = ""
+        for _, summary, _, heldout, _ in models:
+            cells += f"  {shown(summary['attributes']['instrument family']['tags'].get(family))}     " \
+                     f"{shown(heldout['attributes']['instrument family']['tags'].get(family))}"
+        print(f"{family:8}{cells}")
+
+
 def main(argv):
+    also = None
+    if "--also" in argv:
+        k = argv.index("--also")
+        also, argv = argv[k + 1:k + 6], argv[:k]
+        if len(also) != 5:
+            sys.exit("demo-summary.py: --also takes LABEL EVAL_JSON OUT_JSON HELDOUT_EVAL_JSON HELDOUT_OUT_JSON")
     heldout = None
     if "--heldout" in argv:
         k = argv.index("--heldout")
@@ -70,6 +121,12 @@ def main(argv):
             print(f"{name:{width}}  {shown(value)}   {chance:6.3f}")
         return
     other, other_rows = summarize(heldout[0], heldout[1])
+    if also is not None:
+        second, second_rows = summarize(also[1], also[2])
+        second_heldout, second_heldout_rows = summarize(also[3], also[4])
+        side_by_side(label, heldout[2], [("from scratch", summary, rows, other, other_rows),
+                                         (also[0], second, second_rows, second_heldout, second_heldout_rows)])
+        return
     other_by_key = {key: (value, chance) for _, key, value, chance in other_rows}
     print(f"\n{label}: checkpoint step {summary['step']}, zero-shot on the held-out test split ({summary['items']} tracks) "
           f"and on the {heldout[2]} ({other['items']} tracks)")

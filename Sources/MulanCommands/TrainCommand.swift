@@ -118,6 +118,9 @@ public struct TrainRunCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Audio tower weights that train: full, frozen (projection only; the tower in inference mode, batch norm on its running statistics) or top:K (the projection and the top K of the tower's blocks: musicnn's [front end, midend, backend], vgg's five conv blocks).",
                                valueName: "mode"))
     public var audioTrain = "full"
+    @Option(help: ArgumentHelp("With a frozen musicnn tower (--audio-train frozen): compute each clip's patch features once and keep them in memory, up to this many MiB (800 bytes per 3-s patch, 8,000 per 30-s clip; clips past the limit are recomputed when drawn); training windows then start on the tower's 187-frame patch grid and each step runs only the projection. Needs --no-spec-augment (SpecAugment changes the features at every draw).",
+                               valueName: "MiB"))
+    public var audioCache: Int?
 
     public init() {}
 
@@ -210,6 +213,7 @@ public struct TrainRunCommand: AsyncParsableCommand {
             c.audioInit = audioInit
             c.audioTraining = try AudioTraining(parsing: audioTrain, option: "--audio-train")
         }
+        c.audioCacheMiB = audioCache
         c.specAugment = noSpecAugment ? nil : SpecAugmentConfig(frequencyMasks: freqMasks, maxFrequencyWidth: freqMaskWidth,
                                                                  timeMasks: timeMasks, maxTimeWidth: timeMaskWidth)
         c.windowSeconds = windowSeconds

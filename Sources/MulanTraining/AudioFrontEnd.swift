@@ -90,6 +90,12 @@ final class AudioFrontEnd {
         pool.compute(window(s, offset: offset))
     }
 
+    /// The log-mel [melBands × frames] of a whole clip's samples (frames as librosa counts them
+    /// with center=True), for the frozen-feature cache.
+    func logMel(wholeClip s: [Float]) -> [Float] {
+        pool.compute(s)
+    }
+
     /// A training batch's audio input and the window each example was cut at.
     struct TrainingBatch {
         /// [B, melBands, frames] log-mel, with SpecAugment when configured.

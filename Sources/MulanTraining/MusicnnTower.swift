@@ -232,6 +232,16 @@ public final class MusicnnTower: AudioEncoder {
         return normalize.forward(proj.forward(mean, training: training), training: training)
     }
 
+    /// The embedding of precomputed window features: `proj` and the L2 normalization of [B, 200]
+    /// means of penultimate features over each window's patches (`FrozenFeatureCache`). Equals
+    /// `forward` on the windows' log-mel when the tower is frozen; `backward` then reaches `proj` only.
+    public func forward(meanPenultimate mean: Tensor, training: Bool) -> Tensor {
+        precondition(mean.rank == 2 && mean.shape[1] == Self.penultimateWidth,
+                     "MusicnnTower needs [B, \(Self.penultimateWidth)] mean penultimate features, got \(mean.shape)")
+        trainedInLastForward = 0
+        return normalize.forward(proj.forward(mean, training: training), training: training)
+    }
+
     @discardableResult
     public func backward(_ dEmbedding: Tensor, inputGradient: Bool = false) -> Tensor? {
         let dMean = proj.backward(normalize.backward(dEmbedding))

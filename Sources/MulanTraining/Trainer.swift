@@ -25,11 +25,13 @@ public struct TrainSummary: Codable, Sendable, StageReport {
     public var valid: EvaluationResult?
     public var test: EvaluationResult?
     public var checkpoint: String?
+    /// The frozen-feature cache of this invocation (`--audio-cache`); nil without it.
+    public var audioCache: AudioCacheStatistics?
 
     enum CodingKeys: String, CodingKey {
         case runDirectory = "run_directory", datasetID = "dataset_id", firstStep = "first_step", steps, lastStep = "last_step", examples, seconds
         case examplesPerSecond = "examples_per_second", threads, blas, timeShare = "time_share", peakRSSBytes = "peak_rss_bytes"
-        case finalLoss = "final_loss", temperature, valid, test, checkpoint
+        case finalLoss = "final_loss", temperature, valid, test, checkpoint, audioCache = "audio_cache"
     }
 }
 
@@ -46,6 +48,8 @@ public final class Trainer {
     let optimizer: AdamW
     let sampler: Sampler
     let frontEnd: AudioFrontEnd
+    /// The frozen musicnn tower's patch features (`--audio-cache`), nil otherwise.
+    let audioCache: FrozenFeatureCache?
     let console: Console
     private(set) var startStep = 0
     private var metrics: MetricsLog
@@ -69,6 +73,8 @@ public final class Trainer {
             let l = try Checkpoint.load(last.path)
             var c = l.config
             c.steps = requested.steps
+            // The cache's limit changes no result (FrozenFeatureCache): a resumed run may set another.
+            if c.audioCacheMiB != nil, let mib = requested.audioCacheMiB { c.audioCacheMiB = mib }
             config = c
             loaded = (l, last.path)
         } else if !resume, !checkpoints.isEmpty {
@@ -135,6 +141,11 @@ public final class Trainer {
         sampler = Sampler(split: train, mix: mix, batchSize: config.batchSize, seed: config.seed,
                           bufferSize: config.shuffleBuffer)
         frontEnd = try AudioFrontEnd(split: train, config: config)
+        if let mib = config.audioCacheMiB, let tower = model.audio as? MusicnnTower {
+            audioCache = FrozenFeatureCache(tower: tower, frontEnd: frontEnd, config: config, capacityMiB: mib)
+        } else {
+            audioCache = nil
+        }
         // A process killed while writing a checkpoint or the metrics leaves NAME.tmp behind.
         for name in (try? FileManager.default.contentsOfDirectory(atPath: runDirectory)) ?? [] where name.hasSuffix(".tmp") {
             try? FileManager.default.removeItem(atPath: runDirectory + "/" + name)
@@ -165,6 +176,10 @@ public final class Trainer {
     /// `dumpFeatures` too, each step's audio input to `DIR/step-NNNNNN.npy`.
     public func run(stopAt: Int? = nil, dumpBatches: String? = nil, dumpFeatures: String? = nil) throws(MulanError) -> TrainSummary {
         let end = min(config.steps, stopAt ?? config.steps)
+        if audioCache != nil, dumpFeatures != nil {
+            throw MulanError(.usage, "--dump-features writes each step's log-mel, but with --audio-cache a step's audio input is the "
+                             + "frozen tower's cached patch features, not a log-mel", hint: "drop --dump-features (--dump-batches alone works)")
+        }
         let dump = try dumpBatches.map { path throws(MulanError) in
             try BatchDump(path: path, featuresDirectory: dumpFeatures, append: startStep > 0)
         }
@@ -185,12 +200,19 @@ public final class Trainer {
         let validClips = try valid.map { v throws(MulanError) in try evaluationClips(v) }
         for step in startStep..<max(startStep, end) {
             let refs = try sampler.batch(step)
-            let input = try frontEnd.trainingBatch(refs, step: step)
-            try dump?.write(step: step, refs: refs, input: input)
-            let audio = input.features
             let tokens = TokenBatch(sequences: refs.map(\.tokenIDs), maxLength: config.text.maxLength)
-            model.zeroGrads()
-            let a = model.audio.forward(audio, training: true)
+            let a: Tensor
+            if let cache = audioCache {
+                let input = try cache.trainingBatch(refs, step: step)
+                try dump?.write(step: step, refs: refs, windowOffsets: input.windowOffsets, features: nil)
+                model.zeroGrads()
+                a = cache.tower.forward(meanPenultimate: input.features, training: true)
+            } else {
+                let input = try frontEnd.trainingBatch(refs, step: step)
+                try dump?.write(step: step, refs: refs, windowOffsets: input.windowOffsets, features: input.features)
+                model.zeroGrads()
+                a = model.audio.forward(input.features, training: true)
+            }
             let t = textForward(tokens)
             let loss = model.loss.forward(audio: a, text: t)
             guard loss.isFinite else {
@@ -236,6 +258,10 @@ public final class Trainer {
             progress.advance()
         }
         progress.finish()
+        if let stats = audioCache?.statistics {
+            console.log(.info, "audio feature cache: \(stats.clips) clips stored (\(stats.bytes) of \(stats.capacityBytes) bytes), "
+                        + "\(stats.patchesComputed) patches computed, \(stats.patchHits) window patches from the cache", event: "audio-cache")
+        }
         var testResult: EvaluationResult?
         if let t = test, end == config.steps {
             let result = try evaluate(t, clips: try evaluationClips(t))
@@ -253,7 +279,7 @@ public final class Trainer {
             lastStep: max(startStep, end), examples: examples, seconds: seconds, examplesPerSecond: seconds > 0 ? Double(examples) / seconds : 0,
             threads: BLAS.threads, blas: try? BLAS.load(), timeShare: timeShare, peakRSSBytes: PeakMemory.residentBytes(), finalLoss: lastLoss,
             temperature: Double(model.loss.temperature), valid: lastValid, test: testResult,
-            checkpoint: lastCheckpoint ?? Checkpoint.list(in: runDirectory).last?.path)
+            checkpoint: lastCheckpoint ?? Checkpoint.list(in: runDirectory).last?.path, audioCache: audioCache?.statistics)
     }
 
     /// The text tower's training forward; with a frozen encoder, the projection of cached
@@ -453,15 +479,16 @@ struct BatchDump {
         var features: [Int]?
     }
 
-    func write(step: Int, refs: [ExampleRef], input: AudioFrontEnd.TrainingBatch) throws(MulanError) {
-        var line = Line(step: step, examples: zip(refs, input.windowOffsets).map { r, o in
+    /// One step's line; `features` (the log-mel batch) goes to the features folder when there is one.
+    func write(step: Int, refs: [ExampleRef], windowOffsets: [Int], features: Tensor?) throws(MulanError) {
+        var line = Line(step: step, examples: zip(refs, windowOffsets).map { r, o in
             .init(key: r.key, shard: r.shard, source: r.source.rawValue, tokenIDs: r.tokenIDs, windowOffset: o)
         })
-        if let dir = featuresDirectory {
-            let shape = input.features.shape
+        if let dir = featuresDirectory, let features {
+            let shape = features.shape
             let rows = shape.first ?? 0, dim = shape.dropFirst().reduce(1, *)
             try NPYWriter.write(dir + "/" + String(format: "step-%06d.npy", step), rows: rows, dim: dim,
-                                input.features.storage)
+                                features.storage)
             line.features = shape
         }
         let encoder = JSONEncoder()

@@ -39,12 +39,16 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var audioInit: String?
     /// Which audio-tower weights train (`--audio-train`); nil: all of them.
     public var audioTraining: AudioTraining?
+    /// The frozen-feature cache's limit in MiB (`--audio-cache`; `FrozenFeatureCache`): with a frozen
+    /// musicnn tower, training windows start on the tower's patch grid and each clip's patch
+    /// features are computed once. nil: no cache, windows anywhere.
+    public var audioCacheMiB: Int?
 
     enum CodingKeys: String, CodingKey {
         case audio, text, logMel, specAugment, windowSeconds, batchSize, steps, learningRate, minimumLearningRate
         case warmupSteps, adam, clipNorm, initialTemperature, decoupledLoss, mix, seed, shuffleBuffer, evalEvery
         case evalSamples, checkpointEvery, keepCheckpoints, logEvery, textInit, textTraining, textCacheEntries
-        case audioInit, audioTraining
+        case audioInit, audioTraining, audioCacheMiB
     }
 
     /// Configurations saved before a key existed decode with its default.
@@ -80,6 +84,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         textCacheEntries = try value(.textCacheEntries, textCacheEntries)
         audioInit = try c.decodeIfPresent(String.self, forKey: .audioInit)
         audioTraining = try c.decodeIfPresent(AudioTraining.self, forKey: .audioTraining)
+        audioCacheMiB = try c.decodeIfPresent(Int.self, forKey: .audioCacheMiB)
     }
 
     public init(sampleRate: Int) {
@@ -152,6 +157,29 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
                 throw MulanError(.usage, "\(source): audio training top:\(k), but \(name) has \(blockNames.count) blocks "
                                  + "(\(blockNames.joined(separator: ", ")))")
             }
+        }
+        try checkAudioCache(source: source)
+    }
+}
+
+extension TrainingConfig {
+    /// The frozen-feature cache (`audioCacheMiB`) needs a frozen musicnn tower and no SpecAugment.
+    func checkAudioCache(source: String) throws(MulanError) {
+        guard let mib = audioCacheMiB else { return }
+        guard mib >= 0 else {
+            throw MulanError(.usage, "\(source): the audio feature cache limit is \(mib) MiB", hint: "--audio-cache takes MiB, 0 or more")
+        }
+        guard audio.kind == .musicnn, audioTraining == .frozen else {
+            let tower = audio.kind == .musicnn ? "the musicnn tower with --audio-train \(audioTraining ?? .full)"
+                                               : "the \(audio.kind.rawValue) tower"
+            throw MulanError(.usage, "\(source): the audio feature cache (--audio-cache) keeps a frozen tower's patch features, "
+                             + "but this run trains \(tower), whose features change at every step",
+                             hint: "use --audio-cache with --audio-tower musicnn --audio-init FILE --audio-train frozen, or drop it")
+        }
+        if let spec = specAugment, spec.frequencyMasks > 0 || spec.timeMasks > 0 {
+            throw MulanError(.usage, "\(source): SpecAugment masks each example's log-mel before the audio tower, so its features "
+                             + "change with every draw and the audio feature cache (--audio-cache) cannot hold them",
+                             hint: "pass --no-spec-augment with --audio-cache, or drop --audio-cache to train with SpecAugment")
         }
     }
 }
