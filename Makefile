@@ -282,6 +282,42 @@ $(DEMO_DIR)/eval-scratch-heldout.json: $(DEMO_DIR)/run-scratch/summary.json $(HS
 $(DEMO_DIR)/summary-scratch-heldout.json: $(DEMO_DIR)/eval-scratch-heldout.json scripts/demo-summary.py
 	@python3 scripts/demo-summary.py $< $@ > /dev/null
 
+# The paper's RQ5 on the demo corpus (issue 23): the compact ResNet of `make demo` next to an Audio
+# Spectrogram Transformer trained with the same options (a CPU-sized AST: DEMO_AST_FLAGS), both scored
+# zero-shot (held-out split and held-out soundfont), by a linear probe and on the text triplets.
+DEMO_AST_FLAGS ?= --audio-tower ast --ast-width 128 --ast-layers 4 --ast-heads 4 --ast-feed-forward 512
+.PHONY: demo-towers
+demo-towers: $(DEMO_DIR)/eval.json $(DEMO_DIR)/eval-heldout.json $(DEMO_DIR)/probe.txt $(DEMO_DIR)/triplets.txt \
+	    $(DEMO_DIR)/eval-ast.json $(DEMO_DIR)/eval-ast-heldout.json $(DEMO_DIR)/probe-ast.txt $(DEMO_DIR)/triplets-ast.txt scripts/demo-towers.py
+	@python3 scripts/demo-towers.py "compact ResNet" $(DEMO_DIR)/eval.json $(DEMO_DIR)/eval-heldout.json \
+	    $(REPORTS)/probe.json $(REPORTS)/triplets.json \
+	    "AST" $(DEMO_DIR)/eval-ast.json $(DEMO_DIR)/eval-ast-heldout.json $(REPORTS)/probe-ast.json $(REPORTS)/triplets-ast.json
+
+$(DEMO_DIR)/run-ast/summary.json: $(STAMPS)/shard $(BIN)/mulan-train $(TEXT_MODEL)/vocab.txt
+	rm -rf $(DEMO_DIR)/run-ast
+	$(BIN)/mulan-train --workdir $(WORK) --run-dir $(DEMO_DIR)/run-ast --threads $(JOBS) $(DEMO_TRAIN_FLAGS) $(DEMO_AST_FLAGS) \
+	    > $(REPORTS)/train-ast-summary.json
+
+$(DEMO_DIR)/eval-ast.json: $(DEMO_DIR)/run-ast/summary.json $(BIN)/mulan-eval
+	$(BIN)/mulan-eval --run-dir $(DEMO_DIR)/run-ast --vocab $(TEXT_MODEL)/vocab.txt --csv $(CORPUS)/eval/test-tags.csv --audio-root $(CORPUS) \
+	    --captions $(CORPUS)/eval/test-captions.jsonl --threads $(JOBS) --json $@.tmp --quiet > /dev/null
+	@mv $@.tmp $@
+
+$(DEMO_DIR)/eval-ast-heldout.json: $(DEMO_DIR)/run-ast/summary.json $(HSTAMPS)/shard $(BIN)/mulan-eval
+	$(BIN)/mulan-eval --run-dir $(DEMO_DIR)/run-ast --vocab $(TEXT_MODEL)/vocab.txt --csv $(HCORPUS)/eval/test-tags.csv \
+	    --audio-root $(HCORPUS) --captions $(HCORPUS)/eval/test-captions.jsonl --threads $(JOBS) --json $@.tmp --quiet > /dev/null
+	@mv $@.tmp $@
+
+$(DEMO_DIR)/probe-ast.txt: $(DEMO_DIR)/run-ast/summary.json $(DEMO_DIR)/probe/probe-tags.csv $(BIN)/mulan-eval
+	$(BIN)/mulan-eval probe --run-dir $(DEMO_DIR)/run-ast --csv $(DEMO_DIR)/probe/probe-tags.csv --audio-root $(CORPUS) \
+	    --threads $(JOBS) --json $(REPORTS)/probe-ast.json --quiet > $@.tmp || { $(ALLOW3); }
+	@mv $@.tmp $@
+
+$(DEMO_DIR)/triplets-ast.txt: $(DEMO_DIR)/run-ast/summary.json $(DEMO_DIR)/probe/triplets.jsonl $(TEXT_MODEL)/vocab.txt $(BIN)/mulan-eval
+	$(BIN)/mulan-eval triplets --run-dir $(DEMO_DIR)/run-ast --vocab $(TEXT_MODEL)/vocab.txt --triplets $(DEMO_DIR)/probe/triplets.jsonl \
+	    --threads $(JOBS) --json $(REPORTS)/triplets-ast.json --quiet > $@.tmp
+	@mv $@.tmp $@
+
 $(DEMO_DIR)/report.html: $(DEMO_DIR)/eval.json $(DEMO_DIR)/audio-filter.txt $(BIN)/mulan-report
 	$(BIN)/mulan-report --workdir $(WORK) --run $(DEMO_DIR)/run --eval $(DEMO_DIR)/eval.json --out $@
 
