@@ -299,14 +299,10 @@ $(DEMO_DIR)/run-ast/summary.json: $(STAMPS)/shard $(BIN)/mulan-train $(TEXT_MODE
 	    > $(REPORTS)/train-ast-summary.json
 
 $(DEMO_DIR)/eval-ast.json: $(DEMO_DIR)/run-ast/summary.json $(BIN)/mulan-eval
-	$(BIN)/mulan-eval --run-dir $(DEMO_DIR)/run-ast --vocab $(TEXT_MODEL)/vocab.txt --csv $(CORPUS)/eval/test-tags.csv --audio-root $(CORPUS) \
-	    --captions $(CORPUS)/eval/test-captions.jsonl --threads $(JOBS) --json $@.tmp --quiet > /dev/null
-	@mv $@.tmp $@
+	$(call EVAL_RUN,$(DEMO_DIR)/run-ast,$(CORPUS),$@)
 
 $(DEMO_DIR)/eval-ast-heldout.json: $(DEMO_DIR)/run-ast/summary.json $(HSTAMPS)/shard $(BIN)/mulan-eval
-	$(BIN)/mulan-eval --run-dir $(DEMO_DIR)/run-ast --vocab $(TEXT_MODEL)/vocab.txt --csv $(HCORPUS)/eval/test-tags.csv \
-	    --audio-root $(HCORPUS) --captions $(HCORPUS)/eval/test-captions.jsonl --threads $(JOBS) --json $@.tmp --quiet > /dev/null
-	@mv $@.tmp $@
+	$(call EVAL_RUN,$(DEMO_DIR)/run-ast,$(HCORPUS),$@)
 
 $(DEMO_DIR)/probe-ast.txt: $(DEMO_DIR)/run-ast/summary.json $(DEMO_DIR)/probe/probe-tags.csv $(BIN)/mulan-eval
 	$(BIN)/mulan-eval probe --run-dir $(DEMO_DIR)/run-ast --csv $(DEMO_DIR)/probe/probe-tags.csv --audio-root $(CORPUS) \
