@@ -161,7 +161,8 @@ public enum CrashStates {
             }
             try? FileManager.default.removeItem(atPath: killed)
             try FileManager.default.moveItem(atPath: run, toPath: killed)
-            let model = Model(trace: parse(trace), root: real(scratch) + "/run", initial: real(stage.initial))
+            let model = Model(trace: parse(trace), root: real(scratch) + "/run", initial: real(stage.initial),
+                              now: real(killed))
             for variant in variants {
                 try copy(killed, to: run)
                 var violations: [String] = []
@@ -372,15 +373,34 @@ public enum CrashStates {
         /// Names that existed before the run (relative to the root) and were not changed before.
         var untouched: Set<String> = []
 
-        init(trace: [Event], root: String, initial: String) {
+        /// `trace` was recorded while the run's files lay at `root`; `initial` is the folder the run
+        /// started from, and `now` where the run's files lie now (the killed folder, moved away
+        /// from `root`; `root` itself when they were not moved).
+        init(trace: [Event], root: String, initial: String, now: String? = nil) {
             self.root = root
             self.initial = initial
+            let now = now ?? root
             var exists = Set<String>()
             if let e = FileManager.default.enumerator(atPath: initial) {
                 while let p = e.nextObject() as? String { exists.insert(root + "/" + p) }
             }
             exists.insert(root)
             untouched = exists
+            var created = Set<String>()
+            /// Whether a traced path under `root` is a folder: the root, a folder the run created, or
+            /// one that is a folder in the initial folder or where the run's files lie now. (Asking
+            /// the file system at `root` itself is wrong: the files were moved away from there, and
+            /// a folder fsync'd there would be taken for a file, its names for unsynced ones.)
+            func isFolder(_ p: String) -> Bool {
+                if p == root || created.contains(p) { return true }
+                guard p.hasPrefix(root + "/") else { return false }
+                let rel = p.dropFirst(root.count)
+                for base in [initial, now] {
+                    var isDir: ObjCBool = false
+                    if FileManager.default.fileExists(atPath: base + rel, isDirectory: &isDir), isDir.boolValue { return true }
+                }
+                return false
+            }
             var position: [Int: Int] = [:]
             var append: Set<Int> = []
             func initialSize(_ p: String) -> Int {
@@ -402,7 +422,8 @@ public enum CrashStates {
                 case "open", "openat", "creat":
                     guard let path = e.resultPath, path.hasPrefix(root) else { continue }
                     let flags = e.args
-                    if flags.contains("O_DIRECTORY") { continue }
+                    // A folder opened to be synced (SQLite opens its folder without O_DIRECTORY).
+                    if flags.contains("O_DIRECTORY") || isFolder(path) { continue }
                     if (flags.contains("O_CREAT") || e.name == "creat") && !exists.contains(path) {
                         names.append((index, .create(path)))
                         exists.insert(path)
@@ -434,9 +455,7 @@ public enum CrashStates {
                     synced[path] = min(synced[path]!, length)
                 case "fsync", "fdatasync":
                     guard let (_, path) = f.fds.first, path.hasPrefix(root) else { continue }
-                    var isDir: ObjCBool = false
-                    if (FileManager.default.fileExists(atPath: path, isDirectory: &isDir) && isDir.boolValue)
-                        || path == root || names.contains(where: { if case .mkdir(path) = $0.1 { return true }; return false }) {
+                    if isFolder(path) {
                         folderSynced[path] = index
                     } else {
                         known(path)
@@ -451,6 +470,7 @@ public enum CrashStates {
                     let replaced = exists.contains(b) && untouched.contains(b)
                     names.append((index, .rename(a, b, replaced: replaced)))
                     exists.remove(a); exists.insert(b)
+                    if created.remove(a) != nil { created.insert(b) }
                     untouched.remove(a); untouched.remove(b)
                     written[b] = written.removeValue(forKey: a)
                     synced[b] = synced.removeValue(forKey: a)
@@ -470,6 +490,7 @@ public enum CrashStates {
                     guard p.hasPrefix(root) else { continue }
                     names.append((index, .mkdir(p)))
                     exists.insert(p)
+                    created.insert(p)
                 case "symlink", "symlinkat", "link", "linkat":
                     let dirs = f.fds.map(\.1)
                     guard let s = f.strings.last else { continue }
