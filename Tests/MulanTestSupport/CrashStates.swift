@@ -137,11 +137,19 @@ public enum CrashStates {
         for k in 0..<max(0, points - 1) {
             state = state &* 6364136223846793005 &+ 1442695040888963407
             let u = Double(state >> 11) / Double(1 << 53)
-            let (s, n) = candidates[k % candidates.count]
+            // A call made only a few times (one `rename`, two `write`s in a thread) runs out of
+            // unused K: the draw moves on to the next call that still has one, so that every kill
+            // point, and so every state, is a distinct one.
+            var c = k % candidates.count, moved = 0
+            while chosen.filter({ $0.syscall == candidates[c].0 }).count >= candidates[c].1 && moved < candidates.count {
+                c = (c + 1) % candidates.count
+                moved += 1
+            }
+            if moved == candidates.count { break }  // every call of every kind is a kill point already
+            let (s, n) = candidates[c]
             let slot = k / candidates.count, slots = (points - 1 + candidates.count - 1) / candidates.count
             var when = min(n, max(1, 1 + Int((Double(slot) + u) / Double(max(1, slots)) * Double(n - 1))))
-            // A point already chosen (a call made only a few times) moves to the next unused K of
-            // that call, so that the states are distinct while the run has enough calls.
+            // A point already chosen moves to the next unused K of that call.
             var tries = 0
             while chosen.contains(where: { $0.syscall == s && $0.when == when }) && tries < n {
                 when = when % n + 1
