@@ -10,9 +10,10 @@ extension StageReport {
         return String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self)
     }
 
-    /// Writes the JSON summary to `path` (as `path.tmp`, then renamed).
-    public func write(to path: String) throws(MulanError) {
-        try AtomicFile.write(Data((json() + "\n").utf8), to: path)
+    /// Writes the JSON summary to `path` (as `path.tmp`, synced, then renamed). With `syncFolder`
+    /// false the caller syncs the folder itself, once for many files (`Durable`'s batched form).
+    public func write(to path: String, syncFolder: Bool = true) throws(MulanError) {
+        try AtomicFile.write(Data((json() + "\n").utf8), to: path, syncFolder: syncFolder)
     }
 }
 

@@ -128,15 +128,17 @@ public final class TarWriter {
         buffer.removeAll(keepingCapacity: true)
     }
 
-    /// Ends the archive and closes the file; returns its size and SHA-256.
-    public func finish() throws(MulanError) -> (bytes: Int, sha256: String) {
+    /// Ends the archive and closes the file; returns its size and SHA-256. With `sync` false the
+    /// data is not flushed to the disk here: the caller syncs it (`Durable.rename`) before it
+    /// publishes the file.
+    public func finish(sync: Bool = true) throws(MulanError) -> (bytes: Int, sha256: String) {
         try write([UInt8](repeating: 0, count: 2 * Self.blockSize))
         let total = bytesWritten + buffer.count
         let pad = (Self.recordSize - total % Self.recordSize) % Self.recordSize
         if pad > 0 { try write([UInt8](repeating: 0, count: pad)) }
         try flush()
         // On the disk before the caller renames it into place (Durable).
-        try Durable.sync(descriptor: handle.fileDescriptor, path: path)
+        if sync { try Durable.sync(descriptor: handle.fileDescriptor, path: path) }
         do {
             try handle.close()
         } catch {

@@ -25,6 +25,7 @@ extension ShardJob {
             number += ranges.count
         }
         let progress = ProgressMeter(total: owned, unit: "samples", console: console)
+        let publisher = ShardPublisher()
         number = 0
         for (name, entries, ranges) in layout {
             let folder = directory + "/" + name
@@ -38,10 +39,15 @@ extension ShardJob {
                 var index = 0
                 while position < entries.count {
                     let sidecar = try writeOrKeep(index, entries: entries, from: position, to: nil, folder: folder,
-                                                  parts: parts, versions: plan.versions, progress: progress, summary: &summary)
+                                                  parts: parts, versions: plan.versions, progress: progress,
+                                                  publisher: publisher, summary: &summary)
                     position += sidecar.samples
                     index += 1
                 }
+                // Every shard of the split published, then one folder sync for their names
+                // (Durable's batched form).
+                try publisher.drain()
+                try Durable.syncFolder(folder)
                 summary.shardsTotal += index
                 continue
             }
@@ -53,12 +59,17 @@ extension ShardJob {
             for (index, range) in ranges.enumerated() where mine.contains(index) {
                 let sidecar = try writeOrKeep(index, entries: entries, from: range.lowerBound, to: range.upperBound,
                                               folder: folder, parts: parts, versions: plan.versions, progress: progress,
-                                              summary: &summary)
+                                              publisher: publisher, summary: &summary)
                 if sidecar.samples != range.count {
                     throw MulanError(.internalError, "\(name)/\(sidecar.shard) holds \(sidecar.samples) samples, "
                                      + "the plan says \(range.count)")
                 }
             }
+            // Every shard of the split published, then one folder sync for their names (Durable's
+            // batched form): a worker's shards are durable when it exits, before the finishing run
+            // lists them.
+            try publisher.drain()
+            try Durable.syncFolder(folder)
             number += ranges.count
         }
         progress.finish()
@@ -81,7 +92,7 @@ extension ShardJob {
     }
 
     func writeOrKeep(_ index: Int, entries: [Entry], from start: Int, to end: Int?, folder: String, parts: [Part],
-                             versions: [String: String], progress: ProgressMeter,
+                             versions: [String: String], progress: ProgressMeter, publisher: ShardPublisher,
                              summary: inout WorkerSummary) throws -> ShardSidecar {
         let shardName = "shard-" + String(format: "%06d", index)
         if let done = try Self.completeShard(tarPath: folder + "/" + shardName + ".tar",
@@ -93,7 +104,7 @@ extension ShardJob {
             return done
         }
         let sidecar = try writeShard(shardName, entries: entries, from: start, to: end, directory: folder, parts: parts,
-                                     versions: versions, progress: progress)
+                                     versions: versions, progress: progress, publisher: publisher)
         summary.shardsWritten += 1
         summary.samples += sidecar.samples
         return sidecar
@@ -192,7 +203,8 @@ extension ShardJob {
     /// Writes samples from `start` into one shard: up to `end` when the plan fixed it, else until
     /// `samplesPerShard` or `maxShardBytes` closes it.
     func writeShard(_ shardName: String, entries: [Entry], from start: Int, to end: Int?, directory: String,
-                            parts: [Part], versions: [String: String], progress: ProgressMeter) throws -> ShardSidecar {
+                            parts: [Part], versions: [String: String], progress: ProgressMeter,
+                            publisher: ShardPublisher) throws -> ShardSidecar {
         let tarPath = directory + "/" + shardName + ".tar"
         let partPath = tarPath + ".part"
         let writer = try TarWriter(path: partPath)
@@ -216,15 +228,53 @@ extension ShardJob {
             i += 1
             progress.advance()
         }
-        let (bytes, sha) = try writer.finish()
-        // The tar's data was synced by finish(); the sidecar's rename syncs the folder, which makes
-        // both names durable at once (a sidecar is written only after its tar).
-        if rename(partPath, tarPath) != 0 {
-            throw MulanError(.io, "cannot rename \(partPath)", cause: SystemCallError.current())
-        }
+        // The publisher syncs the tar's data, renames it, then writes the sidecar (synced, renamed),
+        // while this thread builds the next shard.
+        let (bytes, sha) = try writer.finish(sync: false)
         let sidecar = ShardSidecar(shard: shardName + ".tar", samples: count, bytes: bytes, sha256: sha,
                                    firstKey: firstKey, lastKey: lastKey, textsBySource: texts)
-        try sidecar.write(to: directory + "/" + shardName + ".json")
+        try publisher.publish(part: partPath, as: tarPath, sidecar: sidecar, at: directory + "/" + shardName + ".json")
         return sidecar
+    }
+}
+
+/// Publishes finished shards on a thread of its own while the next shard is being built: the tar's
+/// data synced (most of what durability costs a shard: its megabytes reaching the disk), the tar
+/// renamed from `.part`, then its sidecar written, synced and renamed. Per shard that is the order
+/// `Durable` keeps (data on the disk before the rename; the sidecar after its tar, so that a power
+/// cut leaves a tar without a sidecar, or neither, and the re-run rewrites that shard). The
+/// folder's names are synced once per split after `drain()`, before `sizes.json` and
+/// `dataset.json` name the shards. At most two shards wait; the first failure is thrown by the
+/// next `publish` or by `drain`.
+final class ShardPublisher: @unchecked Sendable {
+    // `failure` is guarded by `lock`; the rest is immutable.
+    private let queue = DispatchQueue(label: "mulan.shard.publish")
+    private let slots = DispatchSemaphore(value: 2)
+    private let lock = NSLock()
+    private var failure: MulanError?
+
+    func publish(part: String, as tar: String, sidecar: ShardSidecar, at sidecarPath: String) throws(MulanError) {
+        try check()
+        slots.wait()
+        queue.async { [self] in
+            defer { slots.signal() }
+            if lock.withLock({ failure != nil }) { return }
+            do throws(MulanError) {
+                try Durable.rename(part, to: tar, syncFolder: false)
+                try sidecar.write(to: sidecarPath, syncFolder: false)
+            } catch {
+                lock.withLock { if failure == nil { failure = error } }
+            }
+        }
+    }
+
+    /// Waits until every shard handed over is published; throws the first failure.
+    func drain() throws(MulanError) {
+        queue.sync {}
+        try check()
+    }
+
+    private func check() throws(MulanError) {
+        if let failure = lock.withLock({ failure }) { throw failure }
     }
 }

@@ -137,11 +137,19 @@ public enum CrashStates {
         for k in 0..<max(0, points - 1) {
             state = state &* 6364136223846793005 &+ 1442695040888963407
             let u = Double(state >> 11) / Double(1 << 53)
-            let (s, n) = candidates[k % candidates.count]
+            // A call made only a few times (one `rename`, two `write`s in a thread) runs out of
+            // unused K: the draw moves on to the next call that still has one, so that every kill
+            // point, and so every state, is a distinct one.
+            var c = k % candidates.count, moved = 0
+            while chosen.filter({ $0.syscall == candidates[c].0 }).count >= candidates[c].1 && moved < candidates.count {
+                c = (c + 1) % candidates.count
+                moved += 1
+            }
+            if moved == candidates.count { break }  // every call of every kind is a kill point already
+            let (s, n) = candidates[c]
             let slot = k / candidates.count, slots = (points - 1 + candidates.count - 1) / candidates.count
             var when = min(n, max(1, 1 + Int((Double(slot) + u) / Double(max(1, slots)) * Double(n - 1))))
-            // A point already chosen (a call made only a few times) moves to the next unused K of
-            // that call, so that the states are distinct while the run has enough calls.
+            // A point already chosen moves to the next unused K of that call.
             var tries = 0
             while chosen.contains(where: { $0.syscall == s && $0.when == when }) && tries < n {
                 when = when % n + 1
@@ -161,7 +169,8 @@ public enum CrashStates {
             }
             try? FileManager.default.removeItem(atPath: killed)
             try FileManager.default.moveItem(atPath: run, toPath: killed)
-            let model = Model(trace: parse(trace), root: real(scratch) + "/run", initial: real(stage.initial))
+            let model = Model(trace: parse(trace), root: real(scratch) + "/run", initial: real(stage.initial),
+                              now: real(killed))
             for variant in variants {
                 try copy(killed, to: run)
                 var violations: [String] = []
@@ -372,15 +381,34 @@ public enum CrashStates {
         /// Names that existed before the run (relative to the root) and were not changed before.
         var untouched: Set<String> = []
 
-        init(trace: [Event], root: String, initial: String) {
+        /// `trace` was recorded while the run's files lay at `root`; `initial` is the folder the run
+        /// started from, and `now` where the run's files lie now (the killed folder, moved away
+        /// from `root`; `root` itself when they were not moved).
+        init(trace: [Event], root: String, initial: String, now: String? = nil) {
             self.root = root
             self.initial = initial
+            let now = now ?? root
             var exists = Set<String>()
             if let e = FileManager.default.enumerator(atPath: initial) {
                 while let p = e.nextObject() as? String { exists.insert(root + "/" + p) }
             }
             exists.insert(root)
             untouched = exists
+            var created = Set<String>()
+            /// Whether a traced path under `root` is a folder: the root, a folder the run created, or
+            /// one that is a folder in the initial folder or where the run's files lie now. (Asking
+            /// the file system at `root` itself is wrong: the files were moved away from there, and
+            /// a folder fsync'd there would be taken for a file, its names for unsynced ones.)
+            func isFolder(_ p: String) -> Bool {
+                if p == root || created.contains(p) { return true }
+                guard p.hasPrefix(root + "/") else { return false }
+                let rel = p.dropFirst(root.count)
+                for base in [initial, now] {
+                    var isDir: ObjCBool = false
+                    if FileManager.default.fileExists(atPath: base + rel, isDirectory: &isDir), isDir.boolValue { return true }
+                }
+                return false
+            }
             var position: [Int: Int] = [:]
             var append: Set<Int> = []
             func initialSize(_ p: String) -> Int {
@@ -402,7 +430,8 @@ public enum CrashStates {
                 case "open", "openat", "creat":
                     guard let path = e.resultPath, path.hasPrefix(root) else { continue }
                     let flags = e.args
-                    if flags.contains("O_DIRECTORY") { continue }
+                    // A folder opened to be synced (SQLite opens its folder without O_DIRECTORY).
+                    if flags.contains("O_DIRECTORY") || isFolder(path) { continue }
                     if (flags.contains("O_CREAT") || e.name == "creat") && !exists.contains(path) {
                         names.append((index, .create(path)))
                         exists.insert(path)
@@ -434,9 +463,7 @@ public enum CrashStates {
                     synced[path] = min(synced[path]!, length)
                 case "fsync", "fdatasync":
                     guard let (_, path) = f.fds.first, path.hasPrefix(root) else { continue }
-                    var isDir: ObjCBool = false
-                    if (FileManager.default.fileExists(atPath: path, isDirectory: &isDir) && isDir.boolValue)
-                        || path == root || names.contains(where: { if case .mkdir(path) = $0.1 { return true }; return false }) {
+                    if isFolder(path) {
                         folderSynced[path] = index
                     } else {
                         known(path)
@@ -451,6 +478,7 @@ public enum CrashStates {
                     let replaced = exists.contains(b) && untouched.contains(b)
                     names.append((index, .rename(a, b, replaced: replaced)))
                     exists.remove(a); exists.insert(b)
+                    if created.remove(a) != nil { created.insert(b) }
                     untouched.remove(a); untouched.remove(b)
                     written[b] = written.removeValue(forKey: a)
                     synced[b] = synced.removeValue(forKey: a)
@@ -470,6 +498,7 @@ public enum CrashStates {
                     guard p.hasPrefix(root) else { continue }
                     names.append((index, .mkdir(p)))
                     exists.insert(p)
+                    created.insert(p)
                 case "symlink", "symlinkat", "link", "linkat":
                     let dirs = f.fds.map(\.1)
                     guard let s = f.strings.last else { continue }

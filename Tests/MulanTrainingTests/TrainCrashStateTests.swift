@@ -12,11 +12,17 @@ struct TrainCrashStateTests {
         let (h, dataset) = try TimbreCorpus.make(perClass: 3)
         let initial = h.dir.file("initial")
         try FileManager.default.createDirectory(atPath: initial, withIntermediateDirectories: true)
-        let common = ["--steps", "6", "--eval-every", "6", "--checkpoint-every", "2", "--log-every", "1",
-                      "--threads", "1", "--seed", "3", "--eval-samples", "12"]
+        // Smaller than TrainingEndToEndTests.tiny, so that a state (a traced run killed part-way,
+        // then a resumed run to the end) costs seconds: 2-s windows, a batch of 4, towers a few
+        // channels wide, and a checkpoint at every step with 2 kept, so that most kill points land
+        // in a checkpoint's write, sync, rename or the removal of an older one.
+        let common = ["--batch-size", "4", "--audio-widths", "4,8", "--mel-bands", "16", "--text-width", "16",
+                      "--text-layers", "1", "--text-heads", "2", "--text-feed-forward", "32", "--max-text-length", "16",
+                      "--embedding-dim", "16", "--window-seconds", "2", "--shuffle-buffer", "20", "--quiet",
+                      "--steps", "4", "--eval-every", "4", "--checkpoint-every", "1", "--keep-checkpoints", "2",
+                      "--log-every", "1", "--threads", "1", "--seed", "3", "--eval-samples", "4"]
         let stage = CrashStates.Stage(name: "train", initial: initial, command: { root in
-            (TrainingEndToEndTests.binary, ["--dataset", dataset, "--run-dir", root + "/run"] + TrainingEndToEndTests.tiny
-                + common + ["--resume"], root)
+            (TrainingEndToEndTests.binary, ["--dataset", dataset, "--run-dir", root + "/run"] + common + ["--resume"], root)
         }, check: { root, _ in
             var v: [String] = []
             for name in (try? FileManager.default.contentsOfDirectory(atPath: root + "/run")) ?? []
@@ -25,7 +31,7 @@ struct TrainCrashStateTests {
             }
             return v
         }, result: { root in
-            let c = try SafeTensors.read(root + "/run/checkpoint-000006.safetensors")
+            let c = try SafeTensors.read(root + "/run/checkpoint-000004.safetensors")
             var out: [String: Data] = ["sampler": Data((c.metadata["sampler"] ?? "").utf8)]
             for (name, t) in c.tensors { out["tensor " + name] = t.storage.withUnsafeBufferPointer { Data(buffer: $0) } }
             let lines = try TrainingEndToEndTests.metrics(root + "/run").map { line in
