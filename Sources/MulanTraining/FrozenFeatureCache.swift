@@ -2,8 +2,8 @@ import Foundation
 import MulanCore
 import MulanTensor
 
-/// The frozen-feature cache of `mulan-train --audio-cache MIB` (a frozen musicnn tower:
-/// `--audio-tower musicnn --audio-init FILE --audio-train frozen`).
+/// The frozen-feature cache of `mulan-train --audio-cache MIB` (a frozen pretrained tower:
+/// `--audio-tower musicnn|vgg --audio-init FILE --audio-train frozen`).
 ///
 /// A frozen tower's penultimate feature of a patch never changes during a run, so it is computed
 /// once per clip and patch and reused by every later step and epoch; a training step then runs only
@@ -40,7 +40,7 @@ final class FrozenFeatureCache {
         var offset: Int
     }
 
-    let tower: MusicnnTower
+    let tower: any PretrainedAudioTower
     let frontEnd: AudioFrontEnd
     let seed: UInt64
     let windowSamples: Int
@@ -51,7 +51,7 @@ final class FrozenFeatureCache {
     private var rows: [Key: [Float]] = [:]
     private(set) var statistics: AudioCacheStatistics
 
-    init(tower: MusicnnTower, frontEnd: AudioFrontEnd, config: TrainingConfig, capacityMiB: Int) {
+    init(tower: any PretrainedAudioTower, frontEnd: AudioFrontEnd, config: TrainingConfig, capacityMiB: Int) {
         self.tower = tower
         self.frontEnd = frontEnd
         seed = config.seed
@@ -68,7 +68,7 @@ final class FrozenFeatureCache {
     }
 
     /// The same for any tower and front end: `logMel` gives a clip's [96 × frames] log-mel.
-    static func clipFeatures(samples s: [Float], windowSamples: Int, tower: MusicnnTower,
+    static func clipFeatures(samples s: [Float], windowSamples: Int, tower: any PretrainedAudioTower,
                              logMel: ([Float]) -> [Float]) -> (patches: Int, features: [Float]) {
         let padded = s.count < windowSamples ? s + [Float](repeating: 0, count: windowSamples - s.count) : s
         let values = logMel(padded)
@@ -78,7 +78,7 @@ final class FrozenFeatureCache {
     }
 
     /// A training batch's audio input: per example the mean penultimate feature of its window's
-    /// patches [B, 200] (`MusicnnTower.forward(meanPenultimate:)` takes it), and the window offsets.
+    /// patches [B, featureWidth] (`PretrainedAudioTower.forward(meanPenultimate:)` takes it), and the window offsets.
     func trainingBatch(_ refs: [ExampleRef], step: Int) throws(MulanError) -> (features: Tensor, windowOffsets: [Int]) {
         let keys = refs.map { Key(shard: $0.shard, offset: $0.flacOffset) }
         // The batch's clips not in the cache, in first-occurrence order.
@@ -110,7 +110,7 @@ final class FrozenFeatureCache {
                 fresh[keys[i]] = features
             }
         }
-        let w = MusicnnTower.penultimateWidth, k = windowPatches
+        let w = type(of: tower).featureWidth, k = windowPatches
         var out = Tensor(shape: [refs.count, w])
         var offsets = [Int](repeating: 0, count: refs.count)
         let computedNow = Set(missing.map { keys[$0] })

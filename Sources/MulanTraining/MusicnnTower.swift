@@ -221,14 +221,8 @@ public final class MusicnnTower: AudioEncoder {
 
     public func forward(_ logMel: Tensor, training: Bool) -> Tensor {
         let x = Self.patchBatch(logMel)
-        let b = logMel.shape[0], p = x.shape[0] / max(b, 1), w = Self.penultimateWidth
-        patchesPerWindow = p
-        let features = penultimate(patches: x, training: training)
-        var mean = Tensor(shape: [b, w])
-        for i in 0..<b {
-            for k in 0..<p { for j in 0..<w { mean.storage[i * w + j] += features.storage[(i * p + k) * w + j] } }
-            for j in 0..<w { mean.storage[i * w + j] /= Float(p) }
-        }
+        patchesPerWindow = x.shape[0] / max(logMel.shape[0], 1)
+        let mean = Self.windowMeans(penultimate(patches: x, training: training), windows: logMel.shape[0])
         return normalize.forward(proj.forward(mean, training: training), training: training)
     }
 
@@ -247,11 +241,8 @@ public final class MusicnnTower: AudioEncoder {
         let dMean = proj.backward(normalize.backward(dEmbedding))
         let depth = trainedInLastForward
         guard depth >= 1 else { return nil }
-        let b = dMean.shape[0], p = patchesPerWindow, w = Self.penultimateWidth, n = b * p
-        var dPen = Tensor(shape: [n, w])
-        for i in 0..<b {
-            for k in 0..<p { for j in 0..<w { dPen.storage[(i * p + k) * w + j] = dMean.storage[i * w + j] / Float(p) } }
-        }
+        let w = Self.penultimateWidth, n = dMean.shape[0] * patchesPerWindow
+        let dPen = Self.spreadOverPatches(dMean, patches: patchesPerWindow)
         var d = denseBN.backward(dPen.reshaped([n, w, 1, 1])).reshaped([n, w])
         d = dense.backward(denseReLU.backward(d))
         d = poolBN.backward(d.reshaped([n, 1506, 1, 1])).reshaped([n, 1506])

@@ -141,7 +141,7 @@ public final class Trainer {
         sampler = Sampler(split: train, mix: mix, batchSize: config.batchSize, seed: config.seed,
                           bufferSize: config.shuffleBuffer)
         frontEnd = try AudioFrontEnd(split: train, config: config)
-        if let mib = config.audioCacheMiB, let tower = model.audio as? MusicnnTower {
+        if let mib = config.audioCacheMiB, let tower = model.audio as? any PretrainedAudioTower {
             audioCache = FrozenFeatureCache(tower: tower, frontEnd: frontEnd, config: config, capacityMiB: mib)
         } else {
             audioCache = nil

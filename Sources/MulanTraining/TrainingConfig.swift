@@ -163,18 +163,18 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
 }
 
 extension TrainingConfig {
-    /// The frozen-feature cache (`audioCacheMiB`) needs a frozen musicnn tower and no SpecAugment.
+    /// The frozen-feature cache (`audioCacheMiB`) needs a frozen musicnn or vgg tower and no SpecAugment.
     func checkAudioCache(source: String) throws(MulanError) {
         guard let mib = audioCacheMiB else { return }
         guard mib >= 0 else {
             throw MulanError(.usage, "\(source): the audio feature cache limit is \(mib) MiB", hint: "--audio-cache takes MiB, 0 or more")
         }
-        guard audio.kind == .musicnn, audioTraining == .frozen else {
-            let tower = audio.kind == .musicnn ? "the musicnn tower with --audio-train \(audioTraining ?? .full)"
-                                               : "the \(audio.kind.rawValue) tower"
+        guard audio.kind.isPretrainedMusicnn, audioTraining == .frozen else {
+            let tower = audio.kind.isPretrainedMusicnn ? "the \(audio.kind.rawValue) tower with --audio-train \(audioTraining ?? .full)"
+                                                       : "the \(audio.kind.rawValue) tower"
             throw MulanError(.usage, "\(source): the audio feature cache (--audio-cache) keeps a frozen tower's patch features, "
                              + "but this run trains \(tower), whose features change at every step",
-                             hint: "use --audio-cache with --audio-tower musicnn --audio-init FILE --audio-train frozen, or drop it")
+                             hint: "use --audio-cache with --audio-tower musicnn (or vgg) --audio-init FILE --audio-train frozen, or drop it")
         }
         if let spec = specAugment, spec.frequencyMasks > 0 || spec.timeMasks > 0 {
             throw MulanError(.usage, "\(source): SpecAugment masks each example's log-mel before the audio tower, so its features "

@@ -23,11 +23,36 @@ public protocol PretrainedAudioTower: AudioEncoder {
     func penultimate(patches x: Tensor, training: Bool) -> Tensor
     /// Per patch, the 50 tag probabilities (inference mode).
     func taggram(patches x: Tensor) -> Tensor
+    /// The embedding of precomputed window features [B, featureWidth] (each window's mean patch
+    /// feature): `proj` and the L2 normalization (`FrozenFeatureCache`). Equals `forward` on the
+    /// windows' log-mel when the tower is frozen; `backward` then reaches `proj` only.
+    func forward(meanPenultimate mean: Tensor, training: Bool) -> Tensor
 }
 
 extension PretrainedAudioTower {
     public var pretrainedParameters: [(name: String, parameter: Parameter)] {
         namedParameters.filter { !$0.name.hasPrefix("proj.") }
+    }
+
+    /// [B·P, W] patch features → [B, W]: the mean over each window's P consecutive rows.
+    static func windowMeans(_ features: Tensor, windows b: Int) -> Tensor {
+        let w = features.shape[1], p = features.shape[0] / max(b, 1)
+        var mean = Tensor(shape: [b, w])
+        for i in 0..<b {
+            for k in 0..<p { for j in 0..<w { mean.storage[i * w + j] += features.storage[(i * p + k) * w + j] } }
+            for j in 0..<w { mean.storage[i * w + j] /= Float(p) }
+        }
+        return mean
+    }
+
+    /// The backward of `windowMeans`: [B, W] → [B·P, W], each window's gradient divided by P on each of its rows.
+    static func spreadOverPatches(_ dMean: Tensor, patches p: Int) -> Tensor {
+        let b = dMean.shape[0], w = dMean.shape[1]
+        var d = Tensor(shape: [b * p, w])
+        for i in 0..<b {
+            for k in 0..<p { for j in 0..<w { d.storage[(i * p + k) * w + j] = dMean.storage[i * w + j] / Float(p) } }
+        }
+        return d
     }
 }
 
@@ -161,14 +186,15 @@ public final class VggTower: PretrainedAudioTower {
 
     public func forward(_ logMel: Tensor, training: Bool) -> Tensor {
         let x = MusicnnTower.patchBatch(logMel)
-        let b = logMel.shape[0], p = x.shape[0] / max(b, 1), w = Self.featureWidth
-        patchesPerWindow = p
-        let features = penultimate(patches: x, training: training)
-        var mean = Tensor(shape: [b, w])
-        for i in 0..<b {
-            for k in 0..<p { for j in 0..<w { mean.storage[i * w + j] += features.storage[(i * p + k) * w + j] } }
-            for j in 0..<w { mean.storage[i * w + j] /= Float(p) }
-        }
+        patchesPerWindow = x.shape[0] / max(logMel.shape[0], 1)
+        let mean = Self.windowMeans(penultimate(patches: x, training: training), windows: logMel.shape[0])
+        return normalize.forward(proj.forward(mean, training: training), training: training)
+    }
+
+    public func forward(meanPenultimate mean: Tensor, training: Bool) -> Tensor {
+        precondition(mean.rank == 2 && mean.shape[1] == Self.featureWidth,
+                     "VggTower needs [B, \(Self.featureWidth)] mean features, got \(mean.shape)")
+        trainedInLastForward = 0
         return normalize.forward(proj.forward(mean, training: training), training: training)
     }
 
@@ -177,12 +203,7 @@ public final class VggTower: PretrainedAudioTower {
         let dMean = proj.backward(normalize.backward(dEmbedding))
         let depth = trainedInLastForward
         guard depth >= 1 else { return nil }
-        let b = dMean.shape[0], p = patchesPerWindow, w = Self.featureWidth
-        var dFeatures = Tensor(shape: [b * p, w])
-        for i in 0..<b {
-            for k in 0..<p { for j in 0..<w { dFeatures.storage[(i * p + k) * w + j] = dMean.storage[i * w + j] / Float(p) } }
-        }
-        var d = average.backward(dFeatures)
+        var d = average.backward(Self.spreadOverPatches(dMean, patches: patchesPerWindow))
         let lowest = blocks.count - depth
         for i in stride(from: blocks.count - 1, through: lowest, by: -1) {
             let wantInput = i > lowest || (i == 0 && inputGradient)

@@ -84,6 +84,37 @@ struct FrozenFeatureCacheTests {
         }
     }
 
+    /// A frozen vgg tower is cached the same way (128-d features of pool5): the projection of the
+    /// cached features' window mean is the tower's embedding of the window.
+    @Test func aFrozenVggTowerIsCachedToo() throws {
+        var random = RandomSource(seed: 22)
+        let tower = VggTower(embeddingDim: 8, random: &random)
+        let dir = TempDir("frozen-cache-vgg")
+        let file = dir.file("vgg.safetensors")
+        try SafeTensors.write(VggFixture.randomTensors(seed: 23), metadata: VggFixture.metadata, to: file)
+        try PretrainedAudio.load(file, into: tower)
+        tower.trainedBlocks = 0
+        let samples = Self.clip(seconds: 13, seed: 4)
+        let cached = FrozenFeatureCache.clipFeatures(samples: samples, windowSamples: 160_000, tower: tower,
+                                                     logMel: { (try? Self.logMel($0)) ?? [] })
+        #expect(cached.patches == 4 && cached.features.count == 4 * VggTower.featureWidth)
+        let window = Self.windows([try Self.logMel(samples)], starts: [1], patches: 3)
+        let full = tower.forward(window, training: false).storage
+        var mean = Tensor(shape: [1, 128])
+        for p in 1..<4 { for j in 0..<128 { mean.storage[j] += cached.features[p * 128 + j] / 3 } }
+        let fromCache = tower.forward(meanPenultimate: mean, training: false).storage
+        let worst = zip(full, fromCache).map { abs($0 - $1) }.max() ?? 0
+        #expect(worst <= 1e-5, "embeddings differ by \(worst)")
+        var config = TrainingConfig(sampleRate: 16000)
+        config.logMel = .musicnn
+        config.audio.kind = .vgg
+        config.audio.melBands = 96
+        config.audioTraining = .frozen
+        config.audioCacheMiB = 64
+        config.specAugment = nil
+        try config.checkAudio(source: "vgg frozen with a cache")
+    }
+
     /// One contrastive step on cached features: the same loss and the same gradients as the
     /// step on the windows' log-mel through the frozen tower.
     @Test func aStepOnCachedFeaturesEqualsTheStepOnTheWindows() throws {
