@@ -116,25 +116,15 @@ struct MusicnnTowerTests {
         var input = Tensor(shape: [3, 96, 187])
         var r = RandomSource(seed: 3)
         for i in input.storage.indices { input.storage[i] = 2 + 2 * (r.unitFloat() - 0.5) + 0.5 * r.normal() }
-        let inPath = dir.file("in.f32"), outPath = dir.file("out.f32")
-        try input.storage.withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: inPath)) }
-        try TestPython.tool("musicnn_reference.py", [file, inPath, "3", outPath])
-        let reference = try Data(contentsOf: URL(fileURLWithPath: outPath)).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        let reference = try NumPyReference.rows(weights: file, patches: input, dir: dir)
         try #require(reference.count == 3 * 250)
 
         let x = input.reshaped([3, 1, 96, 187])
-        let penultimate = tower.penultimate(patches: x, training: false)
         let taggram = tower.taggram(patches: x)
-        var worstFeature: Float = 0, worstTag: Float = 0, largest: Float = 0
-        for n in 0..<3 {
-            for j in 0..<200 {
-                worstFeature = max(worstFeature, abs(penultimate.storage[n * 200 + j] - reference[n * 250 + j]))
-                largest = max(largest, abs(reference[n * 250 + j]))
-            }
-            for j in 0..<50 { worstTag = max(worstTag, abs(taggram.storage[n * 50 + j] - reference[n * 250 + 200 + j])) }
-        }
-        #expect(worstTag <= 1e-4, "taggram max |Δ| \(worstTag)")
-        #expect(worstFeature <= 1e-4 * max(1, largest), "penultimate max |Δ| \(worstFeature) (values up to \(largest))")
+        let d = NumPyReference.differences(features: tower.penultimate(patches: x, training: false), taggram: taggram,
+                                           reference: reference, width: 200)
+        #expect(d.tag <= 1e-4, "taggram max |Δ| \(d.tag)")
+        #expect(d.feature <= 1e-4 * max(1, d.largest), "penultimate max |Δ| \(d.feature) (values up to \(d.largest))")
         let spread = Set(taggram.storage.map { ($0 * 100).rounded() }).count
         #expect(spread > 10, "the taggram should not be constant (\(spread) distinct values)")
     }
@@ -469,27 +459,15 @@ struct MusicnnPretrainedTests {
         #expect(tags.contains("rock") && tags.count == 50)
 
         // The clips' log-mel through mulan's musicnn front end, cut into patches as the tower does.
-        let mel = try LogMelSpectrogram(config: .musicnn)
-        var windows: [Float] = []
+        let patches = try NumPyReference.clipPatches()
         let clips = Self.clips()
-        var frames = 0
-        for clip in clips {
-            let m = mel.compute(clip)
-            frames = m.frames
-            windows += m.values
-        }
-        let patches = MusicnnTower.patchBatch(Tensor(shape: [clips.count, 96, frames], windows))
         let n = patches.shape[0]
         #expect(n == clips.count * 2)
         let dir = TempDir("musicnn-pretrained")
-        let inPath = dir.file("in.f32"), outPath = dir.file("out.f32")
-        try patches.storage.withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: inPath)) }
-        try TestPython.tool("musicnn_reference.py", [file, inPath, "\(n)", outPath])
-        let reference = try Data(contentsOf: URL(fileURLWithPath: outPath)).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        let reference = try NumPyReference.rows(weights: file, patches: patches, dir: dir)
         try #require(reference.count == n * 250)
         let taggram = tower.taggram(patches: patches)
-        var worst: Float = 0
-        for p in 0..<n { for j in 0..<50 { worst = max(worst, abs(taggram.storage[p * 50 + j] - reference[p * 250 + 200 + j])) } }
+        let worst = NumPyReference.differences(features: nil, taggram: taggram, reference: reference, width: 200).tag
         #expect(worst <= 1e-4, "\(model): taggram max |Δ| \(worst)")
         // The clips are told apart: the most likely tag is not the same for all of them.
         let top = (0..<clips.count).map { c in (0..<50).max { taggram.storage[2 * c * 50 + $0] < taggram.storage[2 * c * 50 + $1] }! }

@@ -52,14 +52,51 @@ enum VggFixture {
         }
     }
 
-    /// Runs Tests/tools/musicnn_reference.py (its NumPy vgg forward) on `patches` [N, 1, 96, 187]:
-    /// per patch, the 128 features then the 50 tag probabilities.
-    static func reference(weights: String, patches: Tensor, dir: TempDir) throws -> [Float] {
+}
+
+/// The independent NumPy forward of musicnn's and vgg's TensorFlow graphs (Tests/tools/musicnn_reference.py)
+/// and how far a Swift tower is from it.
+enum NumPyReference {
+    /// The reference's rows for `patches` [N, 1, 96, 187] (or [N, 96, 187]) under `weights`: per
+    /// patch the features (musicnn 200, vgg 128), then the 50 tag probabilities.
+    static func rows(weights: String, patches: Tensor, dir: TempDir) throws -> [Float] {
         let n = patches.shape[0]
         let inPath = dir.file("in.f32"), outPath = dir.file("out.f32")
         try patches.storage.withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: inPath)) }
         try TestPython.tool("musicnn_reference.py", [weights, inPath, "\(n)", outPath])
         return try Data(contentsOf: URL(fileURLWithPath: outPath)).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+    }
+
+    /// The largest |Δ| of the features (when given) and of the taggram against the reference's rows,
+    /// and the largest reference feature.
+    static func differences(features: Tensor?, taggram: Tensor, reference: [Float], width: Int)
+        -> (feature: Float, largest: Float, tag: Float) {
+        let n = taggram.shape[0], row = width + 50
+        var feature: Float = 0, largest: Float = 0, tag: Float = 0
+        for p in 0..<n {
+            if let features {
+                for j in 0..<width {
+                    feature = max(feature, abs(features.storage[p * width + j] - reference[p * row + j]))
+                    largest = max(largest, abs(reference[p * row + j]))
+                }
+            }
+            for j in 0..<50 { tag = max(tag, abs(taggram.storage[p * 50 + j] - reference[p * row + width + j])) }
+        }
+        return (feature, largest, tag)
+    }
+
+    /// MusicnnPretrainedTests' five clips through mulan's musicnn front end, cut into patches as the towers do.
+    static func clipPatches() throws -> Tensor {
+        let mel = try LogMelSpectrogram(config: .musicnn)
+        var windows: [Float] = []
+        let clips = MusicnnPretrainedTests.clips()
+        var frames = 0
+        for clip in clips {
+            let m = mel.compute(clip)
+            frames = m.frames
+            windows += m.values
+        }
+        return MusicnnTower.patchBatch(Tensor(shape: [clips.count, 96, frames], windows))
     }
 }
 
@@ -99,20 +136,13 @@ struct VggTowerTests {
         var input = Tensor(shape: [3, 1, 96, 187])
         var r = RandomSource(seed: 3)
         for i in input.storage.indices { input.storage[i] = 2 + 2 * (r.unitFloat() - 0.5) + 0.5 * r.normal() }
-        let reference = try VggFixture.reference(weights: file, patches: input, dir: dir)
+        let reference = try NumPyReference.rows(weights: file, patches: input, dir: dir)
         try #require(reference.count == 3 * 178)
-        let features = tower.penultimate(patches: input, training: false)
         let taggram = tower.taggram(patches: input)
-        var worstFeature: Float = 0, worstTag: Float = 0, largest: Float = 0
-        for n in 0..<3 {
-            for j in 0..<128 {
-                worstFeature = max(worstFeature, abs(features.storage[n * 128 + j] - reference[n * 178 + j]))
-                largest = max(largest, abs(reference[n * 178 + j]))
-            }
-            for j in 0..<50 { worstTag = max(worstTag, abs(taggram.storage[n * 50 + j] - reference[n * 178 + 128 + j])) }
-        }
-        #expect(worstTag <= 1e-4, "taggram max |Δ| \(worstTag)")
-        #expect(worstFeature <= 1e-4 * max(1, largest), "features max |Δ| \(worstFeature) (values up to \(largest))")
+        let d = NumPyReference.differences(features: tower.penultimate(patches: input, training: false), taggram: taggram,
+                                           reference: reference, width: 128)
+        #expect(d.tag <= 1e-4, "taggram max |Δ| \(d.tag)")
+        #expect(d.feature <= 1e-4 * max(1, d.largest), "features max |Δ| \(d.feature) (values up to \(d.largest))")
         #expect(Set(taggram.storage.map { ($0 * 100).rounded() }).count > 10, "the taggram should not be constant")
 
         // A musicnn file is not a vgg file.
@@ -232,24 +262,15 @@ struct VggTowerTests {
         let tower = VggTower(embeddingDim: 8, random: &random)
         let loaded = try PretrainedAudio.load(file, into: tower)
         #expect(loaded.metadata["source"] == "musicnn 0.1.0 \(model)" && loaded.tags?.count == 50)
-        let mel = try LogMelSpectrogram(config: .musicnn)
-        var windows: [Float] = []
-        let clips = MusicnnPretrainedTests.clips()
-        var frames = 0
-        for clip in clips {
-            let m = mel.compute(clip)
-            frames = m.frames
-            windows += m.values
-        }
-        let patches = MusicnnTower.patchBatch(Tensor(shape: [clips.count, 96, frames], windows))
-        let n = patches.shape[0]
-        let reference = try VggFixture.reference(weights: file, patches: patches, dir: TempDir("vgg-pretrained"))
+        let patches = try NumPyReference.clipPatches()
+        let n = patches.shape[0], clips = n / 2
+        let dir = TempDir("vgg-pretrained")
+        let reference = try NumPyReference.rows(weights: file, patches: patches, dir: dir)
         try #require(reference.count == n * 178)
         let taggram = tower.taggram(patches: patches)
-        var worst: Float = 0
-        for p in 0..<n { for j in 0..<50 { worst = max(worst, abs(taggram.storage[p * 50 + j] - reference[p * 178 + 128 + j])) } }
+        let worst = NumPyReference.differences(features: nil, taggram: taggram, reference: reference, width: 128).tag
         #expect(worst <= 1e-4, "\(model): taggram max |Δ| \(worst)")
-        let top = (0..<clips.count).map { c in (0..<50).max { taggram.storage[2 * c * 50 + $0] < taggram.storage[2 * c * 50 + $1] }! }
+        let top = (0..<clips).map { c in (0..<50).max { taggram.storage[2 * c * 50 + $0] < taggram.storage[2 * c * 50 + $1] }! }
         #expect(Set(top).count > 1, "\(model): every clip has the same top tag")
     }
 }
