@@ -11,11 +11,14 @@ public protocol ClipScorer: Sendable {
     /// A short name shown in the report and in each best:N track's detail (`loudness`).
     var name: String { get }
     /// What makes this scorer's scores what they are (model content, prompts, rule), for the
-    /// settings key (`IngestSettings.clipRanking`): nil for the built-in loudness ranking, whose
+    /// settings key (ingest's `IngestSettings.clipRanking`): nil for the built-in loudness ranking, whose
     /// rule is the pipeline version's.
     var key: String? { get }
-    /// The score of a candidate window as decoded (mono at ingest's rate, before the downmix gain).
-    func score(_ clip: ClipAudio, settings: IngestSettings) -> Double
+    /// The score of a candidate window as decoded (mono samples at ingest's rate, before the
+    /// downmix gain) with its levels. Ingest asks only for windows it does not call silent: a silent
+    /// window scores −∞ whatever the scorer (`BestClips`), so it is kept only when there are not N
+    /// audible candidates.
+    func score(_ samples: [Float], stats: ClipStats) -> Double
 }
 
 extension ClipScorer {

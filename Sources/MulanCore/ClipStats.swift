@@ -45,24 +45,4 @@ public struct ClipStats: Sendable, Hashable, Codable {
 
     /// RMS of the signal without its DC offset (its standard deviation), linear.
     public var acRMS: Double { max(rms * rms - dcOffset * dcOffset, 0).squareRoot() }
-
-    /// Whether the clip counts as silent under `settings` (see IngestSettings): the RMS without
-    /// the DC offset is below the threshold (so a constant offset alone is silence), or enough
-    /// of it is digital silence.
-    public func isSilent(_ settings: IngestSettings) -> Bool {
-        let acDB = acRMS > 0 ? 20 * log10(acRMS) : -.infinity
-        return acDB < settings.silenceThresholdDB || silenceShare >= settings.maxSilenceShare
-    }
-}
-
-/// One clip cut from a track's decoded, resampled mono stream.
-public struct ClipAudio: Sendable {
-    public var index: Int
-    public var startSample: Int
-    public var samples: [Float]
-    public var stats: ClipStats
-
-    public init(index: Int, startSample: Int, samples: [Float], stats: ClipStats) {
-        (self.index, self.startSample, self.samples, self.stats) = (index, startSample, samples, stats)
-    }
 }

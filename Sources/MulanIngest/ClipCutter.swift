@@ -1,4 +1,27 @@
+import Foundation
 import MulanCore
+
+/// One clip cut from a track's decoded, resampled mono stream.
+public struct ClipAudio: Sendable {
+    public var index: Int
+    public var startSample: Int
+    public var samples: [Float]
+    public var stats: ClipStats
+
+    public init(index: Int, startSample: Int, samples: [Float], stats: ClipStats) {
+        (self.index, self.startSample, self.samples, self.stats) = (index, startSample, samples, stats)
+    }
+}
+
+extension ClipStats {
+    /// Whether the clip counts as silent under `settings` (see IngestSettings): the RMS without
+    /// the DC offset is below the threshold (so a constant offset alone is silence), or enough
+    /// of it is digital silence.
+    public func isSilent(_ settings: IngestSettings) -> Bool {
+        let acDB = acRMS > 0 ? 20 * log10(acRMS) : -.infinity
+        return acDB < settings.silenceThresholdDB || silenceShare >= settings.maxSilenceShare
+    }
+}
 
 /// Cuts a stream of mono samples into clips of `settings.clipSamples`, keeping only the
 /// clips a policy selects, without ever holding more than one clip in memory.

@@ -4,18 +4,17 @@ import MulanCore
 /// Ranks windows without a model: by loudness and non-silence.
 ///
 /// score = level of the clip without its DC offset in dBFS (floored at −120) − 60 dB × its share of
-/// digital silence; a clip ingest would call silent scores −∞, so it is kept only when there are
-/// not N audible candidates. So a loud window beats a quiet one, and a window that is half
+/// digital silence (a clip ingest would call silent scores −∞ before any scorer is asked: see
+/// `BestClips.offer`). So a loud window beats a quiet one, and a window that is half
 /// digital silence loses 30 dB against one that is not.
 public struct LoudnessScorer: ClipScorer {
     public init() {}
     public var name: String { "loudness" }
 
-    public func score(_ clip: ClipAudio, settings: IngestSettings) -> Double {
-        if clip.stats.isSilent(settings) { return -.infinity }
-        let ac = clip.stats.acRMS
+    public func score(_ samples: [Float], stats: ClipStats) -> Double {
+        let ac = stats.acRMS
         let level = ac > 0 ? max(20 * log10(ac), -120) : -120
-        return level - 60 * clip.stats.silenceShare
+        return level - 60 * stats.silenceShare
     }
 }
 
@@ -33,9 +32,12 @@ public struct BestClips {
         self.settings = settings
     }
 
+    /// Scores `clip` and keeps it if it ranks among the best N so far. A clip ingest calls silent
+    /// scores −∞ without asking the scorer (a model is not run on silence): it is kept only when
+    /// there are not N audible candidates.
     public mutating func offer(_ clip: ClipAudio) {
         offered += 1
-        let score = scorer.score(clip, settings: settings)
+        let score = clip.stats.isSilent(settings) ? -.infinity : scorer.score(clip.samples, stats: clip.stats)
         // Clips arrive in time order, so a later clip displaces a kept one only when strictly better.
         if kept.count == count {
             guard let worst = kept.indices.min(by: { Self.worse(kept[$0], than: kept[$1]) }),

@@ -1,3 +1,5 @@
+import MulanCore
+
 /// Which windows of a track become clips (`mulan-ingest --clip-policy`).
 ///
 /// MuLan kept one 30-s clip per recording; decoding a whole 4-minute track for that wastes most of
