@@ -79,7 +79,7 @@ let package = Package(
         .testTarget(name: "MulanTrainingTests", dependencies: ["MulanTraining", "MulanFormats", "MulanTensor", "MulanShards", "MulanShardFormat", "MulanText",
                                                               "MulanRecords", "MulanTestSupport"]),
         .testTarget(name: "MulanIngestTests", dependencies: ["MulanIngest", "MulanFormats", "MulanCatalog", "MulanMedia", "MulanTestSupport"]),
-        .testTarget(name: "MulanAudioFilterTests", dependencies: ["MulanAudioFilter", "MulanFormats", "MulanTraining", "MulanRecords", "MulanCatalog",
+        .testTarget(name: "MulanAudioFilterTests", dependencies: ["MulanAudioFilter", "MulanFormats", "MulanIngest", "MulanTraining", "MulanRecords", "MulanCatalog",
                                                                  "MulanCore", "MulanTestSupport"]),
         .testTarget(name: "MulanReportTests", dependencies: ["MulanReport", "MulanCatalog", "MulanShardFormat", "MulanTestSupport"]),
         .testTarget(name: "MulanDedupeTests", dependencies: ["MulanDedupe", "MulanCatalog", "MulanMedia", "MulanShards",

@@ -143,11 +143,10 @@ public final class ZeroShotClipScorer: ClipScorer {
         scorer.withLock { $0.scores(clips: [samples]) }.first ?? nil
     }
 
-    /// A window ingest calls silent scores −∞ without being embedded, as with `LoudnessScorer`: it is
-    /// kept (and stored as silent) only when there are not N audible candidates.
-    public func score(_ clip: ClipAudio, settings: IngestSettings) -> Double {
-        if clip.stats.isSilent(settings) { return -.infinity }
-        guard let scores = promptScores(clip.samples) else { return -.infinity }
+    /// The rank score of a window. Ingest does not ask for a window it calls silent (it scores −∞
+    /// without being embedded, as with `LoudnessScorer`).
+    public func score(_ samples: [Float], stats: ClipStats) -> Double {
+        guard let scores = promptScores(samples) else { return -.infinity }
         return rule.value(scores: scores, prompts: prompts.map(\.name))
     }
 }

@@ -34,6 +34,20 @@ public struct SeekFallback: Error, Sendable, Hashable, CustomStringConvertible {
     public var description: String { "\(reason.rawValue): \(detail)" }
 }
 
+/// A span of the output timeline for `decodeWindows` to decode, in output samples; `index` is the
+/// caller's tag for it (ingest's clip index), handed back with its samples.
+public struct DecodeWindow: Sendable, Hashable {
+    public var index: Int
+    public var start: Int
+    public var count: Int
+
+    public init(index: Int, start: Int, count: Int) {
+        (self.index, self.start, self.count) = (index, start, count)
+    }
+
+    public var end: Int { start + count }
+}
+
 /// Figures from one `decodeWindows` call.
 public struct WindowDecodeStats: Sendable, Hashable {
     public var packets = 0
@@ -100,15 +114,15 @@ extension AudioDecoder {
     /// begins). Call on a freshly opened decoder, not after `decode()`. Throws `SeekFallback` when
     /// the windows cannot be decoded accurately this way (then decode in full, with a new decoder);
     /// `TrackFailure` for decoder set-up failures; whatever `body` throws.
-    public func decodeWindows(_ windows: [ClipWindow], offset: Int = 0,
-                              body: (ClipWindow, [Float]) throws -> Void) throws -> WindowDecodeStats {
+    public func decodeWindows(_ windows: [DecodeWindow], offset: Int = 0,
+                              body: (DecodeWindow, [Float]) throws -> Void) throws -> WindowDecodeStats {
         try decodeWindows(windows, offset: offset, experimental: false, body: body)
     }
 
     /// `experimental`: also seek in codecs that are exact only for some streams (AAC), with
     /// `SeekPreroll.experimentalSeconds`; for tests that measure what seeking would give.
-    func decodeWindows(_ windows: [ClipWindow], offset: Int, experimental: Bool,
-                       body: (ClipWindow, [Float]) throws -> Void) throws -> WindowDecodeStats {
+    func decodeWindows(_ windows: [DecodeWindow], offset: Int, experimental: Bool,
+                       body: (DecodeWindow, [Float]) throws -> Void) throws -> WindowDecodeStats {
         if let unavailable = seekUnavailable(experimental: experimental) { throw unavailable }
         guard let format, let codec, let stream = format.pointee.streams[Int(streamIndex)] else {
             throw SeekFallback(.notSeekable, "the decoder is closed")

@@ -37,11 +37,11 @@ struct SeekingDecodeTests {
 
     /// Windows at odd sample positions, far enough apart that each needs a seek, one of them
     /// ending at the very end of the stream; and one near the start (decoded on from the start).
-    static func windows(total: Int, rate: Int) -> [ClipWindow] {
-        [ClipWindow(index: 0, start: rate / 2 + 3, count: 3 * rate),
-         ClipWindow(index: 1, start: 17 * rate + 1234, count: 10 * rate),
-         ClipWindow(index: 2, start: 41 * rate + 777, count: 5 * rate + 11),
-         ClipWindow(index: 3, start: total - 4 * rate, count: 4 * rate)]
+    static func windows(total: Int, rate: Int) -> [DecodeWindow] {
+        [DecodeWindow(index: 0, start: rate / 2 + 3, count: 3 * rate),
+         DecodeWindow(index: 1, start: 17 * rate + 1234, count: 10 * rate),
+         DecodeWindow(index: 2, start: 41 * rate + 777, count: 5 * rate + 11),
+         DecodeWindow(index: 3, start: total - 4 * rate, count: 4 * rate)]
     }
 
     static func snrDB(_ reference: ArraySlice<Float>, _ ours: [Float]) -> Double {
@@ -92,7 +92,7 @@ struct SeekingDecodeTests {
         let reason = try #require(decoder.seekUnavailable)
         #expect(reason.reason == .unknownDuration)
         #expect(throws: SeekFallback.self) {
-            _ = try decoder.decodeWindows([ClipWindow(index: 0, start: 160_000, count: 16000)]) { _, _ in }
+            _ = try decoder.decodeWindows([DecodeWindow(index: 0, start: 160_000, count: 16000)]) { _, _ in }
         }
     }
 

@@ -1,4 +1,5 @@
-@testable import MulanCore
+import MulanCore
+@testable import MulanIngest
 import Testing
 
 @Suite("Cutting clips")

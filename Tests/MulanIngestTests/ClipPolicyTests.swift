@@ -1,4 +1,5 @@
-@testable import MulanCore
+import MulanCore
+@testable import MulanIngest
 import Testing
 
 @Suite("Clip policies")
@@ -100,12 +101,20 @@ struct ClipPolicyTests {
         #expect(throws: MulanError.self) { try s.validate() }
     }
 
-    /// Scores by a given table, to check the ranking seam with another scorer than loudness.
+    /// Scores by a given table (keyed by the clip's length less 2: the scorer sees only samples),
+    /// to check the ranking seam with another scorer than loudness.
     struct TableScorer: ClipScorer {
         var table: [Int: Double]
         var name: String { "table" }
         var key: String? { "table" }
-        func score(_ clip: ClipAudio, settings: IngestSettings) -> Double { table[clip.index] ?? -.infinity }
+        func score(_ samples: [Float], stats: ClipStats) -> Double { table[samples.count - 2] ?? -.infinity }
+    }
+
+    /// An audible clip (±0.1, −20 dBFS) of `i + 2` samples, as `TableScorer` reads it.
+    static func tableClip(_ i: Int) -> ClipAudio {
+        let samples = (0..<(i + 2)).map { Float($0 % 2 == 0 ? 0.1 : -0.1) }
+        return ClipAudio(index: i, startSample: i * 10, samples: samples,
+                         stats: samples.withUnsafeBufferPointer { ClipStats(measuring: $0) })
     }
 
     @Test func anyScorerRanksAndTheSummarySaysWhat() {
@@ -113,11 +122,29 @@ struct ClipPolicyTests {
         let table = [0: 0.1, 1: 0.7, 2: 0.3, 3: 0.7, 4: 0.65]
         var best = BestClips(count: 2, scorer: TableScorer(table: table), settings: s)
         for i in 0..<5 {
-            best.offer(ClipAudio(index: i, startSample: i * 10, samples: [0.1], stats: [Float(0.1)].withUnsafeBufferPointer { ClipStats(measuring: $0) }))
+            best.offer(Self.tableClip(i))
         }
         #expect(best.clips.map(\.index) == [1, 3])
         #expect(best.offered == 5)
         #expect(best.summary(scorer: TableScorer(table: table)) == "best:2 by table of 5 candidates: clip 1 (0.7000), clip 3 (0.7000)")
+    }
+
+    /// A clip ingest calls silent scores −∞ whatever the scorer would say, and the scorer is not
+    /// asked (a model is not run on silence): it is kept only when there are not N audible clips.
+    @Test func aSilentClipIsNotScored() {
+        let s = settings(clip: 1)
+        let silence = [Float](repeating: 0, count: 2)
+        let silent = ClipAudio(index: 0, startSample: 0, samples: silence,
+                               stats: silence.withUnsafeBufferPointer { ClipStats(measuring: $0) })
+        let table = [0: 5.0, 1: 0.2]
+        var one = BestClips(count: 1, scorer: TableScorer(table: table), settings: s)
+        one.offer(silent)
+        one.offer(Self.tableClip(1))
+        #expect(one.clips.map(\.index) == [1])
+        var two = BestClips(count: 2, scorer: TableScorer(table: table), settings: s)
+        two.offer(silent)
+        two.offer(Self.tableClip(1))
+        #expect(two.summary(scorer: TableScorer(table: table)) == "best:2 by table of 2 candidates: clip 0 (-inf), clip 1 (0.2000)")
     }
 
     @Test func bestKeepsTheLoudestInTimeOrder() {

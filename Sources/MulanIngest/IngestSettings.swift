@@ -1,3 +1,5 @@
+import MulanCore
+
 /// The settings that determine what ingest produces from a file. Two runs with equal
 /// settings (and equal file content) produce the same clips, so a re-run may skip the track.
 public struct IngestSettings: Sendable, Hashable, Codable {

@@ -1,3 +1,5 @@
+import MulanCore
+
 /// Cuts planned windows (`ClipPlan`) out of a decoded stream, in time order, holding one window's
 /// samples at a time. Ingest uses it when a policy's windows are known but the track is decoded
 /// in full (the seeking path fell back, or the windows start at the beginning anyway).

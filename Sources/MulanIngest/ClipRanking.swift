@@ -1,42 +1,20 @@
 import Foundation
-
-/// Scores a candidate window for `--clip-policy best:N`; higher is better.
-///
-/// The seam for a model-based score: a scorer that embeds the clip and rates it (the zero-shot
-/// scorer of `mulan-ingest --clip-model`, in MulanAudioFilter) replaces `LoudnessScorer` without
-/// touching the cutting or the ranking. Scores must be deterministic, since the settings key
-/// promises the same clips for the same file and settings. `score` is called from every ingest
-/// worker thread at once: a scorer with state must guard it itself.
-public protocol ClipScorer: Sendable {
-    /// A short name shown in the report and in each best:N track's detail (`loudness`).
-    var name: String { get }
-    /// What makes this scorer's scores what they are (model content, prompts, rule), for the
-    /// settings key (`IngestSettings.clipRanking`): nil for the built-in loudness ranking, whose
-    /// rule is the pipeline version's.
-    var key: String? { get }
-    /// The score of a candidate window as decoded (mono at ingest's rate, before the downmix gain).
-    func score(_ clip: ClipAudio, settings: IngestSettings) -> Double
-}
-
-extension ClipScorer {
-    public var key: String? { nil }
-}
+import MulanCore
 
 /// Ranks windows without a model: by loudness and non-silence.
 ///
 /// score = level of the clip without its DC offset in dBFS (floored at −120) − 60 dB × its share of
-/// digital silence; a clip ingest would call silent scores −∞, so it is kept only when there are
-/// not N audible candidates. So a loud window beats a quiet one, and a window that is half
+/// digital silence (a clip ingest would call silent scores −∞ before any scorer is asked: see
+/// `BestClips.offer`). So a loud window beats a quiet one, and a window that is half
 /// digital silence loses 30 dB against one that is not.
 public struct LoudnessScorer: ClipScorer {
     public init() {}
     public var name: String { "loudness" }
 
-    public func score(_ clip: ClipAudio, settings: IngestSettings) -> Double {
-        if clip.stats.isSilent(settings) { return -.infinity }
-        let ac = clip.stats.acRMS
+    public func score(_ samples: [Float], stats: ClipStats) -> Double {
+        let ac = stats.acRMS
         let level = ac > 0 ? max(20 * log10(ac), -120) : -120
-        return level - 60 * clip.stats.silenceShare
+        return level - 60 * stats.silenceShare
     }
 }
 
@@ -54,9 +32,12 @@ public struct BestClips {
         self.settings = settings
     }
 
+    /// Scores `clip` and keeps it if it ranks among the best N so far. A clip ingest calls silent
+    /// scores −∞ without asking the scorer (a model is not run on silence): it is kept only when
+    /// there are not N audible candidates.
     public mutating func offer(_ clip: ClipAudio) {
         offered += 1
-        let score = scorer.score(clip, settings: settings)
+        let score = clip.stats.isSilent(settings) ? -.infinity : scorer.score(clip.samples, stats: clip.stats)
         // Clips arrive in time order, so a later clip displaces a kept one only when strictly better.
         if kept.count == count {
             guard let worst = kept.indices.min(by: { Self.worse(kept[$0], than: kept[$1]) }),
