@@ -2,20 +2,10 @@ import MulanCore
 import MulanMedia
 
 /// One window of a track to keep as a clip, in output samples from the start of the track (or of
-/// its segment).
-public struct ClipWindow: Sendable, Hashable {
-    /// The clip's index: its grid index for grid policies (`all`, `evenly`, `best`), 0 for the one
-    /// window of `center` and `random`.
-    public var index: Int
-    public var start: Int
-    public var count: Int
-
-    public init(index: Int, start: Int, count: Int) {
-        (self.index, self.start, self.count) = (index, start, count)
-    }
-
-    public var end: Int { start + count }
-}
+/// its segment): the seeking decoder's own window type (`AudioDecoder.decodeWindows` takes a plan's
+/// windows as they are). `index` is the clip's index: its grid index for grid policies (`all`,
+/// `evenly`, `best`), 0 for the one window of `center` and `random`.
+public typealias ClipWindow = DecodeWindow
 
 /// The windows a policy keeps from a track of known length.
 public struct ClipPlan: Sendable, Hashable {
@@ -73,10 +63,4 @@ public struct ClipPlan: Sendable, Hashable {
         _ = generator.next()  // decorrelate nearby seeds
         return Int(generator.uniform() * Double(slack + 1))
     }
-}
-
-extension ClipPlan {
-    /// The windows as the seeking decoder takes them (`AudioDecoder.decodeWindows`), tagged with
-    /// their clip index.
-    var decodeWindows: [DecodeWindow] { windows.map { DecodeWindow(index: $0.index, start: $0.start, count: $0.count) } }
 }

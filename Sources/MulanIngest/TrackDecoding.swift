@@ -68,7 +68,7 @@ final class TrackDecoding {
         do {
             if let unavailable = decoder.seekUnavailable { throw unavailable }
             guard let plan = expected.plan, !plan.windows.isEmpty else { return }
-            let windowStats = try decoder.decodeWindows(plan.decodeWindows, offset: segmentOffset) { window, samples in
+            let windowStats = try decoder.decodeWindows(plan.windows, offset: segmentOffset) { window, samples in
                 let clipStats = samples.withUnsafeBufferPointer { buffer in
                     if settings.fingerprint { fingerprinter.feed(buffer, gain: Float(decoder.downmixGain)) }
                     return ClipStats(measuring: buffer)
