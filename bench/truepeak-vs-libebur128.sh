@@ -2,9 +2,9 @@
 # True peak (issue 18): mulan's TruePeakMeter (libebur128's interpolator design, SIMD8) against
 # libebur128's own ebur128_true_peak, side by side in one process on the same synthetic music-like
 # 30-s clips (`mulan-ingest truepeak-bench`, TruePeakBenchmark): libebur128 with I|LRA|TRUE_PEAK
-# (the meter before), with I|LRA (what LoudnessMeter still asks of it; the difference is its true
-# peak), TruePeakMeter alone, and LoudnessMeter as ingest runs it now. CPU time of one thread,
-# pinned to one core; medians.
+# (the meter before), with I|LRA (the difference is its true peak), our TruePeakMeter and
+# GatedLoudnessMeter (I + LRA, since issue 18's second step) alone, and LoudnessMeter as ingest runs
+# it now (both of ours). CPU time of one thread, pinned to one core; medians.
 #
 # With BEFORE=path/to/mulan-ingest (built from a commit before the change, e.g. 3aeba90), it then
 # times per-clip ingest, before against after, on the first TRACKS Ogg Vorbis tracks of Debian's
@@ -57,9 +57,12 @@ print(f"| libebur128 I+LRA+true peak (LoudnessMeter before) | {ms(r['libebur128F
 print(f"| libebur128 I+LRA | {ms(r['libebur128WithoutTruePeak'])} |")
 print(f"| libebur128's true peak (the difference) | {ms(r['libebur128TruePeak'])} |")
 print(f"| TruePeakMeter | {ms(r['ours'])} |")
-print(f"| LoudnessMeter now (libebur128 I+LRA + TruePeakMeter) | {ms(r['loudnessMeter'])} |")
-print(f"true peak: {r['speedup']:.1f}× faster than libebur128's; whole meter {r['meterSpeedup']:.2f}× faster; "
-      f"largest difference from ebur128_true_peak {r['maxDifferenceDB']:.2e} dB")
+print(f"| GatedLoudnessMeter I+LRA | {ms(r['oursGated'])} |")
+print(f"| LoudnessMeter now (GatedLoudnessMeter + TruePeakMeter) | {ms(r['loudnessMeter'])} |")
+print(f"true peak: {r['speedup']:.1f}× faster than libebur128's; I+LRA {r['gatedSpeedup']:.1f}× faster; "
+      f"whole meter {r['meterSpeedup']:.2f}× faster than libebur128 I+LRA+TP; "
+      f"largest difference from ebur128_true_peak {r['maxDifferenceDB']:.2e} dB, "
+      f"from ebur128_loudness_global/_range {r['maxGatedDifferenceLU']:.2e} LU")
 EOF
 cat "$work/cpu.txt" | tee -a "$out"
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out"

@@ -2,11 +2,11 @@ import Foundation
 
 internal import CMulanEBUR128
 
-/// Times the true peak on 30-s clips, side by side in one process (for bench/truepeak-vs-libebur128.sh,
+/// Times loudness on 30-s clips, side by side in one process (for bench/truepeak-vs-libebur128.sh,
 /// through `mulan-ingest truepeak-bench`): libebur128 with `I | LRA | TRUE_PEAK` (the meter before
-/// issue 18) and with `I | LRA` (what `LoudnessMeter` still asks of it), `TruePeakMeter` alone, and
-/// `LoudnessMeter` as ingest runs it now. libebur128's true peak costs the difference of its two
-/// modes. One thread, CPU time of the thread, medians over `repeats` passes over all clips.
+/// issue 18) and with `I | LRA`, our `TruePeakMeter` and `GatedLoudnessMeter` (I + LRA) alone, and
+/// `LoudnessMeter` (both of ours) as ingest runs it now. libebur128's true peak costs the difference
+/// of its two modes. One thread, CPU time of the thread, medians over `repeats` passes over all clips.
 public enum TruePeakBenchmark {
     public struct Result: Codable, Sendable {
         public var sampleRate: Int
@@ -18,13 +18,19 @@ public enum TruePeakBenchmark {
         public var libebur128WithoutTruePeak: Double
         public var libebur128TruePeak: Double
         public var ours: Double
+        /// `GatedLoudnessMeter` (I + LRA), against `libebur128WithoutTruePeak`.
+        public var oursGated: Double
         public var loudnessMeter: Double
         /// libebur128's true-peak time over ours.
         public var speedup: Double
         /// libebur128 I|LRA|TP over LoudnessMeter (I|LRA + ours), per clip.
         public var meterSpeedup: Double
+        /// libebur128 I + LRA over `GatedLoudnessMeter`, per clip.
+        public var gatedSpeedup: Double
         /// The largest |ours − ebur128_true_peak| over the clips, dB.
         public var maxDifferenceDB: Double
+        /// The largest difference of integrated loudness or range from libebur128's, LU.
+        public var maxGatedDifferenceLU: Double
     }
 
     /// Music-like clips: a few harmonic notes changing every 0.25 s, a decaying click every
@@ -59,24 +65,41 @@ public enum TruePeakBenchmark {
         let clips = (0..<max(1, count)).map { clip($0, seconds: seconds, sampleRate: sampleRate) }
         let full = Int32(EBUR128_MODE_I.rawValue | EBUR128_MODE_LRA.rawValue | EBUR128_MODE_TRUE_PEAK.rawValue)
         let base = Int32(EBUR128_MODE_I.rawValue | EBUR128_MODE_LRA.rawValue)
+        /// The true peak (mode `full`), else integrated + range (so that neither call is dropped).
         func libebur128(_ samples: [Float], mode: Int32) -> Double {
             guard let state = ebur128_init(1, UInt(sampleRate), mode) else { return .nan }
             var owned: UnsafeMutablePointer<ebur128_state>? = state
             defer { ebur128_destroy(&owned) }
             _ = ebur128_set_channel(state, 0, Int32(EBUR128_CENTER.rawValue))
             _ = samples.withUnsafeBufferPointer { ebur128_add_frames_float(state, $0.baseAddress, $0.count) }
-            var value = 0.0
-            _ = ebur128_loudness_global(state, &value)
-            _ = ebur128_loudness_range(state, &value)
+            var integrated = 0.0, range = 0.0
+            _ = ebur128_loudness_global(state, &integrated)
+            _ = ebur128_loudness_range(state, &range)
             var peak = 0.0
             if mode == full { _ = ebur128_true_peak(state, 0, &peak) }
-            return peak
+            return mode == full ? peak : integrated + 1000 * range
+        }
+        func gated(_ samples: [Float]) -> (integrated: Double, range: Double) {
+            guard var meter = GatedLoudnessMeter(sampleRate: sampleRate) else { return (.nan, .nan) }
+            samples.withUnsafeBufferPointer { meter.feed($0) }
+            return (meter.integrated, meter.range)
         }
         let references = clips.map { libebur128($0, mode: full) }
-        var maxDifference = 0.0
+        var maxDifference = 0.0, maxGatedDifference = 0.0
         for (c, reference) in zip(clips, references) {
             let ours = Double(c.withUnsafeBufferPointer { TruePeakMeter.measure($0, sampleRate: sampleRate) })
             maxDifference = max(maxDifference, abs(20 * log10(ours) - 20 * log10(reference)))
+            let mode = Int32(EBUR128_MODE_I.rawValue | EBUR128_MODE_LRA.rawValue)
+            guard let state = ebur128_init(1, UInt(sampleRate), mode) else { continue }
+            var owned: UnsafeMutablePointer<ebur128_state>? = state
+            defer { ebur128_destroy(&owned) }
+            _ = ebur128_set_channel(state, 0, Int32(EBUR128_CENTER.rawValue))
+            _ = c.withUnsafeBufferPointer { ebur128_add_frames_float(state, $0.baseAddress, $0.count) }
+            var integrated = 0.0, range = 0.0
+            _ = ebur128_loudness_global(state, &integrated)
+            _ = ebur128_loudness_range(state, &range)
+            let mine = gated(c)
+            maxGatedDifference = max(maxGatedDifference, abs(mine.integrated - integrated), abs(mine.range - range))
         }
         var sink = 0.0
         func time(_ body: ([Float]) -> Double) -> Double {
@@ -90,20 +113,24 @@ public enum TruePeakBenchmark {
             return passes[passes.count / 2]
         }
         // Interleaved, so that a disturbance hits all of them alike.
-        var fullTimes: [Double] = [], baseTimes: [Double] = [], oursTimes: [Double] = [], meterTimes: [Double] = []
+        var fullTimes: [Double] = [], baseTimes: [Double] = [], oursTimes: [Double] = [], gatedTimes: [Double] = []
+        var meterTimes: [Double] = []
         for _ in 0..<3 {
             fullTimes.append(time { libebur128($0, mode: full) })
             baseTimes.append(time { libebur128($0, mode: base) })
             oursTimes.append(time { c in Double(c.withUnsafeBufferPointer { TruePeakMeter.measure($0, sampleRate: sampleRate) }) })
+            gatedTimes.append(time { c in let r = gated(c); return r.integrated + 1000 * r.range })
             meterTimes.append(time { LoudnessMeter.measure($0, sampleRate: sampleRate).truePeakDB ?? 0 })
         }
         func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
         let f = median(fullTimes), b = median(baseTimes), o = median(oursTimes), m = median(meterTimes)
+        let g = median(gatedTimes)
         if sink.isNaN { print("") }   // keeps the measured calls
         return Result(sampleRate: sampleRate, clipSeconds: seconds, clips: clips.count, repeats: repeats,
                       libebur128Full: f, libebur128WithoutTruePeak: b, libebur128TruePeak: f - b, ours: o,
-                      loudnessMeter: m, speedup: o > 0 ? (f - b) / o : 0, meterSpeedup: m > 0 ? f / m : 0,
-                      maxDifferenceDB: maxDifference)
+                      oursGated: g, loudnessMeter: m, speedup: o > 0 ? (f - b) / o : 0,
+                      meterSpeedup: m > 0 ? f / m : 0, gatedSpeedup: g > 0 ? b / g : 0,
+                      maxDifferenceDB: maxDifference, maxGatedDifferenceLU: maxGatedDifference)
     }
 
     private static func threadCPU() -> Double {
