@@ -35,7 +35,9 @@
 #              CODECS (default "opus vorbis mp3 aac flac"; empty: no codec section), CODEC_TRACKS
 #              (how many of the sorted tracks, default 41), CODEC_INPUTS (where the transcodes are
 #              kept between runs, default /tmp/mulan-bench-codec-inputs), ONLY_CODECS=1 (skip
-#              sections 5-7, the Vorbis comparison with peak RSS).
+#              sections 5-7, the Vorbis comparison with peak RSS); BEFORE_BIN (another mulan-ingest,
+#              e.g. one built from an earlier commit: the codec section also times it at 1 and 2
+#              jobs, everything on, in the same hyperfine call, as mulan-before-j1/-j2).
 # Results: printed at the end and written to bench/results/ingest-vs-ffmpeg-<UTC time>.md,
 #          with hyperfine's JSON export beside it.
 set -euo pipefail
@@ -260,7 +262,7 @@ for c in $CODECS; do
     add_codec_mulan() { # NAME JOBS EXTRA-OPTIONS
         local w=$TMP/out/$c-$1
         names+=("$1")
-        cmds+=("$BIN --scan $TMP/in-$c --glob '*.$e' --workdir $w --jobs $2 $3 --quiet > /dev/null || [ \$? -eq 3 ]")
+        cmds+=("${4:-$BIN} --scan $TMP/in-$c --glob '*.$e' --workdir $w --jobs $2 $3 --quiet > /dev/null || [ \$? -eq 3 ]")
         preps+=("rm -rf $w && sync")
     }
     add_codec_ffmpeg() { # NAME PARALLELISM
@@ -273,6 +275,10 @@ for c in $CODECS; do
     add_codec_mulan mulan-j2 2 ""
     add_codec_mulan mulan-j1-integrated 1 "--loudness integrated"
     add_codec_mulan mulan-j1-nofingerprint 1 "--fingerprint off"
+    if [[ -n ${BEFORE_BIN:-} ]]; then
+        add_codec_mulan mulan-before-j1 1 "" "$BEFORE_BIN"
+        add_codec_mulan mulan-before-j2 2 "" "$BEFORE_BIN"
+    fi
     add_codec_ffmpeg ffmpeg16-p1 1
     add_codec_ffmpeg ffmpeg16-p2 2
     hf_args=(--runs "$RUNS" --warmup "$WARMUP" --style basic --export-json "$TMP/codec-$c.json")
@@ -305,6 +311,15 @@ for codec, path, audio, _ in rows:
           f"{r['mulan-j1-nofingerprint']:.2f} s | {r['mulan-j2']:.2f} s | {r['ffmpeg16-p1']:.2f} s | {r['ffmpeg16-p2']:.2f} s | "
           f"{r['mulan-j1'] / r['ffmpeg16-p1']:.3f} | {r['mulan-j2'] / r['ffmpeg16-p2']:.3f} | {r['mulan-j1'] / r['mulan-j2']:.2f}× |")
 print()
+before = [(codec, {x["command"]: x["mean"] for x in json.load(open(path))["results"]}) for codec, path, _, _ in rows]
+if all("mulan-before-j1" in r for _, r in before):
+    print("| codec | BEFORE_BIN j1 | this j1 | BEFORE_BIN j2 | this j2 | BEFORE_BIN/ffmpeg j1 | j2 | BEFORE_BIN 1→2 jobs |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for codec, r in before:
+        print(f"| {codec} | {r['mulan-before-j1']:.2f} s | {r['mulan-j1']:.2f} s | {r['mulan-before-j2']:.2f} s | "
+              f"{r['mulan-j2']:.2f} s | {r['mulan-before-j1'] / r['ffmpeg16-p1']:.3f} | "
+              f"{r['mulan-before-j2'] / r['ffmpeg16-p2']:.3f} | {r['mulan-before-j1'] / r['mulan-before-j2']:.2f}× |")
+    print()
 print("Mean wall times (hyperfine). Targets (issue 18): mulan/ffmpeg ≤ 0.8 with everything on; 1→2 jobs ≥ 1.85×.")
 print()
 print("Load during each codec's timing:")

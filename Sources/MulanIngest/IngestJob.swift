@@ -146,7 +146,10 @@ public struct IngestJob: Sendable {
     private static func runOnWorkerThread(_ item: WorkItem) async -> TrackOutcome {
         await withCheckedContinuation { continuation in
             DispatchQueue.global(qos: .userInitiated).async {
-                continuation.resume(returning: TrackProcessor.process(item))
+                item.cores.trackStarted()
+                let outcome = TrackProcessor.process(item)
+                item.cores.trackEnded()
+                continuation.resume(returning: outcome)
             }
         }
     }

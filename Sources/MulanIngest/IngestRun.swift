@@ -13,6 +13,8 @@ final class IngestRun {
     private let settings: IngestSettings
     private let slice: WorkerSlice
     private let clipScorer: any ClipScorer
+    /// `--jobs` cores, shared by the tracks and the clips they hand off.
+    private let cores: CoreBudget
     private let console: Console
     private(set) var report: IngestReport
     private var progress: ProgressMeter!
@@ -27,6 +29,7 @@ final class IngestRun {
         settings = { var s = job.settings; s.clipRanking = job.clipScorer.key; return s }()
         slice = job.slice
         clipScorer = job.clipScorer
+        cores = CoreBudget(cores: job.jobs)
         console = job.console
         let settingsJSON = String(decoding: (try? JSONEncoder().encode(settings)) ?? Data(), as: UTF8.self)
         runID = try catalog.beginRun(stage: "ingest", settings: settingsJSON)
@@ -80,7 +83,7 @@ final class IngestRun {
                 }
                 firstSeen[row.trackID] = row.origin
                 return WorkItem(row: row, previous: try catalog.previous(trackID: row.trackID),
-                                settings: settings, store: store, clipScorer: clipScorer)
+                                settings: settings, store: store, clipScorer: clipScorer, cores: cores)
             }
         }
         return nil

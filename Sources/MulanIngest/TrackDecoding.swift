@@ -8,7 +8,8 @@ import MulanMedia
 /// whole stream and cut the clips from it. Each clip is measured, encoded to FLAC in the track's
 /// staging folder and synced (`store`). The fingerprint is computed from the same decoded stream,
 /// at the gain of stored clips; with a seeking policy it covers the kept windows only
-/// (docs/ingest.md#clip-policies).
+/// (docs/ingest.md#clip-policies). While a core of `--jobs` is idle, a clip is stored on another
+/// thread as the decoder goes on (`ClipHandOff`); the clips keep the order they were cut in.
 final class TrackDecoding {
     let track: TrackRun
     let settings: IngestSettings
@@ -20,7 +21,13 @@ final class TrackDecoding {
     private(set) var decoder: AudioDecoder
     /// The folder the clips are staged in (a fresh one after a fallback); the track's, for its failure.
     private(set) var staging: String
+    /// The stored clips, in the order they were cut (set when `run` returns).
     private(set) var clips: [ClipRecord] = []
+    private let handOff: ClipHandOff
+    /// Clips stored so far, with the order they were cut in (`clipsLock`: hand-offs append too).
+    private var stored: [(order: Int, clip: ClipRecord)] = []
+    private let clipsLock = NSLock()
+    private var cut = 0
     private(set) var fingerprinter: Fingerprinter
     private(set) var stats = DecodeStats()
     private(set) var seek = SeekUse.notUsed
@@ -38,6 +45,7 @@ final class TrackDecoding {
         staging = folder
         track.staging = folder
         fingerprinter = Fingerprinter(sampleRate: settings.sampleRate)
+        handOff = ClipHandOff(budget: track.item.cores)
     }
 
     static func makeStaging(_ store: ClipStore) throws(StorageFailure) -> String {
@@ -50,6 +58,8 @@ final class TrackDecoding {
 
     /// Decodes the track; its clips are staged, the stream's statistics kept.
     func run() throws -> TrackDecoding {
+        // Never leave (on an error either) while a clip is being written into the staging folder.
+        defer { handOff.abandon() }
         if settings.clipPolicy.canSeek { try seekWindows() }
         if !seek.seeked {
             if settings.clipPolicy.canSeek {
@@ -58,6 +68,8 @@ final class TrackDecoding {
                 try cutAll()
             }
         }
+        try handOff.finish()
+        clips = stored.sorted { $0.order < $1.order }.map(\.clip)
         return self
     }
 
@@ -87,7 +99,8 @@ final class TrackDecoding {
             // Start again from a clean slate and decode the whole track.
             seek = .fellBack(fallback)
             track.notes.append("decoded in full instead of seeking (\(fallback.reason.rawValue)): \(fallback.detail)")
-            clips = []
+            handOff.abandon()
+            stored = []
             fingerprinter = Fingerprinter(sampleRate: settings.sampleRate)
             try? FileManager.default.removeItem(atPath: staging)
             staging = try Self.makeStaging(track.item.store)
@@ -151,20 +164,34 @@ final class TrackDecoding {
         }
     }
 
+    /// One clip, on another thread when a core is idle, else on this one (`storeNow`).
+    private func store(_ clip: ClipAudio) throws {
+        try handOff.check()
+        let order = cut
+        cut += 1
+        // Stored clips use the integer downmix (no clipping); see AudioDecoder.downmixGain.
+        let gain = Float(decoder.downmixGain)
+        let track = HandedOver(value: self)
+        if handOff.run({ try track.value.storeNow(clip, gain: gain, order: order) }) { return }
+        try storeNow(clip, gain: gain, order: order)
+    }
+
+    private func keep(_ record: ClipRecord, order: Int) {
+        clipsLock.withLock { stored.append((order, record)) }
+    }
+
     /// One clip: silent ones are recorded without audio; the others normalized (--loudness-target),
     /// measured (EBU R128), encoded to FLAC in the staging folder and renamed to their SHA-256.
-    private func store(_ clip: ClipAudio) throws {
+    private func storeNow(_ clip: ClipAudio, gain: Float, order: Int) throws {
         let start = Double(clip.startSample) / rate
         let duration = Double(clip.samples.count) / rate
-        // Stored clips use the integer downmix (no clipping); see AudioDecoder.downmixGain.
         var samples = clip.samples
-        let gain = Float(decoder.downmixGain)
         if gain != 1 { for i in samples.indices { samples[i] *= gain } }
         let stats = gain == 1 ? clip.stats : samples.withUnsafeBufferPointer { ClipStats(measuring: $0) }
         if stats.isSilent(settings) {
-            clips.append(ClipRecord(index: clip.index, startSeconds: start, durationSeconds: duration,
-                                    sampleRate: settings.sampleRate, stats: stats, status: .silent,
-                                    flacPath: nil, flacSHA256: nil))
+            keep(ClipRecord(index: clip.index, startSeconds: start, durationSeconds: duration,
+                            sampleRate: settings.sampleRate, stats: stats, status: .silent,
+                            flacPath: nil, flacSHA256: nil), order: order)
             return
         }
         // EBU R128 loudness of what is encoded, normalized first with --loudness-target;
@@ -173,10 +200,10 @@ final class TrackDecoding {
         let storedStats = (normalization?.gainDB ?? 0) == 0 ? stats
             : samples.withUnsafeBufferPointer { ClipStats(measuring: $0) }
         let sha = try encode(samples, clip: clip.index)
-        clips.append(ClipRecord(index: clip.index, startSeconds: start, durationSeconds: duration,
-                                sampleRate: settings.sampleRate, stats: storedStats, status: .kept,
-                                flacPath: ClipStore.relativePath(sha256: sha), flacSHA256: sha,
-                                loudness: loudness, normalization: normalization))
+        keep(ClipRecord(index: clip.index, startSeconds: start, durationSeconds: duration,
+                        sampleRate: settings.sampleRate, stats: storedStats, status: .kept,
+                        flacPath: ClipStore.relativePath(sha256: sha), flacSHA256: sha,
+                        loudness: loudness, normalization: normalization), order: order)
     }
 
     /// Encodes one clip into the staging folder as `SHA256.flac` and returns the SHA-256. Durable

@@ -11,6 +11,8 @@ struct WorkItem: Sendable {
     var store: ClipStore
     /// Ranks `best:N`'s candidates (shared by the workers).
     var clipScorer: any ClipScorer = LoudnessScorer()
+    /// The run's cores, shared by its tracks and the clips they hand off (one core: no hand-off).
+    var cores = CoreBudget(cores: 1)
 }
 
 /// What a worker hands back to the single catalog writer.
