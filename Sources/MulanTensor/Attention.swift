@@ -6,7 +6,11 @@
 /// query, key, value and output are `Linear(width → width)` with bias; head h uses columns
 /// h·d ..< (h+1)·d of the projections (d = width / heads, the layout of BERT's checkpoints), and
 /// scores are scaled by 1/√d. Each (sequence, head) pair is one task of `Parallel.forEach` with its
-/// own `BLAS.gemm` calls, so results do not depend on `BLAS.threads`.
+/// own `BLAS.gemm` calls, so results do not depend on `BLAS.threads`. A task walks its queries in
+/// blocks of `queryBlock` rows (a split fixed by the shapes alone): a block's scores, softmax and
+/// product with V (forward), and its dP, dS, dQ and its share of dK and dV (backward), run while
+/// the block's [rows, L] scores are in the core's cache, instead of passes over the whole [L, L]
+/// matrix (5.6 MB at the AST's 1,189 positions, more than a core's L2).
 ///
 /// With `firstQueryOnly`, only position 0 queries (keys and values are still every position): the
 /// output is [B, 1, width], the [CLS] rows of the full output, for a last layer whose other
@@ -24,7 +28,8 @@ public final class MultiHeadSelfAttention: Module {
 
     // What the backward pass needs from the last training forward.
     private var q = Tensor(shape: [0]), k = Tensor(shape: [0]), v = Tensor(shape: [0])
-    /// Softmax probabilities, [B·heads, queries, L]; columns at padded keys are 0.
+    /// Softmax probabilities, [B·heads, queries, L]; columns at padded keys are not written (nothing
+    /// reads them).
     private var probabilities = Tensor(shape: [0])
     private var lengths: [Int] = []
     private var batch = 0, sequenceLength = 0, queryCount = 0
@@ -45,6 +50,10 @@ public final class MultiHeadSelfAttention: Module {
         for layer in [query, key, value, output] { bertInitialize(layer, std: std, random: &random) }
     }
 
+    /// Query rows per block of a (sequence, head) task: 64 rows of scores at the AST's 1,189 keys are
+    /// 304 KB, so a block's probabilities and (backward) its dS fit a core's L2 together.
+    static let queryBlock = 64
+
     /// query.*, key.*, value.*, output.* (the encoder layer maps them to BERT's names).
     public var namedParameters: [(name: String, parameter: Parameter)] {
         nest("query", query) + nest("key", key) + nest("value", value) + nest("output", output)
@@ -60,11 +69,12 @@ public final class MultiHeadSelfAttention: Module {
         let q = query.forward(firstQueryOnly ? firstPositions(x) : x, training: training)
         let k = key.forward(x, training: training)
         let v = value.forward(x, training: training)
-        // Every element of the context is written (beta 0). The probabilities' columns at padded keys
-        // are kept 0 for the backward pass; an inference pass never reads them.
+        // Every element of the context is written (beta 0). A training pass keeps the probabilities for
+        // the backward pass (their columns at padded keys are never written nor read); an inference pass
+        // puts each block's in a scratch block of the same layout (the same products, the same values).
         var context = Tensor(uninitializedShape: [b, lq, w])
-        var probs = training ? Tensor(shape: [b * h, lq, l]) : Tensor(uninitializedShape: [b * h, lq, l])
-        let scale = 1 / Float(d).squareRoot()
+        var probs = Tensor(uninitializedShape: training ? [b * h, lq, l] : [1])
+        let scale = 1 / Float(d).squareRoot(), block = Self.queryBlock
         q.withUnsafePointer { qp in
             k.withUnsafePointer { kp in
                 v.withUnsafePointer { vp in
@@ -74,13 +84,20 @@ public final class MultiHeadSelfAttention: Module {
                                 Parallel.forEach(b * h) { t in
                                     let s = t / h, n = lens[s], column = (t % h) * d
                                     let keys = s * l * w + column, queries = s * lq * w + column
-                                    let p = pp + t * lq * l
-                                    // Scores for the valid keys only; the others stay 0 (exp(−∞)).
-                                    BLAS.gemm(transB: true, m: lq, n: n, k: d, alpha: scale, a: qp + queries, lda: w,
-                                              b: kp + keys, ldb: w, c: p, ldc: l)
-                                    for i in 0..<lq { softmaxRow(p + i * l, n) }
-                                    BLAS.gemm(m: lq, n: d, k: n, a: p, lda: l, b: vp + keys, ldb: w,
-                                              c: cp + queries, ldc: w)
+                                    let scratch = training ? nil : UnsafeMutablePointer<Float>.allocate(capacity: min(block, lq) * l)
+                                    defer { scratch?.deallocate() }
+                                    var i0 = 0
+                                    while i0 < lq {
+                                        let rows = min(block, lq - i0)
+                                        let p = scratch ?? pp + (t * lq + i0) * l
+                                        // Scores for the valid keys only (the others would be exp(−∞) = 0).
+                                        BLAS.gemm(transB: true, m: rows, n: n, k: d, alpha: scale, a: qp + queries + i0 * w,
+                                                  lda: w, b: kp + keys, ldb: w, c: p, ldc: l)
+                                        for i in 0..<rows { softmaxRow(p + i * l, n) }
+                                        BLAS.gemm(m: rows, n: d, k: n, a: p, lda: l, b: vp + keys, ldb: w,
+                                                  c: cp + queries + i0 * w, ldc: w)
+                                        i0 += rows
+                                    }
                                 }
                             }
                         }
@@ -175,9 +192,10 @@ public final class MultiHeadSelfAttention: Module {
         precondition(probabilities.count == b * h * lq * l && dy.count == b * lq * w,
                      "attention.backward without a matching forward")
         let dContext = output.backward(dy)
-        var dq = Tensor(shape: [b, lq, w]), dk = Tensor(shape: [b, l, w]), dv = Tensor(shape: [b, l, w])
-        var dScores = Tensor(shape: [b * h, lq, l])
-        let scale = 1 / Float(d).squareRoot()
+        // Every row of dq is written by its block's product (beta 0); dK's and dV's rows at padded keys
+        // stay 0.
+        var dq = Tensor(uninitializedShape: [b, lq, w]), dk = Tensor(shape: [b, l, w]), dv = Tensor(shape: [b, l, w])
+        let scale = 1 / Float(d).squareRoot(), block = Self.queryBlock
         q.withUnsafePointer { qp in
             k.withUnsafePointer { kp in
                 v.withUnsafePointer { vp in
@@ -186,29 +204,30 @@ public final class MultiHeadSelfAttention: Module {
                             dq.withUnsafeMutablePointer { dqp in
                                 dk.withUnsafeMutablePointer { dkp in
                                     dv.withUnsafeMutablePointer { dvp in
-                                        dScores.withUnsafeMutablePointer { sp in
-                                            lengths.withUnsafeBufferPointer { lens in
-                                                Parallel.forEach(b * h) { t in
-                                                    let s = t / h, n = lens[s], column = (t % h) * d
-                                                    let keys = s * l * w + column, queries = s * lq * w + column
-                                                    let p = pp + t * lq * l, ds = sp + t * lq * l
-                                                    // dP = dC·Vᵀ (valid keys); dV = Pᵀ·dC (rows of valid keys).
-                                                    BLAS.gemm(transB: true, m: lq, n: n, k: d, a: gp + queries, lda: w,
-                                                              b: vp + keys, ldb: w, c: ds, ldc: l)
-                                                    BLAS.gemm(transA: true, m: n, n: d, k: lq, a: p, lda: l,
-                                                              b: gp + queries, ldb: w, c: dvp + keys, ldc: w)
+                                        lengths.withUnsafeBufferPointer { lens in
+                                            Parallel.forEach(b * h) { t in
+                                                let s = t / h, n = lens[s], column = (t % h) * d
+                                                let keys = s * l * w + column, queries = s * lq * w + column
+                                                // dP, then dS in place, of one block of query rows: [rows, n].
+                                                let ds = UnsafeMutablePointer<Float>.allocate(capacity: min(block, lq) * n)
+                                                defer { ds.deallocate() }
+                                                var i0 = 0
+                                                while i0 < lq {
+                                                    let rows = min(block, lq - i0), first: Float = i0 == 0 ? 0 : 1
+                                                    let p = pp + (t * lq + i0) * l, g = gp + queries + i0 * w
+                                                    // dP = dC·Vᵀ (valid keys); dV += Pᵀ·dC (rows of valid keys).
+                                                    BLAS.gemm(transB: true, m: rows, n: n, k: d, a: g, lda: w,
+                                                              b: vp + keys, ldb: w, c: ds, ldc: n)
+                                                    BLAS.gemm(transA: true, m: n, n: d, k: rows, a: p, lda: l,
+                                                              b: g, ldb: w, beta: first, c: dvp + keys, ldc: w)
                                                     // Through the softmax: dS = P ⊙ (dP − Σⱼ P·dP), times the scale.
-                                                    for i in 0..<lq {
-                                                        let pr = p + i * l, dr = ds + i * l
-                                                        var dot: Float = 0
-                                                        for j in 0..<n { dot += pr[j] * dr[j] }
-                                                        for j in 0..<n { dr[j] = scale * pr[j] * (dr[j] - dot) }
-                                                    }
-                                                    // dQ = dS·K; dK = dSᵀ·Q (rows of valid keys).
-                                                    BLAS.gemm(m: lq, n: d, k: n, a: ds, lda: l, b: kp + keys, ldb: w,
-                                                              c: dqp + queries, ldc: w)
-                                                    BLAS.gemm(transA: true, m: n, n: d, k: lq, a: ds, lda: l,
-                                                              b: qp + queries, ldb: w, c: dkp + keys, ldc: w)
+                                                    for i in 0..<rows { softmaxBackwardRow(p + i * l, ds + i * n, n, scale: scale) }
+                                                    // dQ = dS·K; dK += dSᵀ·Q (rows of valid keys).
+                                                    BLAS.gemm(m: rows, n: d, k: n, a: ds, lda: n, b: kp + keys, ldb: w,
+                                                              c: dqp + queries + i0 * w, ldc: w)
+                                                    BLAS.gemm(transA: true, m: n, n: d, k: rows, a: ds, lda: n,
+                                                              b: qp + queries + i0 * w, ldb: w, beta: first, c: dkp + keys, ldc: w)
+                                                    i0 += rows
                                                 }
                                             }
                                         }
@@ -358,14 +377,64 @@ fileprivate func addToFirstPositions(_ x: inout Tensor, _ g: Tensor) {
 }
 
 /// In place: p[0..<n] ← softmax(p[0..<n]) (n ≥ 1), max-subtracted, with the vectorizable
-/// `expNonPositive` of GELU.swift. The rest of the row is left as it is.
+/// `expNonPositive` of GELU.swift. The maximum (`laneMax`) and the sum (`laneSum`) run in eight
+/// lanes, so that they vectorize too (a single running sum or maximum is a chain of dependent
+/// operations, one per element, that the compiler may not reorder). The rest of the row is left as
+/// it is.
 @inline(__always)
-fileprivate func softmaxRow(_ p: UnsafeMutablePointer<Float>, _ n: Int) {
-    var m = p[0]
-    for j in 1..<n where p[j] > m { m = p[j] }
+func softmaxRow(_ p: UnsafeMutablePointer<Float>, _ n: Int) {
+    let m = laneMax(p, n)
     for j in 0..<n { p[j] = expNonPositive(p[j] - m) }
-    var sum: Float = 0
-    for j in 0..<n { sum += p[j] }
-    let inv = 1 / sum
+    let inv = 1 / laneSum(p, n, shift: 0)
     for j in 0..<n { p[j] *= inv }
+}
+
+/// The softmax's backward pass over one row of n values, in place: dp ← scale·p ⊙ (dp − Σⱼ p·dp),
+/// the dot product in eight lanes (`laneDot`).
+@inline(__always)
+func softmaxBackwardRow(_ p: UnsafePointer<Float>, _ dp: UnsafeMutablePointer<Float>, _ n: Int, scale: Float) {
+    let dot = laneDot(p, dp, n)
+    for j in 0..<n { dp[j] = scale * p[j] * (dp[j] - dot) }
+}
+
+/// max x[0..<n] (n ≥ 1): eight lanes, then the tail. Exact (a maximum does not round), so equal to a
+/// running maximum for inputs without NaN.
+@inline(__always)
+func laneMax(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
+    let raw = UnsafeRawPointer(x)
+    var m = x[0], j = 0
+    if n >= 8 {
+        var acc = raw.loadUnaligned(as: SIMD8<Float>.self)
+        j = 8
+        while j + 8 <= n {
+            let v = raw.loadUnaligned(fromByteOffset: j &* 4, as: SIMD8<Float>.self)
+            acc.replace(with: v, where: v .> acc)
+            j &+= 8
+        }
+        m = acc.max()
+    }
+    while j < n {
+        if x[j] > m { m = x[j] }
+        j &+= 1
+    }
+    return m
+}
+
+/// Σ a[j]·b[j] over n values, in eight interleaved partial sums added in a fixed order (as `laneSum`).
+@inline(__always)
+func laneDot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+    let ra = UnsafeRawPointer(a), rb = UnsafeRawPointer(b)
+    var acc = SIMD8<Float>(repeating: 0)
+    var j = 0
+    while j + 8 <= n {
+        acc += ra.loadUnaligned(fromByteOffset: j &* 4, as: SIMD8<Float>.self)
+            * rb.loadUnaligned(fromByteOffset: j &* 4, as: SIMD8<Float>.self)
+        j &+= 8
+    }
+    var total = acc.sum()
+    while j < n {
+        total += a[j] * b[j]
+        j &+= 1
+    }
+    return total
 }

@@ -67,15 +67,18 @@ public final class ASTTower: AudioEncoder {
         let b = logMel.shape[0], w = config.width, p = patchGrid.bands * patchGrid.frames, l = p + 1
         let patches = patchEmbed.forward(logMel.reshaped([b, 1, melBands, frames]), training: training)  // [B, w, P_f, P_t]
         var x = Tensor(uninitializedShape: [b, l, w])
-        let cls = clsToken.value, pos = positionEmbedding.value
         patches.withUnsafePointer { src in
-            x.withUnsafeMutablePointer { dst in
-                for s in 0..<b {
-                    let row0 = dst + s * l * w
-                    for j in 0..<w { row0[j] = cls.storage[j] + pos.storage[j] }
-                    for c in 0..<w {
-                        let plane = src + (s * w + c) * p
-                        for k in 0..<p { row0[(k + 1) * w + c] = plane[k] + pos.storage[(k + 1) * w + c] }
+            clsToken.value.withUnsafePointer { cls in
+                positionEmbedding.value.withUnsafePointer { pos in
+                    x.withUnsafeMutablePointer { dst in
+                        for s in 0..<b {
+                            let row0 = dst + s * l * w
+                            for j in 0..<w { row0[j] = cls[j] + pos[j] }
+                            for c in 0..<w {
+                                let plane = src + (s * w + c) * p
+                                for k in 0..<p { row0[(k + 1) * w + c] = plane[k] + pos[(k + 1) * w + c] }
+                            }
+                        }
                     }
                 }
             }
@@ -98,17 +101,21 @@ public final class ASTTower: AudioEncoder {
         let l = p + 1
         g.withUnsafePointer { gp in
             dPatches.withUnsafeMutablePointer { dp in
-                for s in 0..<b {
-                    let rows = gp + s * l * w
-                    for j in 0..<w {
-                        clsToken.grad.storage[j] += rows[j]
-                        positionEmbedding.grad.storage[j] += rows[j]
-                    }
-                    for k in 0..<p {
-                        for c in 0..<w {
-                            let v = rows[(k + 1) * w + c]
-                            dp[(s * w + c) * p + k] = v
-                            positionEmbedding.grad.storage[(k + 1) * w + c] += v
+                clsToken.grad.withUnsafeMutablePointer { clsGrad in
+                    positionEmbedding.grad.withUnsafeMutablePointer { posGrad in
+                        for s in 0..<b {
+                            let rows = gp + s * l * w
+                            for j in 0..<w {
+                                clsGrad[j] += rows[j]
+                                posGrad[j] += rows[j]
+                            }
+                            for k in 0..<p {
+                                for c in 0..<w {
+                                    let v = rows[(k + 1) * w + c]
+                                    dp[(s * w + c) * p + k] = v
+                                    posGrad[(k + 1) * w + c] += v
+                                }
+                            }
                         }
                     }
                 }
