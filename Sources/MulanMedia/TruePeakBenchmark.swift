@@ -65,41 +65,37 @@ public enum TruePeakBenchmark {
         let clips = (0..<max(1, count)).map { clip($0, seconds: seconds, sampleRate: sampleRate) }
         let full = Int32(EBUR128_MODE_I.rawValue | EBUR128_MODE_LRA.rawValue | EBUR128_MODE_TRUE_PEAK.rawValue)
         let base = Int32(EBUR128_MODE_I.rawValue | EBUR128_MODE_LRA.rawValue)
-        /// The true peak (mode `full`), else integrated + range (so that neither call is dropped).
-        func libebur128(_ samples: [Float], mode: Int32) -> Double {
-            guard let state = ebur128_init(1, UInt(sampleRate), mode) else { return .nan }
+        /// libebur128's integrated loudness, range and (mode `full`) true peak of one clip.
+        func measured(_ samples: [Float], mode: Int32) -> (integrated: Double, range: Double, peak: Double) {
+            guard let state = ebur128_init(1, UInt(sampleRate), mode) else { return (.nan, .nan, .nan) }
             var owned: UnsafeMutablePointer<ebur128_state>? = state
             defer { ebur128_destroy(&owned) }
             _ = ebur128_set_channel(state, 0, Int32(EBUR128_CENTER.rawValue))
             _ = samples.withUnsafeBufferPointer { ebur128_add_frames_float(state, $0.baseAddress, $0.count) }
-            var integrated = 0.0, range = 0.0
+            var integrated = 0.0, range = 0.0, peak = 0.0
             _ = ebur128_loudness_global(state, &integrated)
             _ = ebur128_loudness_range(state, &range)
-            var peak = 0.0
             if mode == full { _ = ebur128_true_peak(state, 0, &peak) }
-            return mode == full ? peak : integrated + 1000 * range
+            return (integrated, range, peak)
+        }
+        /// The true peak (mode `full`), else integrated + range (so that neither call is dropped).
+        func libebur128(_ samples: [Float], mode: Int32) -> Double {
+            let m = measured(samples, mode: mode)
+            return mode == full ? m.peak : m.integrated + 1000 * m.range
         }
         func gated(_ samples: [Float]) -> (integrated: Double, range: Double) {
             guard var meter = GatedLoudnessMeter(sampleRate: sampleRate) else { return (.nan, .nan) }
             samples.withUnsafeBufferPointer { meter.feed($0) }
             return (meter.integrated, meter.range)
         }
-        let references = clips.map { libebur128($0, mode: full) }
         var maxDifference = 0.0, maxGatedDifference = 0.0
-        for (c, reference) in zip(clips, references) {
+        for c in clips {
+            let reference = measured(c, mode: full)
             let ours = Double(c.withUnsafeBufferPointer { TruePeakMeter.measure($0, sampleRate: sampleRate) })
-            maxDifference = max(maxDifference, abs(20 * log10(ours) - 20 * log10(reference)))
-            let mode = Int32(EBUR128_MODE_I.rawValue | EBUR128_MODE_LRA.rawValue)
-            guard let state = ebur128_init(1, UInt(sampleRate), mode) else { continue }
-            var owned: UnsafeMutablePointer<ebur128_state>? = state
-            defer { ebur128_destroy(&owned) }
-            _ = ebur128_set_channel(state, 0, Int32(EBUR128_CENTER.rawValue))
-            _ = c.withUnsafeBufferPointer { ebur128_add_frames_float(state, $0.baseAddress, $0.count) }
-            var integrated = 0.0, range = 0.0
-            _ = ebur128_loudness_global(state, &integrated)
-            _ = ebur128_loudness_range(state, &range)
+            maxDifference = max(maxDifference, abs(20 * log10(ours) - 20 * log10(reference.peak)))
             let mine = gated(c)
-            maxGatedDifference = max(maxGatedDifference, abs(mine.integrated - integrated), abs(mine.range - range))
+            maxGatedDifference = max(maxGatedDifference, abs(mine.integrated - reference.integrated),
+                                     abs(mine.range - reference.range))
         }
         var sink = 0.0
         func time(_ body: ([Float]) -> Double) -> Double {
