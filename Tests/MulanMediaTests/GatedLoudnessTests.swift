@@ -19,14 +19,7 @@ struct GatedLoudnessTests {
         guard let state = ebur128_init(1, UInt(rate), mode) else { return nil }
         defer { var s: UnsafeMutablePointer<ebur128_state>? = state; ebur128_destroy(&s) }
         _ = ebur128_set_channel(state, 0, Int32(EBUR128_CENTER.rawValue))
-        samples.withUnsafeBufferPointer { all in
-            var offset = 0
-            while offset < all.count {
-                let n = min(chunk, all.count - offset)
-                _ = ebur128_add_frames_float(state, all.baseAddress! + offset, n)
-                offset += n
-            }
-        }
+        forEachChunk(of: samples, size: chunk) { _ = ebur128_add_frames_float(state, $0.baseAddress, $0.count) }
         var integrated = 0.0, range = 0.0
         guard ebur128_loudness_global(state, &integrated) == Int32(EBUR128_SUCCESS.rawValue),
               ebur128_loudness_range(state, &range) == Int32(EBUR128_SUCCESS.rawValue) else { return nil }
@@ -35,15 +28,7 @@ struct GatedLoudnessTests {
 
     static func ours(_ samples: [Float], rate: Int, chunk: Int = 0, gain: Float = 1) -> (integrated: Double, range: Double) {
         var meter = GatedLoudnessMeter(sampleRate: rate)!
-        samples.withUnsafeBufferPointer { all in
-            let step = chunk == 0 ? max(all.count, 1) : chunk
-            var offset = 0
-            while offset < all.count {
-                let n = min(step, all.count - offset)
-                meter.feed(UnsafeBufferPointer(rebasing: all[offset..<(offset + n)]), gain: gain)
-                offset += n
-            }
-        }
+        forEachChunk(of: samples, size: chunk) { meter.feed($0, gain: gain) }
         return (meter.integrated, meter.range)
     }
 

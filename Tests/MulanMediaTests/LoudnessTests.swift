@@ -85,14 +85,7 @@ struct LoudnessTests {
         #expect(abs((ours.truePeakDB ?? .nan) - libebur128) <= TruePeakTests.tolerance)
         // Fed in uneven chunks, the meter gives the same values as in one piece.
         let meter = LoudnessMeter(sampleRate: signal.rate)
-        samples.withUnsafeBufferPointer { all in
-            var offset = 0
-            while offset < all.count {
-                let n = min(997, all.count - offset)
-                meter.feed(UnsafeBufferPointer(rebasing: all[offset..<(offset + n)]))
-                offset += n
-            }
-        }
+        forEachChunk(of: samples, size: 997) { meter.feed($0) }
         #expect(meter.result() == ours)
     }
 

@@ -15,14 +15,7 @@ struct TruePeakTests {
     static func libebur128(_ samples: [Float], rate: Int, chunk: Int = 4096) -> Double? {
         guard let state = ebur128_init(1, UInt(rate), Int32(EBUR128_MODE_TRUE_PEAK.rawValue)) else { return nil }
         defer { var s: UnsafeMutablePointer<ebur128_state>? = state; ebur128_destroy(&s) }
-        samples.withUnsafeBufferPointer { all in
-            var offset = 0
-            while offset < all.count {
-                let n = min(chunk, all.count - offset)
-                _ = ebur128_add_frames_float(state, all.baseAddress! + offset, n)
-                offset += n
-            }
-        }
+        forEachChunk(of: samples, size: chunk) { _ = ebur128_add_frames_float(state, $0.baseAddress, $0.count) }
         var peak = 0.0
         guard ebur128_true_peak(state, 0, &peak) == Int32(EBUR128_SUCCESS.rawValue) else { return nil }
         return peak
@@ -31,14 +24,7 @@ struct TruePeakTests {
     static func ours(_ samples: [Float], rate: Int, chunk: Int = 0) -> Double {
         if chunk == 0 { return Double(samples.withUnsafeBufferPointer { TruePeakMeter.measure($0, sampleRate: rate) }) }
         var meter = TruePeakMeter(sampleRate: rate)
-        samples.withUnsafeBufferPointer { all in
-            var offset = 0
-            while offset < all.count {
-                let n = min(chunk, all.count - offset)
-                meter.feed(UnsafeBufferPointer(rebasing: all[offset..<(offset + n)]))
-                offset += n
-            }
-        }
+        forEachChunk(of: samples, size: chunk) { meter.feed($0) }
         return Double(meter.truePeak)
     }
 
