@@ -91,6 +91,10 @@ DEMO_MUSICNN_FLAGS ?= --steps $(DEMO_MUSICNN_STEPS) --batch-size 32 --lr 2e-3 --
 	--window-seconds 10 --audio-tower musicnn --audio-init $(MUSICNN_INIT) --audio-train frozen --audio-cache 256 \
 	--no-spec-augment --text-init $(TEXT_MODEL) --text-train frozen --text-pooling mean --seed $(DEMO_SEED)
 MUSICNN_LABEL ?= musicnn (frozen)
+# Every demo track has one instrument family, one mode, one level and at most one of slow/fast:
+# mulan-eval scores each of these tags both alone and among its attribute's tags (docs/demo.md).
+DEMO_EXCLUSIVE := --exclusive piano,guitar,strings,brass,flute,organ,bass,synth --exclusive slow,fast \
+	--exclusive major,minor --exclusive loud,quiet
 
 .PHONY: demo-pipeline
 demo-pipeline: $(DEMO_DIR)/summary.json $(DEMO_DIR)/summary-heldout.json $(DEMO_DIR)/report.html $(DEMO_DIR)/audio-filter.txt \
@@ -152,7 +156,7 @@ $(DEMO_DIR)/run/summary.json: $(STAMPS)/shard $(BIN)/mulan-train $(TEXT_MODEL)/v
 	    > $(REPORTS)/train-summary.json
 
 $(DEMO_DIR)/eval.json: $(DEMO_DIR)/run/summary.json $(BIN)/mulan-eval
-	$(BIN)/mulan-eval --run-dir $(DEMO_DIR)/run --vocab $(TEXT_MODEL)/vocab.txt --csv $(CORPUS)/eval/test-tags.csv --audio-root $(CORPUS) \
+	$(BIN)/mulan-eval --run-dir $(DEMO_DIR)/run --vocab $(TEXT_MODEL)/vocab.txt --csv $(CORPUS)/eval/test-tags.csv $(DEMO_EXCLUSIVE) --audio-root $(CORPUS) \
 	    --captions $(CORPUS)/eval/test-captions.jsonl --threads $(JOBS) --json $@.tmp --quiet > /dev/null
 	@mv $@.tmp $@
 
@@ -211,7 +215,7 @@ $(HSTAMPS)/shard: $(addprefix $(HSTAMPS)/filter-,$(SOURCES)) $(addprefix $(HSTAM
 	@touch $@
 
 $(DEMO_DIR)/eval-heldout.json: $(DEMO_DIR)/run/summary.json $(HSTAMPS)/shard $(BIN)/mulan-eval
-	$(BIN)/mulan-eval --run-dir $(DEMO_DIR)/run --vocab $(TEXT_MODEL)/vocab.txt --csv $(HCORPUS)/eval/test-tags.csv \
+	$(BIN)/mulan-eval --run-dir $(DEMO_DIR)/run --vocab $(TEXT_MODEL)/vocab.txt --csv $(HCORPUS)/eval/test-tags.csv $(DEMO_EXCLUSIVE) \
 	    --audio-root $(HCORPUS) --captions $(HCORPUS)/eval/test-captions.jsonl --threads $(JOBS) --json $@.tmp --quiet > /dev/null
 	@mv $@.tmp $@
 
@@ -219,7 +223,7 @@ $(DEMO_DIR)/summary-heldout.json: $(DEMO_DIR)/eval-heldout.json scripts/demo-sum
 	@python3 scripts/demo-summary.py $< $@ > /dev/null
 
 # mulan-eval of a run on a corpus's test tags and captions: $(call EVAL_RUN,RUN,CORPUS,OUT).
-EVAL_RUN = $(BIN)/mulan-eval --run-dir $(1) --vocab $(TEXT_MODEL)/vocab.txt --csv $(2)/eval/test-tags.csv --audio-root $(2) \
+EVAL_RUN = $(BIN)/mulan-eval --run-dir $(1) --vocab $(TEXT_MODEL)/vocab.txt --csv $(2)/eval/test-tags.csv $(DEMO_EXCLUSIVE) --audio-root $(2) \
 	--captions $(2)/eval/test-captions.jsonl --threads $(JOBS) --json $(3).tmp --quiet > /dev/null && mv $(3).tmp $(3)
 
 $(DEMO_DIR)/run-musicnn/summary.json: $(STAMPS)/shard $(BIN)/mulan-train $(TEXT_MODEL)/vocab.txt $(MUSICNN_INIT)
@@ -266,7 +270,7 @@ $(DEMO_DIR)/run-scratch/summary.json: $(STAMPS)/shard $(BIN)/mulan-train
 	    > $(REPORTS)/train-scratch-summary.json
 
 $(DEMO_DIR)/eval-scratch.json: $(DEMO_DIR)/run-scratch/summary.json $(BIN)/mulan-eval
-	$(BIN)/mulan-eval --run-dir $(DEMO_DIR)/run-scratch --vocab $(TEXT_MODEL)/vocab.txt --csv $(CORPUS)/eval/test-tags.csv --audio-root $(CORPUS) \
+	$(BIN)/mulan-eval --run-dir $(DEMO_DIR)/run-scratch --vocab $(TEXT_MODEL)/vocab.txt --csv $(CORPUS)/eval/test-tags.csv $(DEMO_EXCLUSIVE) --audio-root $(CORPUS) \
 	    --captions $(CORPUS)/eval/test-captions.jsonl --threads $(JOBS) --json $@.tmp --quiet > /dev/null
 	@mv $@.tmp $@
 
@@ -275,7 +279,7 @@ $(DEMO_DIR)/summary-scratch.json: $(DEMO_DIR)/eval-scratch.json scripts/demo-sum
 
 # The from-scratch text tower on the held-out soundfont too.
 $(DEMO_DIR)/eval-scratch-heldout.json: $(DEMO_DIR)/run-scratch/summary.json $(HSTAMPS)/shard $(BIN)/mulan-eval
-	$(BIN)/mulan-eval --run-dir $(DEMO_DIR)/run-scratch --vocab $(TEXT_MODEL)/vocab.txt --csv $(HCORPUS)/eval/test-tags.csv \
+	$(BIN)/mulan-eval --run-dir $(DEMO_DIR)/run-scratch --vocab $(TEXT_MODEL)/vocab.txt --csv $(HCORPUS)/eval/test-tags.csv $(DEMO_EXCLUSIVE) \
 	    --audio-root $(HCORPUS) --captions $(HCORPUS)/eval/test-captions.jsonl --threads $(JOBS) --json $@.tmp --quiet > /dev/null
 	@mv $@.tmp $@
 

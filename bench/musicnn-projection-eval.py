@@ -177,6 +177,22 @@ def score(features_path, run, vocab, json_out=None, cross=None):
         a["instrument family"], a["tempo"], a["mode"], a["drums"], a["loudness"],
         summary["text_to_audio_recall_at_10"], summary["audio_to_text_recall_at_10"]))
     print("  " + "  ".join(f"{t} {per_tag[t]:.3f}" for t in ATTRIBUTES["instrument family"]))
+    # Each attribute's tags scored among their own group (log-softmax at the model's temperature;
+    # what `mulan-eval --exclusive` computes), beside the prompt-alone figures above.
+    tau = float(model.loss.log_temperature.detach().exp())
+    grouped = {}
+    for name, group in ATTRIBUTES.items():
+        if len(group) < 2:
+            continue
+        ks = [tags.index(t) for t in group]
+        z = scores[ks] / tau
+        z = z - np.logaddexp.reduce(z, axis=0, keepdims=True)
+        for j, t in enumerate(group):
+            grouped[t] = roc_auc([float(x) for x in z[j]], [t in labels for _, labels in items])
+    summary["per_tag_exclusive"] = grouped
+    print("  exclusive: " + "  ".join(
+        f"{name} {np.mean([grouped[t] for t in g]):.3f}" for name, g in ATTRIBUTES.items() if len(g) > 1))
+    print("  exclusive: " + "  ".join(f"{t} {grouped[t]:.3f}" for t in ATTRIBUTES["instrument family"]))
     if cross:
         pair = cross.split(",")
         e = embed(pair)

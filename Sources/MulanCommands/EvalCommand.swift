@@ -32,7 +32,10 @@ public struct EvalRunCommand: AsyncParsableCommand {
         name is embedded as text and scored against every clip's audio embedding (a clip of up to 30 s: the \
         mean of its start, middle and end windows). Per-tag ROC-AUC and average precision; macro ROC-AUC \
         and mAP over the tags with both positive and negative clips. --captions F.jsonl ({"path" or "key", \
-        "caption"} per line) adds text→audio and audio→text Recall@1/5/10 and median rank. --index reuses \
+        "caption"} per line) adds text→audio and audio→text Recall@1/5/10 and median rank. --exclusive A,B,… \
+        (repeatable) names tags of which each clip has one (major,minor): each is also scored among its \
+        group, the clip's similarities to the group's tags through a softmax at the model's temperature, \
+        and reported beside the plain figures (exclusive ROC-AUC). --index reuses \
         the audio embeddings of a mulan-embed index of the same model (matched by path or shard key); \
         anything missing from it is embedded now.
         """)
@@ -75,6 +78,11 @@ public struct EvalRunCommand: AsyncParsableCommand {
                                valueName: "text"))
     public var prompt = "{tag}"
 
+    @Option(help: ArgumentHelp("Mutually exclusive tags, comma-separated (repeatable, e.g. --exclusive major,minor): each "
+                               + "tag of a group is also scored among the group's tags (softmax at the model's temperature).",
+                               valueName: "tags"))
+    public var exclusive: [String] = []
+
     @Option(help: ArgumentHelp("Reuse the audio embeddings of this mulan-embed index.", valueName: "dir"))
     public var index: String?
 
@@ -102,6 +110,15 @@ public struct EvalRunCommand: AsyncParsableCommand {
         }
         if !prompt.contains("{tag}") { throw ValidationError("--prompt must contain {tag} (e.g. \"music with {tag}\")") }
         if batch < 1 { throw ValidationError("--batch must be at least 1") }
+        for group in exclusiveGroups where Set(group).count < 2 {
+            throw ValidationError("--exclusive \(group.joined(separator: ",")) names fewer than two distinct tags: "
+                                  + "list a group's mutually exclusive tags, comma-separated (e.g. --exclusive major,minor)")
+        }
+    }
+
+    /// The `--exclusive` groups, each a list of tag names.
+    var exclusiveGroups: [[String]] {
+        exclusive.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
     }
 
     /// The job this command line asks for.
@@ -114,8 +131,10 @@ public struct EvalRunCommand: AsyncParsableCommand {
         } else if let csv {
             groundTruth = .csv(path: csv, audioRoot: audioRoot)
         }
-        return EvaluationJob(groundTruth: groundTruth, tags: tags, captions: captions, audioRoot: audioRoot, prompt: prompt,
-                             index: index, batch: batch, console: console)
+        var job = EvaluationJob(groundTruth: groundTruth, tags: tags, captions: captions, audioRoot: audioRoot, prompt: prompt,
+                                index: index, batch: batch, console: console)
+        job.exclusive = exclusiveGroups
+        return job
     }
 
     public func run() async throws {

@@ -66,7 +66,14 @@ public struct TaggingReport: Codable, Sendable {
         public var positives: Int
         public var rocAUC: Double?
         public var averagePrecision: Double?
-        enum CodingKeys: String, CodingKey { case tag, prompt, positives, rocAUC = "roc_auc", averagePrecision = "average_precision" }
+        /// With `--exclusive`: the tag scored among its group's tags (the log-softmax of the group's
+        /// similarities at the model's temperature), where the tag is in a group.
+        public var exclusiveROCAUC: Double?
+        public var exclusiveAveragePrecision: Double?
+        enum CodingKeys: String, CodingKey {
+            case tag, prompt, positives, rocAUC = "roc_auc", averagePrecision = "average_precision"
+            case exclusiveROCAUC = "exclusive_roc_auc", exclusiveAveragePrecision = "exclusive_average_precision"
+        }
 
         public init(tag: String, prompt: String? = nil, positives: Int, rocAUC: Double? = nil,
                     averagePrecision: Double? = nil) {
@@ -86,10 +93,15 @@ public struct TaggingReport: Codable, Sendable {
     public var macroROCAUC: Double?
     public var meanAveragePrecision: Double?
     public var perTag: [PerTag]
+    /// The groups of mutually exclusive tags scored among themselves (`--exclusive`), and the
+    /// temperature their similarities were divided by; nil without groups.
+    public var exclusiveGroups: [[String]]?
+    public var exclusiveTemperature: Double?
 
     enum CodingKeys: String, CodingKey {
         case items, tagsScored = "tags_scored", tagsSkipped = "tags_skipped", macroROCAUC = "macro_roc_auc"
         case meanAveragePrecision = "map", perTag = "per_tag"
+        case exclusiveGroups = "exclusive_groups", exclusiveTemperature = "exclusive_temperature"
     }
 
     public init(items: Int, tagsScored: Int, tagsSkipped: [String], macroROCAUC: Double? = nil,

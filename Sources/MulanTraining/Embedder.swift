@@ -48,6 +48,8 @@ public final class Embedder {
     public let checkpointSHA256: String
     public let vocabularyPath: String?
     public var dim: Int { config.audio.embeddingDim }
+    /// The contrastive loss's learned temperature τ (similarities / τ are the model's logits).
+    public var temperature: Float { model.loss.temperature }
     /// Frames of one window's log-mel (the audio tower's input is [melBands × logMelFrames]).
     public var logMelFrames: Int { pool.frames }
     /// Windows per audio-tower forward pass (bounds memory).

@@ -32,6 +32,8 @@ public struct EvaluationJob {
     public var index: String?
     /// Audio items decoded and embedded per batch.
     public var batch: Int
+    /// Groups of mutually exclusive tags, each also scored among its group (`ZeroShotEvaluation.exclusiveScores`).
+    public var exclusive: [[String]] = []
     public var console: Console
 
     public init(groundTruth: GroundTruth?, tags: String?, captions: String?, audioRoot: String?, prompt: String, index: String?,
@@ -68,8 +70,8 @@ public struct EvaluationJob {
         let embedded = Self.embedAudio(wanted, embedder: embedder, index: reused, batch: batch, console: console)
         let failures = embedded.failures
         let tagging = try inputs.truth.map { truth throws(MulanError) in
-            try Self.tagging(truth, audioByID: embedded.byID, embedder: embedder, prompt: prompt, failures: failures.count,
-                             preset: inputs.preset)
+            try Self.tagging(truth, audioByID: embedded.byID, embedder: embedder, prompt: prompt, exclusive: exclusive,
+                             failures: failures.count, preset: inputs.preset)
         }
         let retrieval = try inputs.captions.map { set throws(MulanError) in
             try Self.retrieval(set, audioByID: embedded.byID, embedder: embedder, preset: inputs.preset)
@@ -105,6 +107,13 @@ public struct EvaluationJob {
         }
         if let tags, let t = inputs.truth {
             inputs.truth = try t.restricted(to: try Self.lines(of: tags), listedIn: tags)
+        }
+        if !exclusive.isEmpty {
+            guard let t = inputs.truth else {
+                throw MulanError(.usage, "--exclusive groups tags, but nothing is tagged here",
+                                 hint: "pass it with --csv, --shards or a tagging --benchmark")
+            }
+            _ = try ZeroShotEvaluation.exclusiveGroups(exclusive, tags: t.tags)
         }
         if let captions { inputs.captions = try CaptionSet(path: captions, audioRoot: audioRoot) }
         return inputs
@@ -142,7 +151,7 @@ public struct EvaluationJob {
 
     /// Zero-shot tagging: each tag's prompt embedded as text and scored against the usable clips.
     static func tagging(_ truth: TagGroundTruth, audioByID: [String: [Float]], embedder: Embedder, prompt: String,
-                        failures: Int, preset: BenchmarkSet?) throws(MulanError) -> TaggingReport {
+                        exclusive: [[String]] = [], failures: Int, preset: BenchmarkSet?) throws(MulanError) -> TaggingReport {
         let d = embedder.dim
         let usable = truth.items.filter { audioByID[$0.id] != nil }
         guard !usable.isEmpty else {
@@ -156,7 +165,9 @@ public struct EvaluationJob {
         let prompts = truth.tags.map { truth.prompt($0, prompt) }
         let tagEmbeddings = try embedder.embed(texts: prompts)
         var tagging = ZeroShotEvaluation.tagging(tags: truth.tags, tagEmbeddings: tagEmbeddings, audio: audio, dim: d,
-                                                 labels: usable.map(\.tags))
+                                                 labels: usable.map(\.tags),
+                                                 exclusive: try ZeroShotEvaluation.exclusiveGroups(exclusive, tags: truth.tags),
+                                                 temperature: embedder.temperature)
         for (k, p) in prompts.enumerated() where p != truth.tags[k] { tagging.perTag[k].prompt = p }
         return tagging
     }

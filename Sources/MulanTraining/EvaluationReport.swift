@@ -84,15 +84,25 @@ extension EvaluationReport {
             let shown = t.perTag.map { p in words[p.tag].map { "\($0) [\(p.tag)]" } ?? p.tag }
             let width = max(12, shown.map(\.count).max() ?? 0)
             out.append("")
-            out.append("tag".padding(toLength: width, withPad: " ", startingAt: 0) + "  positives  ROC-AUC  AP")
+            let grouped = t.exclusiveGroups != nil
+            out.append("tag".padding(toLength: width, withPad: " ", startingAt: 0) + "  positives  ROC-AUC  AP"
+                       + (grouped ? "     exclusive ROC-AUC  AP" : ""))
             for (p, name) in zip(t.perTag, shown) {
-                out.append(name.padding(toLength: width, withPad: " ", startingAt: 0)
-                           + String(format: "  %9d  ", p.positives) + f(p.rocAUC) + "    " + f(p.averagePrecision))
+                var line = name.padding(toLength: width, withPad: " ", startingAt: 0)
+                    + String(format: "  %9d  ", p.positives) + f(p.rocAUC) + "    " + f(p.averagePrecision)
+                if grouped && (p.exclusiveROCAUC != nil || p.exclusiveAveragePrecision != nil) {
+                    line += "  " + f(p.exclusiveROCAUC) + "              " + f(p.exclusiveAveragePrecision)
+                }
+                out.append(line)
             }
             out.append("")
             out.append("zero-shot tagging: macro ROC-AUC \(f(t.macroROCAUC)), mAP \(f(t.meanAveragePrecision)) "
                        + "over \(t.tagsScored) tags and \(t.items) clips"
                        + (t.tagsSkipped.isEmpty ? "" : "; \(t.tagsSkipped.count) tags without positives or negatives left out"))
+            if let groups = t.exclusiveGroups {
+                out.append("exclusive: each tag of " + groups.map { "{" + $0.joined(separator: ", ") + "}" }.joined(separator: ", ")
+                           + " also scored among its group (softmax at τ = \(String(format: "%.4f", t.exclusiveTemperature ?? 0)))")
+            }
         }
         if let q = r.retrieval {
             out.append("")

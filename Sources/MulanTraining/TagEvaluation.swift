@@ -161,13 +161,80 @@ public enum ZeroShotEvaluation {
     /// Scores every tag (row of `tagEmbeddings`) against every item (row of `audio`, both unit norm,
     /// `dim` wide): per-tag ROC-AUC and average precision, macro ROC-AUC and mAP over the tags that
     /// have both positive and negative items (as `Trainer.evaluate` does).
+    ///
+    /// `exclusive` (groups of tag indices, each tag in one group at most) adds, for the tags of a
+    /// group, the figures of their scores among the group (`exclusiveScores` at `temperature`).
     public static func tagging(tags: [String], tagEmbeddings: [Float], audio: [Float], dim: Int,
-                               labels: [Set<String>]) -> TaggingReport {
+                               labels: [Set<String>], exclusive: [[Int]] = [], temperature: Float = 1) -> TaggingReport {
         let n = labels.count
-        return figures(tags: tags, labels: labels) { k in
+        let scores = tags.indices.map { k in
             let query = Array(tagEmbeddings[(k * dim)..<((k + 1) * dim)])
             return (0..<n).map { i in SimilaritySearch.dot(query, audio[(i * dim)..<((i + 1) * dim)]) }
         }
+        var report = figures(tags: tags, labels: labels) { scores[$0] }
+        guard !exclusive.isEmpty else { return report }
+        let grouped = exclusiveScores(scores, groups: exclusive, temperature: temperature)
+        let among = figures(tags: tags, labels: labels) { grouped[$0] }
+        for k in tags.indices where grouped[k] != nil {
+            report.perTag[k].exclusiveROCAUC = among.perTag[k].rocAUC
+            report.perTag[k].exclusiveAveragePrecision = among.perTag[k].averagePrecision
+        }
+        report.exclusiveGroups = exclusive.map { $0.map { tags[$0] } }
+        report.exclusiveTemperature = Double(temperature)
+        return report
+    }
+
+    /// The scores of the tags of each group among the group: per item, log p(tag | item) =
+    /// s/τ − log Σ exp(s'/τ) over the group's similarities s' (the model's softmax over the group's
+    /// prompts, as CLIP-style zero-shot classification picks one class of several). What an item's
+    /// audio shares with every prompt of the group (its recording, its instrument samples) cancels;
+    /// only the group's prompts compete. `scores[k][i]` is tag k's similarity with item i; the result
+    /// holds the rows of the grouped tags.
+    public static func exclusiveScores(_ scores: [[Float]], groups: [[Int]], temperature: Float) -> [Int: [Float]] {
+        var out: [Int: [Float]] = [:]
+        let tau = Double(temperature)
+        for group in groups {
+            guard let first = group.first else { continue }
+            let n = scores[first].count
+            var logSum = [Double](repeating: 0, count: n)
+            for i in 0..<n {
+                let z = group.map { Double(scores[$0][i]) / tau }
+                let top = z.max() ?? 0
+                logSum[i] = top + Foundation.log(z.reduce(0) { $0 + Foundation.exp($1 - top) })
+            }
+            for k in group { out[k] = (0..<n).map { Float(Double(scores[k][$0]) / tau - logSum[$0]) } }
+        }
+        return out
+    }
+
+    /// The tag indices of `--exclusive` groups: every name a tag of the ground truth, no tag in two
+    /// groups, at least two tags per group.
+    public static func exclusiveGroups(_ groups: [[String]], tags: [String]) throws(MulanError) -> [[Int]] {
+        var index: [String: Int] = [:]
+        for (k, t) in tags.enumerated() { index[t] = k }
+        var seen = Set<String>()
+        var out: [[Int]] = []
+        for group in groups {
+            guard Set(group).count >= 2 else {
+                throw MulanError(.usage, "--exclusive \(group.joined(separator: ",")) names fewer than two distinct tags",
+                                 hint: "list the mutually exclusive tags of one group, comma-separated (e.g. --exclusive major,minor)")
+            }
+            var ks: [Int] = []
+            for name in group where !ks.contains(where: { tags[$0] == name }) {
+                guard let k = index[name] else {
+                    let known = tags.prefix(12).joined(separator: ", ") + (tags.count > 12 ? ", …" : "")
+                    throw MulanError(.usage, "--exclusive names \"\(name)\", which is not a tag of the ground truth (\(known))",
+                                     hint: "use the tag names of the CSV header or of the shards")
+                }
+                guard seen.insert(name).inserted else {
+                    throw MulanError(.usage, "tag \"\(name)\" is in two --exclusive groups",
+                                     hint: "put each tag in one group at most")
+                }
+                ks.append(k)
+            }
+            out.append(ks)
+        }
+        return out
     }
 
     /// Per-tag ROC-AUC and average precision of the items' `scores(k)` for tag k (nil: the tag has

@@ -7,10 +7,14 @@ import Testing
 @Suite("demo summary")
 struct DemoSummaryTests {
     /// A `mulan-eval --json` report with every tag at `auc` but piano at `piano`, and Recall@10.
-    static func report(auc: Double, piano: Double, recall: Double, items: Int, step: Int) -> String {
+    /// With `exclusive`, every tag but drums also has that exclusive ROC-AUC (`mulan-eval --exclusive`).
+    static func report(auc: Double, piano: Double, recall: Double, items: Int, step: Int, exclusive: Double? = nil) -> String {
         let tags = ["piano", "guitar", "strings", "brass", "flute", "organ", "bass", "synth", "slow", "fast", "major", "minor",
                     "drums", "loud", "quiet"]
-        let perTag = tags.map { #"{"tag": "\#($0)", "roc_auc": \#($0 == "piano" ? piano : auc)}"# }.joined(separator: ", ")
+        let perTag = tags.map { tag in
+            let among = exclusive.map { tag == "drums" ? "" : #", "exclusive_roc_auc": \#($0)"# } ?? ""
+            return #"{"tag": "\#(tag)", "roc_auc": \#(tag == "piano" ? piano : auc)\#(among)}"#
+        }.joined(separator: ", ")
         return """
             {"checkpoint": "c", "step": \(step), "tagging": {"items": \(items), "macro_roc_auc": \(auc), "per_tag": [\(perTag)]},
              "retrieval": {"pairs": \(items), "text_to_audio": {"recall_at_10": \(recall)}, "audio_to_text": {"recall_at_10": \(recall)}}}
@@ -56,5 +60,33 @@ struct DemoSummaryTests {
             "--heldout", dir.file("a-h.json"), dir.file("a-h.out"), "held-out", "--also", "pretrained", dir.file("b.json")])
         #expect(short.status != 0 && short.stderr.contains("--also takes LABEL EVAL_JSON OUT_JSON HELDOUT_EVAL_JSON HELDOUT_OUT_JSON"),
                 "\(short.stderr)")
+        #expect(!r.stdoutText.contains("exclusive"), "no exclusive rows without exclusive scores: \(r.stdoutText)")
+    }
+
+    /// Reports with `--exclusive` scores: their own rows and targets, counted apart from the plain ones.
+    @Test func exclusiveScoresHaveTheirOwnRowsAndTargets() throws {
+        let dir = TempDir("mulan-demo-summary-exclusive")
+        try dir.write("a.json", Self.report(auc: 0.6, piano: 0.9, recall: 0.5, items: 32, step: 600, exclusive: 0.7))
+        try dir.write("a-h.json", Self.report(auc: 0.55, piano: 0.5, recall: 0.3, items: 64, step: 600, exclusive: 0.86))
+        try dir.write("b.json", Self.report(auc: 0.8, piano: 0.95, recall: 0.7, items: 32, step: 300, exclusive: 0.95))
+        try dir.write("b-h.json", Self.report(auc: 0.6, piano: 0.97, recall: 0.5, items: 64, step: 300, exclusive: 0.91))
+        let r = try TestProcess.run("python3", [
+            TestPaths.packageRoot + "/scripts/demo-summary.py", dir.file("a.json"), dir.file("a.out"), "make demo",
+            "--heldout", dir.file("a-h.json"), dir.file("a-h.out"), "held-out soundfont",
+            "--also", "pretrained", dir.file("b.json"), dir.file("b.out"), dir.file("b-h.json"), dir.file("b-h.out")])
+        try #require(r.status == 0, "\(r.stderr)")
+        let lines = r.stdoutText.split(separator: "\n").map(String.init)
+        func line(_ prefix: String) -> String { lines.first { $0.hasPrefix(prefix) } ?? "" }
+        let family = line("exclusive ROC-AUC, instrument family")
+        #expect(family.contains("0.700") && family.contains("0.860") && family.contains("0.950") && family.contains("0.910"), "\(family)")
+        #expect(family.hasSuffix("≥ 0.90: not met / met"), "\(family)")
+        #expect(line("exclusive ROC-AUC, loudness").hasSuffix("≥ 0.85: met / met"), "\(r.stdoutText)")
+        #expect(line("exclusive ROC-AUC, drums").isEmpty, "drums is one tag: no exclusive row")
+        #expect(r.stdoutText.contains("from scratch 0 of 5, pretrained 0 of 5; scored among each attribute's tags (exclusive): "
+                                      + "from scratch 3 of 4, pretrained 4 of 4"), "\(r.stdoutText)")
+        #expect(r.stdoutText.contains("each family scored among the eight"), "\(r.stdoutText)")
+        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir.file("b-h.out")))) as? [String: Any]
+        let attributes = summary?["attributes"] as? [String: Any]
+        #expect(((attributes?["mode"] as? [String: Any])?["exclusive_roc_auc"] as? Double).map { abs($0 - 0.91) < 1e-9 } == true)
     }
 }

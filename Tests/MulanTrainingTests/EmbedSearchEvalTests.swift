@@ -155,6 +155,22 @@ struct EmbedSearchEvalTests {
         #expect((mt["macro_roc_auc"] as? Double ?? 0) > 0.6, "\(m)")
         #expect((m["retrieval"] as? [String: Any])?["pairs"] as? Int == 3, "\(m)")
         #expect(mtat.stdoutText.contains("square wave") && mtat.stdoutText.contains("R@1"), "\(mtat.stdoutText)")
+        // --exclusive: the group's tags also scored among the group; the plain figures unchanged.
+        let grouped = try TestProcess.run(Self.bin("mulan-eval"), ["--run-dir", run, "--vocab", vocab, "--csv", csv,
+                                                                   "--audio-root", files, "--exclusive", "square wave,pure tone",
+                                                                   "--json", report, "--quiet"])
+        try #require(grouped.status == 0, "\(grouped.stderr)")
+        let g = (Self.json(try Data(contentsOf: URL(fileURLWithPath: report)))["tagging"] as? [String: Any]) ?? [:]
+        #expect(g["exclusive_groups"] as? [[String]] == [["square wave", "pure tone"]], "\(g)")
+        let gPerTag = g["per_tag"] as? [[String: Any]] ?? []
+        #expect(gPerTag.filter { $0["exclusive_roc_auc"] != nil }.compactMap { $0["tag"] as? String } == ["square wave", "pure tone"],
+                "\(gPerTag)")
+        #expect((g["macro_roc_auc"] as? Double).map { abs($0 - (mt["macro_roc_auc"] as? Double ?? -1)) < 1e-9 } == true)
+        #expect(grouped.stdoutText.contains("exclusive ROC-AUC"), "\(grouped.stdoutText)")
+        let unknownTag = try TestProcess.run(Self.bin("mulan-eval"), ["--run-dir", run, "--vocab", vocab, "--csv", csv,
+                                                                      "--audio-root", files, "--exclusive", "square wave,sine", "--quiet"])
+        #expect(unknownTag.status == 64 && unknownTag.stderr.contains("\"sine\"") && unknownTag.stderr.contains("not a tag"),
+                "\(unknownTag.stderr)")
 
         // Bad inputs: clear errors naming the file (and line).
         let missing = try TestProcess.run(Self.bin("mulan-embed"), ["--checkpoint", h.dir.file("none.safetensors"),
