@@ -192,6 +192,9 @@ public final class MusicnnTower: AudioEncoder {
     /// The penultimate features [N, 200] of patches [N, 1, 96, 187] (BN in inference mode and no
     /// gradient state for blocks that do not train when `training` is true).
     public func penultimate(patches x: Tensor, training: Bool) -> Tensor {
+        if (!training || trainedBlocks == 0) && x.shape[0] > Self.inferencePatches {
+            return Self.inChunks(x) { penultimate(patches: $0, training: training) }
+        }
         trainedInLastForward = training ? trainedBlocks : 0
         let trainFront = training && trainedBlocks >= 3, trainMid = training && trainedBlocks >= 2
         let trainBack = training && trainedBlocks >= 1

@@ -34,6 +34,31 @@ extension PretrainedAudioTower {
         namedParameters.filter { !$0.name.hasPrefix("proj.") }
     }
 
+    /// Patches per pass when no gradient state is kept (`inChunks`): the front ends' largest
+    /// intermediates are about 12 MB per patch (musicnn's 7×38 timbral convolution as a matrix product,
+    /// VGG's first 128-channel block), so two patches stay under glibc's 32 MB ceiling for serving
+    /// allocations from the heap. A whole batch at once (72 patches for 24 windows) made each
+    /// intermediate a fresh mmap of hundreds of MB whose every page faulted in again: 40 % of
+    /// `mulan-eval`'s CPU time was the kernel's.
+    static var inferencePatches: Int { 2 }
+
+    /// `body`'s [n, W] rows for `x`'s patches [N, …], `inferencePatches` at a time, in order: the
+    /// same rows as one pass over all of them (every layer works patch by patch in inference mode).
+    static func inChunks(_ x: Tensor, _ body: (Tensor) -> Tensor) -> Tensor {
+        let n = x.shape[0], per = x.count / max(n, 1), chunk = inferencePatches
+        var rows: [Float] = []
+        var width = 0
+        for lo in stride(from: 0, to: n, by: chunk) {
+            let hi = min(n, lo + chunk)
+            let part = Tensor(shape: [hi - lo] + Array(x.shape.dropFirst()), Array(x.storage[(lo * per)..<(hi * per)]))
+            let y = body(part)
+            width = y.shape[1]
+            if rows.isEmpty { rows.reserveCapacity(n * width) }
+            rows += y.storage
+        }
+        return Tensor(shape: [n, width], rows)
+    }
+
     /// [B·P, W] patch features → [B, W]: the mean over each window's P consecutive rows.
     static func windowMeans(_ features: Tensor, windows b: Int) -> Tensor {
         let w = features.shape[1], p = features.shape[0] / max(b, 1)
@@ -164,6 +189,9 @@ public final class VggTower: PretrainedAudioTower {
     }
 
     public func penultimate(patches x: Tensor, training: Bool) -> Tensor {
+        if (!training || trainedBlocks == 0) && x.shape[0] > Self.inferencePatches {
+            return Self.inChunks(x) { penultimate(patches: $0, training: training) }
+        }
         let trainTop = training && trainedBlocks >= 1
         let p5 = pool5(patches: x, training: training)
         return average.forward(p5, training: trainTop)

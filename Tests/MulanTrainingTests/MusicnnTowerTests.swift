@@ -151,6 +151,27 @@ struct MusicnnTowerTests {
         }
     }
 
+    /// Without gradient state (inference, or a frozen tower in training) the patches go through the
+    /// tower a few at a time (`inferencePatches`): the rows are those of each patch on its own.
+    @Test func patchesInChunksGiveEachPatchsOwnRows() {
+        var random = RandomSource(seed: 6)
+        let tower = MusicnnTower(embeddingDim: 8, random: &random)
+        let patches = Tensor.normal(shape: [5, 1, 96, 187], std: 1, using: &random)
+        #expect(5 > MusicnnTower.inferencePatches)
+        let whole = tower.penultimate(patches: patches, training: false)
+        #expect(whole.shape == [5, 200])
+        let per = 96 * 187
+        for i in 0..<5 {
+            let one = Tensor(shape: [1, 1, 96, 187], Array(patches.storage[(i * per)..<((i + 1) * per)]))
+            let row = tower.penultimate(patches: one, training: false)
+            let worst = (0..<200).map { abs(row.storage[$0] - whole.storage[i * 200 + $0]) }.max() ?? 0
+            #expect(worst <= 1e-5, "patch \(i): max |Δ| \(worst)")
+        }
+        tower.trainedBlocks = 0
+        let frozen = tower.penultimate(patches: patches, training: true)
+        #expect(frozen.storage == whole.storage, "a frozen tower in training mode is the inference pass")
+    }
+
     /// The tower's backward pass against central differences of L = Σ e·r (batch norm in training
     /// mode over 3 patches). ReLU before max pooling makes exact ties (every clipped value is 0)
     /// where L has kinks, so the biases before each ReLU are raised to +4: the ReLUs then almost
