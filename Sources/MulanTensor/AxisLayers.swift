@@ -72,13 +72,23 @@ public final class MaxOverHeight: Module {
                         for p in lo..<hi {
                             let src = xp + p * h * w, dst = yp + p * w
                             dst.update(from: src, count: w)
-                            let idx = ip.map { $0 + p * w }
-                            if let idx { for j in 0..<w { idx[j] = 0 } }
-                            for r in 1..<max(h, 1) {
-                                let row = src + r * w
-                                for j in 0..<w where row[j] > dst[j] || (row[j].isNaN && !dst[j].isNaN) {
-                                    dst[j] = row[j]
-                                    idx?[j] = Int32(truncatingIfNeeded: r)
+                            if let idx = ip.map({ $0 + p * w }) {
+                                for j in 0..<w { idx[j] = 0 }
+                                for r in 1..<max(h, 1) {
+                                    let row = src + r * w
+                                    for j in 0..<w where row[j] > dst[j] || (row[j].isNaN && !dst[j].isNaN) {
+                                        dst[j] = row[j]
+                                        idx[j] = Int32(truncatingIfNeeded: r)
+                                    }
+                                }
+                            } else {
+                                // The same maximum without the argmax, as selects the loop can vectorize.
+                                for r in 1..<max(h, 1) {
+                                    let row = src + r * w
+                                    for j in 0..<w {
+                                        let v = row[j], m = dst[j]
+                                        dst[j] = v > m || (v != v && m == m) ? v : m
+                                    }
                                 }
                             }
                         }

@@ -152,6 +152,29 @@ struct AxisLayerTests {
         #expect(ty.storage[0] == 1 && ty.storage[1].isNaN)
         let dx = pool.backward(Tensor(shape: [1, 1, 2], [5, 7]))
         #expect(dx.storage == [5, 7, 0, 0, 0, 0])
+        // Inference (its own loop, without the argmax) gives the same maxima, NaN included.
+        let n = Tensor(shape: [1, 1, 3, 3], [.nan, 1, -2, 0, .nan, -1, 4, 2, -3])
+        let inference = pool.forward(n, training: false), trained = pool.forward(n, training: true)
+        #expect(inference.storage[0].isNaN && inference.storage[1].isNaN && inference.storage[2] == -1)
+        #expect(trained.storage[0].isNaN && trained.storage[1].isNaN && trained.storage[2] == -1)
+        #expect(pool.forward(x, training: true).storage == y.storage)
+    }
+
+    /// ReLU in one pass over threads: max(x, 0) with NaN as 0, the gradient where x > 0, on a tensor
+    /// large enough to be split over the threads and on one that is not.
+    @Test func reluForwardAndBackward() {
+        let relu = ReLU()
+        let small = Tensor(shape: [2, 3], [-1, 0, 2, .nan, -0.5, 3])
+        #expect(relu.forward(small, training: false).storage == [0, 0, 2, 0, 0, 3])
+        #expect(relu.forward(small, training: true).storage == [0, 0, 2, 0, 0, 3])
+        #expect(relu.backward(Tensor(shape: [2, 3], [1, 2, 3, 4, 5, 6])).storage == [0, 0, 3, 0, 0, 6])
+        var random = RandomSource(seed: 109)
+        let large = Tensor.normal(shape: [3, (1 << 16) + 17], std: 1, using: &random)
+        let y = relu.forward(large, training: true)
+        #expect(y.storage == large.storage.map { $0 > 0 ? $0 : 0 })
+        #expect(relu.forward(large, training: false).storage == y.storage)
+        let dy = Tensor.normal(shape: large.shape, std: 1, using: &random)
+        #expect(relu.backward(dy).storage == zip(large.storage, dy.storage).map { $0 > 0 ? $1 : 0 })
     }
 
     @Test func maxMeanOverTimeIsInterleaved() {
