@@ -51,7 +51,8 @@ test-tsan:
 	    $(SWIFT) test --skip-build --sanitize=thread --scratch-path .build-tsan
 
 # The main job end to end on a generated corpus of real instrument sound (docs/demo.md): the four
-# stages as file targets, so a re-run does nothing and a changed input redoes only what depends on it.
+# stages as file targets, so a re-run does nothing and a changed input redoes only what depends on it;
+# independent targets run side by side (-j$(JOBS)), the stages that write a work directory one at a time.
 # The venv (scripts/setup.sh --demo: the text tower's files, musicnn's weights converted) is prepared
 # while the release build runs: pip is mostly one core's work.
 demo: setup
@@ -61,7 +62,7 @@ demo: setup
 	  wait $$venv; prepared=$$?; cat $(DEMO_DIR)/setup-demo.log; \
 	  [ $$prepared -eq 0 ] || echo "make demo: scripts/setup.sh --demo failed (its output is above)" >&2; \
 	  [ $$built -eq 0 ] && [ $$prepared -eq 0 ]
-	@$(MAKE) --no-print-directory demo-pipeline
+	@$(MAKE) --no-print-directory -j$(JOBS) demo-pipeline
 
 DEMO_TRACKS ?= 200
 DEMO_SEED ?= 7
@@ -193,8 +194,10 @@ HWORK := $(HELDOUT)/work
 HSTAMPS := $(HELDOUT)/stamps
 HREPORTS := $(HELDOUT)/reports
 
+# Niced: under make -j it fills the cores the other stages leave idle (the trainings use about 165 %
+# of two) instead of taking half of them.
 $(HCORPUS)/.complete: scripts/make-demo-corpus.py
-	python3 scripts/make-demo-corpus.py --out $(HCORPUS) --tracks $(HELDOUT_TRACKS) --seed $(HELDOUT_SEED) \
+	nice -n 10 python3 scripts/make-demo-corpus.py --out $(HCORPUS) --tracks $(HELDOUT_TRACKS) --seed $(HELDOUT_SEED) \
 	    --soundfonts $(HELDOUT_SOUNDFONTS) --eval-split all --jobs $(JOBS)
 
 HCORPUS_TEXTS := $(foreach s,$(SOURCES),$(HCORPUS)/text/$(s).jsonl)
@@ -233,7 +236,9 @@ $(DEMO_DIR)/summary-heldout.json: $(DEMO_DIR)/eval-heldout.json scripts/demo-sum
 EVAL_RUN = $(BIN)/mulan-eval --run-dir $(1) --vocab $(TEXT_MODEL)/vocab.txt --csv $(2)/eval/test-tags.csv $(DEMO_EXCLUSIVE) --audio-root $(2) \
 	--captions $(2)/eval/test-captions.jsonl --threads $(JOBS) --json $(3).tmp --quiet > /dev/null && mv $(3).tmp $(3)
 
-$(DEMO_DIR)/run-musicnn/summary.json: $(STAMPS)/shard $(BIN)/mulan-train $(TEXT_MODEL)/vocab.txt $(MUSICNN_INIT)
+# (After the first model's training, never beside it: two trainings on the same cores slow each other.)
+$(DEMO_DIR)/run-musicnn/summary.json: $(STAMPS)/shard $(BIN)/mulan-train $(TEXT_MODEL)/vocab.txt $(MUSICNN_INIT) \
+	    | $(DEMO_DIR)/run/summary.json
 	rm -rf $(DEMO_DIR)/run-musicnn
 	$(BIN)/mulan-train --workdir $(WORK) --run-dir $(DEMO_DIR)/run-musicnn --threads $(JOBS) $(DEMO_MUSICNN_FLAGS) \
 	    > $(REPORTS)/train-musicnn-summary.json
