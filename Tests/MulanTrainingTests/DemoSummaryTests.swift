@@ -21,16 +21,21 @@ struct DemoSummaryTests {
             """
     }
 
+    /// demo-summary.py on `dir`'s a.json, a-h.json (from scratch) and b.json, b-h.json ("pretrained"), as `make demo` runs it.
+    static func sideBySide(_ dir: TempDir) throws -> ProcessResult {
+        try TestProcess.run("python3", [
+            TestPaths.packageRoot + "/scripts/demo-summary.py", dir.file("a.json"), dir.file("a.out"), "make demo",
+            "--heldout", dir.file("a-h.json"), dir.file("a-h.out"), "held-out soundfont",
+            "--also", "pretrained", dir.file("b.json"), dir.file("b.out"), dir.file("b-h.json"), dir.file("b-h.out")])
+    }
+
     @Test func twoModelsSideBySideWithTargetsPerModel() throws {
         let dir = TempDir("mulan-demo-summary")
         try dir.write("a.json", Self.report(auc: 0.6, piano: 0.9, recall: 0.5, items: 32, step: 600))
         try dir.write("a-h.json", Self.report(auc: 0.55, piano: 0.5, recall: 0.3, items: 64, step: 600))
         try dir.write("b.json", Self.report(auc: 0.8, piano: 0.95, recall: 0.7, items: 32, step: 300))
         try dir.write("b-h.json", Self.report(auc: 0.92, piano: 0.97, recall: 0.88, items: 64, step: 300))
-        let r = try TestProcess.run("python3", [
-            TestPaths.packageRoot + "/scripts/demo-summary.py", dir.file("a.json"), dir.file("a.out"), "make demo",
-            "--heldout", dir.file("a-h.json"), dir.file("a-h.out"), "held-out soundfont",
-            "--also", "pretrained", dir.file("b.json"), dir.file("b.out"), dir.file("b-h.json"), dir.file("b-h.out")])
+        let r = try Self.sideBySide(dir)
         try #require(r.status == 0, "\(r.stderr)")
         let lines = r.stdoutText.split(separator: "\n").map(String.init)
         func line(_ prefix: String) -> String { lines.first { $0.hasPrefix(prefix) } ?? "" }
@@ -70,10 +75,7 @@ struct DemoSummaryTests {
         try dir.write("a-h.json", Self.report(auc: 0.55, piano: 0.5, recall: 0.3, items: 64, step: 600, exclusive: 0.86))
         try dir.write("b.json", Self.report(auc: 0.8, piano: 0.95, recall: 0.7, items: 32, step: 300, exclusive: 0.95))
         try dir.write("b-h.json", Self.report(auc: 0.6, piano: 0.97, recall: 0.5, items: 64, step: 300, exclusive: 0.91))
-        let r = try TestProcess.run("python3", [
-            TestPaths.packageRoot + "/scripts/demo-summary.py", dir.file("a.json"), dir.file("a.out"), "make demo",
-            "--heldout", dir.file("a-h.json"), dir.file("a-h.out"), "held-out soundfont",
-            "--also", "pretrained", dir.file("b.json"), dir.file("b.out"), dir.file("b-h.json"), dir.file("b-h.out")])
+        let r = try Self.sideBySide(dir)
         try #require(r.status == 0, "\(r.stderr)")
         let lines = r.stdoutText.split(separator: "\n").map(String.init)
         func line(_ prefix: String) -> String { lines.first { $0.hasPrefix(prefix) } ?? "" }
