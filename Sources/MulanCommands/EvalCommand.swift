@@ -110,10 +110,6 @@ public struct EvalRunCommand: AsyncParsableCommand {
         }
         if !prompt.contains("{tag}") { throw ValidationError("--prompt must contain {tag} (e.g. \"music with {tag}\")") }
         if batch < 1 { throw ValidationError("--batch must be at least 1") }
-        for group in exclusiveGroups where Set(group).count < 2 {
-            throw ValidationError("--exclusive \(group.joined(separator: ",")) names fewer than two distinct tags: "
-                                  + "list a group's mutually exclusive tags, comma-separated (e.g. --exclusive major,minor)")
-        }
     }
 
     /// The `--exclusive` groups, each a list of tag names.

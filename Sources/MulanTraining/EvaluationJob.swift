@@ -53,6 +53,8 @@ public struct EvaluationJob {
         var truth: TagGroundTruth?
         var preset: BenchmarkSet?
         var captions: CaptionSet?
+        /// The `exclusive` groups as indices into `truth`'s tags.
+        var exclusive: [[Int]] = []
     }
 
     /// Evaluates: reads the ground truth and captions (a bad file costs nothing), opens the model,
@@ -70,7 +72,7 @@ public struct EvaluationJob {
         let embedded = Self.embedAudio(wanted, embedder: embedder, index: reused, batch: batch, console: console)
         let failures = embedded.failures
         let tagging = try inputs.truth.map { truth throws(MulanError) in
-            try Self.tagging(truth, audioByID: embedded.byID, embedder: embedder, prompt: prompt, exclusive: exclusive,
+            try Self.tagging(truth, audioByID: embedded.byID, embedder: embedder, prompt: prompt, exclusive: inputs.exclusive,
                              failures: failures.count, preset: inputs.preset)
         }
         let retrieval = try inputs.captions.map { set throws(MulanError) in
@@ -113,7 +115,7 @@ public struct EvaluationJob {
                 throw MulanError(.usage, "--exclusive groups tags, but nothing is tagged here",
                                  hint: "pass it with --csv, --shards or a tagging --benchmark")
             }
-            _ = try ZeroShotEvaluation.exclusiveGroups(exclusive, tags: t.tags)
+            inputs.exclusive = try ZeroShotEvaluation.exclusiveGroups(exclusive, tags: t.tags)
         }
         if let captions { inputs.captions = try CaptionSet(path: captions, audioRoot: audioRoot) }
         return inputs
@@ -151,7 +153,7 @@ public struct EvaluationJob {
 
     /// Zero-shot tagging: each tag's prompt embedded as text and scored against the usable clips.
     static func tagging(_ truth: TagGroundTruth, audioByID: [String: [Float]], embedder: Embedder, prompt: String,
-                        exclusive: [[String]] = [], failures: Int, preset: BenchmarkSet?) throws(MulanError) -> TaggingReport {
+                        exclusive: [[Int]] = [], failures: Int, preset: BenchmarkSet?) throws(MulanError) -> TaggingReport {
         let d = embedder.dim
         let usable = truth.items.filter { audioByID[$0.id] != nil }
         guard !usable.isEmpty else {
@@ -166,8 +168,7 @@ public struct EvaluationJob {
         let tagEmbeddings = try embedder.embed(texts: prompts)
         var tagging = ZeroShotEvaluation.tagging(tags: truth.tags, tagEmbeddings: tagEmbeddings, audio: audio, dim: d,
                                                  labels: usable.map(\.tags),
-                                                 exclusive: try ZeroShotEvaluation.exclusiveGroups(exclusive, tags: truth.tags),
-                                                 temperature: embedder.temperature)
+                                                 exclusive: exclusive, temperature: embedder.temperature)
         for (k, p) in prompts.enumerated() where p != truth.tags[k] { tagging.perTag[k].prompt = p }
         return tagging
     }
