@@ -602,18 +602,23 @@ def render(t, out_dir, scratch):
     # output rate back through the EQ filters, and apad/atrim would count samples at that rate).
     shape = (f"aresample={RENDER_RATE},{t.eq}," if t.eq is not None else "") \
         + f"apad=whole_len={samples},atrim=end_sample={samples},afade=t=out:st={t.duration - 0.6:.3f}:d=0.6"
+    # One pass shapes and measures, and keeps the shaped signal (32-bit float, as the filters give it:
+    # lossless); the encode pass then only applies the gain, instead of shaping a second time.
+    shaped = os.path.join(scratch, t.track_id + ".shaped.wav")
     measure = ",astats=measure_perchannel=none:measure_overall=Peak_level+RMS_level"
-    stats = run(FFMPEG + ["-loglevel", "info", "-i", wav, "-af", shape + measure, "-f", "null", "-"],
+    stats = run(FFMPEG + ["-loglevel", "info", "-i", wav, "-af", shape + measure, "-c:a", "pcm_f32le",
+                          "-fflags", "+bitexact", "-flags:a", "+bitexact", shaped],
                 "ffmpeg astats").stderr.decode(errors="replace")
+    os.remove(wav)
     rms = float(re.search(r"RMS level dB: (-?[0-9.]+|-inf)", stats).group(1))
     peak = float(re.search(r"Peak level dB: (-?[0-9.]+|-inf)", stats).group(1))
     gain = TARGET_RMS_DB[t.loudness] + t.level_jitter - rms
     gain = min(gain, PEAK_CEILING_DB - peak)
     out = os.path.join(out_dir, t.path)
-    run(FFMPEG + ["-loglevel", "error", "-i", wav, "-af", f"{shape},volume={gain:.2f}dB",
+    run(FFMPEG + ["-loglevel", "error", "-i", shaped, "-af", f"volume={gain:.2f}dB",
                   "-ar", str(t.sample_rate), "-ac", str(t.channels)] + t.codec_args + t.metadata
         + ["-fflags", "+bitexact", "-flags:a", "+bitexact", "-map_metadata", "-1", out], "ffmpeg encode")
-    os.remove(wav)
+    os.remove(shaped)
     return t.track_id, round(rms + gain, 1), round(peak + gain, 1)
 
 
