@@ -33,7 +33,7 @@ import subprocess
 import sys
 import time
 
-VERSION = 2
+VERSION = 3
 # The General MIDI soundfonts a track can be rendered with: name -> (file, Debian package). The demo
 # trains on fluidr3 and musescore; csound is kept unseen, for the held-out evaluation corpus.
 SOUNDFONTS = {
@@ -602,29 +602,26 @@ def render(t, out_dir, scratch):
     # output rate back through the EQ filters, and apad/atrim would count samples at that rate).
     shape = (f"aresample={RENDER_RATE},{t.eq}," if t.eq is not None else "") \
         + f"apad=whole_len={samples},atrim=end_sample={samples},afade=t=out:st={t.duration - 0.6:.3f}:d=0.6"
-    # One pass shapes and measures, and keeps the shaped signal (32-bit float, as the filters give it:
-    # lossless), so the encode pass only applies the gain instead of shaping a second time. Except for a
-    # mono track at the render rate: there FFmpeg's format negotiation puts the downmix in front of the
-    # EQ (in the leading aresample), so the encoded track is shaped in mono, not the measured stereo;
-    # its encode pass shapes again, as it always did, and every track stays what it was.
-    reshape = t.channels == 1 and t.sample_rate == RENDER_RATE
+    # One pass shapes, downmixes to the track's channels and measures, and keeps that signal (32-bit
+    # float, as the filters give it: lossless); the encode pass then only applies the gain. The level
+    # is measured on what is encoded: a mono track's downmix can be several dB below its stereo render
+    # (reverb, chorus and panning cancel), which version 2 measured instead.
+    layout = "mono" if t.channels == 1 else "stereo"
     shaped = os.path.join(scratch, t.track_id + ".shaped.wav")
-    measure = ",astats=measure_perchannel=none:measure_overall=Peak_level+RMS_level"
-    keep = ["-f", "null", "-"] if reshape else ["-c:a", "pcm_f32le", "-fflags", "+bitexact", "-flags:a", "+bitexact", shaped]
-    stats = run(FFMPEG + ["-loglevel", "info", "-i", wav, "-af", shape + measure] + keep,
+    measure = f",aformat=channel_layouts={layout},astats=measure_perchannel=none:measure_overall=Peak_level+RMS_level"
+    stats = run(FFMPEG + ["-loglevel", "info", "-i", wav, "-af", shape + measure, "-c:a", "pcm_f32le",
+                          "-fflags", "+bitexact", "-flags:a", "+bitexact", shaped],
                 "ffmpeg astats").stderr.decode(errors="replace")
+    os.remove(wav)
     rms = float(re.search(r"RMS level dB: (-?[0-9.]+|-inf)", stats).group(1))
     peak = float(re.search(r"Peak level dB: (-?[0-9.]+|-inf)", stats).group(1))
     gain = TARGET_RMS_DB[t.loudness] + t.level_jitter - rms
     gain = min(gain, PEAK_CEILING_DB - peak)
     out = os.path.join(out_dir, t.path)
-    source, chain = (wav, f"{shape},volume={gain:.2f}dB") if reshape else (shaped, f"volume={gain:.2f}dB")
-    run(FFMPEG + ["-loglevel", "error", "-i", source, "-af", chain,
+    run(FFMPEG + ["-loglevel", "error", "-i", shaped, "-af", f"volume={gain:.2f}dB",
                   "-ar", str(t.sample_rate), "-ac", str(t.channels)] + t.codec_args + t.metadata
         + ["-fflags", "+bitexact", "-flags:a", "+bitexact", "-map_metadata", "-1", out], "ffmpeg encode")
-    os.remove(wav)
-    if not reshape:
-        os.remove(shaped)
+    os.remove(shaped)
     return t.track_id, round(rms + gain, 1), round(peak + gain, 1)
 
 

@@ -148,6 +148,15 @@ struct DemoCorpusTests {
             let format = json?["format"] as? [String: Any]
             let seconds = Double(format?["duration"] as? String ?? "") ?? 0
             #expect((35...90.1).contains(seconds), "\(id): \(seconds) s")
+            // The recorded level is the file's own (the ffmpeg CLI's astats over all its channels), mono
+            // tracks included: version 2 measured their stereo render, up to 14 dB above the downmix.
+            let stats = try TestProcess.run("ffmpeg", ["-nostdin", "-v", "info", "-i", path, "-af",
+                                                       "astats=measure_perchannel=none:measure_overall=RMS_level", "-f", "null", "-"])
+            let measured = stats.stderr.components(separatedBy: "RMS level dB: ").dropFirst().first
+                .flatMap { Double($0.prefix { !$0.isNewline }.trimmingCharacters(in: .whitespaces)) }
+            let recorded = Double(row["rms_dbfs"] ?? "")
+            #expect(measured != nil && recorded != nil && abs(measured! - recorded!) < 1,
+                    "\(id) (\(row["channels"] ?? "?") channels): the file's RMS is \(measured.map { "\($0)" } ?? "?") dBFS, ground truth says \(recorded.map { "\($0)" } ?? "?")")
             #expect(abs(seconds - (Double(row["duration_s"] ?? "") ?? 0)) < 0.1, "\(id): \(seconds) s")
             // Container tags are a title and an artist at most: never an attribute.
             let streams = json?["streams"] as? [[String: Any]] ?? []
