@@ -32,6 +32,8 @@ def measure(script, args):
     cpu = collections.defaultdict(float)
     calls = collections.Counter()
     run = module.run
+    # One job (below): a step's CPU is the children's CPU that grew while it ran, which holds only when
+    # nothing else runs beside it.
 
     def timed(cmd, what):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -45,7 +47,7 @@ def measure(script, args):
     scratch = tempfile.mkdtemp(prefix="demo-corpus-steps-")
     try:
         sys.argv = [script, "--out", os.path.join(scratch, "corpus"), "--tracks", str(args.tracks), "--seed", str(args.seed),
-                    "--soundfonts", args.soundfonts, "--jobs", str(args.jobs)]
+                    "--soundfonts", args.soundfonts, "--jobs", "1"]
         start = time.monotonic()
         status = module.main()
         wall = time.monotonic() - start
@@ -63,16 +65,13 @@ def main():
     parser.add_argument("--soundfonts", default="fluidr3,musescore")
     parser.add_argument("scripts", nargs="+")
     args = parser.parse_args()
-    # One job: a step's CPU is the children's CPU that grew while it ran, which holds only when
-    # nothing else runs beside it.
-    args.jobs = 1
     load = os.getloadavg()[0]
     rows = []
     for script in args.scripts:
         wall, cpu, calls = measure(script, args)
         rows.append((script, wall, cpu, calls))
     steps = sorted({s for _, _, cpu, _ in rows for s in cpu})
-    print(f"demo corpus: {args.tracks} tracks, seed {args.seed}, soundfonts {args.soundfonts}, {args.jobs} job(s); "
+    print(f"demo corpus: {args.tracks} tracks, seed {args.seed}, soundfonts {args.soundfonts}, 1 job; "
           f"load average before: {load:.2f}")
     print("| generator | wall (s) | " + " | ".join(f"{s} CPU (s), calls" for s in steps) + " |")
     print("|---|---:|" + "---:|" * len(steps))
