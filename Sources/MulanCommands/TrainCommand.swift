@@ -103,12 +103,14 @@ public struct TrainRunCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Start the text tower from a Hugging Face BERT folder (config.json, model.safetensors, vocab.txt); its size replaces --text-width/-layers/-heads/-feed-forward.",
                                valueName: "dir"))
     public var textInit: String?
-    @Option(help: ArgumentHelp("Text tower weights that train: full, frozen (projection only; encoder outputs cached) or top:K.",
+    @Option(help: ArgumentHelp("Text tower weights that train: full, frozen (projection only; encoder outputs cached) or top:K (the projection and the top K layers; the hidden states of the layers below cached).",
                                valueName: "mode"))
     public var textTrain = "full"
     @Option(help: ArgumentHelp("Text pooling: cls or mean (default: mean with --text-init, cls otherwise).", valueName: "kind"))
     public var textPooling: String?
-    @Option(help: "Distinct texts whose frozen encoder output is cached.") public var textCacheEntries = 1_000_000
+    @Option(help: "Distinct texts whose frozen encoder output (frozen) or lower layers' hidden states (top:K) are cached.") public var textCacheEntries = 1_000_000
+    @Option(name: .customLong("text-cache-mib"), help: "The text cache's limit in MiB (beyond it, or beyond --text-cache-entries, texts are encoded again each time).")
+    public var textCacheMiB = 2048
     @Option(help: ArgumentHelp("Audio tower: resnet (the compact ResNet of --audio-widths/--audio-blocks on the --mel-* log-mel), resnet50 (ResNet-50's bottleneck stages of 3, 4, 6, 3 blocks), ast (an Audio Spectrogram Transformer of --ast-*: 16×16 patches at stride 10, [CLS] pooling), musicnn or vgg (musicnn's two architectures on their own fixed front end: 16 kHz, FFT 512, hop 256, 96 bands, log10(10000x+1), 3-s patches; the --mel-* options do not apply and the dataset must be 16 kHz).",
                                valueName: "kind"))
     public var audioTower = "resnet"
@@ -171,6 +173,7 @@ public struct TrainRunCommand: AsyncParsableCommand {
             }
         }
         if textCacheEntries < 0 { throw ValidationError("--text-cache-entries must be at least 0") }
+        if textCacheMiB < 0 { throw ValidationError("--text-cache-mib must be at least 0") }
         if maxTextLength < 2 { throw ValidationError("--max-text-length must be at least 2 ([CLS] and [SEP])") }
         do { _ = try SourceMix(parsing: mix) } catch { throw ValidationError(error.description) }
         if windowSeconds <= 0 || melWindow <= 0 || melHop <= 0 || melBands < 1 {
@@ -203,6 +206,7 @@ public struct TrainRunCommand: AsyncParsableCommand {
         c.textInit = textInit
         c.textTraining = try TextTraining(parsing: textTrain, option: "--text-train")
         c.textCacheEntries = textCacheEntries
+        c.textCacheMiB = textCacheMiB
         c.audio.kind = AudioTowerKind(rawValue: audioTower) ?? .resnet
         if c.audio.kind == .ast {
             c.audio.ast = ASTConfig(width: astWidth, layers: astLayers, heads: astHeads, feedForward: astFeedForward)

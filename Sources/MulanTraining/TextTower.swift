@@ -141,8 +141,9 @@ public final class TextTower: Module {
     public let projection: Linear
     public let normalize = L2Normalize()
 
-    /// The last training pass (batch size, length), which decides what a backward pass may follow.
-    private enum Pass { case encode(Int, Int), forward(Int, Int, lengths: [Int]) }
+    /// The last training pass (batch size, length; for `forward`, the first layer it ran and whether
+    /// it ran the embeddings), which decides what a backward pass may follow.
+    private enum Pass { case encode(Int, Int), forward(Int, Int, lengths: [Int], fromLayer: Int, embedded: Bool) }
     private var pass: Pass?
 
     public init(_ config: TextTowerConfig = TextTowerConfig(), random: inout RandomSource) {
@@ -197,8 +198,61 @@ public final class TextTower: Module {
     /// (`TransformerEncoderLayer.forward(firstPositionOnly:)`): nothing else reaches the output.
     public func forward(_ batch: TokenBatch, training: Bool = true) -> Tensor {
         let p = pool(batch, training: training)
-        pass = training ? .forward(batch.batchSize, batch.length, lengths: batch.lengths) : nil
+        pass = training ? .forward(batch.batchSize, batch.length, lengths: batch.lengths, fromLayer: 0, embedded: true) : nil
         return normalize.forward(projection.forward(p, training: training), training: training)
+    }
+
+    /// Unit-norm text embeddings, [B, embeddingDim], from the hidden states that enter layer `n`
+    /// (`hidden` [B, L, width]; n = 0: the output of the embeddings): layers n..<layers, pooling
+    /// and the projection, as `forward` runs them. Rows at padded positions (from `lengths[b]` on)
+    /// may hold any finite value: no valid position sees them. After a training pass, `backward`
+    /// stops at layer n: the embeddings and the layers below get no gradient (`--text-train top:K`
+    /// with the hidden states of the frozen layers cached, see `packedHidden`).
+    public func forward(fromLayer n: Int, hidden: Tensor, lengths: [Int], training: Bool = true) -> Tensor {
+        precondition(n >= 0 && n <= layers.count, "TextTower: layer \(n) of \(layers.count)")
+        precondition(hidden.rank == 3 && hidden.shape[0] == lengths.count && hidden.shape[2] == config.width,
+                     "TextTower: hidden states \(hidden.shape) for \(lengths.count) sequences of width \(config.width)")
+        let l = hidden.shape[1]
+        precondition(lengths.allSatisfy { $0 >= 1 && $0 <= l }, "TextTower: lengths \(lengths) for length \(l)")
+        let p = poolLayers(hidden, from: n, lengths: lengths, training: training)
+        pass = training ? .forward(lengths.count, l, lengths: lengths, fromLayer: n, embedded: false) : nil
+        return normalize.forward(projection.forward(p, training: training), training: training)
+    }
+
+    /// Inference: the hidden states that enter layer `n` (n = 0: the embeddings' output), on the
+    /// valid positions of every sequence alone, packed one sequence after another: `hidden`
+    /// [N, width], N the sum of the lengths, sequence s in rows `offsets[s]..<offsets[s + 1]`. The
+    /// rows `encode` would give there, up to rounding (as `pooled` under mean pooling); what
+    /// `forward(fromLayer:)` continues from.
+    public func packedHidden(_ batch: TokenBatch, throughLayers n: Int) -> (hidden: Tensor, offsets: [Int]) {
+        precondition(n >= 0 && n <= layers.count, "TextTower: layer \(n) of \(layers.count)")
+        let b = batch.batchSize, l = batch.length, w = config.width, vocabulary = config.vocabularySize
+        precondition(l <= config.maxLength, "TextTower: length \(l) over maxLength \(config.maxLength)")
+        var offsets = [Int](repeating: 0, count: b + 1)
+        for s in 0..<b { offsets[s + 1] = offsets[s] + batch.lengths[s] }
+        precondition(batch.ids.allSatisfy { $0 >= 0 && Int($0) < vocabulary }, "TextTower: a token id is outside 0..<\(vocabulary)")
+        // Word + (position + token type 0) per valid position, the sequences in parallel (the values
+        // of `embed`).
+        var x = Tensor(uninitializedShape: [offsets[b], w])
+        wordEmbeddings.weight.value.withUnsafePointer { wp in
+            positionEmbeddings.weight.value.withUnsafePointer { pp in
+                tokenTypeEmbeddings.weight.value.withUnsafePointer { tp in
+                    batch.ids.withUnsafeBufferPointer { ip in
+                        x.withUnsafeMutablePointer { xp in
+                            Parallel.forEach(b) { s in
+                                for i in 0..<(offsets[s + 1] - offsets[s]) {
+                                    let row = xp + (offsets[s] + i) * w, word = wp + Int(ip[s * l + i]) * w, pos = pp + i * w
+                                    for j in 0..<w { row[j] = word[j] + (pos[j] + tp[j]) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        var h = embeddingNorm.forward(x, training: false)
+        for layer in layers.prefix(n) { h = layer.forwardPacked(h, lengths: batch.lengths) }
+        return (h, offsets)
     }
 
     /// The pooled last hidden states, [B, width], before the projection (an inference pass): under
@@ -235,15 +289,20 @@ public final class TextTower: Module {
 
     /// Encoder then pooling: [B, width].
     private func pool(_ batch: TokenBatch, training: Bool) -> Tensor {
-        let b = batch.batchSize, w = config.width
         if !training && config.pooling == .mean { return meanPooledPacked(batch) }
-        var h = embed(batch, training: training)
+        return poolLayers(embed(batch, training: training), from: 0, lengths: batch.lengths, training: training)
+    }
+
+    /// Layers n..<layers on `hidden` [B, L, width], then pooling: [B, width].
+    private func poolLayers(_ hidden: Tensor, from n: Int, lengths: [Int], training: Bool) -> Tensor {
+        let b = lengths.count, w = config.width
+        var h = hidden
         let clsOnly = config.pooling == .cls
-        for (i, layer) in layers.enumerated() {
-            h = layer.forward(h, lengths: batch.lengths, firstPositionOnly: clsOnly && i == layers.count - 1,
-                              training: training)
+        for i in n..<layers.count {
+            h = layers[i].forward(h, lengths: lengths, firstPositionOnly: clsOnly && i == layers.count - 1,
+                                  training: training)
         }
-        if config.pooling == .mean { return Self.meanPool(h, lengths: batch.lengths) }
+        if config.pooling == .mean { return Self.meanPool(h, lengths: lengths) }
         var cls = Tensor(shape: [b, w])
         let stride = h.count / b  // L·width, or width after the last layer
         h.withUnsafePointer { hp in
@@ -259,32 +318,8 @@ public final class TextTower: Module {
     /// every layer (`TransformerEncoderLayer.forwardPacked`), so no work goes to padding, which mean
     /// pooling never reads. The same rows and means as the padded pass, up to rounding (a few 1e-7).
     private func meanPooledPacked(_ batch: TokenBatch) -> Tensor {
-        let b = batch.batchSize, l = batch.length, w = config.width, vocabulary = config.vocabularySize
-        precondition(l <= config.maxLength, "TextTower: length \(l) over maxLength \(config.maxLength)")
-        var offsets = [Int](repeating: 0, count: b + 1)
-        for s in 0..<b { offsets[s + 1] = offsets[s] + batch.lengths[s] }
-        precondition(batch.ids.allSatisfy { $0 >= 0 && Int($0) < vocabulary }, "TextTower: a token id is outside 0..<\(vocabulary)")
-        // Word + (position + token type 0) per valid position, the sequences in parallel (the values
-        // of `embed`).
-        var x = Tensor(uninitializedShape: [offsets[b], w])
-        wordEmbeddings.weight.value.withUnsafePointer { wp in
-            positionEmbeddings.weight.value.withUnsafePointer { pp in
-                tokenTypeEmbeddings.weight.value.withUnsafePointer { tp in
-                    batch.ids.withUnsafeBufferPointer { ip in
-                        x.withUnsafeMutablePointer { xp in
-                            Parallel.forEach(b) { s in
-                                for i in 0..<(offsets[s + 1] - offsets[s]) {
-                                    let row = xp + (offsets[s] + i) * w, word = wp + Int(ip[s * l + i]) * w, pos = pp + i * w
-                                    for j in 0..<w { row[j] = word[j] + (pos[j] + tp[j]) }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        var h = embeddingNorm.forward(x, training: false)
-        for layer in layers { h = layer.forwardPacked(h, lengths: batch.lengths) }
+        let b = batch.batchSize, w = config.width
+        let (h, offsets) = packedHidden(batch, throughLayers: layers.count)
         var y = Tensor(shape: [b, w])
         h.withUnsafePointer { hp in
             y.withUnsafeMutablePointer { yp in
@@ -303,13 +338,15 @@ public final class TextTower: Module {
     }
 
     /// From the gradient of the embeddings ([B, embeddingDim]) of a training `forward` back to every
-    /// parameter.
+    /// parameter it used (after `forward(fromLayer: n, …)`, the projection and layers n and above).
     public func backward(_ dEmbedding: Tensor) {
-        guard case let .forward(b, l, lengths)? = pass, dEmbedding.count == b * config.embeddingDim else {
+        guard case let .forward(b, l, lengths, first, embedded)? = pass, dEmbedding.count == b * config.embeddingDim else {
             preconditionFailure("TextTower.backward without a matching training forward")
         }
         let w = config.width
         let dPooled = projection.backward(normalize.backward(dEmbedding))
+        // The layers the forward pass ran, and the embeddings if it ran them.
+        let ran = layers[first...]
         if config.pooling == .mean {
             // Each valid position receives dPooled / n; padded positions nothing.
             var g = Tensor(shape: [b, l, w])
@@ -324,15 +361,15 @@ public final class TextTower: Module {
                     }
                 }
             }
-            for layer in layers.reversed() { g = layer.backward(g) }
-            backwardEmbeddings(g, batchSize: b, length: l)
+            for layer in ran.reversed() { g = layer.backward(g) }
+            if embedded { backwardEmbeddings(g, batchSize: b, length: l) }
             return
         }
         let dCLS = dPooled
         var g: Tensor
-        if let last = layers.last {
+        if let last = ran.last {
             g = last.backward(dCLS.reshaped([b, 1, w]))
-            for layer in layers.dropLast().reversed() { g = layer.backward(g) }
+            for layer in ran.dropLast().reversed() { g = layer.backward(g) }
         } else {
             g = Tensor(shape: [b, l, w])
             dCLS.withUnsafePointer { cp in
@@ -341,7 +378,7 @@ public final class TextTower: Module {
                 }
             }
         }
-        backwardEmbeddings(g, batchSize: b, length: l)
+        if embedded { backwardEmbeddings(g, batchSize: b, length: l) }
     }
 
     /// Word + position + token type 0, then LayerNorm: [B, L, width].

@@ -137,7 +137,7 @@ public final class Trainer {
             }
             return true
         }, settings: config.adam)
-        textCache = TextCache(capacity: config.textCacheEntries)
+        textCache = TextCache(capacity: config.textCacheEntries, capacityBytes: config.textCacheMiB << 20)
         sampler = Sampler(split: train, mix: mix, batchSize: config.batchSize, seed: config.seed,
                           bufferSize: config.shuffleBuffer)
         frontEnd = try AudioFrontEnd(split: train, config: config)
@@ -282,26 +282,61 @@ public final class Trainer {
             checkpoint: lastCheckpoint ?? Checkpoint.list(in: runDirectory).last?.path, audioCache: audioCache?.statistics)
     }
 
-    /// The text tower's training forward; with a frozen encoder, the projection of cached
-    /// encoder outputs (each distinct text is encoded once).
+    /// The text tower's training forward. With a frozen encoder (`frozen`), the projection of cached
+    /// pooled encoder outputs; with `top:K`, the top K layers on cached hidden states of the frozen
+    /// layers below them (`TextTower.forward(fromLayer:)`). Either way each distinct text goes
+    /// through the frozen part once while the cache holds it, and again each time it comes after.
     private func textForward(_ tokens: TokenBatch) -> Tensor {
-        guard config.textTraining == .frozen else { return model.text.forward(tokens, training: true) }
+        let first: Int
+        switch config.textTraining {
+        case .full: return model.text.forward(tokens, training: true)
+        case .frozen: first = config.text.layers
+        case .top(let k): first = max(0, config.text.layers - k)
+        }
         let w = config.text.width, l = tokens.length
         let sequences = (0..<tokens.batchSize).map { Array(tokens.ids[($0 * l)..<($0 * l + tokens.lengths[$0])]) }
         // First-occurrence order (a Set's order changes from process to process).
         var seen = Set<[Int32]>()
         let missing = sequences.filter { textCache[$0] == nil && seen.insert($0).inserted }
+        // What the cache did not take, for this step only.
+        var fresh: [[Int32]: [Float]] = [:]
         if !missing.isEmpty {
-            let pooled = model.text.pooled(TokenBatch(sequences: missing, maxLength: config.text.maxLength,
-                                                      addSpecialTokens: false))
-            for (i, seq) in missing.enumerated() { textCache[seq] = Array(pooled.storage[(i * w)..<((i + 1) * w)]) }
+            let batch = TokenBatch(sequences: missing, maxLength: config.text.maxLength, addSpecialTokens: false)
+            if config.textTraining == .frozen {
+                let pooled = model.text.pooled(batch)
+                for (i, seq) in missing.enumerated() {
+                    let row = Array(pooled.storage[(i * w)..<((i + 1) * w)])
+                    if !textCache.insert(seq, row) { fresh[seq] = row }
+                }
+            } else {
+                let (hidden, offsets) = model.text.packedHidden(batch, throughLayers: first)
+                for (i, seq) in missing.enumerated() {
+                    let rows = Array(hidden.storage[(offsets[i] * w)..<(offsets[i + 1] * w)])
+                    if !textCache.insert(seq, rows) { fresh[seq] = rows }
+                }
+            }
         }
-        var batch = Tensor(shape: [tokens.batchSize, w])
-        for (i, seq) in sequences.enumerated() {
-            let row = textCache[seq] ?? []
-            for j in 0..<min(w, row.count) { batch.storage[i * w + j] = row[j] }
+        func row(_ seq: [Int32]) -> [Float] {
+            guard let r = textCache[seq] ?? fresh[seq] else { preconditionFailure("Trainer: a text neither cached nor encoded") }
+            return r
         }
-        return model.text.normalize.forward(model.text.projection.forward(batch, training: true), training: true)
+        if config.textTraining == .frozen {
+            var batch = Tensor(shape: [tokens.batchSize, w])
+            for (i, seq) in sequences.enumerated() {
+                row(seq).withUnsafeBufferPointer { r in
+                    for j in 0..<w { batch.storage[i * w + j] = r[j] }
+                }
+            }
+            return model.text.normalize.forward(model.text.projection.forward(batch, training: true), training: true)
+        }
+        // The hidden states entering layer `first`, padded with zeros (no valid position sees them).
+        var hidden = Tensor(shape: [tokens.batchSize, l, w])
+        hidden.withUnsafeMutablePointer { hp in
+            for (i, seq) in sequences.enumerated() {
+                row(seq).withUnsafeBufferPointer { r in (hp + i * l * w).update(from: r.baseAddress!, count: r.count) }
+            }
+        }
+        return model.text.forward(fromLayer: first, hidden: hidden, lengths: tokens.lengths, training: true)
     }
 
     private func textBackward(_ dt: Tensor) {
@@ -547,18 +582,30 @@ struct MetricsLog {
     }
 }
 
-/// Frozen-encoder outputs by token sequence ([CLS] … [SEP]), up to `capacity` texts; beyond it,
-/// texts are encoded again each time they come (tags repeat a lot; long descriptions rarely do).
+/// The frozen part of the text tower's output by token sequence ([CLS] … [SEP]): the pooled
+/// encoder output (`--text-train frozen`, width floats a text) or the hidden states entering the
+/// first trained layer (`top:K`, length × width floats a text). Holds up to `capacity` texts and
+/// `capacityBytes` of floats; beyond either, texts are encoded again each time they come (tags
+/// repeat a lot; long descriptions rarely do), so results do not depend on the limits.
 final class TextCache {
     private var rows: [[Int32]: [Float]] = [:]
     let capacity: Int
-    init(capacity: Int) { self.capacity = capacity }
+    let capacityBytes: Int
+    private(set) var bytes = 0
+    init(capacity: Int, capacityBytes: Int) {
+        self.capacity = capacity
+        self.capacityBytes = capacityBytes
+    }
 
-    subscript(_ key: [Int32]) -> [Float]? {
-        get { rows[key] }
-        set {
-            if rows.count < capacity || rows[key] != nil { rows[key] = newValue }
-        }
+    subscript(_ key: [Int32]) -> [Float]? { rows[key] }
+
+    /// Stores `value` under `key` when both limits allow it; false when it was not stored.
+    func insert(_ key: [Int32], _ value: [Float]) -> Bool {
+        let size = value.count * MemoryLayout<Float>.size
+        guard rows[key] == nil, rows.count < capacity, bytes + size <= capacityBytes else { return rows[key] != nil }
+        rows[key] = value
+        bytes += size
+        return true
     }
 }
 

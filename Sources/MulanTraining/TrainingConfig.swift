@@ -32,8 +32,10 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var textInit: String?
     /// Which text-tower weights train.
     public var textTraining = TextTraining.full
-    /// Distinct texts whose frozen encoder output is cached (frozen mode).
+    /// Distinct texts whose frozen part's output is cached (`frozen` and `top:K`, see `TextCache`).
     public var textCacheEntries = 1_000_000
+    /// The text cache's limit on stored floats, in MiB.
+    public var textCacheMiB = 2048
     /// A converted pretrained audio file (`mulan-pretrained-audio` safetensors) the audio tower
     /// started from (`--audio-init`); nil: from scratch.
     public var audioInit: String?
@@ -48,7 +50,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         case audio, text, logMel, specAugment, windowSeconds, batchSize, steps, learningRate, minimumLearningRate
         case warmupSteps, adam, clipNorm, initialTemperature, decoupledLoss, mix, seed, shuffleBuffer, evalEvery
         case evalSamples, checkpointEvery, keepCheckpoints, logEvery, textInit, textTraining, textCacheEntries
-        case audioInit, audioTraining, audioCacheMiB
+        case textCacheMiB, audioInit, audioTraining, audioCacheMiB
     }
 
     /// Configurations saved before a key existed decode with its default.
@@ -82,6 +84,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         textInit = try c.decodeIfPresent(String.self, forKey: .textInit)
         textTraining = try value(.textTraining, textTraining)
         textCacheEntries = try value(.textCacheEntries, textCacheEntries)
+        textCacheMiB = try value(.textCacheMiB, textCacheMiB)
         audioInit = try c.decodeIfPresent(String.self, forKey: .audioInit)
         audioTraining = try c.decodeIfPresent(AudioTraining.self, forKey: .audioTraining)
         audioCacheMiB = try c.decodeIfPresent(Int.self, forKey: .audioCacheMiB)

@@ -143,4 +143,55 @@ struct TextTowerTests {
             #expect(grad.storage[id * 8..<(id + 1) * 8].allSatisfy { $0 == 0 }, "id \(id)")
         }
     }
+
+    /// `forward(fromLayer:)` on the packed hidden states of the layers below (`packedHidden`, what
+    /// `--text-train top:K` caches) gives the embeddings and, for the layers it ran and the
+    /// projection, the gradients of the whole tower's `forward`; nothing below gets a gradient.
+    @Test(arguments: [TextPooling.mean, .cls])
+    func forwardFromALayerEqualsTheWholeTower(pooling: TextPooling) {
+        var random = RandomSource(seed: 25)
+        var config = TextTowerConfig(vocabularySize: 50, width: 8, layers: 3, heads: 2, feedForward: 16,
+                                     maxLength: 10, embeddingDim: 6)
+        config.pooling = pooling
+        let tower = TextTower(config, random: &random)
+        for (name, p) in tower.namedParameters {
+            var t = Tensor.normal(shape: p.value.shape, std: 0.4, using: &random)
+            if name.hasSuffix("LayerNorm.weight") { for i in t.storage.indices { t.storage[i] += 1 } }
+            p.value = t
+        }
+        let batch = Self.tinyBatch([6, 1, 3, 8], random: &random)
+        let dy = Tensor.normal(shape: [4, 6], std: 1, using: &random)
+        tower.zeroGrads()
+        let whole = tower.forward(batch, training: true)
+        tower.backward(dy)
+        let reference = Dictionary(uniqueKeysWithValues: tower.namedParameters.map { ($0.name, $0.parameter.grad) })
+        for first in 0...3 {
+            let (packed, offsets) = tower.packedHidden(batch, throughLayers: first)
+            #expect(offsets == [0, 8, 11, 16, 26] && packed.shape == [26, 8])  // [CLS] and [SEP] added
+            // Padded the way the trainer pads: zeros after each sequence's rows.
+            var hidden = Tensor(shape: [4, batch.length, 8])
+            for s in 0..<4 {
+                for i in 0..<(offsets[s + 1] - offsets[s]) * 8 {
+                    hidden.storage[s * batch.length * 8 + i] = packed.storage[offsets[s] * 8 + i]
+                }
+            }
+            tower.zeroGrads()
+            let y = tower.forward(fromLayer: first, hidden: hidden, lengths: batch.lengths, training: true)
+            let gap = zip(y.storage, whole.storage).map { abs($0 - $1) }.max()!
+            #expect(gap < 1e-5, "from layer \(first): embeddings differ by \(gap)")
+            tower.backward(dy)
+            for (name, p) in tower.namedParameters {
+                let ran = name.hasPrefix("projection.") || (name.hasPrefix("encoder.layer.")
+                    && Int(name.dropFirst("encoder.layer.".count).prefix { $0 != "." })! >= first)
+                if ran {
+                    let want = reference[name]!
+                    let scale = max(1e-3, want.storage.map(abs).max()!)
+                    let diff = zip(p.grad.storage, want.storage).map { abs($0 - $1) }.max()!
+                    #expect(diff <= 1e-4 * scale, "from layer \(first): \(name) gradient differs by \(diff) (scale \(scale))")
+                } else {
+                    #expect(p.grad.storage.allSatisfy { $0 == 0 }, "from layer \(first): \(name) got a gradient")
+                }
+            }
+        }
+    }
 }

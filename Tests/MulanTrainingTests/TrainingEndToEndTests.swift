@@ -248,6 +248,20 @@ struct TrainingEndToEndTests {
                 #expect(!trained.tensors.keys.contains("optimizer.m.text.encoder.layer.4.output.dense.weight"))
             }
             #expect(trained.tensors.keys.contains("optimizer.m.text.projection.weight"))
+            // Texts past the cache's limits are encoded again each step, with the same result (up to
+            // rounding: a text is encoded beside other texts): no cache at all, by entries or by MiB.
+            let limit = mode == "frozen" ? ["--text-cache-entries", "0"] : ["--text-cache-mib", "0"]
+            let uncached = h.dir.file("run-\(mode)-uncached")
+            let u = try Self.train(dataset, uncached, ["--steps", "6", "--eval-every", "6", "--checkpoint-every", "6",
+                                                       "--threads", "2", "--text-init", model, "--text-train", mode,
+                                                       "--lr", "1e-3", "--warmup-steps", "1"] + limit)
+            #expect(u.status == 0, "\(mode) uncached: \(u.stderr)")
+            let again = try SafeTensors.read(uncached + "/checkpoint-000006.safetensors")
+            for name in ["text.projection.weight", "text.encoder.layer.5.output.dense.weight", "audio.fc.weight"] {
+                let x = try #require(trained.tensors[name]), y = try #require(again.tensors[name])
+                let gap = zip(x.storage, y.storage).map { abs($0 - $1) }.max() ?? 0
+                #expect(gap < 1e-4, "\(mode): \(name) differs by \(gap) without the text cache")
+            }
         }
         // A resumed warm-started run rebuilds the same tower from its checkpoint.
         let resumed = try Self.train(dataset, h.dir.file("run-frozen"), ["--steps", "8", "--resume", "--threads", "2",

@@ -95,6 +95,7 @@ def training_config(sample_rate: int = 16000, **overrides: Any) -> Dict[str, Any
         "steps": 1000,
         "text": TextTowerConfig().to_json(),
         "textCacheEntries": 1_000_000,
+        "textCacheMiB": 2048,
         "textTraining": "full",
         "warmupSteps": 100,
         "windowSeconds": 10.0,
