@@ -123,6 +123,9 @@ public struct TrainRunCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("With a frozen musicnn tower (--audio-train frozen): compute each clip's patch features once and keep them in memory, up to this many MiB (800 bytes per 3-s patch, 8,000 per 30-s clip; clips past the limit are recomputed when drawn); training windows then start on the tower's 187-frame patch grid and each step runs only the projection. Needs --no-spec-augment (SpecAugment changes the features at every draw).",
                                valueName: "MiB"))
     public var audioCache: Int?
+    @Option(help: ArgumentHelp("Keep decoded training clips in memory, up to this many MiB (2 bytes a sample: 960,000 bytes for a 30-s clip at 16 kHz), so that a clip drawn again in a later epoch is not decoded again; clips past the limit are decoded at each draw. Results do not change. 0: off.",
+                               valueName: "MiB"))
+    public var decodedCache = 0
 
     public init() {}
 
@@ -174,6 +177,7 @@ public struct TrainRunCommand: AsyncParsableCommand {
         }
         if textCacheEntries < 0 { throw ValidationError("--text-cache-entries must be at least 0") }
         if textCacheMiB < 0 { throw ValidationError("--text-cache-mib must be at least 0") }
+        if decodedCache < 0 { throw ValidationError("--decoded-cache must be at least 0") }
         if maxTextLength < 2 { throw ValidationError("--max-text-length must be at least 2 ([CLS] and [SEP])") }
         do { _ = try SourceMix(parsing: mix) } catch { throw ValidationError(error.description) }
         if windowSeconds <= 0 || melWindow <= 0 || melHop <= 0 || melBands < 1 {
@@ -218,6 +222,7 @@ public struct TrainRunCommand: AsyncParsableCommand {
             c.audioTraining = try AudioTraining(parsing: audioTrain, option: "--audio-train")
         }
         c.audioCacheMiB = audioCache
+        c.decodedCacheMiB = decodedCache
         c.specAugment = noSpecAugment ? nil : SpecAugmentConfig(frequencyMasks: freqMasks, maxFrequencyWidth: freqMaskWidth,
                                                                  timeMasks: timeMasks, maxTimeWidth: timeMaskWidth)
         c.windowSeconds = windowSeconds

@@ -13,10 +13,13 @@ final class AudioFrontEnd {
     let split: DatasetSplit
     let config: TrainingConfig
     private let pool: LogMelPool
+    /// Decoded clips kept between draws (`--decoded-cache`), nil: every draw decodes.
+    let decodedCache: DecodedClipCache?
 
-    init(split: DatasetSplit, config: TrainingConfig) throws(MulanError) {
+    init(split: DatasetSplit, config: TrainingConfig, decodedCache: DecodedClipCache? = nil) throws(MulanError) {
         self.split = split
         self.config = config
+        self.decodedCache = decodedCache
         pool = try LogMelPool(config.logMel, windowSamples: config.windowSamples)
     }
 
@@ -27,6 +30,11 @@ final class AudioFrontEnd {
     func samples(of ref: (shard: Int, offset: Int, size: Int, key: String)) throws(MulanError) -> [Float] {
         let start = Profiler.now()
         defer { Profiler.add(.data, since: start) }
+        guard let cache = decodedCache else { return try decode(ref) }
+        return try cache.samples(DecodedClipCache.Key(shard: ref.shard, offset: ref.offset)) { () throws(MulanError) in try decode(ref) }
+    }
+
+    private func decode(_ ref: (shard: Int, offset: Int, size: Int, key: String)) throws(MulanError) -> [Float] {
         let path = split.shardPaths[ref.shard]
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {

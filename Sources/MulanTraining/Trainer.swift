@@ -27,11 +27,14 @@ public struct TrainSummary: Codable, Sendable, StageReport {
     public var checkpoint: String?
     /// The frozen-feature cache of this invocation (`--audio-cache`); nil without it.
     public var audioCache: AudioCacheStatistics?
+    /// The decoded-clip cache of this invocation (`--decoded-cache`); nil without it.
+    public var decodedCache: DecodedCacheStatistics?
 
     enum CodingKeys: String, CodingKey {
         case runDirectory = "run_directory", datasetID = "dataset_id", firstStep = "first_step", steps, lastStep = "last_step", examples, seconds
         case examplesPerSecond = "examples_per_second", threads, blas, timeShare = "time_share", peakRSSBytes = "peak_rss_bytes"
         case finalLoss = "final_loss", temperature, valid, test, checkpoint, audioCache = "audio_cache"
+        case decodedCache = "decoded_cache"
     }
 }
 
@@ -75,6 +78,7 @@ public final class Trainer {
             c.steps = requested.steps
             // The cache's limit changes no result (FrozenFeatureCache): a resumed run may set another.
             if c.audioCacheMiB != nil, let mib = requested.audioCacheMiB { c.audioCacheMiB = mib }
+            c.decodedCacheMiB = requested.decodedCacheMiB  // nor does the decoded-clip cache's
             config = c
             loaded = (l, last.path)
         } else if !resume, !checkpoints.isEmpty {
@@ -140,7 +144,8 @@ public final class Trainer {
         textCache = TextCache(capacity: config.textCacheEntries, capacityBytes: config.textCacheMiB << 20)
         sampler = Sampler(split: train, mix: mix, batchSize: config.batchSize, seed: config.seed,
                           bufferSize: config.shuffleBuffer)
-        frontEnd = try AudioFrontEnd(split: train, config: config)
+        frontEnd = try AudioFrontEnd(split: train, config: config,
+                                     decodedCache: config.decodedCacheMiB > 0 ? DecodedClipCache(capacityMiB: config.decodedCacheMiB) : nil)
         if let mib = config.audioCacheMiB, let tower = model.audio as? any PretrainedAudioTower {
             audioCache = FrozenFeatureCache(tower: tower, frontEnd: frontEnd, config: config, capacityMiB: mib)
         } else {
@@ -258,6 +263,10 @@ public final class Trainer {
             progress.advance()
         }
         progress.finish()
+        if let stats = frontEnd.decodedCache?.statistics {
+            console.log(.info, "decoded-clip cache: \(stats.clips) clips kept (\(stats.bytes) of \(stats.capacityBytes) bytes), "
+                        + "\(stats.hits) draws from the cache, \(stats.misses) decoded", event: "decoded-cache")
+        }
         if let stats = audioCache?.statistics {
             console.log(.info, "audio feature cache: \(stats.clips) clips stored (\(stats.bytes) of \(stats.capacityBytes) bytes), "
                         + "\(stats.patchesComputed) patches computed, \(stats.patchHits) window patches from the cache", event: "audio-cache")
@@ -279,7 +288,8 @@ public final class Trainer {
             lastStep: max(startStep, end), examples: examples, seconds: seconds, examplesPerSecond: seconds > 0 ? Double(examples) / seconds : 0,
             threads: BLAS.threads, blas: try? BLAS.load(), timeShare: timeShare, peakRSSBytes: PeakMemory.residentBytes(), finalLoss: lastLoss,
             temperature: Double(model.loss.temperature), valid: lastValid, test: testResult,
-            checkpoint: lastCheckpoint ?? Checkpoint.list(in: runDirectory).last?.path, audioCache: audioCache?.statistics)
+            checkpoint: lastCheckpoint ?? Checkpoint.list(in: runDirectory).last?.path, audioCache: audioCache?.statistics,
+            decodedCache: frontEnd.decodedCache?.statistics)
     }
 
     /// The text tower's training forward. With a frozen encoder (`frozen`), the projection of cached

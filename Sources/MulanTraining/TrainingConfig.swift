@@ -45,12 +45,15 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     /// musicnn tower, training windows start on the tower's patch grid and each clip's patch
     /// features are computed once. nil: no cache, windows anywhere.
     public var audioCacheMiB: Int?
+    /// The decoded-clip cache's limit in MiB (`--decoded-cache`; `DecodedClipCache`): training clips
+    /// stay decoded in memory between draws. 0: every draw decodes.
+    public var decodedCacheMiB = 0
 
     enum CodingKeys: String, CodingKey {
         case audio, text, logMel, specAugment, windowSeconds, batchSize, steps, learningRate, minimumLearningRate
         case warmupSteps, adam, clipNorm, initialTemperature, decoupledLoss, mix, seed, shuffleBuffer, evalEvery
         case evalSamples, checkpointEvery, keepCheckpoints, logEvery, textInit, textTraining, textCacheEntries
-        case textCacheMiB, audioInit, audioTraining, audioCacheMiB
+        case textCacheMiB, audioInit, audioTraining, audioCacheMiB, decodedCacheMiB
     }
 
     /// Configurations saved before a key existed decode with its default.
@@ -88,6 +91,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         audioInit = try c.decodeIfPresent(String.self, forKey: .audioInit)
         audioTraining = try c.decodeIfPresent(AudioTraining.self, forKey: .audioTraining)
         audioCacheMiB = try c.decodeIfPresent(Int.self, forKey: .audioCacheMiB)
+        decodedCacheMiB = try value(.decodedCacheMiB, decodedCacheMiB)
     }
 
     public init(sampleRate: Int) {

@@ -167,6 +167,23 @@ struct TrainingEndToEndTests {
         #expect(resumedOnOne.status == 0, "\(resumedOnOne.stderr)")
         let m = try SafeTensors.read(mixed + "/checkpoint-000012.safetensors")
         for (name, t) in a.tensors { #expect(m.tensors[name] == t, "\(name) differs between 1 and 2 threads") }
+        // The decoded-clip cache changes no bit: one that holds a single 30-s clip (960,000 bytes; the
+        // others are decoded at every draw) and one that holds them all.
+        for mib in ["1", "64"] {
+            let cached = h.dir.file("cached-\(mib)")
+            let r = try Self.train(dataset, cached, common + ["--decoded-cache", mib])
+            #expect(r.status == 0, "\(r.stderr)")
+            let summary = try JSONDecoder().decode(TrainSummary.self, from: Data(contentsOf: URL(fileURLWithPath: cached + "/summary.json")))
+            let stats = try #require(summary.decodedCache)
+            // Every draw went through the cache: kept clips (on the 16-bit grid) were drawn again.
+            #expect(stats.hits + stats.misses == 12 * 12 && stats.hits > 0, "\(stats)")
+            // 1 MiB holds one 30-s clip: the others are decoded at each draw. 64 MiB holds them all.
+            #expect(mib == "1" ? stats.clips == 1 && stats.bytes == 960_000 && stats.misses > 2 * stats.clips
+                              : stats.clips > 1 && stats.misses == stats.clips, "\(stats)")
+            let c = try SafeTensors.read(cached + "/checkpoint-000012.safetensors")
+            #expect(c.tensors.count == a.tensors.count)
+            for (name, t) in a.tensors { #expect(c.tensors[name] == t, "\(name) differs with --decoded-cache \(mib)") }
+        }
         // The metrics are the same lines, without duplicates (timing fields aside).
         func comparable(_ run: String) throws -> [String] {
             try Self.metrics(run).map { line in

@@ -77,6 +77,7 @@ def training_config(sample_rate: int = 16000, **overrides: Any) -> Dict[str, Any
         "batchSize": 64,
         "checkpointEvery": 500,
         "clipNorm": 1.0,
+        "decodedCacheMiB": 0,
         "decoupledLoss": True,
         "evalEvery": 500,
         "evalSamples": 1000,

@@ -1,0 +1,102 @@
+import Foundation
+import MulanCore
+
+/// Decoded training clips kept in memory (`mulan-train --decoded-cache MIB`), so that a clip drawn
+/// again in a later epoch is not decoded again.
+///
+/// A 30-s clip at 16 kHz is 480,000 samples. Shards hold 16-bit FLAC, so a decoded sample is
+/// k / 32768 for an integer k: the cache keeps k (2 bytes a sample, 960,000 bytes for that clip) and
+/// gives back exactly the floats the decoder gave. A clip whose samples are not all on that grid
+/// (audio decoded with resampling) is not kept. Clips are kept in the order they are first drawn
+/// while the stored samples stay within `capacityBytes`; past the limit a clip is decoded each time
+/// it is drawn, so results do not depend on the limit. Safe to use from the front end's worker
+/// threads.
+final class DecodedClipCache: @unchecked Sendable {   // every access holds `lock`
+    struct Key: Hashable {
+        var shard: Int
+        var offset: Int
+    }
+
+    let capacityBytes: Int
+    private var clips: [Key: [Int16]] = [:]
+    private var bytes = 0
+    private let lock = NSLock()
+    private var hits = 0
+    private var misses = 0
+
+    init(capacityMiB: Int) { capacityBytes = capacityMiB << 20 }
+
+    /// The samples of a clip, decoded by `decode` unless kept.
+    func samples(_ key: Key, decode: () throws(MulanError) -> [Float]) throws(MulanError) -> [Float] {
+        lock.lock()
+        let kept = clips[key]
+        if kept != nil { hits += 1 } else { misses += 1 }
+        lock.unlock()
+        if let kept { return Self.floats(kept) }
+        let decoded = try decode()
+        let size = decoded.count * MemoryLayout<Int16>.size
+        lock.lock()
+        let room = clips[key] == nil && bytes + size <= capacityBytes
+        lock.unlock()
+        if room, let levels = Self.levels(decoded) {
+            lock.lock()
+            if clips[key] == nil && bytes + size <= capacityBytes {
+                clips[key] = levels
+                bytes += size
+            }
+            lock.unlock()
+        }
+        return decoded
+    }
+
+    /// Clips kept, their bytes, and the draws served from the cache or decoded.
+    var statistics: DecodedCacheStatistics {
+        lock.lock()
+        defer { lock.unlock() }
+        return DecodedCacheStatistics(capacityBytes: capacityBytes, clips: clips.count, bytes: bytes, hits: hits, misses: misses)
+    }
+
+    /// k with x = k / 32768 for every sample, or nil when a sample is not on that grid.
+    static func levels(_ x: [Float]) -> [Int16]? {
+        var out = [Int16](repeating: 0, count: x.count)
+        let exact = x.withUnsafeBufferPointer { xp in
+            out.withUnsafeMutableBufferPointer { op in
+                var ok = true
+                for i in 0..<xp.count {
+                    let scaled = xp[i] * 32768
+                    guard scaled >= -32768, scaled <= 32767, scaled == scaled.rounded() else {
+                        ok = false
+                        break
+                    }
+                    op[i] = Int16(scaled)
+                }
+                return ok
+            }
+        }
+        return exact ? out : nil
+    }
+
+    /// k / 32768 of every level: the floats `levels` came from.
+    static func floats(_ k: [Int16]) -> [Float] {
+        [Float](unsafeUninitializedCapacity: k.count) { buffer, count in
+            k.withUnsafeBufferPointer { kp in
+                for i in 0..<kp.count { buffer[i] = Float(kp[i]) / 32768 }
+            }
+            count = k.count
+        }
+    }
+}
+
+/// How the decoded-clip cache did in a run (`decoded_cache` in summary.json).
+public struct DecodedCacheStatistics: Codable, Sendable, Equatable {
+    /// The limit (`--decoded-cache` MiB).
+    public var capacityBytes: Int
+    /// Clips kept, and their bytes.
+    public var clips: Int
+    public var bytes: Int
+    /// Draws served from the cache, and draws decoded.
+    public var hits: Int
+    public var misses: Int
+
+    enum CodingKeys: String, CodingKey { case capacityBytes = "capacity_bytes", clips, bytes, hits, misses }
+}
