@@ -3,10 +3,13 @@
 # side by side: the frozen-musicnn training of `make demo` (DEMO_MUSICNN_FLAGS, 200 steps), mulan-eval
 # of that model on the demo's test split (the whole tower over every window), and the first steps of the
 # compact-ResNet training (DEMO_TRAIN_FLAGS, RESNET_STEPS steps). The two builds alternate, RUNS times each; both run
-# the same commands on the same demo-work, and the script checks that they trained the same weights.
+# the same commands on the same demo-work, and the script checks whether they trained the same weights.
+# One build with two sets of flags compares options instead: BEFORE=AFTER and the extra flags below.
 #
 # Usage: BEFORE=DIR AFTER=DIR bash bench/demo-stage-times.sh
 #   BEFORE, AFTER  folders holding release mulan-train and mulan-eval (e.g. a clone's .build/release)
+#   MUSICNN_AFTER, RESNET_AFTER  extra mulan-train flags of the "after" side (default none), e.g.
+#                  RESNET_AFTER="--decoded-cache 256" MUSICNN_AFTER="--text-train top:1"
 # Environment: DEMO (a finished `make demo` folder, default demo-work: its work/, text-model/, corpus/),
 #   PRETRAINED (MTT_musicnn.safetensors, default .venv/mulan-pretrained/musicnn/MTT_musicnn.safetensors),
 #   RUNS (2), THREADS (2), RESNET_STEPS (100).
@@ -19,6 +22,8 @@ DEMO=$(cd "${DEMO:-$ROOT/demo-work}" && pwd)
 PRETRAINED=${PRETRAINED:-$ROOT/.venv/mulan-pretrained/musicnn/MTT_musicnn.safetensors}
 RUNS=${RUNS:-2}
 RESNET_STEPS=${RESNET_STEPS:-100}
+read -r -a musicnn_after <<< "${MUSICNN_AFTER:-}"
+read -r -a resnet_after <<< "${RESNET_AFTER:-}"
 THREADS=${THREADS:-2}
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=$ROOT/bench/results/demo-stage-times-$STAMP.md
@@ -45,23 +50,25 @@ timed() { # LABEL SIDE COMMAND...: one line "label side wall user sys minflt max
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for r in $(seq "$RUNS"); do
     for side in before after; do
-        bin=$BEFORE; [ "$side" = after ] && bin=$AFTER
+        bin=$BEFORE; extra_m=(); extra_r=()
+        [ "$side" = after ] && { bin=$AFTER; extra_m=("${musicnn_after[@]}"); extra_r=("${resnet_after[@]}"); }
         echo "run $r, $side: musicnn training, mulan-eval, ResNet training" >&2
         rm -rf "$WORK/musicnn-$side" "$WORK/resnet-$side"
         timed "musicnn-train" "$side" "$bin/mulan-train" --workdir "$DEMO/work" --run-dir "$WORK/musicnn-$side" \
-            --threads "$THREADS" --quiet "${musicnn_flags[@]}"
+            --threads "$THREADS" --quiet "${musicnn_flags[@]}" ${extra_m[@]+"${extra_m[@]}"}
         timed "musicnn-eval" "$side" "$bin/mulan-eval" --run-dir "$WORK/musicnn-$side" --vocab "$DEMO/text-model/vocab.txt" \
             --csv "$DEMO/corpus/eval/test-tags.csv" --audio-root "$DEMO/corpus" --threads "$THREADS" \
             --json "$WORK/eval-$side.json" --quiet
         timed "resnet-train" "$side" "$bin/mulan-train" --workdir "$DEMO/work" --run-dir "$WORK/resnet-$side" \
-            --threads "$THREADS" --quiet "${resnet_flags[@]}"
+            --threads "$THREADS" --quiet "${resnet_flags[@]}" ${extra_r[@]+"${extra_r[@]}"}
     done
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
-python3 - "$WORK" "$OUT" "$BEFORE" "$AFTER" "$load_before" "$load_after" "$RUNS" "$RESNET_STEPS" <<'EOF'
+python3 - "$WORK" "$OUT" "$BEFORE" "$AFTER" "$load_before" "$load_after" "$RUNS" "$RESNET_STEPS" \
+    "${MUSICNN_AFTER:-}" "${RESNET_AFTER:-}" <<'EOF'
 import json, statistics, struct, sys
-work, out, before, after, load0, load1, runs, resnet_steps = sys.argv[1:]
+work, out, before, after, load0, load1, runs, resnet_steps, musicnn_after, resnet_after = sys.argv[1:]
 
 def tensors(path):
     data = open(path, "rb").read()
@@ -80,7 +87,9 @@ for line in open(f"{work}/times"):
     label, side, *v = line.split()
     rows.setdefault((label, side), []).append([float(x) for x in v])
 lines = [f"# Demo model stages, two builds — {runs} runs each, alternating",
-         "", f"- before: {before}", f"- after: {after}", f"- load average before {load0}, after {load1}",
+         "", f"- before: {before}", f"- after: {after}",
+         f"- extra flags of the after side: musicnn training `{musicnn_after or 'none'}`, ResNet training `{resnet_after or 'none'}`",
+         f"- load average before {load0}, after {load1}",
          f"- same weights trained by both builds: musicnn {same['musicnn']}, ResNet {same['resnet']}; "
          f"mulan-eval macro ROC-AUC before {evals[0]:.6f}, after {evals[1]:.6f}", "",
          "| stage | build | wall s (median) | user s | sys s | minor faults | peak RSS MB |",

@@ -4,21 +4,34 @@ import MulanCore
 /// Decoded training clips kept in memory (`mulan-train --decoded-cache MIB`), so that a clip drawn
 /// again in a later epoch is not decoded again.
 ///
-/// A 30-s clip at 16 kHz is 480,000 samples. Shards hold 16-bit FLAC, so a decoded sample is
-/// k / 32768 for an integer k: the cache keeps k (2 bytes a sample, 960,000 bytes for that clip) and
+/// A 30-s clip at 16 kHz is 480,000 samples. A clip of 16-bit FLAC (mulan-ingest's default) decodes
+/// to k / 32768 for integers k: the cache keeps k (2 bytes a sample, 960,000 bytes for that clip) and
 /// gives back exactly the floats the decoder gave. A clip whose samples are not all on that grid
-/// (audio decoded with resampling) is not kept. Clips are kept in the order they are first drawn
-/// while the stored samples stay within `capacityBytes`; past the limit a clip is decoded each time
-/// it is drawn, so results do not depend on the limit. Safe to use from the front end's worker
-/// threads.
+/// (24-bit FLAC, `--flac-bits 24`) is kept as the decoded floats (4 bytes a sample). Clips are kept in
+/// the order they are first drawn while the stored samples stay within `capacityBytes`; past the limit
+/// a clip is decoded each time it is drawn, so results do not depend on the limit. Safe to use from
+/// the front end's worker threads.
 final class DecodedClipCache: @unchecked Sendable {   // every access holds `lock`
     struct Key: Hashable {
         var shard: Int
         var offset: Int
     }
 
+    /// A kept clip: 16-bit levels, or the floats themselves.
+    private enum Kept {
+        case levels([Int16])
+        case floats([Float])
+
+        var samples: [Float] {
+            switch self {
+            case .levels(let k): DecodedClipCache.floats(k)
+            case .floats(let x): x
+            }
+        }
+    }
+
     let capacityBytes: Int
-    private var clips: [Key: [Int16]] = [:]
+    private var clips: [Key: Kept] = [:]
     private var bytes = 0
     private let lock = NSLock()
     private var hits = 0
@@ -32,20 +45,18 @@ final class DecodedClipCache: @unchecked Sendable {   // every access holds `loc
         let kept = clips[key]
         if kept != nil { hits += 1 } else { misses += 1 }
         lock.unlock()
-        if let kept { return Self.floats(kept) }
+        if let kept { return kept.samples }
         let decoded = try decode()
-        let size = decoded.count * MemoryLayout<Int16>.size
+        // Levels when every sample is on the 16-bit grid, else the floats.
+        let levels = bytes + decoded.count * MemoryLayout<Int16>.size <= capacityBytes ? Self.levels(decoded) : nil
+        let entry = levels.map(Kept.levels) ?? .floats(decoded)
+        let size = levels != nil ? decoded.count * MemoryLayout<Int16>.size : decoded.count * MemoryLayout<Float>.size
         lock.lock()
-        let room = clips[key] == nil && bytes + size <= capacityBytes
-        lock.unlock()
-        if room, let levels = Self.levels(decoded) {
-            lock.lock()
-            if clips[key] == nil && bytes + size <= capacityBytes {
-                clips[key] = levels
-                bytes += size
-            }
-            lock.unlock()
+        if clips[key] == nil && bytes + size <= capacityBytes {
+            clips[key] = entry
+            bytes += size
         }
+        lock.unlock()
         return decoded
     }
 

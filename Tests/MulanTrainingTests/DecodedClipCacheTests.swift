@@ -38,21 +38,22 @@ struct DecodedClipCacheTests {
         #expect(decodes == [0: 1, 1: 3])
         let stats = cache.statistics
         #expect(stats == DecodedCacheStatistics(capacityBytes: 1 << 20, clips: 1, bytes: 800_000, hits: 2, misses: 4))
-        // A clip off the grid is given back as decoded and decoded again next time.
+        // A clip off the 16-bit grid (24-bit FLAC) is kept as its floats, 4 bytes a sample.
         let off = DecodedClipCache(capacityMiB: 8)
         var offDecodes = 0
+        let fine: [Float] = [0.3, -0.7, Float(3) / 8_388_608]
         for _ in 0..<2 {
             let got = try off.samples(.init(shard: 1, offset: 0)) { () throws(MulanError) in
                 offDecodes += 1
-                return [0.3, -0.7]
+                return fine
             }
-            #expect(got == [0.3, -0.7])
+            #expect(got == fine)
         }
-        #expect(offDecodes == 2 && off.statistics.clips == 0)
+        #expect(offDecodes == 1 && off.statistics.clips == 1 && off.statistics.bytes == 12)
         // A decoding error reaches the caller and nothing is kept.
         #expect(throws: MulanError.self) {
             try off.samples(.init(shard: 2, offset: 0)) { () throws(MulanError) -> [Float] in throw MulanError(.media, "damaged") }
         }
-        #expect(off.statistics.clips == 0)
+        #expect(off.statistics.clips == 1)
     }
 }
