@@ -68,15 +68,25 @@ def shown(value):
     return "   n/a" if value is None else f"{value:6.3f}"
 
 
+def column(name):
+    """A model's column: 19 characters ("  split  soundfont" cells), wider for a longer name."""
+    return max(18, len(name)) + 1
+
+
+def header(names):
+    return "".join(f" {n:^{column(n) - 1}}" for n in names)
+
+
 def side_by_side(label, heldout_label, models):
     """Prints models [(name, summary, rows, heldout summary, heldout rows)] side by side."""
     first = models[0]
     print(f"\n{label}: zero-shot on the held-out test split ({first[1]['items']} tracks) and on the {heldout_label} "
           f"({first[3]['items']} tracks); checkpoint step " + ", ".join(f"{m[1]['step']} ({m[0]})" for m in models))
     width = max(len(r[0]) for r in first[2])
-    names = "".join(f" {m[0]:^18}" for m in models)
+    names = header(m[0] for m in models)
     print(f"{'':{width}}{names} {'chance':^18}")
-    print(f"{'':{width}}" + "   split  soundfont" * (len(models) + 1) + "   target on the soundfont")
+    print(f"{'':{width}}" + "".join(f"{'   split  soundfont':{column(m[0])}}" for m in models)
+          + "   split  soundfont   target on the soundfont")
     met = {m[0]: [] for m in models}
     met_exclusive = {m[0]: [] for m in models}
     for name, key, _, chance in first[2]:
@@ -84,7 +94,7 @@ def side_by_side(label, heldout_label, models):
         for model_name, _, rows, _, heldout_rows in models:
             value = {r[1]: r[2] for r in rows}.get(key)
             other = {r[1]: r[2] for r in heldout_rows}.get(key)
-            cells += f"  {shown(value)}     {shown(other)}"
+            cells += f"{f'  {shown(value)}     {shown(other)}':{column(model_name)}}"
             target = TARGETS.get(key)
             if target is not None:
                 ok = other is not None and other >= target
@@ -109,14 +119,15 @@ def side_by_side(label, heldout_label, models):
 def family_table(models, field, title):
     """Per family, each model's ROC-AUC on the split and on the held-out soundfont."""
     print(f"\n{title}")
-    print(f"{'':8}" + "".join(f" {m[0]:^18}" for m in models))
-    print(f"{'family':8}" + "   split  soundfont" * len(models))
+    print(f"{'':8}" + header(m[0] for m in models))
+    print(f"{'family':8}" + "".join(f"{'   split  soundfont':{column(m[0])}}" for m in models).rstrip())
     for family in ATTRIBUTES["instrument family"]:
         cells = ""
-        for _, summary, _, heldout, _ in models:
-            cells += f"  {shown(summary['attributes']['instrument family'][field].get(family))}     " \
-                     f"{shown(heldout['attributes']['instrument family'][field].get(family))}"
-        print(f"{family:8}{cells}")
+        for name, summary, _, heldout, _ in models:
+            cell = f"  {shown(summary['attributes']['instrument family'][field].get(family))}     " \
+                   f"{shown(heldout['attributes']['instrument family'][field].get(family))}"
+            cells += f"{cell:{column(name)}}"
+        print(f"{family:8}{cells.rstrip()}")
 
 
 def main(argv):
