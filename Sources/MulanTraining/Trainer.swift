@@ -29,12 +29,14 @@ public struct TrainSummary: Codable, Sendable, StageReport {
     public var audioCache: AudioCacheStatistics?
     /// The decoded-clip cache of this invocation (`--decoded-cache`); nil without it.
     public var decodedCache: DecodedCacheStatistics?
+    /// The text cache of this invocation (`--text-train frozen` or `top:K`); nil with `full`.
+    public var textCache: TextCacheStatistics?
 
     enum CodingKeys: String, CodingKey {
         case runDirectory = "run_directory", datasetID = "dataset_id", firstStep = "first_step", steps, lastStep = "last_step", examples, seconds
         case examplesPerSecond = "examples_per_second", threads, blas, timeShare = "time_share", peakRSSBytes = "peak_rss_bytes"
         case finalLoss = "final_loss", temperature, valid, test, checkpoint, audioCache = "audio_cache"
-        case decodedCache = "decoded_cache"
+        case decodedCache = "decoded_cache", textCache = "text_cache"
     }
 }
 
@@ -289,7 +291,8 @@ public final class Trainer {
             threads: BLAS.threads, blas: try? BLAS.load(), timeShare: timeShare, peakRSSBytes: PeakMemory.residentBytes(), finalLoss: lastLoss,
             temperature: Double(model.loss.temperature), valid: lastValid, test: testResult,
             checkpoint: lastCheckpoint ?? Checkpoint.list(in: runDirectory).last?.path, audioCache: audioCache?.statistics,
-            decodedCache: frontEnd.decodedCache?.statistics)
+            decodedCache: frontEnd.decodedCache?.statistics,
+            textCache: config.textTraining == .full ? nil : textCache.statistics)
     }
 
     /// The text tower's training forward. With a frozen encoder (`frozen`), the projection of cached
@@ -308,6 +311,7 @@ public final class Trainer {
         // First-occurrence order (a Set's order changes from process to process).
         var seen = Set<[Int32]>()
         let missing = sequences.filter { textCache[$0] == nil && seen.insert($0).inserted }
+        textCache.count(texts: sequences.count, encoded: missing.count)
         // What the cache did not take, for this step only.
         var fresh: [[Int32]: [Float]] = [:]
         if !missing.isEmpty {
@@ -609,6 +613,19 @@ final class TextCache {
 
     subscript(_ key: [Int32]) -> [Float]? { rows[key] }
 
+    /// Texts of training steps, and of them those run through the frozen part.
+    private(set) var texts = 0
+    private(set) var encoded = 0
+    func count(texts n: Int, encoded e: Int) {
+        texts += n
+        encoded += e
+    }
+
+    var statistics: TextCacheStatistics {
+        TextCacheStatistics(capacityEntries: capacity, capacityBytes: capacityBytes, entries: rows.count, bytes: bytes,
+                            texts: texts, encoded: encoded)
+    }
+
     /// Stores `value` under `key` when both limits allow it; false when it was not stored.
     func insert(_ key: [Int32], _ value: [Float]) -> Bool {
         let size = value.count * MemoryLayout<Float>.size
@@ -616,6 +633,24 @@ final class TextCache {
         rows[key] = value
         bytes += size
         return true
+    }
+}
+
+/// How the text cache did in a run (`text_cache` in summary.json).
+public struct TextCacheStatistics: Codable, Sendable, Equatable {
+    /// The limits (`--text-cache-entries`, `--text-cache-mib`).
+    public var capacityEntries: Int
+    public var capacityBytes: Int
+    /// Texts kept, and their bytes.
+    public var entries: Int
+    public var bytes: Int
+    /// Texts in the training batches, and of them those run through the frozen part (not in the
+    /// cache then; a text repeated within one batch counts once).
+    public var texts: Int
+    public var encoded: Int
+
+    enum CodingKeys: String, CodingKey {
+        case capacityEntries = "capacity_entries", capacityBytes = "capacity_bytes", entries, bytes, texts, encoded
     }
 }
 

@@ -273,6 +273,15 @@ struct TrainingEndToEndTests {
                                                        "--threads", "2", "--text-init", model, "--text-train", mode,
                                                        "--lr", "1e-3", "--warmup-steps", "1"] + limit)
             #expect(u.status == 0, "\(mode) uncached: \(u.stderr)")
+            // summary.json's text_cache: the cached run kept its texts; the uncached one kept none and
+            // encoded every text of every batch.
+            func textCache(_ run: String) throws -> TextCacheStatistics {
+                let summary = try JSONDecoder().decode(TrainSummary.self, from: Data(contentsOf: URL(fileURLWithPath: run + "/summary.json")))
+                return try #require(summary.textCache)
+            }
+            let kept = try textCache(run), none = try textCache(uncached)
+            #expect(kept.texts == 6 * 12 && kept.entries == kept.encoded && kept.encoded < kept.texts && kept.bytes > 0, "\(mode): \(kept)")
+            #expect(none.entries == 0 && none.bytes == 0 && none.texts == 6 * 12 && none.encoded > kept.encoded, "\(mode): \(none)")
             let again = try SafeTensors.read(uncached + "/checkpoint-000006.safetensors")
             for name in ["text.projection.weight", "text.encoder.layer.5.output.dense.weight", "audio.fc.weight"] {
                 let x = try #require(trained.tensors[name]), y = try #require(again.tensors[name])
