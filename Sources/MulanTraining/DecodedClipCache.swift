@@ -47,8 +47,12 @@ final class DecodedClipCache: @unchecked Sendable {   // every access holds `loc
         lock.unlock()
         if let kept { return kept.samples }
         let decoded = try decode()
-        // Levels when every sample is on the 16-bit grid, else the floats.
-        let levels = bytes + decoded.count * MemoryLayout<Int16>.size <= capacityBytes ? Self.levels(decoded) : nil
+        // Levels when every sample is on the 16-bit grid, else the floats (not worked out when even
+        // levels would not fit).
+        lock.lock()
+        let mayFit = bytes + decoded.count * MemoryLayout<Int16>.size <= capacityBytes
+        lock.unlock()
+        let levels = mayFit ? Self.levels(decoded) : nil
         let entry = levels.map(Kept.levels) ?? .floats(decoded)
         let size = levels != nil ? decoded.count * MemoryLayout<Int16>.size : decoded.count * MemoryLayout<Float>.size
         lock.lock()
