@@ -600,7 +600,8 @@ struct MetricsLog {
 /// encoder output (`--text-train frozen`, width floats a text) or the hidden states entering the
 /// first trained layer (`top:K`, length × width floats a text). Holds up to `capacity` texts and
 /// `capacityBytes` of floats; beyond either, texts are encoded again each time they come (tags
-/// repeat a lot; long descriptions rarely do), so results do not depend on the limits.
+/// repeat a lot; long descriptions rarely do), so results do not depend on the limits beyond
+/// rounding (a text encoded again is encoded beside other texts).
 final class TextCache {
     private var rows: [[Int32]: [Float]] = [:]
     let capacity: Int
