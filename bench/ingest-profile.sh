@@ -10,6 +10,13 @@
 # encoder (both libavcodec) are told apart by their callers (avcodec_send_packet/receive_frame under
 # AudioDecoder; FLACWriter.write). Shares of a profile, not times: the machine may be busy.
 #
+# A second table puts the ffmpeg CLI's job of bench/ingest-vs-ffmpeg.sh's ffmpeg16-p1 (`ffmpeg -i F
+# -ac 1 -ar 16000 -sample_fmt s16 -f segment -segment_time 30 …flac`, one process per file, one after
+# the other) next to mulan's, in CPU seconds per library (perf samples ÷ frequency; no call graphs
+# for ffmpeg), with each side's wall and CPU time from one run of its own outside perf: how much of
+# ffmpeg's time mulan already spends on the work both do (decoding, resampling and FLAC encoding in
+# the same libavcodec and libswresample), and whether the ffmpeg process used more than one core.
+#
 # Usage: bash bench/ingest-profile.sh
 # Environment: BIN (mulan-ingest; default: built in release at .build-bench), TRACKS (3),
 #   CODEC_INPUTS (where transcodes are kept, default /tmp/mulan-bench-codec-inputs; the same as
@@ -24,7 +31,7 @@ WORK=${TMPDIR:-/tmp}/mulan-bench-ingest-profile
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=$ROOT/bench/results/ingest-profile-$STAMP.md
 source "$ROOT/bench/packages.sh"
-ensure_packages wesnoth-1.16-music ffmpeg linux-perf python3
+ensure_packages wesnoth-1.16-music ffmpeg linux-perf python3 time
 if [[ -z ${BIN:-} ]]; then
     (cd "$ROOT" && swift build -c release -j 1 --product mulan-ingest --scratch-path .build-bench >/dev/null)
     BIN=$ROOT/.build-bench/release/mulan-ingest
@@ -45,6 +52,23 @@ for c in $codecs; do
     perf report -i "$WORK/perf-$c.data" --no-children --sort dso --stdio -g none 2>/dev/null > "$WORK/dso-$c.txt"
     perf report -i "$WORK/perf-$c.data" --children --sort sym --stdio -g none 2>/dev/null | swift demangle --simplified \
         > "$WORK/children-$c.txt"
+    perf report -i "$WORK/perf-$c.data" --no-children --sort dso -n --stdio -g none 2>/dev/null > "$WORK/dson-$c.txt"
+    # The ffmpeg CLI's job on the same files, as bench/ingest-vs-ffmpeg.sh's ffmpeg16-p1 runs it.
+    cat > "$WORK/ffmpeg-$c.sh" <<SCRIPT
+#!/bin/sh
+for f in "$WORK/in-$c"/*; do
+    o="$WORK/ff-$c/\$(basename "\$f")"; rm -rf "\$o"; mkdir -p "\$o"
+    ffmpeg -nostdin -loglevel error -i "\$f" -ac 1 -ar 16000 -sample_fmt s16 -f segment -segment_time 30 "\$o/%03d.flac"
+done
+SCRIPT
+    log "perf record: $c, ffmpeg CLI"
+    perf record -q -e cpu-clock -F "${FREQ:-499}" -o "$WORK/perf-ff-$c.data" -- sh "$WORK/ffmpeg-$c.sh" >/dev/null 2>&1
+    perf report -i "$WORK/perf-ff-$c.data" --sort dso -n --stdio 2>/dev/null > "$WORK/dson-ff-$c.txt"
+    # Wall and CPU time of one run of each, outside perf (the files are in the page cache by now).
+    rm -rf "$WORK/wd-$c"
+    /usr/bin/time -f "%e %U %S" -o "$WORK/time-$c.txt" "$BIN" --scan "$WORK/in-$c" --glob "*.$(ext_of "$c")" \
+        --workdir "$WORK/wd-$c" --jobs 1 --quiet >/dev/null 2>&1 || true
+    /usr/bin/time -f "%e %U %S" -o "$WORK/time-ff-$c.txt" sh "$WORK/ffmpeg-$c.sh" >/dev/null 2>&1
 done
 {
     echo "# mulan-ingest profile per codec — $STAMP"
@@ -54,7 +78,7 @@ done
     echo "- inputs: the first $TRACKS sorted tracks of $MUSIC in each codec (see the script)"
     echo
     python3 - "$WORK" "$(basename "$BIN")" $codecs <<'EOF'
-import re, sys
+import os, re, sys
 work, binary, codecs = sys.argv[1], sys.argv[2], sys.argv[3:]
 def dso(c):
     d = {}
@@ -93,6 +117,43 @@ print("| share of samples | " + " | ".join(codecs) + " |")
 print("|---|" + "---:|" * len(codecs))
 for name, f in rows:
     print(f"| {name} | " + " | ".join(f"{f(*data[c]):.1f}%" for c in codecs) + " |")
+
+freq = float(os.environ.get("FREQ", "499"))
+def counts(path):
+    d = {}
+    for l in open(path):
+        m = re.match(r"\s+[\d.]+%\s+(\d+)\s+(\S+)", l)
+        if m: d[m.group(2)] = d.get(m.group(2), 0) + int(m.group(1))
+    return d
+def seconds(d, *prefixes): return sum(v for k, v in d.items() if k.startswith(prefixes)) / freq
+def timing(path):
+    wall, user, system = map(float, open(path).read().split()[-3:])
+    return wall, user + system
+groups = [("libavcodec (decode; FLAC encode)", ("libavcodec",)), ("libswresample (downmix, resample)", ("libswresample",)),
+          ("libavutil", ("libavutil",)), ("kernel", ("[kernel",)), ("ld.so", ("ld-linux",)), ("libc", ("libc.so",))]
+named = tuple(p for _, ps in groups for p in ps)
+mu = {c: counts(f"{work}/dson-{c}.txt") for c in codecs}
+ff = {c: counts(f"{work}/dson-ff-{c}.txt") for c in codecs}
+tm = {c: timing(f"{work}/time-{c}.txt") for c in codecs}
+tf = {c: timing(f"{work}/time-ff-{c}.txt") for c in codecs}
+def rest(d): return sum(v for k, v in d.items() if not k.startswith(named)) / freq
+print()
+print("CPU seconds per library from the profiles (samples ÷ frequency), mulan-ingest --jobs 1 / the ffmpeg CLI "
+      "(16-bit, one process per file, one at a time); wall and CPU time from one run of each outside perf:")
+print()
+print("| CPU s, mulan / ffmpeg | " + " | ".join(codecs) + " |")
+print("|---|" + "---:|" * len(codecs))
+for name, prefixes in groups:
+    print(f"| {name} | " + " | ".join(f"{seconds(mu[c], *prefixes):.2f} / {seconds(ff[c], *prefixes):.2f}" for c in codecs) + " |")
+print("| everything else (mulan: its own code, loudness, fingerprint, SHA-256, SQLite; ffmpeg: the CLI, "
+      "libavformat, libavfilter) | " + " | ".join(f"{rest(mu[c]):.2f} / {rest(ff[c]):.2f}" for c in codecs) + " |")
+print("| all samples | " + " | ".join(f"{sum(mu[c].values()) / freq:.2f} / {sum(ff[c].values()) / freq:.2f}" for c in codecs) + " |")
+print("| wall s, one run outside perf | " + " | ".join(f"{tm[c][0]:.2f} / {tf[c][0]:.2f}" for c in codecs) + " |")
+print("| CPU s (user + system), same run | " + " | ".join(f"{tm[c][1]:.2f} / {tf[c][1]:.2f}" for c in codecs) + " |")
+print("| cores used (CPU ÷ wall) | " + " | ".join(f"{tm[c][1] / tm[c][0]:.2f} / {tf[c][1] / tf[c][0]:.2f}" for c in codecs) + " |")
+print("| mulan's libavcodec + libswresample CPU ÷ ffmpeg's wall | " + " | ".join(
+    f"{seconds(mu[c], 'libavcodec', 'libswresample') / tf[c][0]:.2f}" for c in codecs) + " |")
+print("| mulan's wall ÷ ffmpeg's wall (this one run) | " + " | ".join(f"{tm[c][0] / tf[c][0]:.2f}" for c in codecs) + " |")
 EOF
 } | tee "$OUT"
 echo "written: $OUT"

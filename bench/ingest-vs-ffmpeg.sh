@@ -25,7 +25,10 @@
 # same tracks transcoded with the ffmpeg CLI to Opus (48 kHz), MP3 (44.1 kHz), AAC (48 kHz, .m4a) and
 # FLAC (48 kHz, 16-bit), Vorbis being the originals (44.1 kHz), all stereo; per codec one hyperfine call
 # times mulan-ingest with everything on at 1 and 2 jobs, with --loudness integrated and with
-# --fingerprint off at 1 job, and 16-bit ffmpeg at 1 and 2 processes; one table for all codecs.
+# --fingerprint off at 1 job, and 16-bit ffmpeg at 1 and 2 processes; one table of wall times for all
+# codecs, and one of CPU times (user + system of each command and the processes it waited for: what a
+# user pays in core-hours, and how many cores each side kept busy) with mulan's peak RSS at 1 and 2
+# jobs from one more run of each under /usr/bin/time.
 #
 # Usage: bash bench/ingest-vs-ffmpeg.sh
 # Environment: RUNS (timed runs per command, default 5), WARMUP (default 1),
@@ -291,6 +294,12 @@ for c in $CODECS; do
     hyperfine "${hf_args[@]}"
     audio=$(xargs -0 -n 1 ffprobe -v error -show_entries format=duration -of csv=p=0 < "$TMP/$c.nul" | awk '{s += $1} END {printf "%.3f", s}')
     cpu_report "$c" > "$TMP/cpu-$c.txt"   # not in $( ): `times` must run in this shell
+    # Peak RSS (issue 18: < 300 MB) from one more run of mulan at 1 and 2 jobs, everything on.
+    for j in 1 2; do
+        rm -rf "$TMP/out/$c-rss-j$j"
+        /usr/bin/time -f %M -o "$TMP/rss-$c-j$j.txt" "$BIN" --scan "$TMP/in-$c" --glob "*.$e" \
+            --workdir "$TMP/out/$c-rss-j$j" --jobs "$j" --quiet > /dev/null 2>&1 || true
+    done
     printf '%s\t%s\t%s\t%s\n' "$c" "$TMP/codec-$c.json" "$audio" "load average before $load; $(cat "$TMP/cpu-$c.txt")" >> "$TMP/codec-runs.txt"
 done
 {
@@ -301,7 +310,7 @@ done
     echo "- inputs: the first ${CODEC_TRACKS:-41} sorted tracks of $MUSIC, transcoded (Opus 48 kHz libopus 128k, MP3 44.1 kHz LAME 192k, AAC 48 kHz ffmpeg aac 192k, FLAC 48 kHz 16-bit; Vorbis: the originals, 44.1 kHz), stereo; $RUNS timed runs per command after $WARMUP warm-up"
     echo
     python3 - "$TMP/codec-runs.txt" <<'EOF'
-import json, sys
+import json, os, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
 print("| codec | audio s | mulan j1, all on | j1 --loudness integrated | j1 --fingerprint off | mulan j2 | ffmpeg16 p1 | ffmpeg16 p2 | mulan/ffmpeg j1 | j2 | mulan 1→2 jobs |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -310,6 +319,21 @@ for codec, path, audio, _ in rows:
     print(f"| {codec} | {float(audio):.0f} | {r['mulan-j1']:.2f} s | {r['mulan-j1-integrated']:.2f} s | "
           f"{r['mulan-j1-nofingerprint']:.2f} s | {r['mulan-j2']:.2f} s | {r['ffmpeg16-p1']:.2f} s | {r['ffmpeg16-p2']:.2f} s | "
           f"{r['mulan-j1'] / r['ffmpeg16-p1']:.3f} | {r['mulan-j2'] / r['ffmpeg16-p2']:.3f} | {r['mulan-j1'] / r['mulan-j2']:.2f}× |")
+print()
+# CPU time (user + system of the command and every process it waited for, hyperfine's means): what a
+# user pays in core-hours, and how many cores each side kept busy (ffmpeg's CLI decodes FLAC with
+# frame threads and starts a thread pool of a library it links, so one ffmpeg process is not one core).
+def peak_mb(codec, jobs, folder):  # /usr/bin/time's %M (KiB) is the last line of its file
+    return int(open(f"{folder}/rss-{codec}-j{jobs}.txt").read().split()[-1]) * 1024 / 1e6
+print("| codec | CPU s: mulan j1 | ffmpeg16 p1 | mulan/ffmpeg CPU, 1 at a time | CPU s: mulan j2 | ffmpeg16 p2 | mulan/ffmpeg CPU, 2 at a time | cores busy: mulan j1 | ffmpeg16 p1 | mulan peak RSS j1 / j2 |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for codec, path, _, _ in rows:
+    res = {x["command"]: x for x in json.load(open(path))["results"]}
+    cpu = {k: v["user"] + v["system"] for k, v in res.items()}
+    print(f"| {codec} | {cpu['mulan-j1']:.2f} | {cpu['ffmpeg16-p1']:.2f} | {cpu['mulan-j1'] / cpu['ffmpeg16-p1']:.3f} | "
+          f"{cpu['mulan-j2']:.2f} | {cpu['ffmpeg16-p2']:.2f} | {cpu['mulan-j2'] / cpu['ffmpeg16-p2']:.3f} | "
+          f"{cpu['mulan-j1'] / res['mulan-j1']['mean']:.2f} | {cpu['ffmpeg16-p1'] / res['ffmpeg16-p1']['mean']:.2f} | "
+          f"{peak_mb(codec, 1, os.path.dirname(path)):.1f} / {peak_mb(codec, 2, os.path.dirname(path)):.1f} MB |")
 print()
 before = [(codec, {x["command"]: x["mean"] for x in json.load(open(path))["results"]}) for codec, path, _, _ in rows]
 if all("mulan-before-j1" in r for _, r in before):
