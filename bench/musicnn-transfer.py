@@ -8,7 +8,14 @@ projection can reach zero-shot, not a zero-shot figure.
 
 Representations: musicnn's penultimate feature (200-d, averaged over a track's 3-s patches; one
 per converted file given), and the mean and standard deviation of the 96-band musicnn log-mel over
-the track (192-d), the "spectral envelope" baseline.
+the track (192-d), the "spectral envelope" baseline. Three pitch-class representations ask whether a
+chroma front end would carry mode (which none of the above does): the track's mean chroma
+(librosa's chroma_stft, 12 bins, normalized to sum 1) rotated so that its strongest pitch class comes
+first (12-d; no music theory, transposition removed); the magnitudes of the mean chroma's 12-point
+DFT (7-d; invariant to transposition by construction); and its correlations with the
+Krumhansl-Kessler major and minor key profiles, each at its best of the 12 transpositions (2-d).
+The last is also scored without labels: major minus minor correlation as a mode score (ROC-AUC for
+"major"), and the best-matching key against the generator's key (accuracy), next to the probes.
 
 Usage: .venv/bin/python bench/musicnn-transfer.py TRAIN_CORPUS HELDOUT_CORPUS MODEL.safetensors... [--out FILE.md]
 (corpora written by scripts/make-demo-corpus.py; models by `python -m mulan_torch.musicnn convert`).
@@ -35,9 +42,43 @@ def tracks(corpus, split):
     return [r for r in rows if split is None or r["split"] == split]
 
 
-def log_mel(corpus, row):
+# Krumhansl & Kessler's probe-tone ratings (1982), tonic first.
+KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+NOTE_NAMES = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]  # as the generator spells them
+
+
+def load(corpus, row):
     samples, _ = librosa.load(os.path.join(corpus, row["path"]), sr=16000, mono=True, duration=MAX_SECONDS)
-    return musicnn.log_mel(samples)
+    return samples
+
+
+def mean_chroma(samples):
+    """The track's mean chroma (12 pitch classes from C, summing to 1)."""
+    c = librosa.feature.chroma_stft(y=samples, sr=16000, n_fft=4096, hop_length=2048).mean(axis=1)
+    return c / max(c.sum(), 1e-12)
+
+
+def key_correlations(chroma):
+    """Pearson correlation of the chroma with each profile at every tonic: [2, 12] (major, minor)."""
+    out = np.zeros((2, 12))
+    for m, profile in enumerate((KK_MAJOR, KK_MINOR)):
+        for tonic in range(12):
+            out[m, tonic] = np.corrcoef(chroma, np.roll(profile, tonic))[0, 1]
+    return out
+
+
+def pitch_class_features(chroma):
+    corr = key_correlations(chroma)
+    return {"chroma rotated to its strongest pitch class (12-d)": np.roll(chroma, -int(np.argmax(chroma))),
+            "chroma DFT magnitudes (7-d)": np.abs(np.fft.rfft(chroma)),
+            "Krumhansl-Kessler best major / minor correlation (2-d)": corr.max(axis=1)}
+
+
+def estimated_key(chroma):
+    corr = key_correlations(chroma)
+    m, tonic = np.unravel_index(int(np.argmax(corr)), corr.shape)
+    return f"{NOTE_NAMES[tonic]} {'major' if m == 0 else 'minor'}"
 
 
 def envelope(spec):
@@ -82,14 +123,18 @@ def main(argv):
     torch.set_num_threads(os.cpu_count() or 1)
     train_rows, test_rows = tracks(train_corpus, "train"), tracks(heldout_corpus, None)
     started = time.time()
-    specs = {"train": [log_mel(train_corpus, r) for r in train_rows],
-             "test": [log_mel(heldout_corpus, r) for r in test_rows]}
+    audio = {"train": [load(train_corpus, r) for r in train_rows], "test": [load(heldout_corpus, r) for r in test_rows]}
+    specs = {k: [musicnn.log_mel(a) for a in v] for k, v in audio.items()}
+    chroma = {k: [mean_chroma(a) for a in v] for k, v in audio.items()}
     features = {"log-mel envelope (mean+std, 192-d)": {k: np.stack([envelope(s) for s in v]) for k, v in specs.items()}}
     for path in models:
         tower, meta = musicnn.load_pretrained(path)
         tower.eval()
         name = f"{meta.get('source', os.path.basename(path))} penultimate (200-d)"
         features[name] = {k: np.stack([embed(tower, s) for s in v]) for k, v in specs.items()}
+    pitch = {k: [pitch_class_features(c) for c in v] for k, v in chroma.items()}
+    for name in pitch["train"][0]:
+        features[name] = {k: np.stack([f[name] for f in v]) for k, v in pitch.items()}
     attributes = {f: ("family", f) for f in FAMILIES}
     attributes.update({"fast": ("tempo", "fast"), "slow": ("tempo", "slow"), "major": ("mode", "major"),
                        "minor": ("mode", "minor")})
@@ -113,6 +158,18 @@ def main(argv):
             vals = [r[i] for r in rows if r[i] is not None]
             means.append(sum(vals) / len(vals) if vals else None)
         lines.append(f"| **{column} (mean)** | " + " | ".join("–" if v is None else f"**{v:.3f}**" for v in means) + " |")
+    # Without labels: the key profiles alone, on the held-out soundfont.
+    corr = np.stack([key_correlations(c).max(axis=1) for c in chroma["test"]])
+    score = corr[:, 0] - corr[:, 1]
+    major = np.array([r["mode"] == "major" for r in test_rows])
+    pos, neg = score[major], score[~major]
+    auc = float((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean())
+    keys = [estimated_key(c) for c in chroma["test"]]
+    exact = sum(k == r["key"] for k, r in zip(keys, test_rows))
+    modes = sum(k.split()[1] == r["mode"] for k, r in zip(keys, test_rows))
+    lines += ["", f"Without labels, on the {len(test_rows)} held-out tracks: Krumhansl-Kessler major minus minor "
+              f"correlation as a score for \"major\": ROC-AUC **{auc:.3f}**; best-matching key equal to the "
+              f"generator's {exact} of {len(test_rows)}, its mode {modes} of {len(test_rows)}."]
     text = "\n".join(lines) + "\n"
     print(text)
     if out:
