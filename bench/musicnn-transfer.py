@@ -68,15 +68,15 @@ def key_correlations(chroma):
     return out
 
 
-def pitch_class_features(chroma):
-    corr = key_correlations(chroma)
+def pitch_class_features(chroma, corr):
+    """The three representations of a mean chroma, given its key_correlations."""
     return {"chroma rotated to its strongest pitch class (12-d)": np.roll(chroma, -int(np.argmax(chroma))),
             "chroma DFT magnitudes (7-d)": np.abs(np.fft.rfft(chroma)),
             "Krumhansl-Kessler best major / minor correlation (2-d)": corr.max(axis=1)}
 
 
-def estimated_key(chroma):
-    corr = key_correlations(chroma)
+def estimated_key(corr):
+    """The best-matching key of key_correlations, spelled as the generator's ground truth."""
     m, tonic = np.unravel_index(int(np.argmax(corr)), corr.shape)
     return f"{NOTE_NAMES[tonic]} {'major' if m == 0 else 'minor'}"
 
@@ -107,8 +107,12 @@ def probe(train_x, train_y, test_x, test_y, l2=1.0, steps=300):
         w -= step
         if np.abs(step).max() < 1e-8:
             break
-    scores = b @ w
-    pos, neg = scores[test_y == 1], scores[test_y == 0]
+    return roc_auc(b @ w, test_y == 1)
+
+
+def roc_auc(scores, positive):
+    """ROC-AUC of scores for the positive (boolean) rows, ties counted half; None without both kinds."""
+    pos, neg = scores[positive], scores[~positive]
     if len(pos) == 0 or len(neg) == 0:
         return None
     return float((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean())
@@ -132,7 +136,8 @@ def main(argv):
         tower.eval()
         name = f"{meta.get('source', os.path.basename(path))} penultimate (200-d)"
         features[name] = {k: np.stack([embed(tower, s) for s in v]) for k, v in specs.items()}
-    pitch = {k: [pitch_class_features(c) for c in v] for k, v in chroma.items()}
+    keys = {k: [key_correlations(c) for c in v] for k, v in chroma.items()}
+    pitch = {k: [pitch_class_features(c, r) for c, r in zip(v, keys[k])] for k, v in chroma.items()}
     for name in pitch["train"][0]:
         features[name] = {k: np.stack([f[name] for f in v]) for k, v in pitch.items()}
     attributes = {f: ("family", f) for f in FAMILIES}
@@ -159,14 +164,11 @@ def main(argv):
             means.append(sum(vals) / len(vals) if vals else None)
         lines.append(f"| **{column} (mean)** | " + " | ".join("–" if v is None else f"**{v:.3f}**" for v in means) + " |")
     # Without labels: the key profiles alone, on the held-out soundfont.
-    corr = np.stack([key_correlations(c).max(axis=1) for c in chroma["test"]])
-    score = corr[:, 0] - corr[:, 1]
-    major = np.array([r["mode"] == "major" for r in test_rows])
-    pos, neg = score[major], score[~major]
-    auc = float((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean())
-    keys = [estimated_key(c) for c in chroma["test"]]
-    exact = sum(k == r["key"] for k, r in zip(keys, test_rows))
-    modes = sum(k.split()[1] == r["mode"] for k, r in zip(keys, test_rows))
+    best = np.stack([r.max(axis=1) for r in keys["test"]])
+    auc = roc_auc(best[:, 0] - best[:, 1], np.array([r["mode"] == "major" for r in test_rows]))
+    found = [estimated_key(r) for r in keys["test"]]
+    exact = sum(k == r["key"] for k, r in zip(found, test_rows))
+    modes = sum(k.split()[1] == r["mode"] for k, r in zip(found, test_rows))
     lines += ["", f"Without labels, on the {len(test_rows)} held-out tracks: Krumhansl-Kessler major minus minor "
               f"correlation as a score for \"major\": ROC-AUC **{auc:.3f}**; best-matching key equal to the "
               f"generator's {exact} of {len(test_rows)}, its mode {modes} of {len(test_rows)}."]
