@@ -49,10 +49,10 @@ for c in $codecs; do
     log "perf record: $c"
     perf record -q -e cpu-clock -F "${FREQ:-499}" --call-graph dwarf,16384 -o "$WORK/perf-$c.data" -- \
         "$BIN" --scan "$WORK/in-$c" --glob "*.$(ext_of "$c")" --workdir "$WORK/wd-$c" --jobs 1 --quiet >/dev/null 2>&1 || true
-    perf report -i "$WORK/perf-$c.data" --no-children --sort dso --stdio -g none 2>/dev/null > "$WORK/dso-$c.txt"
+    # Shares and sample counts per library (the first table reads the shares, the second the counts).
+    perf report -i "$WORK/perf-$c.data" --no-children --sort dso -n --stdio -g none 2>/dev/null > "$WORK/dson-$c.txt"
     perf report -i "$WORK/perf-$c.data" --children --sort sym --stdio -g none 2>/dev/null | swift demangle --simplified \
         > "$WORK/children-$c.txt"
-    perf report -i "$WORK/perf-$c.data" --no-children --sort dso -n --stdio -g none 2>/dev/null > "$WORK/dson-$c.txt"
     # The ffmpeg CLI's job on the same files, as bench/ingest-vs-ffmpeg.sh's ffmpeg16-p1 runs it.
     cat > "$WORK/ffmpeg-$c.sh" <<SCRIPT
 #!/bin/sh
@@ -82,8 +82,8 @@ import os, re, sys
 work, binary, codecs = sys.argv[1], sys.argv[2], sys.argv[3:]
 def dso(c):
     d = {}
-    for l in open(f"{work}/dso-{c}.txt"):
-        m = re.match(r"\s+([\d.]+)%\s+(\S+)", l)
+    for l in open(f"{work}/dson-{c}.txt"):
+        m = re.match(r"\s+([\d.]+)%\s+\d+\s+(\S+)", l)
         if m: d[m.group(2)] = float(m.group(1))
     return d
 def children(c):
