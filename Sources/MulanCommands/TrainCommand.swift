@@ -126,6 +126,9 @@ public struct TrainRunCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Keep decoded training clips in memory, up to this many MiB (2 bytes a sample: 960,000 bytes for a 30-s clip at 16 kHz), so that a clip drawn again in a later epoch is not decoded again; clips past the limit are decoded at each draw. Results do not change. 0: off.",
                                valueName: "MiB"))
     public var decodedCache = 0
+    @Option(help: ArgumentHelp("Add a pitch-class branch with this many learned key profiles: each window's 12-bin pitch-class profile (an FFT of about 0.25 s folded to pitch classes C2-C7) is correlated with every profile at all 12 transpositions, and the best correlations add to the audio embedding (docs/training.md). The first two profiles start as Krumhansl and Kessler's major and minor key profiles. 0: off.",
+                               valueName: "K"))
+    public var pitchProfiles = 0
 
     public init() {}
 
@@ -178,6 +181,7 @@ public struct TrainRunCommand: AsyncParsableCommand {
         if textCacheEntries < 0 { throw ValidationError("--text-cache-entries must be at least 0") }
         if textCacheMiB < 0 { throw ValidationError("--text-cache-mib must be at least 0") }
         if decodedCache < 0 { throw ValidationError("--decoded-cache must be at least 0") }
+        if pitchProfiles < 0 || pitchProfiles > 64 { throw ValidationError("--pitch-profiles must be between 0 (off) and 64") }
         if maxTextLength < 2 { throw ValidationError("--max-text-length must be at least 2 ([CLS] and [SEP])") }
         do { _ = try SourceMix(parsing: mix) } catch { throw ValidationError(error.description) }
         if windowSeconds <= 0 || melWindow <= 0 || melHop <= 0 || melBands < 1 {
@@ -223,6 +227,7 @@ public struct TrainRunCommand: AsyncParsableCommand {
         }
         c.audioCacheMiB = audioCache
         c.decodedCacheMiB = decodedCache
+        c.pitchProfiles = pitchProfiles
         c.specAugment = noSpecAugment ? nil : SpecAugmentConfig(frequencyMasks: freqMasks, maxFrequencyWidth: freqMaskWidth,
                                                                  timeMasks: timeMasks, maxTimeWidth: timeMaskWidth)
         c.windowSeconds = windowSeconds

@@ -13,6 +13,8 @@ final class AudioFrontEnd {
     let split: DatasetSplit
     let config: TrainingConfig
     private let pool: LogMelPool
+    /// Pitch-class profiles of the windows, for a model with a pitch-class branch; nil otherwise.
+    let pitch: PitchClassPool?
     /// Decoded clips kept between draws (`--decoded-cache`), nil: every draw decodes.
     let decodedCache: DecodedClipCache?
 
@@ -21,6 +23,7 @@ final class AudioFrontEnd {
         self.config = config
         self.decodedCache = decodedCache
         pool = try LogMelPool(config.logMel, windowSamples: config.windowSamples)
+        pitch = try PitchClassPool.forModel(config)
     }
 
     /// Frames of one window's log-mel (as librosa counts them with center=True).
@@ -111,6 +114,16 @@ final class AudioFrontEnd {
         /// Per example, the first sample of its window in the decoded clip (0 when the clip is no
         /// longer than the window).
         var windowOffsets: [Int]
+        /// [B, 12] the windows' pitch-class profiles, for a model with a pitch-class branch.
+        var pitchClasses: Tensor?
+    }
+
+    /// The windows' tower inputs and, for a model with a pitch-class branch, their pitch-class profiles.
+    struct WindowBatch {
+        /// [windows, melBands, frames] log-mel.
+        var features: Tensor
+        /// [windows, 12], or nil without a pitch-class branch.
+        var pitchClasses: Tensor?
     }
 
     /// [B, melBands, frames] log-mel of one random window per example, with SpecAugment.
@@ -122,7 +135,11 @@ final class AudioFrontEnd {
         let m = config.logMel.melBands, t = frames
         var out = Tensor(shape: [refs.count, m, t])
         var offsets = [Int](repeating: 0, count: refs.count)
+        let classes = PitchClassProfile.classes
+        var profiles = Tensor(shape: [max(1, refs.count), classes])
         let errors = ErrorSlot()
+        profiles.withUnsafeMutablePointer { pp in
+        let profileBox = SendablePointer(pp)
         offsets.withUnsafeMutableBufferPointer { offsetBuffer in
             guard let offsetBase = offsetBuffer.baseAddress else { return }   // an empty batch
             let offsetBox = SendablePointer(offsetBase)
@@ -137,21 +154,31 @@ final class AudioFrontEnd {
                         example.values.withUnsafeBufferPointer { vp in
                             (outBox.pointer + i * m * t).update(from: vp.baseAddress!, count: m * t)
                         }
+                        if let pitch {
+                            let profile = pitch.profile(window(s, offset: example.offset))
+                            for c in 0..<classes { profileBox.pointer[i * classes + c] = profile[c] }
+                        }
                     } catch {
                         errors.set(error)
                     }
                 }
             }
         }
+        }
         if let e = errors.error { throw e }
-        return TrainingBatch(features: out, windowOffsets: offsets)
+        return TrainingBatch(features: out, windowOffsets: offsets, pitchClasses: pitch == nil ? nil : profiles)
     }
 
-    /// [3·B, melBands, frames]: the start, middle and end windows of each clip, as the paper evaluates.
-    func evaluationBatch(_ clips: [ShardClip]) throws(MulanError) -> Tensor {
+    /// [3·B, melBands, frames]: the start, middle and end windows of each clip, as the paper
+    /// evaluates, with their pitch-class profiles [3·B, 12] for a model with a pitch-class branch.
+    func evaluationBatch(_ clips: [ShardClip]) throws(MulanError) -> WindowBatch {
         let m = config.logMel.melBands, t = frames
         var out = Tensor(shape: [clips.count * 3, m, t])
+        let classes = PitchClassProfile.classes
+        var profiles = Tensor(shape: [max(1, clips.count * 3), classes])
         let errors = ErrorSlot()
+        profiles.withUnsafeMutablePointer { pp in
+        let profileBox = SendablePointer(pp)
         out.withUnsafeMutablePointer { op in
             let outBox = SendablePointer(op)
             Parallel.forEach(clips.count) { i in
@@ -164,14 +191,19 @@ final class AudioFrontEnd {
                         values.withUnsafeBufferPointer { vp in
                             (outBox.pointer + (i * 3 + k) * m * t).update(from: vp.baseAddress!, count: m * t)
                         }
+                        if let pitch {
+                            let profile = pitch.profile(window(s, offset: offset))
+                            for c in 0..<classes { profileBox.pointer[(i * 3 + k) * classes + c] = profile[c] }
+                        }
                     }
                 } catch {
                     errors.set(error)
                 }
             }
         }
+        }
         if let e = errors.error { throw e }
-        return out
+        return WindowBatch(features: out, pitchClasses: pitch == nil ? nil : profiles)
     }
 }
 
@@ -192,32 +224,82 @@ final class ErrorSlot: @unchecked Sendable {   // guarded by its lock
     }
 }
 
-/// Log-mel calculators shared by worker threads: each call borrows one (they keep scratch buffers).
-final class LogMelPool: @unchecked Sendable {   // instances are handed out under the lock
+/// Calculators that keep scratch buffers (an FFT context), shared by worker threads: each call
+/// borrows one, making a new one when all are out.
+final class CalculatorPool<Calculator>: @unchecked Sendable {   // instances are handed out under the lock
     private let lock = NSLock()
-    private var free: [LogMelSpectrogram] = []
-    private let config: LogMelConfig
-    let frames: Int
+    private var free: [Calculator]
+    private let make: () -> Calculator?
 
-    init(_ config: LogMelConfig, windowSamples: Int) throws(MulanError) {
-        self.config = config
-        let first = try LogMelSpectrogram(config: config)
-        frames = first.frameCount(sampleCount: windowSamples)
+    /// `first` proves the settings work; `make` builds more (nil only if they stopped working).
+    init(first: Calculator, make: @escaping () -> Calculator?) {
         free = [first]
+        self.make = make
     }
 
-    func compute(_ samples: [Float]) -> [Float] {
+    func borrow<Result>(_ body: (Calculator) -> Result) -> Result {
         lock.lock()
         var calculator = free.popLast()
         lock.unlock()
-        if calculator == nil { calculator = try? LogMelSpectrogram(config: config) }
-        guard let calculator else { preconditionFailure("the log-mel configuration was accepted once and cannot fail now") }
-        let start = Profiler.now()
-        let result = calculator.compute(samples).values
-        Profiler.add(.logmel, since: start)
+        if calculator == nil { calculator = make() }
+        guard let calculator else { preconditionFailure("the calculator's settings were accepted once and cannot fail now") }
+        let result = body(calculator)
         lock.lock()
         free.append(calculator)
         lock.unlock()
         return result
+    }
+}
+
+/// Log-mel calculators shared by worker threads.
+final class LogMelPool: Sendable {
+    private let pool: CalculatorPool<LogMelSpectrogram>
+    let frames: Int
+
+    init(_ config: LogMelConfig, windowSamples: Int) throws(MulanError) {
+        let first = try LogMelSpectrogram(config: config)
+        frames = first.frameCount(sampleCount: windowSamples)
+        pool = CalculatorPool(first: first) { try? LogMelSpectrogram(config: config) }
+    }
+
+    func compute(_ samples: [Float]) -> [Float] {
+        pool.borrow { calculator in
+            let start = Profiler.now()
+            defer { Profiler.add(.logmel, since: start) }
+            return calculator.compute(samples).values
+        }
+    }
+}
+
+/// Pitch-class profile calculators (`PitchClassProfile`) shared by worker threads: the input of a
+/// model's pitch-class branch.
+final class PitchClassPool: Sendable {
+    private let pool: CalculatorPool<PitchClassProfile>
+
+    init(sampleRate: Int) throws(MulanError) {
+        pool = CalculatorPool(first: try PitchClassProfile(sampleRate: sampleRate)) { try? PitchClassProfile(sampleRate: sampleRate) }
+    }
+
+    /// A pool when the configuration has a pitch-class branch, else nil.
+    static func forModel(_ config: TrainingConfig) throws(MulanError) -> PitchClassPool? {
+        config.pitchProfiles > 0 ? try PitchClassPool(sampleRate: config.logMel.sampleRate) : nil
+    }
+
+    /// The 12-bin profile of one window's samples.
+    func profile(_ samples: [Float]) -> [Float] {
+        pool.borrow { calculator in
+            let start = Profiler.now()
+            defer { Profiler.add(.logmel, since: start) }
+            return calculator.compute(samples).profile
+        }
+    }
+
+    /// The sums of the counted frames' profiles of `samples` and their count (`PitchClassProfile.accumulate`).
+    func sums(_ samples: ArraySlice<Float>) -> (sums: [Float], frames: Int) {
+        pool.borrow { calculator in
+            var sums = [Float](repeating: 0, count: PitchClassProfile.classes)
+            let frames = samples.withUnsafeBufferPointer { calculator.accumulate($0, into: &sums) }
+            return (sums, frames)
+        }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import MulanCore
+import MulanDSP
 import MulanMedia
 import MulanTensor
 import MulanText
@@ -62,6 +63,8 @@ public final class Embedder {
 
     let model: MuLanModel
     private let pool: LogMelPool
+    /// The windows' pitch-class profiles, for a model with a pitch-class branch.
+    private let pitch: PitchClassPool?
     private let tokenizer: BertTokenizer?
     private var frontEnds: [String: AudioFrontEnd] = [:]
 
@@ -106,6 +109,7 @@ public final class Embedder {
             throw MulanError(.io, "cannot read the checkpoint \(path)", cause: error)
         }
         pool = try LogMelPool(config.logMel, windowSamples: config.windowSamples)
+        pitch = try PitchClassPool.forModel(config)
         if let vocabulary {
             let v = try WordPieceVocabulary(path: vocabulary)
             guard v.count <= config.text.vocabularySize else {
@@ -227,8 +231,9 @@ public final class Embedder {
     }
 
     /// Runs the audio tower on the windows (clip, offset) of `clips`, `windowsPerBatch` at a time
-    /// (log-mels on the BLAS threads), and hands each window's raw output (`dim` values, not
-    /// normalized) to `body`, in the order of `windows`. A window running past the end of its clip
+    /// (log-mels on the BLAS threads), and hands each window's embedding (`dim` values, unit norm;
+    /// with a pitch-class branch, the tower's output combined with the window's pitch classes) to
+    /// `body`, in the order of `windows`. A window running past the end of its clip
     /// is zero-padded, as in training. `inputs` receives each window's log-mel (the tower's input,
     /// [melBands × frames] row-major) before the forward pass, in the order of `windows`.
     func forEachWindowEmbedding(_ windows: [(item: Int, offset: Int)], of clips: [[Float]],
@@ -239,13 +244,22 @@ public final class Embedder {
         for lo in stride(from: 0, to: windows.count, by: step) {
             let part = Array(windows[lo..<min(windows.count, lo + step)])
             var batch = Tensor(shape: [part.count, m, t])
+            let classes = PitchClassProfile.classes
+            var profiles = Tensor(shape: [part.count, classes])
             batch.withUnsafeMutablePointer { bp in
-                let box = SendablePointer(bp)
-                Parallel.forEach(part.count) { k in
-                    let values = self.pool.compute(AudioFrontEnd.window(clips[part[k].item], offset: part[k].offset, length: w))
-                    values.withUnsafeBufferPointer { vp in
-                        guard let base = vp.baseAddress else { return }
-                        (box.pointer + k * m * t).update(from: base, count: min(vp.count, m * t))
+                profiles.withUnsafeMutablePointer { pp in
+                    let box = SendablePointer(bp), profileBox = SendablePointer(pp)
+                    Parallel.forEach(part.count) { k in
+                        let samples = AudioFrontEnd.window(clips[part[k].item], offset: part[k].offset, length: w)
+                        let values = self.pool.compute(samples)
+                        values.withUnsafeBufferPointer { vp in
+                            guard let base = vp.baseAddress else { return }
+                            (box.pointer + k * m * t).update(from: base, count: min(vp.count, m * t))
+                        }
+                        if let pitch = self.pitch {
+                            let profile = pitch.profile(samples)
+                            for c in 0..<classes { profileBox.pointer[k * classes + c] = profile[c] }
+                        }
                     }
                 }
             }
@@ -254,7 +268,8 @@ public final class Embedder {
                     inputs(window.item, window.offset, batch.storage[(k * m * t)..<((k + 1) * m * t)])
                 }
             }
-            let e = model.audio.forward(batch, training: false)
+            let e = model.audioEmbedding(tower: model.audio.forward(batch, training: false),
+                                         pitchClasses: pitch == nil ? nil : profiles, training: false)
             for (k, window) in part.enumerated() { body(window, e.storage[(k * dim)..<((k + 1) * dim)]) }
         }
     }

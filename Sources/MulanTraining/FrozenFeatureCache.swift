@@ -1,5 +1,6 @@
 import Foundation
 import MulanCore
+import MulanDSP
 import MulanTensor
 
 /// The frozen-feature cache of `mulan-train --audio-cache MIB` (a frozen pretrained tower:
@@ -32,6 +33,12 @@ import MulanTensor
 ///   `TrainingConfig.checkAudio` refuses the cache with SpecAugment (`--no-spec-augment`). The
 ///   random window crop stays (on the patch grid).
 ///
+/// - **Pitch classes.** With a pitch-class branch (`--pitch-profiles`), each patch also keeps the
+///   sum of its frames' normalized pitch-class profiles and their count (`PitchClassProfile.accumulate`
+///   on the patch's samples, frames from its first sample: 13 floats), and a window's profile is the
+///   sum over its patches divided by the count. Like the window's log-mel, it then follows the clip's
+///   frame grid rather than the window's own.
+///
 /// Evaluation (`Trainer.evaluate`, mulan-eval, mulan-embed) does not use the cache: it runs the
 /// tower on the log-mel of its own windows, as for any other configuration.
 final class FrozenFeatureCache {
@@ -48,6 +55,8 @@ final class FrozenFeatureCache {
     /// Patches in one training window (K).
     let windowPatches: Int
     let capacityBytes: Int
+    /// Per clip: the penultimate features of its patches, then (with a pitch-class branch) each
+    /// patch's 12 pitch-class sums and frame count.
     private var rows: [Key: [Float]] = [:]
     private(set) var statistics: AudioCacheStatistics
 
@@ -62,10 +71,24 @@ final class FrozenFeatureCache {
         statistics = AudioCacheStatistics(capacityBytes: capacityBytes)
     }
 
-    /// Penultimate features per patch of a clip's decoded samples: [P · 200] row-major, and P.
+    /// Penultimate features per patch of a clip's decoded samples: [P · 200] row-major, and P;
+    /// with a pitch-class branch followed by [P · 13] pitch-class sums and frame counts.
     func clipFeatures(samples s: [Float]) -> (patches: Int, features: [Float]) {
-        Self.clipFeatures(samples: s, windowSamples: windowSamples, tower: tower, logMel: frontEnd.logMel(wholeClip:))
+        var (patches, features) = Self.clipFeatures(samples: s, windowSamples: windowSamples, tower: tower,
+                                                    logMel: frontEnd.logMel(wholeClip:))
+        if let pitch = frontEnd.pitch {
+            let padded = s.count < windowSamples ? s + [Float](repeating: 0, count: windowSamples - s.count) : s
+            let length = MusicnnTower.patchFrames * hop
+            for p in 0..<patches {
+                let part = pitch.sums(padded[(p * length)..<min(padded.count, (p + 1) * length)])
+                features += part.sums + [Float(part.frames)]
+            }
+        }
+        return (patches, features)
     }
+
+    /// Floats a patch takes in a row: its features, and its pitch-class sums and count when kept.
+    private var patchWidth: Int { type(of: tower).featureWidth + (frontEnd.pitch == nil ? 0 : PitchClassProfile.classes + 1) }
 
     /// The same for any tower and front end: `logMel` gives a clip's [96 × frames] log-mel.
     static func clipFeatures(samples s: [Float], windowSamples: Int, tower: any PretrainedAudioTower,
@@ -79,7 +102,8 @@ final class FrozenFeatureCache {
 
     /// A training batch's audio input: per example the mean penultimate feature of its window's
     /// patches [B, featureWidth] (`PretrainedAudioTower.forward(meanPenultimate:)` takes it), and the window offsets.
-    func trainingBatch(_ refs: [ExampleRef], step: Int) throws(MulanError) -> (features: Tensor, windowOffsets: [Int]) {
+    /// With a pitch-class branch, also each window's pitch-class profile [B, 12] (see the type's documentation).
+    func trainingBatch(_ refs: [ExampleRef], step: Int) throws(MulanError) -> (features: Tensor, windowOffsets: [Int], pitchClasses: Tensor?) {
         let keys = refs.map { Key(shard: $0.shard, offset: $0.flacOffset) }
         // The batch's clips not in the cache, in first-occurrence order.
         var seen = Set<Key>()
@@ -111,14 +135,16 @@ final class FrozenFeatureCache {
             }
         }
         let w = type(of: tower).featureWidth, k = windowPatches
+        let classes = PitchClassProfile.classes, keepsPitch = frontEnd.pitch != nil
         var out = Tensor(shape: [refs.count, w])
+        var pitchClasses = Tensor(shape: [refs.count, classes])
         var offsets = [Int](repeating: 0, count: refs.count)
         let computedNow = Set(missing.map { keys[$0] })
         for (i, key) in keys.enumerated() {
             guard let features = rows[key] ?? fresh[key] else {
                 preconditionFailure("FrozenFeatureCache: clip \(refs[i].key) neither cached nor computed")
             }
-            let patches = features.count / w
+            let patches = features.count / patchWidth
             var random = AudioFrontEnd.exampleRandom(seed: seed, step: step, index: i)
             let start = patches > k ? Int(random.next() % UInt64(patches - k + 1)) : 0
             offsets[i] = start * MusicnnTower.patchFrames * hop
@@ -126,9 +152,19 @@ final class FrozenFeatureCache {
                 for j in 0..<w { out.storage[i * w + j] += features[p * w + j] }
             }
             for j in 0..<w { out.storage[i * w + j] /= Float(k) }
+            if keepsPitch {
+                var sums = [Float](repeating: 0, count: classes + 1)
+                for p in start..<(start + k) {
+                    let base = patches * w + p * (classes + 1)
+                    for j in 0...classes { sums[j] += features[base + j] }
+                }
+                if sums[classes] > 0 {
+                    for j in 0..<classes { pitchClasses.storage[i * classes + j] = sums[j] / sums[classes] }
+                }
+            }
             if !computedNow.contains(key) { statistics.patchHits += k }
         }
-        return (out, offsets)
+        return (out, offsets, keepsPitch ? pitchClasses : nil)
     }
 }
 

@@ -7,6 +7,8 @@ public final class MuLanModel: Module {
     public let audio: any AudioEncoder
     public let text: TextTower
     public let loss: ContrastiveLoss
+    /// The pitch-class branch (`config.pitchProfiles` > 0), nil without one.
+    public let pitch: PitchClassBranch?
 
     /// A fresh model; `text` replaces the text tower (a pretrained one, shaped as `config.text`).
     /// Call `TrainingConfig.checkAudio` first: a configuration it rejects stops here.
@@ -29,10 +31,26 @@ public final class MuLanModel: Module {
         }
         text = pretrained ?? TextTower(config.text, random: &random)
         loss = ContrastiveLoss(initialTemperature: config.initialTemperature, decoupled: config.decoupledLoss)
+        pitch = config.pitchProfiles > 0
+            ? PitchClassBranch(profiles: config.pitchProfiles, embeddingDim: config.audio.embeddingDim, random: &random) : nil
     }
 
     public var namedParameters: [(name: String, parameter: Parameter)] {
-        nest("audio", audio) + nest("text", text) + nest("loss", loss)
+        nest("audio", audio) + nest("text", text) + nest("loss", loss) + (pitch.map { nest("pitch", $0) } ?? [])
+    }
+
+    /// The audio embedding of the tower's output `tower` [B, D] (unit norm) and the windows'
+    /// pitch-class profiles [B, 12]: the tower's own without a pitch-class branch, else the branch's
+    /// combination (`PitchClassBranch.forward`).
+    public func audioEmbedding(tower: Tensor, pitchClasses: Tensor?, training: Bool) -> Tensor {
+        guard let pitch else { return tower }
+        guard let pitchClasses else { preconditionFailure("a model with a pitch-class branch needs each window's pitch classes") }
+        return pitch.forward(audio: tower, pitchClasses: pitchClasses, training: training)
+    }
+
+    /// The gradient with respect to the tower's output, from that of `audioEmbedding`'s.
+    public func audioEmbeddingBackward(_ dEmbedding: Tensor) -> Tensor {
+        pitch?.backward(dEmbedding) ?? dEmbedding
     }
 }
 

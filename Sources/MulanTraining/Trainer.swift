@@ -213,12 +213,14 @@ public final class Trainer {
                 let input = try cache.trainingBatch(refs, step: step)
                 try dump?.write(step: step, refs: refs, windowOffsets: input.windowOffsets, features: nil)
                 model.zeroGrads()
-                a = cache.tower.forward(meanPenultimate: input.features, training: true)
+                a = model.audioEmbedding(tower: cache.tower.forward(meanPenultimate: input.features, training: true),
+                                         pitchClasses: input.pitchClasses, training: true)
             } else {
                 let input = try frontEnd.trainingBatch(refs, step: step)
                 try dump?.write(step: step, refs: refs, windowOffsets: input.windowOffsets, features: input.features)
                 model.zeroGrads()
-                a = model.audio.forward(input.features, training: true)
+                a = model.audioEmbedding(tower: model.audio.forward(input.features, training: true),
+                                         pitchClasses: input.pitchClasses, training: true)
             }
             let t = textForward(tokens)
             let loss = model.loss.forward(audio: a, text: t)
@@ -227,7 +229,7 @@ public final class Trainer {
                                  hint: "lower --lr or raise --warmup-steps; resume from the last checkpoint")
             }
             let (da, dt) = model.loss.backward()
-            model.audio.backward(da, inputGradient: false)
+            model.audio.backward(model.audioEmbeddingBackward(da), inputGradient: false)
             textBackward(dt)
             let norm = optimizer.clipGradients(maxNorm: config.clipNorm)
             let lr = config.schedule.rate(at: step)
@@ -405,7 +407,9 @@ public final class Trainer {
         let chunk = max(1, config.batchSize / 3)
         for lo in stride(from: 0, to: n, by: chunk) {
             let part = Array(clips[lo..<min(n, lo + chunk)])
-            let e = model.audio.forward(try evalFrontEnd.evaluationBatch(part), training: false)
+            let batch = try evalFrontEnd.evaluationBatch(part)
+            let e = model.audioEmbedding(tower: model.audio.forward(batch.features, training: false),
+                                         pitchClasses: batch.pitchClasses, training: false)
             for i in 0..<part.count {
                 var norm: Float = 0
                 var mean = [Float](repeating: 0, count: d)

@@ -48,12 +48,15 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     /// The decoded-clip cache's limit in MiB (`--decoded-cache`; `DecodedClipCache`): training clips
     /// stay decoded in memory between draws. 0: every draw decodes.
     public var decodedCacheMiB = 0
+    /// Learned key profiles of the pitch-class branch (`--pitch-profiles`; `PitchClassBranch`): each
+    /// window's 12-bin pitch-class profile adds to the audio embedding. 0: no branch.
+    public var pitchProfiles = 0
 
     enum CodingKeys: String, CodingKey {
         case audio, text, logMel, specAugment, windowSeconds, batchSize, steps, learningRate, minimumLearningRate
         case warmupSteps, adam, clipNorm, initialTemperature, decoupledLoss, mix, seed, shuffleBuffer, evalEvery
         case evalSamples, checkpointEvery, keepCheckpoints, logEvery, textInit, textTraining, textCacheEntries
-        case textCacheMiB, audioInit, audioTraining, audioCacheMiB, decodedCacheMiB
+        case textCacheMiB, audioInit, audioTraining, audioCacheMiB, decodedCacheMiB, pitchProfiles
     }
 
     /// Configurations saved before a key existed decode with its default.
@@ -92,6 +95,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         audioTraining = try c.decodeIfPresent(AudioTraining.self, forKey: .audioTraining)
         audioCacheMiB = try c.decodeIfPresent(Int.self, forKey: .audioCacheMiB)
         decodedCacheMiB = try value(.decodedCacheMiB, decodedCacheMiB)
+        pitchProfiles = try value(.pitchProfiles, pitchProfiles)
     }
 
     public init(sampleRate: Int) {
@@ -163,6 +167,15 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
             if case .top(let k) = audioTraining ?? .full, k > blockNames.count {
                 throw MulanError(.usage, "\(source): audio training top:\(k), but \(name) has \(blockNames.count) blocks "
                                  + "(\(blockNames.joined(separator: ", ")))")
+            }
+        }
+        if pitchProfiles < 0 || pitchProfiles > 64 {
+            throw MulanError(.usage, "\(source): pitchProfiles is \(pitchProfiles); the pitch-class branch takes 0 (off) to 64 profiles",
+                             hint: "--pitch-profiles 4 learns four key profiles (the first two start as major and minor)")
+        }
+        if pitchProfiles > 0 {
+            do { _ = try PitchClassProfile(sampleRate: logMel.sampleRate) } catch {
+                throw MulanError(.usage, "\(source): \(error.message)", hint: error.hint)
             }
         }
         try checkAudioCache(source: source)
