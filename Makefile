@@ -85,9 +85,13 @@ SOURCES := tags descriptions playlists aset
 SERIAL := flock $(DEMO_DIR)/.stage-lock
 # Exit code 3 means "done, with inputs recorded as failed": a normal outcome for this corpus.
 ALLOW3 := status=$$?; [ $$status -eq 3 ] || exit $$status
+# Both demo models hear pitch classes (mulan-train --pitch-profiles, docs/training.md): no log-mel tower
+# can tell major from minor (docs/demo.md).
+DEMO_PITCH_PROFILES ?= 4
 DEMO_TRAIN_FLAGS ?= --steps $(DEMO_STEPS) --batch-size 32 --lr 2e-3 --warmup-steps 40 --eval-every 200 \
 	--checkpoint-every 200 --log-every 50 --audio-widths 16,32,64 --mel-bands 64 --window-seconds 10 \
-	--text-init $(TEXT_MODEL) --text-train frozen --text-pooling mean --seed $(DEMO_SEED) --decoded-cache 256
+	--text-init $(TEXT_MODEL) --text-train frozen --text-pooling mean --seed $(DEMO_SEED) --decoded-cache 256 \
+	--pitch-profiles $(DEMO_PITCH_PROFILES)
 
 # The same corpus, texts and text tower with the pretrained audio tower (issues 19 and 26): musicnn
 # with its MagnaTagATune weights (converted by scripts/setup.sh --demo or --python), frozen; each clip's patch
@@ -98,7 +102,8 @@ DEMO_MUSICNN_STEPS ?= 200
 DEMO_MUSICNN_FLAGS ?= --steps $(DEMO_MUSICNN_STEPS) --batch-size 32 --lr 2e-3 --warmup-steps 40 \
 	--eval-every $(DEMO_MUSICNN_STEPS) --eval-samples 16 --checkpoint-every $(DEMO_MUSICNN_STEPS) --log-every 50 \
 	--window-seconds 10 --audio-tower musicnn --audio-init $(MUSICNN_INIT) --audio-train frozen --audio-cache 256 \
-	--no-spec-augment --text-init $(TEXT_MODEL) --text-train top:2 --text-pooling mean --seed $(DEMO_SEED)
+	--no-spec-augment --text-init $(TEXT_MODEL) --text-train top:2 --text-pooling mean --seed $(DEMO_SEED) \
+	--pitch-profiles $(DEMO_PITCH_PROFILES)
 MUSICNN_LABEL ?= musicnn (frozen), text top:2
 # Every demo track has one instrument family, one mode, one level and at most one of slow/fast:
 # mulan-eval scores each of these tags both alone and among its attribute's tags (docs/demo.md).

@@ -7,12 +7,18 @@ import MulanTensor
 ///     z       = (c − mean c) / std c                                   per window, 12 bins (0 when std < 1e-6)
 ///     s[k, r] = (1/12) Σ_j profiles[k, j] · z[(j + r) mod 12]            K learned profiles, 12 rotations
 ///     f[k]    = max_r s[k, r]                                           first r on ties
-///     u       = proj(f)                                                 Linear K → embeddingDim
+///     u       = proj(norm(f))                                           batch norm over K, Linear K → embeddingDim
 ///     e       = L2-normalize(a + u)                                     a: the tower's unit-norm embedding
 ///
 /// Rows 0 and 1 of `profiles` start as Krumhansl and Kessler's major and minor key profiles
 /// (standardized, so f starts as the best Pearson correlation with a major and a minor key), further
 /// rows N(0, 1); `proj` starts at zero, so a fresh branch leaves the tower's embedding as it is.
+///
+/// The batch norm (`norm`: PyTorch's BatchNorm1d, ε 1e-5, momentum 0.1; running statistics in
+/// inference) is there because the correlations differ little between windows: tonal music
+/// correlates well with every key profile, and what tells major from minor is a difference of a
+/// tenth or two between them. Standardized, that difference is what the projection sees, and a step
+/// of the optimizer moves the embedding along it as much as along anything else.
 public final class PitchClassBranch: Module {
     public static let classes = 12
     /// Krumhansl & Kessler's probe-tone ratings (1982), tonic first.
@@ -21,6 +27,7 @@ public final class PitchClassBranch: Module {
 
     public let profileCount: Int
     public let profiles: Parameter
+    public let norm: BatchNorm2d
     public let proj: Linear
     private let normalize = L2Normalize()
     /// What the backward pass needs of the last training forward: the standardized inputs [B, 12]
@@ -42,13 +49,14 @@ public final class PitchClassBranch: Module {
             for j in 0..<Self.classes { values[row * Self.classes + j] = start[j] }
         }
         profiles = Parameter(Tensor(shape: [k, Self.classes], values), decays: false)
+        norm = BatchNorm2d(k)
         proj = Linear(k, embeddingDim, random: &random)
         proj.weight.value = Tensor(shape: proj.weight.value.shape)
         if let bias = proj.bias { bias.value = Tensor(shape: bias.value.shape) }
     }
 
     public var namedParameters: [(name: String, parameter: Parameter)] {
-        [("profiles", profiles)] + nest("proj", proj)
+        [("profiles", profiles)] + nest("norm", norm) + nest("proj", proj)
     }
 
     /// (c − mean) / population std over the 12 bins; all zeros when the std is below 1e-6.
@@ -93,12 +101,15 @@ public final class PitchClassBranch: Module {
         return f
     }
 
-    /// L2-normalize(a + proj(f)): the audio embedding with the branch, from the tower's unit-norm
+    /// L2-normalize(a + proj(norm(f))): the audio embedding with the branch, from the tower's unit-norm
     /// embedding `audio` [B, D] and the windows' profiles [B, 12].
     public func forward(audio: Tensor, pitchClasses: Tensor, training: Bool) -> Tensor {
         precondition(audio.shape[0] * Self.classes == pitchClasses.count,
                      "\(audio.shape[0]) audio embeddings but \(pitchClasses.count / Self.classes) pitch-class profiles")
-        let u = proj.forward(features(pitchClasses, training: training), training: training)
+        let f = features(pitchClasses, training: training)
+        let b = f.shape[0], k = profileCount
+        let normalized = norm.forward(f.reshaped([b, k, 1, 1]), training: training).reshaped([b, k])
+        let u = proj.forward(normalized, training: training)
         var sum = audio
         for i in sum.storage.indices { sum.storage[i] += u.storage[i] }
         return normalize.forward(sum, training: training)
@@ -108,9 +119,9 @@ public final class PitchClassBranch: Module {
     /// tower's embedding `audio`.
     public func backward(_ dEmbedding: Tensor) -> Tensor {
         let dSum = normalize.backward(dEmbedding)
-        let df = proj.backward(dSum)
         let n = Self.classes, k = profileCount
-        let b = df.count / k
+        let b = dSum.count / proj.outFeatures
+        let df = norm.backward(proj.backward(dSum).reshaped([b, k, 1, 1])).reshaped([b, k])
         precondition(standardized.count == b * n, "PitchClassBranch.backward without a matching training forward")
         profiles.grad.withUnsafeMutablePointer { g in
             for row in 0..<b {

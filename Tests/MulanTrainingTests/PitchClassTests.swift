@@ -184,7 +184,8 @@ struct PitchClassTests {
         #expect(old.pitchProfiles == 0)
         let model = MuLanModel(config)
         let names = model.namedParameters.map(\.name).filter { $0.hasPrefix("pitch.") }
-        #expect(names == ["pitch.profiles", "pitch.proj.weight", "pitch.proj.bias"])
+        #expect(names == ["pitch.profiles", "pitch.norm.weight", "pitch.norm.bias", "pitch.norm.running_mean", "pitch.norm.running_var",
+                          "pitch.proj.weight", "pitch.proj.bias"])
         #expect(MuLanModel(old).pitch == nil)
         config.pitchProfiles = 65
         #expect(throws: MulanError.self) { try config.checkAudio(source: "test") }
