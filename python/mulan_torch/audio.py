@@ -16,6 +16,9 @@ Sources/MulanDSP/LogMel.swift), and python/tests/test_audio.py checks it against
   masks, the same fill value (the mean summed in double precision, in order); identical output.
 - ``training_example``: ``AudioFrontEnd.trainingExample``: the generator seeded by (seed, step,
   example index), the window drawn from it, log-mel, SpecAugment from the same generator.
+- ``pitch_class_profile``: ``PitchClassProfile`` (Sources/MulanDSP), a window's 12-bin pitch-class
+  profile, the input of the pitch-class branch (``--pitch-profiles``); in double precision, so within
+  float32 rounding of mulan's, not bit for bit.
 
 Configurations use mulan's field names in snake case (``sampleRate`` is ``sample_rate``);
 ``from_dict`` reads the camel-case objects of a run's ``config.json``, ``to_dict`` writes them.
@@ -30,7 +33,7 @@ import threading
 import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import soundfile
@@ -60,6 +63,11 @@ __all__ = [
     "evaluation_window_offsets",
     "training_example",
     "log_mel_torch",
+    "PITCH_CLASSES",
+    "pitch_fft_size",
+    "pitch_class_frames",
+    "pitch_class_profile",
+    "pitch_class_profiles",
 ]
 
 
@@ -913,6 +921,107 @@ def log_mel(samples: np.ndarray, cfg: LogMelConfig, exact: Optional[bool] = None
     if exact:
         return _log_mel_exact(samples, cfg)
     return _log_mel_numpy(samples, cfg)
+
+
+# --------------------------------------------------------------------------------------------
+# Pitch-class profiles (the input of the pitch-class branch, ``mulan-train --pitch-profiles``)
+# --------------------------------------------------------------------------------------------
+
+PITCH_CLASSES = 12
+"""Bins of a pitch-class profile: C, C#, D, …, B (C = 0)."""
+PITCH_LOWEST_NOTE = 36
+"""The lowest MIDI note counted: C2 (65.406 Hz)."""
+PITCH_HIGHEST_NOTE = 96
+"""The first MIDI note no longer counted: C7 (2093.005 Hz)."""
+PITCH_SILENT_FRAME = 1e-10
+"""A frame counts when its pitch-class power totals more than this."""
+
+
+def pitch_fft_size(sample_rate: int) -> int:
+    """The pitch-class profile's FFT length: the smallest power of two ≥ 0.2 · ``sample_rate``
+    (16 kHz: 4096; 22.05 kHz: 8192); its hop is half of it."""
+    n = 1
+    while n < 0.2 * sample_rate:
+        n <<= 1
+    return n
+
+
+def _note_frequency(note: int) -> float:
+    """The frequency of MIDI note ``note`` in Hz (A4 = 69 = 440 Hz)."""
+    return 440.0 * 2.0 ** ((note - 69) / 12)
+
+
+@lru_cache(maxsize=8)
+def _pitch_tables(sample_rate: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(the periodic Hann window of the FFT length, float64; a [N/2 + 1, 12] float64 matrix whose row
+    k is the one-hot pitch class of bin k, all zeros for the bins not counted)."""
+    if sample_rate <= 0:
+        raise ValueError(f"pitch-class profiles need a positive sample rate, got {sample_rate}")
+    n = pitch_fft_size(sample_rate)
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n, dtype=np.float64) / n)
+    low, high = _note_frequency(PITCH_LOWEST_NOTE), _note_frequency(PITCH_HIGHEST_NOTE)
+    classes = np.zeros((n // 2 + 1, PITCH_CLASSES), dtype=np.float64)
+    for k in range(1, n // 2):
+        f = k * sample_rate / n
+        if low <= f < high:
+            note = round(69 + 12 * math.log2(f / 440))  # half to even; no bin lies on a half
+            classes[k, note % PITCH_CLASSES] = 1.0
+    window.setflags(write=False)
+    classes.setflags(write=False)
+    return window, classes
+
+
+def pitch_class_frames(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    """The per-frame pitch-class power of mono ``samples`` at ``sample_rate``: float64
+    [frames, 12], unnormalized, silent frames included (``pitch_class_profile`` describes the
+    frames and bins)."""
+    x = np.asarray(samples, dtype=np.float64)
+    if x.ndim != 1:
+        raise ValueError(f"pitch-class profiles need mono samples (a 1-D array), got shape {x.shape}")
+    window, classes = _pitch_tables(sample_rate)
+    n = window.shape[0]
+    if x.shape[0] < n:  # one frame, zero-padded
+        x = np.concatenate([x, np.zeros(n - x.shape[0])])
+    frames = np.lib.stride_tricks.sliding_window_view(x, n)[:: n // 2]  # starts 0, hop, 2·hop, … (start + N ≤ len)
+    spectrum = np.fft.rfft(frames * window, axis=1)
+    power = np.square(spectrum.real) + np.square(spectrum.imag)
+    return power @ classes
+
+
+def pitch_class_profile(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    """The 12-bin pitch-class profile of a window of mono ``samples`` at ``sample_rate``, float32
+    [12] (C = 0), as mulan-train's ``PitchClassProfile`` computes it (docs/training.md, "Pitch-class
+    branch"); the input of the pitch-class branch (``mulan_torch.model.PitchClassBranch``).
+
+    FFT length N = ``pitch_fft_size(sample_rate)``, hop N/2, a periodic Hann window of length N, no
+    centring: frames start at 0, hop, 2·hop, … while start + N ≤ ``len(samples)`` (fewer samples than
+    N: one frame, zero-padded). The power |X_k|² (an unnormalized real FFT) of every bin k in
+    1 … N/2 − 1 whose frequency f = k · sr / N lies in [C2, C7) = [65.406, 2093.005) Hz adds to pitch
+    class ``round(69 + 12 · log2(f / 440)) mod 12``. A frame whose 12 sums total at most 1e-10 is
+    skipped; every other frame is divided by its total, and the profile is the mean over the counted
+    frames: it sums to 1, or is all zeros when no frame counts (silence). Computed in double
+    precision (mulan-train: float32), so the two agree to float32 rounding, not bit for bit.
+
+    The samples are those of the window the log-mel of the same example sees (zero-padded alike:
+    ``crop_window``, ``MulanModel.window``).
+    """
+    frames = pitch_class_frames(samples, sample_rate)
+    totals = frames.sum(axis=1)
+    counted = totals > PITCH_SILENT_FRAME
+    if not counted.any():
+        return np.zeros(PITCH_CLASSES, dtype=np.float32)
+    normalized = frames[counted] / totals[counted, None]
+    return normalized.mean(axis=0).astype(np.float32)
+
+
+def pitch_class_profiles(windows: Sequence[np.ndarray], sample_rate: int) -> np.ndarray:
+    """``pitch_class_profile`` of each window (a sequence of 1-D arrays, or a [B, samples] array):
+    float32 [B, 12], the ``pitch_classes`` a model with a pitch-class branch takes beside the
+    windows' log-mel."""
+    out = np.zeros((len(windows), PITCH_CLASSES), dtype=np.float32)
+    for i, w in enumerate(windows):
+        out[i] = pitch_class_profile(w, sample_rate)
+    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -98,6 +98,10 @@ class MulanShards(IterableDataset):
         steps: iterate up to this step (exclusive), like ``mulan-train --steps``; None: endless.
         rank, world_size: this process's share; default torch.distributed's, else 0 and 1.
         max_text_length: tokens per text with [CLS] and [SEP]; default the config's or 64.
+        pitch_classes: also yield each example's pitch-class profile (``batch["pitch_classes"]``,
+            float32 [B, 12]: ``audio.pitch_class_profile`` of the same window the features come
+            from), the input of a model's pitch-class branch; default: when the config's
+            ``pitchProfiles`` is above 0.
     """
 
     def __init__(self, dataset_dir: Union[str, os.PathLike, Sequence[str]], split: str = "train",
@@ -106,7 +110,7 @@ class MulanShards(IterableDataset):
                  window_seconds: Optional[float] = None, config: Optional[Union[Mapping[str, Any], str]] = None,
                  features: str = "logmel", on_error: str = "raise", steps: Optional[int] = None,
                  rank: Optional[int] = None, world_size: Optional[int] = None,
-                 max_text_length: Optional[int] = None) -> None:
+                 max_text_length: Optional[int] = None, pitch_classes: Optional[bool] = None) -> None:
         super().__init__()
         if isinstance(config, (str, os.PathLike)):
             with open(config, "rb") as f:
@@ -144,6 +148,7 @@ class MulanShards(IterableDataset):
             warnings.warn(f"the {split} split has no {', '.join(missing)} texts; mixing {self.mix} instead "
                           f"(the remaining weights, renormalized)", stacklevel=2)
         self.features = features
+        self.pitch_classes = bool(pitch_classes if pitch_classes is not None else int(cfg.get("pitchProfiles") or 0) > 0)
         self.on_error = on_error
         self.steps = steps
         if rank is None or world_size is None:
@@ -272,8 +277,9 @@ class _FrontEnd:
         assert self.sample_rate is not None
         return _swift_round(self.ds.window_seconds * self.sample_rate)
 
-    def example(self, ex: Example, step: int, index: int) -> "tuple[np.ndarray, int]":
-        """Example ``index`` of global batch ``step``: its features and window offset."""
+    def example(self, ex: Example, step: int, index: int) -> "tuple[np.ndarray, int, Optional[np.ndarray]]":
+        """Example ``index`` of global batch ``step``: its features, window offset and (when the
+        dataset yields them) the window's pitch-class profile."""
         if self.sample_rate is None or (self.log_mel_cfg is None and self.ds.features == "logmel"):
             self._configure(self.sample_rate or int(ex.clip.record.get("sample_rate", 0)))
         url = self.ds.shards.urls[ex.shard]
@@ -289,20 +295,22 @@ class _FrontEnd:
         except ValueError as e:
             raise AudioDecodeError(f"shard {url}, member {ex.clip.flac_member}: {e}", shard=url,
                                    member=ex.clip.flac_member, hint=self.ds.shards.verify_hint) from e
+        profile = self.audio.pitch_class_profile(window, self.sample_rate) if self.ds.pitch_classes else None
         if self.ds.features == "samples":
-            return window, offset
+            return window, offset, profile
         values = self.audio.log_mel(window, self.log_mel_cfg)
         if self.spec_cfg is not None:
             self.audio.spec_augment(values, self.spec_cfg, random)
-        return values, offset
+        return values, offset, profile
 
     def batch(self, examples: List[Example], step: int, indices: range) -> Dict[str, Any]:
         kept: List[int] = []
         arrays: List[np.ndarray] = []
         offsets: List[int] = []
+        profiles: List[np.ndarray] = []
         for i in indices:
             try:
-                values, offset = self.example(examples[i], step, i)
+                values, offset, profile = self.example(examples[i], step, i)
             except MulanDataError as e:
                 if self.ds.on_error != "skip":
                     raise
@@ -311,6 +319,8 @@ class _FrontEnd:
             arrays.append(values)
             kept.append(i)
             offsets.append(offset)
+            if profile is not None:
+                profiles.append(profile)
         chosen = [examples[i] for i in kept]
         wrapped = [wrap_tokens(e.token_ids, self.ds.max_text_length) for e in chosen]
         length = max((len(r) for r in wrapped), default=0)
@@ -320,7 +330,7 @@ class _FrontEnd:
             input_ids[b, : len(row)] = torch.tensor(row, dtype=torch.long)
             mask[b, : len(row)] = 1
         audio = torch.from_numpy(np.stack(arrays)) if arrays else torch.zeros((0,), dtype=torch.float32)
-        return {
+        batch: Dict[str, Any] = {
             "step": step,
             "index": torch.tensor(kept, dtype=torch.long),
             "keys": [e.key for e in chosen],
@@ -332,6 +342,10 @@ class _FrontEnd:
             "window_offsets": torch.tensor(offsets, dtype=torch.long),
             "audio": audio,
         }
+        if self.ds.pitch_classes:
+            batch["pitch_classes"] = (torch.from_numpy(np.stack(profiles)) if profiles
+                                      else torch.zeros((0, self.audio.PITCH_CLASSES), dtype=torch.float32))
+        return batch
 
 
 class MulanLoader(DataLoader):

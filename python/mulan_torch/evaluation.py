@@ -7,7 +7,8 @@ queries, windows and formulas as ``Trainer.evaluate`` (Sources/MulanTraining/Tra
 - the clips: the first ``evalSamples`` clips of the split, in shard order, that have a text of a mixed
   source;
 - a clip's audio embedding: the renormalized mean of its start, middle and end windows
-  (``AudioFrontEnd.clipWindowOffsets``), the tower in inference mode;
+  (``AudioFrontEnd.clipWindowOffsets``), the tower in inference mode (with the pitch-class branch,
+  each window's embedding combines the tower's with its pitch-class profile's);
 - its query: the first text of the first mixed source (tags, descriptions, playlists, aset order) it
   has; clips whose queries are the same token sequence are relevant to each other's queries and are
   not ranked against each other; ties with an irrelevant item count against the positive;
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -137,10 +138,20 @@ class EvaluationClips:
     def log_mel(self, lo: int, hi: int, config: Mapping[str, Any]) -> np.ndarray:
         """float32 [(hi − lo)·3, mel bands, frames]: clips lo..<hi, each its start, middle and end
         windows (``AudioFrontEnd.evaluationBatch``)."""
+        return self.windows(lo, hi, config)[0]
+
+    def windows(self, lo: int, hi: int, config: Mapping[str, Any],
+                pitch_classes: Optional[bool] = None) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """The tower inputs of clips lo..<hi: their windows' log-mel (as ``log_mel``) and, with
+        ``pitch_classes`` (default: when the config's ``pitchProfiles`` is above 0), each window's
+        pitch-class profile, float32 [(hi − lo)·3, 12] (else None)."""
+        if pitch_classes is None:
+            pitch_classes = int(config.get("pitchProfiles") or 0) > 0
         front = audio.FrontEndConfig.from_training_config(config)
         window = front.window_samples
         rate = int(config["logMel"]["sampleRate"])
         values = []
+        profiles = []
         for clip in self.clips[lo:hi]:
             url = self.shards.urls[clip.shard]
             try:
@@ -149,8 +160,11 @@ class EvaluationClips:
                 raise AudioDecodeError(f"shard {url}, member {clip.flac_member}: {e}", shard=url,
                                        member=clip.flac_member, hint=self.shards.verify_hint) from e
             for offset in audio.evaluation_window_offsets(samples.shape[0], window):
-                values.append(audio.log_mel(audio.crop_window(samples, offset, window), front.log_mel))
-        return np.stack(values)
+                cropped = audio.crop_window(samples, offset, window)
+                values.append(audio.log_mel(cropped, front.log_mel))
+                if pitch_classes:
+                    profiles.append(audio.pitch_class_profile(cropped, rate))
+        return np.stack(values), (np.stack(profiles) if pitch_classes else None)
 
 
 def _mix_sources(config: Mapping[str, Any]) -> List[str]:
@@ -182,7 +196,9 @@ def evaluate(model: MulanModel, data: EvaluationClips, config: Mapping[str, Any]
     audio_rows = np.zeros((n, d), dtype=np.float32)
     for lo in range(0, n, chunk):
         hi = min(n, lo + chunk)
-        e = model.embed_audio(torch.from_numpy(data.log_mel(lo, hi, config)).to(device)).cpu().numpy()
+        log_mel, profiles = data.windows(lo, hi, config, pitch_classes=model.pitch is not None)
+        pitch = None if profiles is None else torch.from_numpy(profiles).to(device)
+        e = model.embed_audio(torch.from_numpy(log_mel).to(device), pitch).cpu().numpy()
         e = e.reshape(hi - lo, 3, d) / np.float32(3)
         mean = (e[:, 0] + e[:, 1]) + e[:, 2]  # mulan's order: 0 + e₀/3 + e₁/3 + e₂/3
         norm = np.maximum(np.sqrt((mean * mean).sum(axis=1, keepdims=True)), np.float32(1e-12))

@@ -27,6 +27,12 @@ embeddings, LayerNorm, post-LN encoder layers (self-attention with a key padding
 no dropout; then [CLS] or mean pooling over the valid positions, ``projection`` and L2
 normalization. Loss (``loss.log_temperature``): the symmetric contrastive loss with a learnable
 temperature, decoupled (the positive left out of each denominator, MuLan's choice) or standard.
+
+Pitch-class branch (``pitch.profiles`` [K, 12], ``pitch.norm``, ``pitch.proj``; only with
+``pitchProfiles`` K > 0, ``PitchClassBranch.swift``): each window's 12-bin pitch-class profile,
+correlated with K learned key profiles at all 12 transpositions (the best of each kept), batch
+normalized, projected to the embedding and added to the audio tower's embedding before a last L2
+normalization (``PitchClassBranch``).
 """
 
 from __future__ import annotations
@@ -89,6 +95,7 @@ def training_config(sample_rate: int = 16000, **overrides: Any) -> Dict[str, Any
                    "melBands": 128, "sampleRate": sample_rate, "topDB": 80.0, "windowSeconds": 0.025},
         "minimumLearningRate": 0.0,
         "mix": {"weights": ["tags", 2.0, "descriptions", 2.0, "playlists", 1.0, "aset", 1.0]},
+        "pitchProfiles": 0,
         "seed": 0,
         "shuffleBuffer": 1000,
         "specAugment": {"frequencyMasks": 2, "maxFrequencyWidth": 15, "maxTimeFraction": 1.0, "maxTimeWidth": 50,
@@ -554,6 +561,100 @@ class ContrastiveLoss(nn.Module):
         return (rows.sum() + columns.sum()) / (2 * b)
 
 
+# MARK: pitch-class branch
+
+
+PITCH_CLASSES = 12
+KRUMHANSL_KESSLER_MAJOR = (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88)
+"""Krumhansl and Kessler's (1982) probe-tone ratings of the major key, tonic first."""
+KRUMHANSL_KESSLER_MINOR = (6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17)
+"""Their ratings of the minor key, tonic first."""
+
+
+def standardize_pitch_classes(profiles: torch.Tensor) -> torch.Tensor:
+    """(c − mean c) / std c over the last axis (12 bins; population std), and zeros for a row
+    whose std is below 1e-6 (silence, or a flat profile)."""
+    centred = profiles - profiles.mean(dim=-1, keepdim=True)
+    std = centred.square().mean(dim=-1, keepdim=True).sqrt()
+    flat = std < 1e-6
+    return torch.where(flat, torch.zeros_like(centred), centred / torch.where(flat, torch.ones_like(std), std))
+
+
+class PitchClassBranch(nn.Module):
+    """The pitch-class branch of ``mulan-train --pitch-profiles K`` (``PitchClassBranch.swift``;
+    docs/training.md, "Pitch-class branch"): a window's 12-bin pitch-class profile
+    (``mulan_torch.audio.pitch_class_profile``) added to the audio tower's embedding, the same for
+    every transposition of the input::
+
+        z       = standardize(c)                                  [B, 12] (``standardize_pitch_classes``)
+        s[k, r] = (1/12) Σ_j profiles[k, j] · z[(j + r) mod 12]     K learned profiles, 12 rotations
+        f[k]    = max over r of s[k, r]                            (the first r on ties)
+        u       = proj(norm(f))                                    batch norm over K, Linear K → embedding dim
+        e       = L2-normalize(a + u)                              a: the tower's unit-norm embedding
+
+    ``norm`` is PyTorch's batch norm over the K correlations (ε 1e-5, momentum 0.1; its running
+    statistics in eval mode), mulan's ``BatchNorm2d`` on f seen as [B, K, 1, 1]: the correlations
+    differ little between windows (what tells major from minor is a tenth or two), and standardized
+    that difference is what the projection sees. Row 0 of ``profiles`` starts as Krumhansl and
+    Kessler's major profile, row 1 as their minor one (each standardized: f then starts as the best
+    Pearson correlation with a major and a minor key), further rows N(0, 1) from torch's generator;
+    ``proj`` starts at zero, so a fresh branch leaves the tower's embedding unchanged. The branch
+    computes in float32 (autocast off): it is tiny, and mulan's is float32.
+    """
+
+    def __init__(self, profiles: int, embedding_dim: int) -> None:
+        super().__init__()
+        if profiles < 1:
+            raise ValueError(f"a pitch-class branch needs at least one profile, got {profiles}")
+        rows = []
+        for k in range(profiles):
+            if k < 2:
+                start = torch.tensor(KRUMHANSL_KESSLER_MAJOR if k == 0 else KRUMHANSL_KESSLER_MINOR, dtype=torch.float64)
+                rows.append(standardize_pitch_classes(start).float())
+            else:
+                rows.append(torch.randn(PITCH_CLASSES))
+        self.profiles = nn.Parameter(torch.stack(rows))
+        self.norm = BatchNorm2d(profiles)
+        self.proj = nn.Linear(profiles, embedding_dim)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+        # rotation[r, j] = (j + r) mod 12: z[:, rotation] holds the 12 rotations of each input row.
+        rotation = (torch.arange(PITCH_CLASSES)[None, :] + torch.arange(PITCH_CLASSES)[:, None]) % PITCH_CLASSES
+        self.register_buffer("rotation", rotation, persistent=False)
+
+    @property
+    def profile_count(self) -> int:
+        return int(self.profiles.shape[0])
+
+    def correlations(self, pitch_classes: torch.Tensor) -> torch.Tensor:
+        """s [B, K, 12]: each profile's correlation with each rotation r of each standardized input."""
+        if pitch_classes.dim() != 2 or pitch_classes.shape[1] != PITCH_CLASSES:
+            raise ValueError(f"the pitch-class branch wants profiles [batch, {PITCH_CLASSES}], got "
+                             f"{list(pitch_classes.shape)}")
+        z = standardize_pitch_classes(pitch_classes.float())
+        rotated = z[:, self.rotation]  # [B, r, j] = z[b, (j + r) mod 12]
+        return torch.einsum("kj,brj->bkr", self.profiles, rotated) / PITCH_CLASSES
+
+    def features(self, pitch_classes: torch.Tensor) -> torch.Tensor:
+        """f [B, K]: each profile's best correlation over the 12 rotations of each input."""
+        return self.correlations(pitch_classes).max(dim=2).values
+
+    def offsets(self, pitch_classes: torch.Tensor) -> torch.Tensor:
+        """u [B, D] = proj(norm(f)): what the branch adds to the tower's embeddings (batch norm on
+        the batch's statistics in training mode, on its running statistics in eval mode)."""
+        f = self.features(pitch_classes)
+        return self.proj(self.norm(f[:, :, None, None])[:, :, 0, 0])
+
+    def forward(self, audio: torch.Tensor, pitch_classes: torch.Tensor) -> torch.Tensor:
+        """L2-normalize(audio + proj(norm(f))) [B, D] from the tower's embeddings ``audio`` [B, D]
+        and the windows' profiles ``pitch_classes`` [B, 12]."""
+        if pitch_classes.shape[0] != audio.shape[0]:
+            raise ValueError(f"{audio.shape[0]} audio embeddings but {pitch_classes.shape[0]} pitch-class profiles")
+        with torch.autocast(device_type=audio.device.type, enabled=False):
+            u = self.offsets(pitch_classes.to(audio.device))
+            return F.normalize(audio.float() + u, dim=-1, eps=1e-12)
+
+
 # MARK: pretrained text (Hugging Face BERT folder)
 
 
@@ -673,6 +774,12 @@ class MulanModel(nn.Module):
 
     ``forward(log_mel, ids, lengths)`` gives the audio and text embeddings of a training batch;
     ``self.loss(audio, text)`` their contrastive loss.
+
+    ``pitchProfiles`` K > 0 (``mulan-train --pitch-profiles K``; missing: 0) adds the pitch-class
+    branch ``self.pitch`` (``PitchClassBranch``, tensors ``pitch.*``): the audio embedding is then
+    L2-normalize(tower + branch), and ``forward``, ``embed_audio`` and ``audio_embedding`` need each
+    window's pitch-class profile (``pitch_classes`` [B, 12], ``mulan_torch.audio.pitch_class_profile``
+    of the window's samples); a model without the branch refuses them.
     """
 
     def __init__(self, config: Optional[Mapping[str, Any]] = None, text: Optional[TextTower] = None) -> None:
@@ -711,6 +818,13 @@ class MulanModel(nn.Module):
         self.text = text if text is not None else TextTower(text_config)
         self.loss = ContrastiveLoss(float(self.config.get("initialTemperature", 0.1)),
                                     bool(self.config.get("decoupledLoss", True)))
+        profiles = self.config.get("pitchProfiles") or 0
+        if isinstance(profiles, bool) or not isinstance(profiles, int) or not 0 <= profiles <= 64:
+            raise ValueError(f"pitchProfiles must be an integer between 0 (no pitch-class branch) and 64, as "
+                             f"mulan-train takes it, got {profiles!r}")
+        self.pitch: Optional[PitchClassBranch] = (PitchClassBranch(profiles, audio_config.embedding_dim)
+                                                  if profiles > 0 else None)
+        """The pitch-class branch (``pitch.*``) when the config's ``pitchProfiles`` is above 0, else None."""
         self.step = 0
         """The checkpoint step the weights come from (0 for a fresh model)."""
         self.checkpoint_path: Optional[str] = None
@@ -817,21 +931,23 @@ class MulanModel(nn.Module):
     def audio_trains(self, name: str) -> bool:
         """Whether audio-tower parameter ``name`` (relative to the tower) trains: always for the
         ResNet; for a pretrained tower as the config's ``audioTraining`` says (``proj`` always, the
-        tag layer never)."""
+        tag layer never). The pitch-class branch (``pitch.*``) is not the tower's: it always trains."""
         trains = getattr(self.audio, "trains", None)
         return True if trains is None else bool(trains(name))
 
     def optimized_parameters(self, text_training: Optional[str] = None) -> List[Tuple[str, nn.Parameter]]:
         """The parameters mulan-train's AdamW updates, by name: every parameter except the text
         tower's that ``text_training`` keeps frozen and the audio tower's that ``audioTraining``
-        keeps frozen (batch-norm running statistics are buffers)."""
+        keeps frozen (batch-norm running statistics are buffers). The temperature and the
+        pitch-class branch (``pitch.*``) always train, also beside a frozen audio tower."""
         return [(name, p) for name, p in self.named_parameters()
                 if (not name.startswith("text.") or self.text_trains(name[len("text."):], text_training))
                 and (not name.startswith("audio.") or self.audio_trains(name[len("audio."):]))]
 
     def decays(self, name: str) -> bool:
         """Whether AdamW's weight decay applies to parameter ``name``: the weights of convolutions,
-        linear layers and embeddings; not biases, norms or the temperature (mulan's convention)."""
+        linear layers and embeddings; not biases, norms, the temperature or the pitch-class branch's
+        profiles and norm (mulan's convention; ``pitch.proj.weight`` decays)."""
         module_name, _, leaf = name.rpartition(".")
         module = self.get_submodule(module_name) if module_name else self
         return leaf == "weight" and isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear, nn.Embedding))
@@ -886,11 +1002,33 @@ class MulanModel(nn.Module):
 
     # Embedding
 
-    def forward(self, log_mel: torch.Tensor, ids: torch.Tensor,
-                lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Audio embeddings of ``log_mel`` [B, melBands, frames] and text embeddings of ``ids``
-        [B, L] / ``lengths`` [B] (see ``token_batch``): two [B, dim] tensors of unit rows."""
-        return self.audio(log_mel), self.text(ids, lengths)
+    def forward(self, log_mel: torch.Tensor, ids: torch.Tensor, lengths: torch.Tensor,
+                pitch_classes: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Audio embeddings of ``log_mel`` [B, melBands, frames] (with the pitch-class branch: and of
+        the windows' profiles ``pitch_classes`` [B, 12]) and text embeddings of ``ids`` [B, L] /
+        ``lengths`` [B] (see ``token_batch``): two [B, dim] tensors of unit rows."""
+        return self.audio_embedding(log_mel, pitch_classes), self.text(ids, lengths)
+
+    @property
+    def pitch_profiles(self) -> int:
+        """K, the learned profiles of the pitch-class branch; 0 when the model has none."""
+        return 0 if self.pitch is None else self.pitch.profile_count
+
+    def audio_embedding(self, log_mel: torch.Tensor, pitch_classes: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The audio embeddings [B, dim] (unit rows) in the model's current mode: the tower's, or with
+        the pitch-class branch L2-normalize(tower + branch) of the windows' profiles
+        ``pitch_classes`` [B, 12]. Raises ValueError naming ``pitchProfiles`` when the profiles are
+        missing for a model with the branch, or given to one without it."""
+        if self.pitch is None:
+            if pitch_classes is not None:
+                raise ValueError("pitch-class profiles were given, but this model has no pitch-class branch "
+                                 "(its configuration's pitchProfiles is 0): leave pitch_classes out")
+            return self.audio(log_mel)
+        if pitch_classes is None:
+            raise ValueError(f"this model has a pitch-class branch (pitchProfiles = {self.pitch_profiles}): pass "
+                             "each window's pitch-class profile as pitch_classes [batch, 12] "
+                             "(mulan_torch.audio.pitch_class_profiles of the windows' samples)")
+        return self.pitch(self.audio(log_mel), torch.as_tensor(pitch_classes, dtype=torch.float32))
 
     @property
     def sample_rate(self) -> int:
@@ -919,12 +1057,15 @@ class MulanModel(nn.Module):
         finally:
             self.train(was_training)
 
-    def embed_audio(self, log_mel: torch.Tensor) -> torch.Tensor:
+    def embed_audio(self, log_mel: torch.Tensor, pitch_classes: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Unit-norm embeddings [B, dim] of log-mel windows [B, melBands, frames] (mulan's log-mel),
         in inference mode (batch norm on its running statistics, no gradients), as mulan-embed
-        runs the audio tower."""
+        runs the audio tower. A model with the pitch-class branch needs the windows' profiles
+        ``pitch_classes`` [B, 12] too (see ``audio_embedding``)."""
         device = next(self.parameters()).device
-        return self._inference(lambda: self.audio(torch.as_tensor(log_mel, dtype=torch.float32, device=device)))
+        pitch = None if pitch_classes is None else torch.as_tensor(pitch_classes, dtype=torch.float32, device=device)
+        return self._inference(lambda: self.audio_embedding(
+            torch.as_tensor(log_mel, dtype=torch.float32, device=device), pitch))
 
     def embed_text(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Unit-norm embeddings [B, dim] of a token batch (``token_batch``), in inference mode."""
@@ -968,9 +1109,15 @@ class MulanModel(nn.Module):
         """The embedding [dim] of mono audio at the model's sample rate, as mulan-embed scores a clip
         or track: the renormalized mean of its windows' embeddings (``window_offsets``).
         ``log_mel`` maps a window's samples to its [melBands, frames] log-mel (mulan's front end,
-        e.g. ``mulan_torch.audio``)."""
-        windows = [log_mel(self.window(samples, o)) for o in self.window_offsets(int(np.asarray(samples).shape[0]))]
-        e = self.embed_audio(torch.as_tensor(np.stack(windows), dtype=torch.float32))
+        e.g. ``mulan_torch.audio``). With the pitch-class branch, each window's profile comes from
+        the same (zero-padded) window's samples."""
+        windows = [self.window(samples, o) for o in self.window_offsets(int(np.asarray(samples).shape[0]))]
+        pitch = None
+        if self.pitch is not None:
+            from .audio import pitch_class_profiles
+
+            pitch = torch.from_numpy(pitch_class_profiles(windows, self.sample_rate))
+        e = self.embed_audio(torch.as_tensor(np.stack([log_mel(w) for w in windows]), dtype=torch.float32), pitch)
         return F.normalize(e.sum(dim=0), dim=0, eps=1e-12)
 
 
@@ -980,5 +1127,5 @@ def parameter_names_and_shapes(tensors: Mapping[str, torch.Tensor]) -> Dict[str,
 
 
 __all__ = ["AudioTower", "AudioTowerConfig", "BasicBlock", "BatchNorm2d", "ContrastiveLoss", "EncoderLayer",
-           "MulanModel", "TextTower", "TextTowerConfig", "load_pretrained_text", "parameter_names_and_shapes",
-           "token_batch", "training_config"]
+           "MulanModel", "PitchClassBranch", "TextTower", "TextTowerConfig", "load_pretrained_text",
+           "parameter_names_and_shapes", "standardize_pitch_classes", "token_batch", "training_config"]

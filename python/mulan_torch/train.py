@@ -147,7 +147,8 @@ def gather_rows(local: torch.Tensor) -> torch.Tensor:
 
 class _TrainingStep(nn.Module):
     """One forward pass to the global loss: the module DistributedDataParallel wraps, so that every
-    trained parameter (the towers and the temperature) is used inside its forward."""
+    trained parameter (the towers, the pitch-class branch and the temperature) is used inside its
+    forward."""
 
     def __init__(self, model: MulanModel, autocast: Any) -> None:
         super().__init__()
@@ -155,9 +156,10 @@ class _TrainingStep(nn.Module):
         self.autocast = autocast
         """A function giving the autocast context of the towers' forward (mixed precision)."""
 
-    def forward(self, log_mel: torch.Tensor, ids: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, int]:
+    def forward(self, log_mel: torch.Tensor, ids: torch.Tensor, lengths: torch.Tensor,
+                pitch_classes: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, int]:
         with self.autocast():
-            audio, text = self.model(log_mel, ids, lengths)
+            audio, text = self.model(log_mel, ids, lengths, pitch_classes)
         audio, text = gather_rows(audio.float()), gather_rows(text.float())
         return self.model.loss(audio, text), audio.shape[0]
 
@@ -326,6 +328,9 @@ def _parser() -> argparse.ArgumentParser:
     a("--text-train", default="full", help="text tower weights that train: full, frozen or top:K")
     a("--text-pooling", choices=["cls", "mean"], default=None,
       help="text pooling (default: mean with --text-init, cls otherwise)")
+    a("--pitch-profiles", type=int, default=0,
+      help="learned key profiles of the pitch-class branch, which adds each window's 12-bin pitch-class "
+           "profile to the audio embedding (any audio tower; 0: no branch)")
     # PyTorch's
     a("--device", default=None, help="cpu, cuda or cuda:N (default: cuda:LOCAL_RANK when CUDA is available, else cpu)")
     a("--backend", choices=["auto", "gloo", "nccl"], default="auto",
@@ -418,6 +423,8 @@ def _validate(o: argparse.Namespace) -> None:
         raise UsageError("--window-seconds, --mel-window, --mel-hop and --mel-bands must be positive")
     if o.workers < 0:
         raise UsageError("--workers must be at least 0")
+    if not 0 <= o.pitch_profiles <= 64:
+        raise UsageError("--pitch-profiles must be between 0 (off) and 64")
     if o.stop_at is not None and o.stop_at < 1:
         raise UsageError("--stop-at must be at least 1")
     try:
@@ -455,6 +462,7 @@ def make_config(o: argparse.Namespace, sample_rate: int) -> Dict[str, Any]:
               "evalSamples": o.eval_samples, "checkpointEvery": o.checkpoint_every,
               "keepCheckpoints": o.keep_checkpoints, "logEvery": o.log_every})
     c["adam"]["weightDecay"] = o.weight_decay
+    c["pitchProfiles"] = o.pitch_profiles
     if o.audio_tower in ("resnet50", "ast"):
         c["audio"]["kind"] = o.audio_tower
     if o.audio_tower == "ast":
@@ -651,8 +659,11 @@ class Trainer:
             log_mel = batch["audio"].to(self.device, non_blocking=True)
             ids = batch["input_ids"].to(self.device, non_blocking=True)
             lengths = lengths.to(self.device, non_blocking=True)
+            pitch = batch.get("pitch_classes")
+            if pitch is not None:
+                pitch = pitch.to(self.device, non_blocking=True)
             self.optimizer.zero_grad(set_to_none=True)
-            loss, count = self.step_module(log_mel, ids, lengths)
+            loss, count = self.step_module(log_mel, ids, lengths, pitch)
             value = float(loss.detach())
             if not math.isfinite(value):
                 raise MulanDataError(f"the loss became {value} at step {step}",
