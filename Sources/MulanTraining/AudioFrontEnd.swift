@@ -139,31 +139,31 @@ final class AudioFrontEnd {
         var profiles = Tensor(shape: [max(1, refs.count), classes])
         let errors = ErrorSlot()
         profiles.withUnsafeMutablePointer { pp in
-        let profileBox = SendablePointer(pp)
-        offsets.withUnsafeMutableBufferPointer { offsetBuffer in
-            guard let offsetBase = offsetBuffer.baseAddress else { return }   // an empty batch
-            let offsetBox = SendablePointer(offsetBase)
-            out.withUnsafeMutablePointer { op in
-                let outBox = SendablePointer(op)
-                Parallel.forEach(refs.count) { i in
-                    let r = refs[i]
-                    do throws(MulanError) {
-                        let s = try samples(of: (r.shard, r.flacOffset, r.flacSize, r.key))
-                        let example = trainingExample(samples: s, step: step, index: i)
-                        offsetBox.pointer[i] = example.offset
-                        example.values.withUnsafeBufferPointer { vp in
-                            (outBox.pointer + i * m * t).update(from: vp.baseAddress!, count: m * t)
+            let profileBox = SendablePointer(pp)
+            offsets.withUnsafeMutableBufferPointer { offsetBuffer in
+                guard let offsetBase = offsetBuffer.baseAddress else { return }   // an empty batch
+                let offsetBox = SendablePointer(offsetBase)
+                out.withUnsafeMutablePointer { op in
+                    let outBox = SendablePointer(op)
+                    Parallel.forEach(refs.count) { i in
+                        let r = refs[i]
+                        do throws(MulanError) {
+                            let s = try samples(of: (r.shard, r.flacOffset, r.flacSize, r.key))
+                            let example = trainingExample(samples: s, step: step, index: i)
+                            offsetBox.pointer[i] = example.offset
+                            example.values.withUnsafeBufferPointer { vp in
+                                (outBox.pointer + i * m * t).update(from: vp.baseAddress!, count: m * t)
+                            }
+                            if let pitch {
+                                let profile = pitch.profile(window(s, offset: example.offset))
+                                for c in 0..<classes { profileBox.pointer[i * classes + c] = profile[c] }
+                            }
+                        } catch {
+                            errors.set(error)
                         }
-                        if let pitch {
-                            let profile = pitch.profile(window(s, offset: example.offset))
-                            for c in 0..<classes { profileBox.pointer[i * classes + c] = profile[c] }
-                        }
-                    } catch {
-                        errors.set(error)
                     }
                 }
             }
-        }
         }
         if let e = errors.error { throw e }
         return TrainingBatch(features: out, windowOffsets: offsets, pitchClasses: pitch == nil ? nil : profiles)
@@ -178,29 +178,29 @@ final class AudioFrontEnd {
         var profiles = Tensor(shape: [max(1, clips.count * 3), classes])
         let errors = ErrorSlot()
         profiles.withUnsafeMutablePointer { pp in
-        let profileBox = SendablePointer(pp)
-        out.withUnsafeMutablePointer { op in
-            let outBox = SendablePointer(op)
-            Parallel.forEach(clips.count) { i in
-                let c = clips[i]
-                do throws(MulanError) {
-                    let s = try samples(of: (c.shard, c.flacOffset, c.flacSize, c.key))
-                    let offsets = Self.clipWindowOffsets(sampleCount: s.count, length: config.windowSamples)
-                    for (k, offset) in offsets.enumerated() {
-                        let values = logMel(samples: s, offset: offset)
-                        values.withUnsafeBufferPointer { vp in
-                            (outBox.pointer + (i * 3 + k) * m * t).update(from: vp.baseAddress!, count: m * t)
+            let profileBox = SendablePointer(pp)
+            out.withUnsafeMutablePointer { op in
+                let outBox = SendablePointer(op)
+                Parallel.forEach(clips.count) { i in
+                    let c = clips[i]
+                    do throws(MulanError) {
+                        let s = try samples(of: (c.shard, c.flacOffset, c.flacSize, c.key))
+                        let offsets = Self.clipWindowOffsets(sampleCount: s.count, length: config.windowSamples)
+                        for (k, offset) in offsets.enumerated() {
+                            let values = logMel(samples: s, offset: offset)
+                            values.withUnsafeBufferPointer { vp in
+                                (outBox.pointer + (i * 3 + k) * m * t).update(from: vp.baseAddress!, count: m * t)
+                            }
+                            if let pitch {
+                                let profile = pitch.profile(window(s, offset: offset))
+                                for c in 0..<classes { profileBox.pointer[(i * 3 + k) * classes + c] = profile[c] }
+                            }
                         }
-                        if let pitch {
-                            let profile = pitch.profile(window(s, offset: offset))
-                            for c in 0..<classes { profileBox.pointer[(i * 3 + k) * classes + c] = profile[c] }
-                        }
+                    } catch {
+                        errors.set(error)
                     }
-                } catch {
-                    errors.set(error)
                 }
             }
-        }
         }
         if let e = errors.error { throw e }
         return WindowBatch(features: out, pitchClasses: pitch == nil ? nil : profiles)
