@@ -2,7 +2,7 @@
 """Would a louder pitch-class branch score mode? (issue 19, docs/demo.md "The pitch-class branch")
 
 Loads a mulan-train checkpoint with --pitch-profiles in mulan_torch, embeds every track of a corpus
-written by scripts/make-demo-corpus.py (decoded with librosa, so within a few thousandths of
+written by scripts/make-demo-corpus.py (decoded with librosa, so within about 0.02 of
 mulan-eval's figures) as mulan-embed does, but with the branch's output u scaled by alpha in each
 window, L2-normalize(a + alpha * u), and prints the plain zero-shot ROC-AUC per attribute (each tag's
 text embedded with mulan-embed, tracks ranked by their cosine with it; attributes averaged over
