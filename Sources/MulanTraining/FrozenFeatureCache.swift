@@ -77,7 +77,7 @@ final class FrozenFeatureCache {
         var (patches, features) = Self.clipFeatures(samples: s, windowSamples: windowSamples, tower: tower,
                                                     logMel: frontEnd.logMel(wholeClip:))
         if let pitch = frontEnd.pitch {
-            let padded = s.count < windowSamples ? s + [Float](repeating: 0, count: windowSamples - s.count) : s
+            let padded = Self.padded(s, windowSamples: windowSamples)
             let length = MusicnnTower.patchFrames * hop
             for p in 0..<patches {
                 let part = pitch.sums(padded[(p * length)..<min(padded.count, (p + 1) * length)])
@@ -90,10 +90,15 @@ final class FrozenFeatureCache {
     /// Floats a patch takes in a row: its features, and its pitch-class sums and count when kept.
     private var patchWidth: Int { type(of: tower).featureWidth + (frontEnd.pitch == nil ? 0 : PitchClassProfile.classes + 1) }
 
+    /// A clip's samples, zero-padded to one window when shorter (as `AudioFrontEnd.window` pads).
+    static func padded(_ s: [Float], windowSamples: Int) -> [Float] {
+        s.count < windowSamples ? s + [Float](repeating: 0, count: windowSamples - s.count) : s
+    }
+
     /// The same for any tower and front end: `logMel` gives a clip's [96 × frames] log-mel.
     static func clipFeatures(samples s: [Float], windowSamples: Int, tower: any PretrainedAudioTower,
                              logMel: ([Float]) -> [Float]) -> (patches: Int, features: [Float]) {
-        let padded = s.count < windowSamples ? s + [Float](repeating: 0, count: windowSamples - s.count) : s
+        let padded = Self.padded(s, windowSamples: windowSamples)
         let values = logMel(padded)
         let bands = MusicnnTower.melBands, frames = values.count / bands
         let x = MusicnnTower.patchBatch(Tensor(shape: [1, bands, frames], values))
