@@ -129,6 +129,9 @@ public struct TrainRunCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Add a pitch-class branch with this many learned key profiles: each window's 12-bin pitch-class profile (an FFT of about 0.25 s folded to pitch classes C2-C7) is correlated with every profile at all 12 transpositions, and the best correlations add to the audio embedding (docs/training.md). The first two profiles start as Krumhansl and Kessler's major and minor key profiles. 0: off.",
                                valueName: "K"))
     public var pitchProfiles = 0
+    @Option(help: ArgumentHelp("Multiply the learning rate of the pitch-class branch (--pitch-profiles) by this factor: its projection starts at zero, so at 1 it grows no faster than any other weight moves (docs/training.md). Above 0, at most 1000.",
+                               valueName: "x"))
+    public var pitchLrScale: Float = 1
 
     public init() {}
 
@@ -182,6 +185,10 @@ public struct TrainRunCommand: AsyncParsableCommand {
         if textCacheMiB < 0 { throw ValidationError("--text-cache-mib must be at least 0") }
         if decodedCache < 0 { throw ValidationError("--decoded-cache must be at least 0") }
         if pitchProfiles < 0 || pitchProfiles > 64 { throw ValidationError("--pitch-profiles must be between 0 (off) and 64") }
+        if !(pitchLrScale > 0 && pitchLrScale <= 1000) { throw ValidationError("--pitch-lr-scale must be above 0 and at most 1000") }
+        if pitchLrScale != 1 && pitchProfiles == 0 {
+            throw ValidationError("--pitch-lr-scale scales the pitch-class branch's learning rate; add --pitch-profiles K")
+        }
         if maxTextLength < 2 { throw ValidationError("--max-text-length must be at least 2 ([CLS] and [SEP])") }
         do { _ = try SourceMix(parsing: mix) } catch { throw ValidationError(error.description) }
         if windowSeconds <= 0 || melWindow <= 0 || melHop <= 0 || melBands < 1 {
@@ -228,6 +235,7 @@ public struct TrainRunCommand: AsyncParsableCommand {
         c.audioCacheMiB = audioCache
         c.decodedCacheMiB = decodedCache
         c.pitchProfiles = pitchProfiles
+        c.pitchLearningRateScale = pitchLrScale
         c.specAugment = noSpecAugment ? nil : SpecAugmentConfig(frequencyMasks: freqMasks, maxFrequencyWidth: freqMaskWidth,
                                                                  timeMasks: timeMasks, maxTimeWidth: timeMaskWidth)
         c.windowSeconds = windowSeconds

@@ -14,13 +14,19 @@ public final class AdamW {
 
     public let settings: Settings
     public let parameters: [(name: String, parameter: Parameter)]
+    /// Each parameter's factor on the learning rate of `update(lr:)`, in the order of `parameters`
+    /// (weight decay scales with it, as in PyTorch's parameter groups).
+    public let learningRateScales: [Float]
     /// First and second moments, by parameter name.
     public var m: [String: Tensor]
     public var v: [String: Tensor]
     public var step = 0
 
-    public init(_ parameters: [(name: String, parameter: Parameter)], settings: Settings = Settings()) {
+    /// `learningRateScale` gives a parameter's factor on the learning rate, by its name (default 1 for all).
+    public init(_ parameters: [(name: String, parameter: Parameter)], settings: Settings = Settings(),
+                learningRateScale: (String) -> Float = { _ in 1 }) {
         self.parameters = parameters.filter { $0.parameter.trainable }
+        learningRateScales = self.parameters.map { learningRateScale($0.name) }
         self.settings = settings
         m = [:]
         v = [:]
@@ -56,7 +62,8 @@ public final class AdamW {
         let c2 = 1 - Float(Foundation.pow(Double(b2), Double(step)))
         let items = parameters
         // The update itself: element-wise, parallel over chunks of each large tensor.
-        for (name, p) in items {
+        for ((name, p), scale) in zip(items, learningRateScales) {
+            let lr = lr * scale
             let decay = p.decays ? settings.weightDecay : 0
             let n = p.value.count
             m[name]!.withUnsafeMutablePointer { mp in

@@ -142,7 +142,7 @@ public final class Trainer {
                 return tower.trains(String(p.name.dropFirst(6)), trainedBlocks: blocks)
             }
             return true
-        }, settings: config.adam)
+        }, settings: config.adam, learningRateScale: { $0.hasPrefix("pitch.") ? config.pitchLearningRateScale : 1 })
         textCache = TextCache(capacity: config.textCacheEntries, capacityBytes: config.textCacheMiB << 20)
         sampler = Sampler(split: train, mix: mix, batchSize: config.batchSize, seed: config.seed,
                           bufferSize: config.shuffleBuffer)

@@ -51,12 +51,17 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     /// Learned key profiles of the pitch-class branch (`--pitch-profiles`; `PitchClassBranch`): each
     /// window's 12-bin pitch-class profile adds to the audio embedding. 0: no branch.
     public var pitchProfiles = 0
+    /// What the pitch-class branch's parameters (`pitch.*`) learn at: this times the learning rate of
+    /// the rest (`--pitch-lr-scale`). Its projection starts at zero, so at 1 it grows only as fast as
+    /// any other weight moves (docs/training.md).
+    public var pitchLearningRateScale: Float = 1
 
     enum CodingKeys: String, CodingKey {
         case audio, text, logMel, specAugment, windowSeconds, batchSize, steps, learningRate, minimumLearningRate
         case warmupSteps, adam, clipNorm, initialTemperature, decoupledLoss, mix, seed, shuffleBuffer, evalEvery
         case evalSamples, checkpointEvery, keepCheckpoints, logEvery, textInit, textTraining, textCacheEntries
         case textCacheMiB, audioInit, audioTraining, audioCacheMiB, decodedCacheMiB, pitchProfiles
+        case pitchLearningRateScale
     }
 
     /// Configurations saved before a key existed decode with its default.
@@ -96,6 +101,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         audioCacheMiB = try c.decodeIfPresent(Int.self, forKey: .audioCacheMiB)
         decodedCacheMiB = try value(.decodedCacheMiB, decodedCacheMiB)
         pitchProfiles = try value(.pitchProfiles, pitchProfiles)
+        pitchLearningRateScale = try value(.pitchLearningRateScale, pitchLearningRateScale)
     }
 
     public init(sampleRate: Int) {
@@ -172,6 +178,15 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         if pitchProfiles < 0 || pitchProfiles > 64 {
             throw MulanError(.usage, "\(source): pitchProfiles is \(pitchProfiles); the pitch-class branch takes 0 (off) to 64 profiles",
                              hint: "--pitch-profiles 4 learns four key profiles (the first two start as major and minor)")
+        }
+        if !(pitchLearningRateScale > 0 && pitchLearningRateScale <= 1000) {
+            throw MulanError(.usage, "\(source): pitchLearningRateScale is \(pitchLearningRateScale); it multiplies the learning rate "
+                             + "of the pitch-class branch and must be above 0 and at most 1000",
+                             hint: "--pitch-lr-scale 10 lets the branch learn ten times as fast as the towers")
+        }
+        if pitchProfiles == 0 && pitchLearningRateScale != 1 {
+            throw MulanError(.usage, "\(source): pitchLearningRateScale is \(pitchLearningRateScale), but there is no pitch-class branch",
+                             hint: "add --pitch-profiles K, or leave --pitch-lr-scale out")
         }
         if pitchProfiles > 0 {
             do { _ = try PitchClassProfile(sampleRate: logMel.sampleRate) } catch {

@@ -105,6 +105,28 @@ struct LossAndOptimizerTests {
         #expect(abs(Double(p.value.storage[1]) - w[1]) < 1e-5)
         #expect(abs(Double(q.value.storage[0]) - w[2]) < 1e-5)
         #expect(opt.step == 3)
+
+        // A learning-rate scale (mulan-train --pitch-lr-scale) multiplies the step and the decay of
+        // the parameters it names, and only theirs.
+        let a = Parameter(Tensor(shape: [2], [1.0, -2.0])), b = Parameter(Tensor(shape: [1], [3.0]))
+        let scaled = AdamW([("a", a), ("pitch.b", b)], settings: settings,
+                           learningRateScale: { $0.hasPrefix("pitch.") ? 4 : 1 })
+        #expect(scaled.learningRateScales == [1, 4])
+        var u: [Double] = [1, -2, 3], mu = [0.0, 0, 0], vu = [0.0, 0, 0]
+        for (k, g) in grads.enumerated() {
+            a.grad = Tensor(shape: [2], [Float(g[0]), Float(g[1])])
+            b.grad = Tensor(shape: [1], [Float(g[2])])
+            scaled.update(lr: 0.01)
+            for i in 0..<3 {
+                let lr = i < 2 ? 0.01 : 0.04
+                mu[i] = 0.9 * mu[i] + 0.1 * g[i]
+                vu[i] = 0.999 * vu[i] + 0.001 * g[i] * g[i]
+                let mh = mu[i] / (1 - pow(0.9, Double(k + 1))), vh = vu[i] / (1 - pow(0.999, Double(k + 1)))
+                u[i] -= lr * (mh / (vh.squareRoot() + 1e-8) + 0.1 * u[i])
+            }
+        }
+        for (got, want) in zip(a.value.storage + b.value.storage, u) { #expect(abs(Double(got) - want) < 1e-5) }
+        #expect(abs(Double(a.value.storage[0]) - w[0]) < 1e-5, "an unscaled parameter moved differently")
     }
 
     @Test func clippingBoundsTheGlobalNorm() {

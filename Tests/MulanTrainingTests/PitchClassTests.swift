@@ -187,6 +187,20 @@ struct PitchClassTests {
         #expect(names == ["pitch.profiles", "pitch.norm.weight", "pitch.norm.bias", "pitch.norm.running_mean", "pitch.norm.running_var",
                           "pitch.proj.weight", "pitch.proj.bias"])
         #expect(MuLanModel(old).pitch == nil)
+        // The branch's learning-rate scale (--pitch-lr-scale): kept, 1 when missing, refused out of range or
+        // without a branch.
+        #expect(config.pitchLearningRateScale == 1 && old.pitchLearningRateScale == 1)
+        config.pitchLearningRateScale = 10
+        #expect(try JSONDecoder().decode(TrainingConfig.self, from: JSONEncoder().encode(config)).pitchLearningRateScale == 10)
+        try config.checkAudio(source: "test")
+        for bad: Float in [0, -1, 1001, .nan] {
+            config.pitchLearningRateScale = bad
+            #expect(throws: MulanError.self) { try config.checkAudio(source: "test") }
+        }
+        var noBranch = TrainingConfig(sampleRate: 16000)
+        noBranch.pitchLearningRateScale = 10
+        #expect(throws: MulanError.self) { try noBranch.checkAudio(source: "test") }
+        config.pitchLearningRateScale = 1
         config.pitchProfiles = 65
         #expect(throws: MulanError.self) { try config.checkAudio(source: "test") }
     }
@@ -216,6 +230,19 @@ struct PitchClassTrainingTests {
         // Stopped after step 1 and resumed: the same weights as one run.
         let first = try train("resumed", steps + ["--stop-at", "1"])
         try #require(first.status == 0, "\(first.stderr)")
+        // --pitch-lr-scale: the first step's gradients do not depend on the rate and the branch's projection
+        // starts at zero, so after one step at 10 it is ten times what it is at 1; all else is the same.
+        let scaled = try train("scaled", steps + ["--stop-at", "1", "--pitch-lr-scale", "10"])
+        try #require(scaled.status == 0, "\(scaled.stderr)")
+        let plain1 = try SafeTensors.read(h.dir.file("resumed/checkpoint-000001.safetensors")).tensors
+        let scaled1 = try SafeTensors.read(h.dir.file("scaled/checkpoint-000001.safetensors"))
+        #expect(scaled1.metadata["config"]?.contains(#""pitchLearningRateScale":10"#) == true)
+        for name in ["pitch.proj.weight", "pitch.proj.bias"] {
+            let a = try #require(plain1[name]?.storage), b = try #require(scaled1.tensors[name]?.storage)
+            #expect(a.contains { abs($0) > 1e-3 } && zip(a, b).allSatisfy { abs(10 * $0 - $1) <= 1e-5 * abs($1) + 1e-8 }, "\(name)")
+        }
+        let outside = plain1.keys.filter { !$0.hasPrefix("pitch.") && !$0.hasPrefix("optimizer.") }
+        #expect(!outside.isEmpty && outside.allSatisfy { plain1[$0] == scaled1.tensors[$0] }, "the scale reached the towers")
         let second = try train("resumed", steps + ["--resume"])
         try #require(second.status == 0, "\(second.stderr)")
         let resumed = try SafeTensors.read(h.dir.file("resumed/checkpoint-000003.safetensors")).tensors
@@ -259,6 +286,8 @@ struct PitchClassTrainingTests {
         // Bad input: a count the branch does not take.
         let refused = try train("nope", steps, profiles: "65")
         #expect(refused.status == 64 && refused.stderr.contains("--pitch-profiles"), "\(refused.stderr)")
+        let noBranch = try train("nope-scale", steps + ["--pitch-lr-scale", "10"], profiles: "0")
+        #expect(noBranch.status == 64 && noBranch.stderr.contains("--pitch-lr-scale"), "\(noBranch.stderr)")
     }
 
     @Test func theFrozenFeatureCacheKeepsPitchClassesAndItsLimitChangesNothing() throws {

@@ -95,6 +95,7 @@ def training_config(sample_rate: int = 16000, **overrides: Any) -> Dict[str, Any
                    "melBands": 128, "sampleRate": sample_rate, "topDB": 80.0, "windowSeconds": 0.025},
         "minimumLearningRate": 0.0,
         "mix": {"weights": ["tags", 2.0, "descriptions", 2.0, "playlists", 1.0, "aset", 1.0]},
+        "pitchLearningRateScale": 1.0,
         "pitchProfiles": 0,
         "seed": 0,
         "shuffleBuffer": 1000,
@@ -955,14 +956,25 @@ class MulanModel(nn.Module):
     def parameter_groups(self, weight_decay: Optional[float] = None,
                          text_training: Optional[str] = None) -> List[Dict[str, Any]]:
         """AdamW parameter groups as mulan-train forms them: decayed weights, then the rest (decay 0).
-        Sets ``requires_grad`` False on text parameters that do not train."""
+        Each group's ``lr_scale`` is its factor on the learning rate (the trainer sets ``lr`` to the
+        schedule's rate times it): 1, except that with a config ``pitchLearningRateScale`` other than
+        1 the pitch-class branch's parameters form two more groups (decayed, then not) at that factor,
+        as ``mulan-train --pitch-lr-scale`` trains them. Sets ``requires_grad`` False on text
+        parameters that do not train."""
         decay = float(self.config.get("adam", {}).get("weightDecay", 0.01)) if weight_decay is None else weight_decay
         chosen = {name for name, _ in self.optimized_parameters(text_training)}
         for name, p in self.named_parameters():
             p.requires_grad_(name in chosen)
         params = [(n, p) for n, p in self.named_parameters() if n in chosen]
-        return [{"params": [p for n, p in params if self.decays(n)], "weight_decay": decay},
-                {"params": [p for n, p in params if not self.decays(n)], "weight_decay": 0.0}]
+        scale = float(self.config.get("pitchLearningRateScale", 1.0))
+        apart = [(n, p) for n, p in params if scale != 1.0 and n.startswith("pitch.")]
+        rest = [(n, p) for n, p in params if not (scale != 1.0 and n.startswith("pitch."))]
+        groups = [{"params": [p for n, p in rest if self.decays(n)], "weight_decay": decay, "lr_scale": 1.0},
+                  {"params": [p for n, p in rest if not self.decays(n)], "weight_decay": 0.0, "lr_scale": 1.0}]
+        if apart:
+            groups += [{"params": [p for n, p in apart if self.decays(n)], "weight_decay": decay, "lr_scale": scale},
+                       {"params": [p for n, p in apart if not self.decays(n)], "weight_decay": 0.0, "lr_scale": scale}]
+        return groups
 
     def optimizer_tensors(self, optimizer: torch.optim.Optimizer) -> Tuple[Dict[str, torch.Tensor], int]:
         """AdamW's state in mulan's layout: ``optimizer.m.NAME`` (first moment) and ``optimizer.v.NAME``

@@ -331,6 +331,9 @@ def _parser() -> argparse.ArgumentParser:
     a("--pitch-profiles", type=int, default=0,
       help="learned key profiles of the pitch-class branch, which adds each window's 12-bin pitch-class "
            "profile to the audio embedding (any audio tower; 0: no branch)")
+    a("--pitch-lr-scale", type=float, default=1.0,
+      help="multiply the learning rate of the pitch-class branch by this factor (above 0, at most 1000; "
+           "its projection starts at zero)")
     # PyTorch's
     a("--device", default=None, help="cpu, cuda or cuda:N (default: cuda:LOCAL_RANK when CUDA is available, else cpu)")
     a("--backend", choices=["auto", "gloo", "nccl"], default="auto",
@@ -425,6 +428,10 @@ def _validate(o: argparse.Namespace) -> None:
         raise UsageError("--workers must be at least 0")
     if not 0 <= o.pitch_profiles <= 64:
         raise UsageError("--pitch-profiles must be between 0 (off) and 64")
+    if not 0 < o.pitch_lr_scale <= 1000:
+        raise UsageError("--pitch-lr-scale must be above 0 and at most 1000")
+    if o.pitch_lr_scale != 1 and o.pitch_profiles == 0:
+        raise UsageError("--pitch-lr-scale scales the pitch-class branch's learning rate; add --pitch-profiles K")
     if o.stop_at is not None and o.stop_at < 1:
         raise UsageError("--stop-at must be at least 1")
     try:
@@ -463,6 +470,7 @@ def make_config(o: argparse.Namespace, sample_rate: int) -> Dict[str, Any]:
               "keepCheckpoints": o.keep_checkpoints, "logEvery": o.log_every})
     c["adam"]["weightDecay"] = o.weight_decay
     c["pitchProfiles"] = o.pitch_profiles
+    c["pitchLearningRateScale"] = o.pitch_lr_scale
     if o.audio_tower in ("resnet50", "ast"):
         c["audio"]["kind"] = o.audio_tower
     if o.audio_tower == "ast":
@@ -677,7 +685,7 @@ class Trainer:
             lr = learning_rate(step, float(c["learningRate"]), int(c["warmupSteps"]), steps,
                                float(c["minimumLearningRate"]))
             for g in self.optimizer.param_groups:
-                g["lr"] = lr
+                g["lr"] = lr * float(g.get("lr_scale", 1.0))
             if self.scaler is not None:
                 self.scaler.step(self.optimizer)
                 self.scaler.update()

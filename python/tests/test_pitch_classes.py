@@ -408,6 +408,47 @@ def test_train_option_mirrors_mulan_train(tmp_path: Path) -> None:
         r = launch(single(["--dataset", str(tmp_path), "--run-dir", str(tmp_path / "run"), "--pitch-profiles", bad]),
                    ok=(64,))
         assert "--pitch-profiles must be between 0 (off) and 64" in r.stderr, r.stderr
+    # --pitch-lr-scale: the config key mulan-train writes (1 when left out); refused out of range or
+    # without a branch.
+    assert config()["pitchLearningRateScale"] == 1.0
+    scaled = config("--pitch-profiles", "3", "--pitch-lr-scale", "10")
+    assert scaled["pitchLearningRateScale"] == 10.0
+    for extra, message in ((["--pitch-profiles", "3", "--pitch-lr-scale", "0"], "above 0 and at most 1000"),
+                           (["--pitch-profiles", "3", "--pitch-lr-scale", "1001"], "above 0 and at most 1000"),
+                           (["--pitch-lr-scale", "10"], "add --pitch-profiles K")):
+        r = launch(single(["--dataset", str(tmp_path), "--run-dir", str(tmp_path / "run"), *extra]), ok=(64,))
+        assert message in r.stderr, r.stderr
+    # The branch's parameters form their own groups at that factor; the rest keep 1.
+    model = MulanModel(scaled)
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = model.parameter_groups()
+    assert [g["lr_scale"] for g in groups] == [1.0, 1.0, 10.0, 10.0]
+    assert sorted(names[id(p)] for g in groups[2:] for p in g["params"]) == \
+        sorted(n for n, _ in model.optimized_parameters() if n.startswith("pitch."))
+    assert not [p for g in groups[:2] for p in g["params"] if names[id(p)].startswith("pitch.")]
+    assert len(MulanModel(config("--pitch-profiles", "3")).parameter_groups()) == 2
+
+
+def test_pitch_lr_scale_multiplies_the_branchs_first_step(timbre_dataset, tmp_path: Path) -> None:
+    """The first step's gradients do not depend on the rate, and the branch's projection starts at
+    zero: after one step at --pitch-lr-scale 10 it is ten times what it is at 1, and every weight
+    outside the branch is the same in both runs (as mulan-train's end-to-end test checks for mulan-train)."""
+    after: Dict[str, Dict[str, torch.Tensor]] = {}
+    for scale in ("1", "10"):
+        run_dir = tmp_path / f"run-{scale}"
+        launch(single(["--dataset", timbre_dataset["dataset"], "--run-dir", str(run_dir), *TINY, "--seed", "3",
+                       "--lr", "1e-2", "--warmup-steps", "1", "--pitch-profiles", "2", "--pitch-lr-scale", scale,
+                       "--steps", "3", "--stop-at", "1", "--eval-every", "100", "--workers", "0"]))
+        loaded = ckpt.read(str(run_dir / ckpt.file_name(1)))
+        assert float(loaded.config["pitchLearningRateScale"]) == float(scale)
+        after[scale] = loaded.model_tensors
+    plain, scaled = after["1"], after["10"]
+    for name in ("pitch.proj.weight", "pitch.proj.bias"):
+        assert float(plain[name].abs().max()) > 1e-3, name
+        assert torch.allclose(scaled[name], 10 * plain[name], rtol=1e-5, atol=1e-8), name
+    others = [n for n in plain if not n.startswith("pitch.")]
+    worst = max(float((plain[n] - scaled[n]).abs().max()) for n in others)
+    assert others and worst <= 1e-6, worst
 
 
 # MARK: (e) parity with mulan's tools
