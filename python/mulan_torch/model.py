@@ -967,8 +967,11 @@ class MulanModel(nn.Module):
             p.requires_grad_(name in chosen)
         params = [(n, p) for n, p in self.named_parameters() if n in chosen]
         scale = float(self.config.get("pitchLearningRateScale", 1.0))
-        apart = [(n, p) for n, p in params if scale != 1.0 and n.startswith("pitch.")]
-        rest = [(n, p) for n, p in params if not (scale != 1.0 and n.startswith("pitch."))]
+        def scaled(name: str) -> bool:
+            return scale != 1.0 and name.startswith("pitch.")
+
+        apart = [(n, p) for n, p in params if scaled(n)]
+        rest = [(n, p) for n, p in params if not scaled(n)]
         groups = [{"params": [p for n, p in rest if self.decays(n)], "weight_decay": decay, "lr_scale": 1.0},
                   {"params": [p for n, p in rest if not self.decays(n)], "weight_decay": 0.0, "lr_scale": 1.0}]
         if apart:
