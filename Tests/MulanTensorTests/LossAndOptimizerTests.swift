@@ -83,24 +83,30 @@ struct LossAndOptimizerTests {
     }
 
     @Test func adamWMatchesHandComputedSteps() {
-        let p = Parameter(Tensor(shape: [2], [1.0, -2.0]))
-        let q = Parameter(Tensor(shape: [1], [3.0]), decays: false)
         var settings = AdamW.Settings()
         settings.weightDecay = 0.1
-        let opt = AdamW([("p", p), ("q", q)], settings: settings)
-        var w: [Double] = [1, -2, 3], m = [0.0, 0, 0], v = [0.0, 0, 0]
         let grads: [[Double]] = [[0.5, -1, 2], [0.25, 0.5, -1], [-0.1, 0.2, 0.3]]
-        for (k, g) in grads.enumerated() {
-            p.grad = Tensor(shape: [2], [Float(g[0]), Float(g[1])])
-            q.grad = Tensor(shape: [1], [Float(g[2])])
-            opt.update(lr: 0.01)
-            for i in 0..<3 {
-                m[i] = 0.9 * m[i] + 0.1 * g[i]
-                v[i] = 0.999 * v[i] + 0.001 * g[i] * g[i]
-                let mh = m[i] / (1 - pow(0.9, Double(k + 1))), vh = v[i] / (1 - pow(0.999, Double(k + 1)))
-                w[i] -= 0.01 * (mh / (vh.squareRoot() + 1e-8) + (i < 2 ? 0.1 * w[i] : 0))
+        /// Three updates of `opt` (over x [1, -2] and y [3]) at rate 0.01, and the same computed by hand
+        /// with each of the three weights' rate and decay: the hand-computed weights.
+        func steps(_ opt: AdamW, _ x: Parameter, _ y: Parameter, lr: [Double], decay: [Double]) -> [Double] {
+            var w: [Double] = [1, -2, 3], m = [0.0, 0, 0], v = [0.0, 0, 0]
+            for (k, g) in grads.enumerated() {
+                x.grad = Tensor(shape: [2], [Float(g[0]), Float(g[1])])
+                y.grad = Tensor(shape: [1], [Float(g[2])])
+                opt.update(lr: 0.01)
+                for i in 0..<3 {
+                    m[i] = 0.9 * m[i] + 0.1 * g[i]
+                    v[i] = 0.999 * v[i] + 0.001 * g[i] * g[i]
+                    let mh = m[i] / (1 - pow(0.9, Double(k + 1))), vh = v[i] / (1 - pow(0.999, Double(k + 1)))
+                    w[i] -= lr[i] * (mh / (vh.squareRoot() + 1e-8) + decay[i] * w[i])
+                }
             }
+            return w
         }
+        let p = Parameter(Tensor(shape: [2], [1.0, -2.0]))
+        let q = Parameter(Tensor(shape: [1], [3.0]), decays: false)
+        let opt = AdamW([("p", p), ("q", q)], settings: settings)
+        let w = steps(opt, p, q, lr: [0.01, 0.01, 0.01], decay: [0.1, 0.1, 0])
         #expect(abs(Double(p.value.storage[0]) - w[0]) < 1e-5)
         #expect(abs(Double(p.value.storage[1]) - w[1]) < 1e-5)
         #expect(abs(Double(q.value.storage[0]) - w[2]) < 1e-5)
@@ -112,19 +118,7 @@ struct LossAndOptimizerTests {
         let scaled = AdamW([("a", a), ("pitch.b", b)], settings: settings,
                            learningRateScale: { $0.hasPrefix("pitch.") ? 4 : 1 })
         #expect(scaled.learningRateScales == [1, 4])
-        var u: [Double] = [1, -2, 3], mu = [0.0, 0, 0], vu = [0.0, 0, 0]
-        for (k, g) in grads.enumerated() {
-            a.grad = Tensor(shape: [2], [Float(g[0]), Float(g[1])])
-            b.grad = Tensor(shape: [1], [Float(g[2])])
-            scaled.update(lr: 0.01)
-            for i in 0..<3 {
-                let lr = i < 2 ? 0.01 : 0.04
-                mu[i] = 0.9 * mu[i] + 0.1 * g[i]
-                vu[i] = 0.999 * vu[i] + 0.001 * g[i] * g[i]
-                let mh = mu[i] / (1 - pow(0.9, Double(k + 1))), vh = vu[i] / (1 - pow(0.999, Double(k + 1)))
-                u[i] -= lr * (mh / (vh.squareRoot() + 1e-8) + 0.1 * u[i])
-            }
-        }
+        let u = steps(scaled, a, b, lr: [0.01, 0.01, 0.04], decay: [0.1, 0.1, 0.1])
         for (got, want) in zip(a.value.storage + b.value.storage, u) { #expect(abs(Double(got) - want) < 1e-5) }
         #expect(abs(Double(a.value.storage[0]) - w[0]) < 1e-5, "an unscaled parameter moved differently")
     }
