@@ -4,7 +4,8 @@ measuring ffmpeg pass, the encoding ffmpeg pass), for one or more versions of th
 after the other on the same arguments, one job each.
 
 Each generator runs in this process with its `run` (the one place it starts a tool) wrapped: the
-children's user + system CPU is summed per step name. The corpora go to a scratch folder and are
+children's user + system CPU is summed per step name. A generator that renders with libfluidsynth in
+its own process (a `synthesize` function) has that wrapped too: the process's own CPU while it runs. The corpora go to a scratch folder and are
 deleted.
 
 Usage:
@@ -44,6 +45,22 @@ def measure(script, args):
         return result
 
     module.run = timed
+    # Since FluidSynth runs in the generator's own process (libfluidsynth through ctypes), its step is
+    # the process's own CPU, and any child's, while `synthesize` runs.
+    if hasattr(module, "synthesize"):
+        synthesize = module.synthesize
+
+        def cpu_now():
+            own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+            return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+        def timed_synthesize(t, mid, wav):
+            before = cpu_now()
+            synthesize(t, mid, wav)
+            cpu["fluidsynth"] += cpu_now() - before
+            calls["fluidsynth"] += 1
+
+        module.synthesize = timed_synthesize
     scratch = tempfile.mkdtemp(prefix="demo-corpus-steps-")
     try:
         sys.argv = [script, "--out", os.path.join(scratch, "corpus"), "--tracks", str(args.tracks), "--seed", str(args.seed),

@@ -194,6 +194,63 @@ struct DemoCorpusTests {
 
     /// The held-out evaluation corpus: another soundfont (csound's GM bank, never trained on), every
     /// good track in the evaluation files, recorded in the ground truth; two runs give the same bytes.
+    /// The samples of a WAV file's `data` chunk (the headers differ: FluidSynth's CLI writes through
+    /// libsndfile, which adds a `PEAK` chunk to float files).
+    static func wavData(_ path: String) throws -> Data {
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        var at = 12
+        while at + 8 <= bytes.count {
+            let id = String(decoding: bytes[at..<at + 4], as: UTF8.self)
+            let size = bytes[at + 4..<at + 8].enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+            if id == "data" { return bytes.subdata(in: at + 8..<min(bytes.count, at + 8 + size)) }
+            at += 8 + size + (size & 1)
+        }
+        throw TestFailure("\(path) has no data chunk")
+    }
+
+    /// The generator renders with libfluidsynth in its own process, one soundfont load kept for all
+    /// tracks: each track must still get exactly the samples the `fluidsynth` CLI renders for it with
+    /// the same settings, a second track from the same (cached) soundfont included.
+    @Test func inProcessRenderingGivesTheFluidSynthCLIsSamples() throws {
+        let c = try Self.corpus()
+        let dir = TempDir("mulan-demo-render")
+        let fonts = ["fluidr3": "/usr/share/sounds/sf2/FluidR3_GM.sf2",
+                     "musescore": "/usr/share/sounds/sf3/MuseScore_General_Full.sf3"]
+        let tracks = try Self.table(c.first + "/ground-truth.csv").rows.compactMap { $0["track_id"] }.prefix(2)
+        try #require(tracks.count == 2)
+        let renders = [("musescore", tracks.first!), ("musescore", tracks.last!), ("fluidr3", tracks.first!)]
+        let script = """
+            import importlib.util, sys
+            spec = importlib.util.spec_from_file_location("corpus", sys.argv[1])
+            m = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(m)
+            renderer = m.FluidSynth()
+            settings = {"synth.sample-rate": 44100, "synth.gain": 0.2, "synth.reverb.room-size": 0.7,
+                        "synth.reverb.damp": 0.3, "synth.chorus.nr": 4, "synth.chorus.depth": 8.5}
+            for sf, mid, out in zip(sys.argv[2::3], sys.argv[3::3], sys.argv[4::3]):
+                renderer.render(sf, settings, mid, out)
+            """
+        var arguments = ["-c", script, TestPaths.packageRoot + "/scripts/make-demo-corpus.py"]
+        for (font, track) in renders {
+            arguments += [fonts[font]!, c.first + "/midi/\(track).mid", dir.file("\(font)-\(track)-lib.wav")]
+        }
+        let lib = try TestProcess.run("python3", arguments)
+        #expect(lib.status == 0, "\(lib.stderr)")
+        for (font, track) in renders {
+            let cli = try TestProcess.run("fluidsynth", [
+                "-ni", "-q", "-g", "0.2", "-r", "44100", "-O", "float", "-o", "synth.dynamic-sample-loading=1",
+                "-o", "synth.reverb.room-size=0.7", "-o", "synth.reverb.damp=0.3", "-o", "synth.chorus.nr=4",
+                "-o", "synth.chorus.depth=8.5", "-F", dir.file("\(font)-\(track)-cli.wav"), fonts[font]!,
+                c.first + "/midi/\(track).mid"])
+            #expect(cli.status == 0, "\(cli.stderr)")
+            let a = try Self.wavData(dir.file("\(font)-\(track)-lib.wav"))
+            let b = try Self.wavData(dir.file("\(font)-\(track)-cli.wav"))
+            #expect(a.count > 8 * 44100 * 10, "\(font) \(track): \(a.count) bytes")
+            #expect(a.contains { $0 != 0 }, "\(font) \(track) is silent")
+            #expect(a == b, "\(font) \(track): \(a.count) bytes in process, \(b.count) from the CLI")
+        }
+    }
+
     @Test func heldOutSoundfontCorpusIsDeterministicAndEvaluatesEveryTrack() throws {
         let dir = TempDir("mulan-demo-heldout")
         func make(_ name: String, jobs: Int) throws -> ProcessResult {
