@@ -709,16 +709,11 @@ class FluidSynth:
             self._free(s, synth)
 
 
-FLUID = None
-FLUID_LOCK = threading.Lock()
+FLUID = None                                     # the FluidSynth that main() loads before rendering
 
 
 def synthesize(t, mid, wav):
     """The track's MIDI through FluidSynth with its soundfont, gain and effect settings."""
-    global FLUID
-    with FLUID_LOCK:
-        if FLUID is None:
-            FLUID = FluidSynth()
     settings = {"synth.sample-rate": RENDER_RATE, "synth.gain": FLUIDSYNTH_GAIN[t.loudness]}
     settings.update({f"synth.reverb.{k}": v for k, v in t.reverb.items()})
     settings.update({f"synth.chorus.{k}": v for k, v in t.chorus.items()})
