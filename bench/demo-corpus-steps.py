@@ -26,41 +26,36 @@ import tempfile
 import time
 
 
+def cpu_seconds(who):
+    """User + system CPU of the getrusage targets in `who`, summed."""
+    return sum(r.ru_utime + r.ru_stime for r in map(resource.getrusage, who))
+
+
 def measure(script, args):
     spec = importlib.util.spec_from_file_location("demo_corpus_under_test", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     cpu = collections.defaultdict(float)
     calls = collections.Counter()
-    run = module.run
-    # One job (below): a step's CPU is the children's CPU that grew while it ran, which holds only when
-    # nothing else runs beside it.
+    # One job (below): a step's CPU is the CPU that grew while it ran, which holds only when nothing
+    # else runs beside it. A tool the generator starts is counted in its children's CPU; FluidSynth,
+    # when the generator runs it in its own process (libfluidsynth through ctypes, a `synthesize`
+    # function), in the process's own CPU and any child's.
 
-    def timed(cmd, what):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        result = run(cmd, what)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu[what] += (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-        calls[what] += 1
-        return result
+    def timed(function, step, who):
+        def wrapper(*arguments):
+            before = cpu_seconds(who)
+            result = function(*arguments)
+            name = step(*arguments)
+            cpu[name] += cpu_seconds(who) - before
+            calls[name] += 1
+            return result
+        return wrapper
 
-    module.run = timed
-    # Since FluidSynth runs in the generator's own process (libfluidsynth through ctypes), its step is
-    # the process's own CPU, and any child's, while `synthesize` runs.
+    module.run = timed(module.run, lambda cmd, what: what, [resource.RUSAGE_CHILDREN])
     if hasattr(module, "synthesize"):
-        synthesize = module.synthesize
-
-        def cpu_now():
-            own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-            return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-        def timed_synthesize(t, mid, wav):
-            before = cpu_now()
-            synthesize(t, mid, wav)
-            cpu["fluidsynth"] += cpu_now() - before
-            calls["fluidsynth"] += 1
-
-        module.synthesize = timed_synthesize
+        module.synthesize = timed(module.synthesize, lambda *_: "fluidsynth",
+                                  [resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN])
     scratch = tempfile.mkdtemp(prefix="demo-corpus-steps-")
     try:
         sys.argv = [script, "--out", os.path.join(scratch, "corpus"), "--tracks", str(args.tracks), "--seed", str(args.seed),
