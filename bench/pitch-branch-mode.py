@@ -9,7 +9,8 @@ on the corpus's ground truth (ROC-AUC): the whole audio embedding along d = t_ma
 the windows mulan-embed uses), and the label-free difference of the first two key correlations
 (f0 - f1: Krumhansl-Kessler major minus minor while the profiles stay near their start). It also
 prints the spread (std over tracks) of the whole embedding and of u along d: when the first is much
-larger, the tower's own variation along d drowns what the branch says.
+larger, the tower's own variation along d drowns what the branch says. Last, the share of d's squared
+norm within the span of the branch's projection (columns and bias): what of d the branch can reach.
 
 Usage: .venv/bin/python bench/pitch-branch-mode.py RUN_DIR CORPUS VOCAB [MULAN_BIN]
 """
@@ -79,6 +80,11 @@ def main(run, corpus, vocab, binaries):
     print(f"  the branch's u along t_major - t_minor    {roc_auc(own, major):.3f}   spread {np.std(own):.3f}")
     print(f"  f0 - f1 (label-free)                      {roc_auc(label_free, major):.3f}")
     print(f"  cos(t_major, t_minor) {float(text['major'] @ text['minor']):.3f}")
+    # How much of the texts' mode direction the branch can reach at all: the share of |d|^2 within
+    # the span of pitch.proj's columns and bias (a random subspace of that size holds its dimension / D).
+    basis, _ = np.linalg.qr(np.concatenate([weight, bias[:, None]], axis=1).astype(np.float64))
+    share = float(np.sum((basis.T @ d) ** 2) / np.sum(d.astype(np.float64) ** 2))
+    print(f"  share of |t_major - t_minor|^2 in the branch's span  {share:.3f}   (a random {basis.shape[1]}-d subspace: {basis.shape[1] / len(d):.3f})")
 
 
 if __name__ == "__main__":
