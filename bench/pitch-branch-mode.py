@@ -82,8 +82,11 @@ def main(run, corpus, vocab, binaries):
     print(f"  cos(t_major, t_minor) {float(text['major'] @ text['minor']):.3f}")
     # How much of the texts' mode direction the branch can reach at all: the share of |d|^2 within
     # the span of pitch.proj's columns and bias (a random subspace of that size holds its dimension / D).
-    basis, _ = np.linalg.qr(np.concatenate([weight, bias[:, None]], axis=1).astype(np.float64))
-    share = float(np.sum((basis.T @ d) ** 2) / np.sum(d.astype(np.float64) ** 2))
+    # Only the directions the projection really spans count (a branch still at its zero start spans none).
+    u_left, singular, _ = np.linalg.svd(np.concatenate([weight, bias[:, None]], axis=1).astype(np.float64), full_matrices=False)
+    basis = u_left[:, singular > 1e-6 * singular.max()]
+    d64 = d.astype(np.float64)
+    share = float(np.sum((basis.T @ d64) ** 2) / np.sum(d64 ** 2))
     print(f"  share of |t_major - t_minor|^2 in the branch's span  {share:.3f}   (a random {basis.shape[1]}-d subspace: {basis.shape[1] / len(d):.3f})")
 
 
