@@ -44,11 +44,11 @@ PROMPT_PAIRS = [("major", "minor"), ("major key", "minor key"), ("in a major key
                 ("bright", "dark"), ("uplifting", "melancholic")]
 
 
+COLUMN = {t: attribute for attribute, tags in ATTRIBUTES.items() for t in tags}  # ground-truth.csv's column per tag
+
+
 def truth(row, tag):
-    for attribute, column in (("family", "family"), ("tempo", "tempo"), ("mode", "mode"), ("loudness", "loudness")):
-        if tag in ATTRIBUTES[attribute]:
-            return row[column] == tag
-    raise KeyError(tag)
+    return row[COLUMN[tag]] == tag
 
 
 def good_rows(corpus):
@@ -116,11 +116,10 @@ def main():
     print()
     print("share of each tag's zero-shot score variance between the groups of each attribute (held-out tracks):")
     print(f"{'tag':8} " + " ".join(f"{a:>9}" for a in ATTRIBUTES) + f" {'drums':>9}")
-    columns = {"family": "family", "tempo": "tempo", "mode": "mode", "loudness": "loudness", "drums": "drums"}
     for t in TAGS:
         s = x @ text[t]
         shares = []
-        for column in columns.values():
+        for column in list(ATTRIBUTES) + ["drums"]:
             groups = {}
             for v, r in zip(s, heldout_rows):
                 groups.setdefault(r[column], []).append(v)
